@@ -1,0 +1,42 @@
+"Shared fixtures: one small avatar cache (1,000 faces, 64 px) built once per test run."
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tests never touch the user's own cache: `make test` sets CRVAE_DATA, and a bare `pytest` uses the repo-local one.
+os.environ.setdefault('CRVAE_DATA', str(ROOT/'.cache'/'crvae-test'))
+
+import torch  # noqa: E402
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_addoption(parser):
+    parser.addoption('--runslow', action='store_true', default=False, help='run tests marked slow')
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption('--runslow'): return
+    skip = pytest.mark.skip(reason='slow: pass --runslow to run')
+    for item in items:
+        if 'slow' in item.keywords: item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def faces_1k():
+    "The shared 1,000-face, 64 px avatar set (built once if missing)."
+    from crvae.data import load_avatars
+    return load_avatars(n=1000, size=64, progress=False)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    "Run `crvae ARGS...` in-process; returns (exit code, stdout, stderr)."
+    from crvae.core import main
+    def run(*argv):
+        try: code = main([str(a) for a in argv])
+        except SystemExit as e: code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return run
