@@ -1,0 +1,25 @@
+# The README's commands. `make test` is the one CI runs (.ci/run).
+SHELL := /bin/bash
+# Use the project's virtual environment when it exists, activated or not.
+ifneq ($(wildcard .venv/bin/python),)
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+endif
+
+.PHONY: test export clean readme nbs sync
+
+test:            ## check notebooks == library, run every notebook and the test suite, time each phase
+	bash tools/test.sh
+
+export:          ## notebooks -> crvae/*.py
+	nbdev-export
+
+clean:           ## strip notebook metadata the way CI expects
+	nbdev-clean
+
+readme:          ## README.md <- nbs/index.ipynb
+	python tools/readme.py
+
+sync: export clean readme
+
+nbs:             ## run every notebook and save its outputs (the course material), then clean
+	CRVAE_DATA=$${CRVAE_DATA:-$(CURDIR)/.cache/crvae-test} nbdev-test --save --timing && nbdev-clean

@@ -1,0 +1,32 @@
+"""The fresh-install check: build the wheel, install it with --no-deps into a new venv, import crvae and run the CLI there.
+
+The new venv is made with --system-site-packages; since the test itself runs inside a venv (whose packages are not the
+system's), a .pth file also exposes this environment's site-packages (for torch & co) without its editable crvae.
+"""
+import os, subprocess, sys, sysconfig, venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_installs_and_runs(tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', str(ROOT), '--no-deps', '-q', '-w', str(tmp_path/'dist')],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    wheel, = (tmp_path/'dist').glob('crvae-*.whl')
+    env_dir = tmp_path/'venv'
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    py = env_dir/'bin'/'python'
+    site = subprocess.run([str(py), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                          capture_output=True, text=True).stdout.strip()
+    Path(site, '_parent_env.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')
+    r = subprocess.run([sys.executable, '-m', 'pip', '--python', str(py), 'install', '--no-deps', '-q', str(wheel)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
+    r = subprocess.run([str(py), '-c', 'import crvae, crvae.core, crvae.data; print(crvae.__file__)'],
+                       capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()).is_relative_to(env_dir), r.stdout   # the wheel's copy, not the checkout
+    r = subprocess.run([str(env_dir/'bin'/'crvae'), '--help'], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and 'data' in r.stdout, r.stderr
