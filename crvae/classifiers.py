@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/classifiers.html.md"""
 
 # %% ../nbs/07_classifiers.ipynb #eade1035
 from __future__ import annotations
-import argparse, copy, dataclasses, hashlib, json, math, re, time
+import argparse, copy, dataclasses, hashlib, json, math, os, re, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,8 @@ __all__ = ['CLASSIFIER_SIZE', 'CLASSIFIER_FORMAT', 'CLASSIFIER_KINDS', 'to_class
            'AttributeClassifier', 'RecognitionClassifierConfig', 'RecognitionClassifier', 'recognition_targets',
            'recognition_split', 'dataset_identity', 'dataset_id', 'ClassifierTrainConfig', 'classifier_loss',
            'output_names', 'classifier_accuracy', 'train_classifier', 'save_classifier', 'load_classifier',
-           'Classifiers', 'classifiers_root', 'load_classifiers', 'train_classifiers', 'classifier_report']
+           'Classifiers', 'classifiers_root', 'assets_home', 'load_classifiers', 'train_classifiers',
+           'classifier_report']
 
 # %% ../nbs/07_classifiers.ipynb #8a552b8e
 CLASSIFIER_SIZE = 128  # the papers' classifier input (acVAE §5.2)
@@ -373,6 +374,12 @@ def classifiers_root(root=None) -> Path:
     "Where classifiers live: `root`, else `data_home()/classifiers`."
     return Path(root).expanduser() if root is not None else data_home()/'classifiers'
 
+def assets_home() -> Path:
+    "Where the shipped checkpoints and classifiers live: `$CRVAE_ASSETS`, else the package's `assets` folder."
+    env = os.environ.get('CRVAE_ASSETS')
+    import crvae
+    return Path(env).expanduser() if env else Path(crvae.__file__).parent/'assets'
+
 def _train_hint(name:str) -> str:
     name = (name or 'avatars').split(':')[0]
     return f"`crvae classifiers --data {name}" + (' --root DIR`' if name != 'avatars' else '`')
@@ -387,6 +394,9 @@ def load_classifiers(data_or_manifest, root=None, device='cpu') -> Classifiers:
         if folder is None or not (folder/'attributes.json').exists():
             cards = sorted(base.glob('*/attributes.json')) if base.is_dir() else []
             fits = [c.parent for c in cards if _identity_mismatch(load_json(c)['dataset']['identity'], ident) is None]
+            if not fits and root is None and None not in (ident['attributes'], ident['generator']):  # the shipped ones, same data only
+                fits = [c.parent for c in sorted((assets_home()/'classifiers').glob('*/attributes.json'))
+                        if _identity_mismatch(load_json(c)['dataset']['identity'], ident) is None]
             if fits: folder = fits[0]
             else:
                 same = [c.parent.name for c in cards if load_json(c)['dataset']['identity']['dataset'] == ident['dataset']]

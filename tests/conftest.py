@@ -40,3 +40,24 @@ def run_cli(capsys):
         out = capsys.readouterr()
         return code, out.out, out.err
     return run
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_given_back():
+    "Every test gives back the Ctrl-C and SIGTERM handlers it found (a leaked handler would swallow a later test's Ctrl-C)."
+    import signal
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    changed = [signal.Signals(s).name for s, h in before.items() if signal.getsignal(s) is not h]
+    for s, h in before.items():
+        if h is not None: signal.signal(s, h)
+    assert not changed, f"the test left these signal handlers changed: {changed}"
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    "Ctrl-C raises KeyboardInterrupt, as in a terminal (a shell's background job, e.g. `make test &`, starts with it ignored)."
+    import signal
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)

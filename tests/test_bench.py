@@ -81,10 +81,10 @@ def test_projection_arithmetic():
 
 
 def test_ablations_run_and_restore_patches():
-    rows = bench.bench_ablations('crvae-gan', ['onednn-lstm', 'unfused-adam', 'channels-last', 'fp32'], 'tiny', 'cpu', batch=4, steps=1)
+    rows = bench.bench_ablations('crvae-gan', ['onednn-lstm', 'unfused-adam', 'channels-first', 'fp32'], 'tiny', 'cpu', batch=4, steps=1)
     by = {r['variant']: r for r in rows}
-    assert list(by) == ['baseline', 'onednn-lstm', 'unfused-adam', 'channels-last', 'fp32']
-    for v in ('baseline', 'onednn-lstm', 'unfused-adam', 'channels-last'): assert pos(by[v]['images_per_s']) and pos(by[v]['vs_baseline'])
+    assert list(by) == ['baseline', 'onednn-lstm', 'unfused-adam', 'channels-first', 'fp32']
+    for v in ('baseline', 'onednn-lstm', 'unfused-adam', 'channels-first'): assert pos(by[v]['images_per_s']) and pos(by[v]['vs_baseline'])
     assert by['baseline']['vs_baseline'] == 1.0 and 'not applicable' in by['fp32']['note']
     assert crvae.layers.run_lstm.__name__ == 'run_lstm' and crvae.training._adam.__name__ == '_adam'
     assert bench.check_ablations(['all'], 'cpu') == [k for k, a in bench.ABLATIONS.items() if 'cpu' in a.devices]

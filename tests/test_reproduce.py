@@ -1,0 +1,173 @@
+"Shipping (fp16 weights, cards), the shipped-classifier fallback, `crvae reproduce` (shipped and --train, resumable), the shipped checkpoints against their cards."
+import json, os
+from pathlib import Path
+
+import pytest
+import torch
+
+import crvae
+from crvae.core import UserError, load_json
+from crvae.reproduce import (COMPARISON, CLAIMS, cast_weights, eval_config, reproduce, ship, ship_classifiers, shipped_name,
+                             checkpoints_home, evaluate_checkpoint, eval_classifiers, judge_claims, md_to_html)
+
+TINY = eval_config('tiny')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def setup(faces_1k, tmp_path_factory):
+    "Tiny classifiers, two 2-step runs (vae-gan, acvae-gan) and their shipped copies in a temporary assets folder."
+    from crvae.classifiers import train_classifiers
+    from crvae.training import train
+    root = tmp_path_factory.mktemp('reproduce')
+    torch.manual_seed(0)
+    train_classifiers(faces_1k, out=root/'clf', preset='tiny', device='cpu', progress=False)
+    kw = dict(faces=faces_1k, n=1000, steps=2, sets=['batch_size=8'], progress=False, sample_every=0, ckpt_every=0)
+    train('vae-gan', root/'runs'/'vae-gan', **kw)
+    train('acvae-gan', root/'runs'/'acvae-gan', **kw, snapshot_every=1, keep_snapshots=3)
+    for role in ('vae-gan', 'acvae-gan'):
+        ship(root/'runs'/role, shipped_name(role), root/'assets'/'checkpoints', cfg=TINY, faces=faces_1k, classifiers_root=root/'clf',
+             snapshots=2 if role == 'acvae-gan' else 0)
+    return root
+
+
+def test_cast_weights_keeps_integers_and_refuses_overflow():
+    w = cast_weights({'a': torch.randn(3), 'n': torch.tensor(5)})
+    assert w['a'].dtype == torch.float16 and w['n'].dtype == torch.int64
+    assert cast_weights({'a': torch.randn(3)}, 'float32')['a'].dtype == torch.float32
+    with pytest.raises(UserError, match='--dtype float32'): cast_weights({'a': torch.tensor([1e9])})
+    with pytest.raises(UserError, match='use one of'): cast_weights({}, 'int8')
+
+
+def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
+    from crvae.training import load, read_weights
+    dest = setup/'assets'/'checkpoints'/'acvae-gan-avatars64'
+    assert sorted(p.name for p in dest.iterdir()) == ['card.json', 'card.md', 'model.safetensors', 'run.json', 'snapshots']
+    w = read_weights(dest/'model.safetensors')
+    assert {v.dtype for v in w.values() if v.is_floating_point()} == {torch.float16}
+    assert any(k.startswith('D.') for k in w)                                  # the discriminator is kept (completion uses it)
+    assert len(list((dest/'snapshots').glob('step-*.safetensors'))) == 2
+    src, m = load(setup/'runs'/'acvae-gan'), load(dest)
+    for (k, a), b in zip(src.state_dict().items(), m.state_dict().values()):
+        assert b.dtype == a.dtype
+        if a.is_floating_point(): torch.testing.assert_close(b, a, atol=2e-3 * max(1.0, a.abs().max().item()), rtol=1e-3)
+    info, card = load_json(dest/'run.json'), load_json(dest/'card.json')
+    assert info['shipped']['dtype'] == 'float16' and info['shipped']['step'] == 2 and info['shipped']['source'].endswith('acvae-gan')
+    assert card['command'].startswith('crvae train acvae-gan --data avatars --n 1000 --size 64 --config tiny --steps 2 --seed 0')
+    assert card['data']['dataset'] == 'avatars' and card['data']['n'] == 1000 and card['data']['cache_hash']
+    assert card['shipping_machine']['torch'] == torch.__version__ and card['evaluation']['n_test'] == TINY.n_test
+    assert 0 <= card['metrics']['attribute_accuracy'] <= 1 and card['attention']['T'] == m.T
+    assert '## Intended use' in (dest/'card.md').read_text() and 'real people' in card['limits']
+
+
+def test_ship_errors(setup, run_cli, monkeypatch):
+    monkeypatch.setenv('CRVAE_ASSETS', str(setup/'assets'))
+    code, out, err = run_cli('ship', setup/'runs'/'vae-gan', '--name', 'vae-gan-avatars64', '--classifiers', setup/'clf', '--eval', 'tiny')
+    assert code == 2 and 'already exists: pass --force' in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli('ship', setup/'runs'/'vae-gan', '--name', 'bad name', '--eval', 'tiny')
+    assert code == 2 and '--name' in err
+    code, out, err = run_cli('ship', setup/'runs'/'vae-gan', '--name', 'x', '--snapshots', '3', '--eval', 'tiny', '--classifiers', setup/'clf')
+    assert code == 2 and 'has no snapshots' in err
+
+
+def test_shipped_classifiers_are_the_fallback_for_the_same_data_only(setup, faces_1k, tmp_path, monkeypatch):
+    from crvae.classifiers import load_classifiers
+    dest = ship_classifiers(faces_1k, src=setup/'clf', out=tmp_path/'assets'/'classifiers'/'avatars64')
+    card = load_json(dest/'attributes.json')
+    assert card['shipped']['dtype'] == 'float16' and card['classifier_version'].endswith('-f16')
+    assert card['shipped']['agreement_with_source']['attributes'] > 0.99
+    monkeypatch.setenv('CRVAE_DATA', str(tmp_path/'empty-cache'))
+    monkeypatch.setenv('CRVAE_ASSETS', str(tmp_path/'assets'))
+    clf = load_classifiers(faces_1k)                                         # nothing in the cache: the shipped pair
+    assert Path(clf.folder) == dest and next(clf.attributes.parameters()).dtype == torch.float32
+    other = faces_1k.subset(torch.arange(10)); other.attr_names = other.attr_names[:-1]; other.attrs = other.attrs[:, :-1]
+    with pytest.raises(UserError, match='no evaluation classifiers'): load_classifiers(other)
+    with pytest.raises(UserError, match='no evaluation classifiers'): load_classifiers(faces_1k, root=tmp_path/'none')  # root: no fallback
+    with pytest.raises(UserError, match='--force'): ship_classifiers(faces_1k, src=setup/'clf', out=dest)
+
+
+def test_reproduce_shipped_report_resumes(setup, run_cli, monkeypatch):
+    out = setup/'report'
+    res = reproduce(out, roles=['vae-gan', 'acvae-gan'], assets=setup/'assets', classifiers_root=setup/'clf', cfg=TINY, progress=False)
+    md, page = (out/'report.md').read_text(), (out/'report.html').read_text()
+    for s in ('## Key results', '## Claims of the papers', 'Table 1', 'Table 2', 'Table 3', '## Responsible use', 'Wall time'):
+        assert s in md and s.replace('## ', '') in page
+    assert '<img src="figures/acvae-fig7-progression.png"' in page and (out/'figures'/'acvae-fig7-progression.png').exists()
+    verdicts = {r['claim']: r['verdict'] for r in res['claims']}
+    assert verdicts['crVAE-GAN IS > VAE-GAN IS'] == 'not run' and len(verdicts) == len(CLAIMS)
+    card = load_json(setup/'assets'/'checkpoints'/'acvae-gan-avatars64'/'card.json')
+    got = res['by_role']['acvae-gan'][0]
+    assert got['inception_score']['mean'] == pytest.approx(card['metrics']['inception_score'], rel=1e-6)
+    stamp = (out/'results'/'acvae-gan-seed0.json').stat().st_mtime_ns
+    again = reproduce(out, roles=['vae-gan', 'acvae-gan'], assets=setup/'assets', classifiers_root=setup/'clf', cfg=TINY, progress=False)
+    assert (out/'results'/'acvae-gan-seed0.json').stat().st_mtime_ns == stamp                   # reused, not re-scored
+    assert again['by_role']['acvae-gan'][0] == got
+    monkeypatch.setenv('CRVAE_ASSETS', str(setup/'assets'))
+    code, _, err = run_cli('reproduce', '--out', setup/'r2', '--eval', 'tiny')
+    assert code == 2 and 'missing shipped checkpoints crvae-gan-avatars64' in err and 'crvae ship' in err and '--train' in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_reproduce_train_equal_minutes_never_retrains(setup, faces_1k, capsys):
+    out = setup/'train'
+    kw = dict(train=True, minutes_per_model=0.02, seeds=2, n=1000, roles=['vae-gan'], classifiers_root=setup/'clf',
+              cfg=TINY, progress=True)
+    res = reproduce(out, **kw)
+    err = capsys.readouterr().err
+    assert '[1/5] train vae-gan seed 0' in err and 'left' in err
+    assert sorted(p.name for p in (out/'runs').iterdir()) == ['vae-gan-seed0', 'vae-gan-seed1']
+    info = load_json(out/'runs'/'vae-gan-seed1'/'run.json')
+    assert info['train_config']['minutes'] == 0.02 and info['train_config']['seed'] == 1 and '--minutes 0.02 --seed 1' in info['command']
+    row = {r['claim']: r for r in res['claims']}['acVAE-GAN attribute accuracy > cVAE-GAN']
+    assert row['verdict'] == 'not run'
+    assert res['summary'][0]['seeds'] == 2 and '±' in res['summary'][0]['IS']
+    # an interrupted run (no last_step) resumes; finished ones are reused
+    del info['last_step']; (out/'runs'/'vae-gan-seed1'/'run.json').write_text(json.dumps(info))
+    steps_before = load_json(out/'runs'/'vae-gan-seed0'/'run.json')['last_step']
+    reproduce(out, **kw)
+    err = capsys.readouterr().err
+    assert err.count('finished before: reused') == 1 and 'vae-gan seed 1: resumed after' in err
+    assert load_json(out/'runs'/'vae-gan-seed0'/'run.json')['last_step'] == steps_before
+    assert 'mean ± std over 2 seeds' in (out/'report.md').read_text()
+
+
+def test_claims_and_html_helpers():
+    assert len({c['id'] for c in CLAIMS}) == len(CLAIMS)
+    assert all(c['a'] in COMPARISON and c.get('b', 'vae-gan') in COMPARISON for c in CLAIMS)
+    assert {r['verdict'] for r in judge_claims({})} == {'not run', 'judge by eye (not scored)'}
+    rows = judge_claims({}, figures=dict(written={'crvae-fig6-snapshots': ['crvae-fig6-snapshots.png']}, skipped={}))
+    assert {r['evidence'] for r in rows if r['verdict'] == 'judge by eye (not scored)'} == {'see [crvae-fig6-snapshots](figures/crvae-fig6-snapshots.png)'}
+    page = md_to_html('a <b> & c\n\n```\n<x>\n```')
+    assert '<p>a &lt;b&gt; &amp; c</p>' in page and '<pre><code>&lt;x&gt;</code></pre>' in page
+
+
+SHIPPED = checkpoints_home()          # crvae/assets/checkpoints, or $CRVAE_ASSETS/checkpoints
+ROLES_SHIPPED = [r for r in COMPARISON if (SHIPPED/shipped_name(r)/'card.json').exists()]
+
+
+@pytest.mark.skipif(not ROLES_SHIPPED, reason=f'no shipped checkpoints in {SHIPPED} yet (made with `crvae ship RUN --name NAME`)')
+def test_shipped_checkpoints_match_their_cards(faces_1k):
+    "Each shipped checkpoint, re-scored on its card's quick check (the 1,000-face set's first 64 test faces, seed 0), gives the "
+    "card's numbers (CPU: deterministic up to float summation order across thread counts, hence rel 1e-3 on IS and FD, "
+    "0.002 on accuracies). The card's full metrics (1,000 test faces of the 30,000) are `crvae reproduce`'s to recompute."
+    from crvae.training import load
+    from crvae.reproduce import EvalConfig
+    clf = eval_classifiers(faces_1k)
+    for role in ROLES_SHIPPED:
+        card = load_json(SHIPPED/shipped_name(role)/'card.json')
+        chk = card['check']
+        assert chk['data'] == dict(data='avatars', n=1000, size=64, seed=0), role
+        assert clf.versions == chk['classifiers'], f"{role}: the card was scored with other classifiers"
+        cfg = EvalConfig(**{k: v for k, v in chk['evaluation'].items() if k in EvalConfig.__dataclass_fields__})
+        m = evaluate_checkpoint(load(SHIPPED/shipped_name(role)), faces_1k, clf, cfg)
+        want = chk['metrics']
+        assert m['inception_score']['mean'] == pytest.approx(want['inception_score'], rel=1e-3), role
+        assert m['frechet_distance']['value'] == pytest.approx(want['fd_crvae'], rel=1e-3), role
+        if want['attribute_accuracy'] is not None:
+            assert m['attribute_accuracy']['mean'] == pytest.approx(want['attribute_accuracy'], abs=2e-3), role
