@@ -365,7 +365,8 @@ def make_figures(runs:RunSet, out, only=None, seed:int=0, cfg:FigureConfig|None=
 
 # %% ../nbs/10_figures.ipynb #97cc9967
 def _figures_args(p):
-    p.add_argument('runs', nargs='*', metavar='RUN_DIR', help='run folders (or shipped checkpoint names), one per model')
+    p.add_argument('runs', nargs='*', metavar='RUN_DIR',
+                   help='run folders (or shipped checkpoint names), one per model (default: every shipped *-avatars64 checkpoint)')
     p.add_argument('--out', default=None, help='folder for the figures')
     p.add_argument('--only', default=None, help='comma-separated figure names (see --list)')
     p.add_argument('--seed', type=int, default=0, help='the seed of every figure (same runs + seed = same PNG bytes)')
@@ -375,11 +376,17 @@ def _figures_args(p):
     p.add_argument('--classifiers', default=None, help='evaluation classifiers folder (default $CRVAE_DATA/classifiers)')
     p.add_argument('--list', action='store_true', help='list the figures and exit')
 
+def _shipped_runs() -> list[str]:
+    "The shipped checkpoints on the embedded data (`crvae/assets/checkpoints/*-avatars64`), one per model."
+    from crvae.classifiers import assets_home
+    return sorted(str(p) for p in (assets_home()/'checkpoints').glob('*-avatars64') if (p/'run.json').exists())
+
 @command('figures', 'Write the papers\' figures (PNG) and tables (markdown) from trained runs', _figures_args)
 def _figures_cmd(args):
     load_figure_modules()
     if args.list: print(figure_list()); return 0
-    check(args.runs, "give at least one run folder (crvae figures RUN_DIR ... --out DIR); --list shows the figures")
+    if not args.runs: args.runs = _shipped_runs()
+    check(args.runs, "give at least one run folder (crvae figures RUN_DIR ... --out DIR); no shipped checkpoints were found; --list shows the figures")
     check(args.out, "--out DIR is required: the folder for the figures")
     cfg = figure_config(args.config, args.sets)
     only = [s.strip() for s in args.only.split(',') if s.strip()] if args.only else None

@@ -587,7 +587,8 @@ def voila_command(notebook, port:int, open_browser:bool=False) -> list[str]:
 
 # %% ../nbs/30_face_tool.ipynb #cf1788a8
 def _app_args(p:argparse.ArgumentParser):
-    p.add_argument('run', help='a run folder (with run.json) or a shipped checkpoint name')
+    p.add_argument('run', nargs='?', default='acvae-gan-avatars64',
+                   help='a run folder (with run.json) or a shipped checkpoint name (default: the shipped acvae-gan-avatars64)')
     p.add_argument('--port', type=int, default=0, help='port on 127.0.0.1 (default: a free one)')
     p.add_argument('--no-browser', action='store_true', help='do not open a browser')
     p.add_argument('--block', type=int, default=None, help='fine-tuning block to use instead of the measured one')
