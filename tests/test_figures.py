@@ -204,7 +204,7 @@ def test_figures_cli_writes_every_figure_and_repeats_bytes(run_dirs, tmp_path, r
     assert (tmp_path/'c'/'crvae-fig4-samples.png').read_bytes() != (tmp_path/'a'/'crvae-fig4-samples.png').read_bytes()
 
 
-def test_figures_cli_errors(run_dirs, tmp_path, run_cli):
+def test_figures_cli_errors(run_dirs, tmp_path, run_cli, monkeypatch):
     code, out, err = run_cli('figures', '--list')
     assert code == 0 and all(n in out for n in FIGURES)
     code, _, err = run_cli('figures', run_dirs['vae'], '--out', tmp_path, '--only', 'crvae-fig3-latnet')
@@ -215,8 +215,10 @@ def test_figures_cli_errors(run_dirs, tmp_path, run_cli):
     assert code == 2 and 'no figure could be made' in err
     code, _, err = run_cli('figures', run_dirs['vae'], run_dirs['vae'], '--out', tmp_path)
     assert code == 2 and 'one run per model' in err
+    monkeypatch.setenv('CRVAE_ASSETS', str(tmp_path/'no-assets'))      # no run given, none shipped
     code, _, err = run_cli('figures', '--out', tmp_path)
     assert code == 2 and 'at least one run folder' in err
+    monkeypatch.delenv('CRVAE_ASSETS')
     code, _, err = run_cli('figures', run_dirs['vae'])
     assert code == 2 and '--out DIR is required' in err
     code, _, err = run_cli('figures', tmp_path/'nope', '--out', tmp_path)
