@@ -5,10 +5,12 @@ system's), a .pth file also exposes this environment's site-packages (for torch 
 """
 import os, subprocess, sys, sysconfig, venv
 from pathlib import Path
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow   # 12 s: builds and installs a wheel; CI installs the project itself
 def test_wheel_installs_and_runs(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', str(ROOT), '--no-deps', '-q', '-w', str(tmp_path/'dist')],
                        capture_output=True, text=True)

@@ -59,6 +59,7 @@ def test_two_processes_agree_and_match_one_process(tmp_path):
     assert _dist(r0, one) < 1.5 * _dist(one, other), (_dist(r0, one), _dist(one, other))
 
 
+@pytest.mark.slow   # 11 s; the 2-process agreement itself is tested without --runslow
 def test_two_processes_with_a_discriminator(tmp_path):
     "acvae-gan under 2 processes: the gated discriminator update and both DDP wrappers keep the ranks identical."
     _torchrun(2, 'acvae-gan', tmp_path/'ddp', 3, 0)
@@ -130,6 +131,7 @@ def test_load_checks(tmp_path, faces_1k):
     with pytest.raises(UserError, match='safetensors'): read_weights(w)
 
 
+@pytest.mark.slow   # 30 s each: keeps pytest under CI's 6 minutes; `pytest --runslow -k overfit`
 @pytest.mark.parametrize('model', ['crvae-gan', 'acvae-gan'])
 def test_overfits_one_small_batch(tmp_path, faces_1k, model, bound=0.07):
     "The tiny presets learn: on 8 faces the pixel MSE (in [-1, 1] units) of the last 50 of 200 steps is below 0.07."
