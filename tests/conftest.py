@@ -61,3 +61,47 @@ def ctrl_c_raises():
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, old)
+
+
+def _source_key() -> str:
+    "A hash of the code a tiny run depends on: cached runs are remade when it changes."
+    import hashlib
+    import crvae
+    root = Path(crvae.__file__).parent
+    h = hashlib.sha1(torch.__version__.encode())
+    for f in ('core', 'data', 'bound', 'layers', 'models', 'objectives', 'training'): h.update((root/f'{f}.py').read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _tiny_run(name, model, sets, faces, steps=2, snapshots=False):
+    "A run of `steps` steps on the 1,000-face set, cached under $CRVAE_DATA/test-runs/<code hash>/ (made atomically; "
+    "checkpoints dropped, snapshots kept only when asked; caches of older code are removed), shared by the test files."
+    import hashlib, shutil
+    from crvae.core import atomic_dir, data_home
+    from crvae.training import train
+    key, spec = _source_key(), hashlib.sha1(repr((model, sets, steps, len(faces), snapshots)).encode()).hexdigest()[:6]
+    root = data_home()/'test-runs'
+    path = root/key/f'{name}-{spec}'
+    if not (path/'run.json').exists():
+        for old in (root.iterdir() if root.exists() else []):
+            if old.name != key: shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(path) as tmp:
+            train(model, tmp, steps=steps, faces=faces, n=len(faces), sets=['batch_size=8'] + sets, progress=False,
+                  sample_every=0, ckpt_every=0, snapshot_every=1 if snapshots else 0, keep_snapshots=3)
+            shutil.rmtree(tmp/'checkpoints', ignore_errors=True)             # load() reads model.safetensors
+    return path
+
+
+@pytest.fixture(scope='session')
+def tiny_run():
+    "`tiny_run(name, model, sets, faces, steps=2, snapshots=False)` -> the folder of a cached tiny run."
+    return _tiny_run
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    "One intra-op thread for a module (`pytestmark = pytest.mark.usefixtures('one_thread')`): tiny models gain nothing "
+    "from a second thread, and on a shared 2-core machine two threads wait for each other."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

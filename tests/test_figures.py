@@ -1,13 +1,12 @@
 "Figures: block-operation invariants, `crvae figures` on tiny runs (every figure, byte-identical with the same seed), errors."
-import hashlib, json, math
+import json, math
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-import crvae
-from crvae.core import UserError, atomic_dir, data_home
+from crvae.core import UserError
 from crvae.data import to_float
 from crvae.figures import (FIGURES, RunSet, figure_config, figure_generator, draw_z, load_figure_modules, make_figures,
                            untrained_runs, image_grid, png_bytes)
@@ -27,43 +26,11 @@ EXPECTED = {'crvae-fig3-latent.png', 'crvae-fig4-samples.png', 'acvae-fig1-condi
             'crvae-table2-completion.md', 'figures.json'}
 
 
-def _source_key() -> str:
-    "A hash of the code a tiny run depends on: cached runs are remade when it changes."
-    root = Path(crvae.__file__).parent
-    h = hashlib.sha1(torch.__version__.encode())
-    for f in ('core', 'data', 'bound', 'layers', 'models', 'objectives', 'training'): h.update((root/f'{f}.py').read_bytes())
-    return h.hexdigest()[:12]
-
-
-def tiny_run(name, model, sets, faces, steps=2, snapshots=False):
-    "A run of `steps` steps on the 1,000-face set, cached under $CRVAE_DATA/test-runs/<code hash>/ (made atomically; "
-    "checkpoints dropped, snapshots kept only when asked; caches of older code are removed). test_figures.py and "
-    "test_sampling.py make their runs the same way, so they share them."
-    import shutil
-    from crvae.training import train
-    key, spec = _source_key(), hashlib.sha1(repr((model, sets, steps, len(faces), snapshots)).encode()).hexdigest()[:6]
-    root = data_home()/'test-runs'
-    path = root/key/f'{name}-{spec}'
-    if not (path/'run.json').exists():
-        for old in (root.iterdir() if root.exists() else []):
-            if old.name != key: shutil.rmtree(old, ignore_errors=True)
-        with atomic_dir(path) as tmp:
-            train(model, tmp, steps=steps, faces=faces, n=len(faces), sets=['batch_size=8'] + sets, progress=False,
-                  sample_every=0, ckpt_every=0, snapshot_every=1 if snapshots else 0, keep_snapshots=3)
-            shutil.rmtree(tmp/'checkpoints', ignore_errors=True)             # load() reads model.safetensors
-    return path
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "Tiny models gain nothing from a second thread, and on a shared 2-core machine two threads can be much slower."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
-def run_dirs(faces_1k):
+def run_dirs(faces_1k, tiny_run):
     torch.manual_seed(0)
     return {name: tiny_run(name, model, sets, faces_1k, snapshots=name.startswith('crvae-gan')) for name, model, sets in RUNS}
 

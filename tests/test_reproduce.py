@@ -13,11 +13,7 @@ from crvae.reproduce import (COMPARISON, CLAIMS, cast_weights, eval_config, repr
 TINY = eval_config('tiny')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

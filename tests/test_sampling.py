@@ -1,5 +1,4 @@
 "Sampling and editing: the attribute parser, unnamed attributes, `crvae sample`, `crvae edit`, `crvae reconstruct`, image loading."
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -7,8 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-import crvae
-from crvae.core import UserError, atomic_dir, data_home
+from crvae.core import UserError
 from crvae.sampling import (parse_attrs, sample_attributes, attribute_prevalence, sample_faces, load_face_image, edit_face,
                             reconstruct_face, estimate_source_attributes)
 from crvae.training import load
@@ -16,41 +14,11 @@ from crvae.training import load
 NAMES = ['Smiling', 'Eyeglasses', 'Wearing_Hat', 'Bald', 'Mouth_Slightly_Open']
 
 
-def _source_key() -> str:
-    root = Path(crvae.__file__).parent
-    h = hashlib.sha1(torch.__version__.encode())
-    for f in ('core', 'data', 'bound', 'layers', 'models', 'objectives', 'training'): h.update((root/f'{f}.py').read_bytes())
-    return h.hexdigest()[:12]
-
-
-def tiny_run(name, model, sets, faces, steps=2, snapshots=False):
-    "A run of `steps` steps on the 1,000-face set, cached under $CRVAE_DATA/test-runs/<code hash>/ (made atomically; "
-    "checkpoints dropped, snapshots kept only when asked; caches of older code are removed). test_figures.py and "
-    "test_sampling.py make their runs the same way, so they share them."
-    import shutil
-    from crvae.training import train
-    key, spec = _source_key(), hashlib.sha1(repr((model, sets, steps, len(faces), snapshots)).encode()).hexdigest()[:6]
-    root = data_home()/'test-runs'
-    path = root/key/f'{name}-{spec}'
-    if not (path/'run.json').exists():
-        for old in (root.iterdir() if root.exists() else []):
-            if old.name != key: shutil.rmtree(old, ignore_errors=True)
-        with atomic_dir(path) as tmp:
-            train(model, tmp, steps=steps, faces=faces, n=len(faces), sets=['batch_size=8'] + sets, progress=False,
-                  sample_every=0, ckpt_every=0, snapshot_every=1 if snapshots else 0, keep_snapshots=3)
-            shutil.rmtree(tmp/'checkpoints', ignore_errors=True)             # load() reads model.safetensors
-    return path
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
-def runs(faces_1k):
+def runs(faces_1k, tiny_run):
     torch.manual_seed(0)
     return {n: tiny_run(n, n, [], faces_1k) for n in ('acvae-gan', 'vae', 'cgan')}
 

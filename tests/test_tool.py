@@ -15,12 +15,7 @@ from crvae.training import train, load
 QUICK = dict(search=BlockSearch(n_faces=8), classifier=None)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "One intra-op thread: on a shared 2-core machine two threads wait for each other (see the notebook's timing)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _train(root, name, faces, steps=3):
