@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import __version__
-from .core import (UserError, check, did_you_mean, atomic_write_bytes, save_json, load_json, data_home, get_device,
+from .core import (UserError, check, did_you_mean, atomic_write_bytes, save_json, load_json, data_home, assets_home, get_device,
                         seed_everything, apply_overrides, config_from_dict, markdown_table, command)
 from .data import FaceData, to_float, random_flip, load_faces
 
@@ -25,8 +25,7 @@ __all__ = ['CLASSIFIER_SIZE', 'CLASSIFIER_FORMAT', 'CLASSIFIER_KINDS', 'to_class
            'AttributeClassifier', 'RecognitionClassifierConfig', 'RecognitionClassifier', 'recognition_targets',
            'recognition_split', 'dataset_identity', 'dataset_id', 'ClassifierTrainConfig', 'classifier_loss',
            'output_names', 'classifier_accuracy', 'train_classifier', 'save_classifier', 'load_classifier',
-           'Classifiers', 'classifiers_root', 'assets_home', 'load_classifiers', 'train_classifiers',
-           'classifier_report']
+           'Classifiers', 'classifiers_root', 'load_classifiers', 'train_classifiers', 'classifier_report']
 
 # %% ../nbs/07_classifiers.ipynb #8a552b8e
 CLASSIFIER_SIZE = 128  # the papers' classifier input (acVAE §5.2)
@@ -373,12 +372,6 @@ class Classifiers:
 def classifiers_root(root=None) -> Path:
     "Where classifiers live: `root`, else `data_home()/classifiers`."
     return Path(root).expanduser() if root is not None else data_home()/'classifiers'
-
-def assets_home() -> Path:
-    "Where the shipped checkpoints and classifiers live: `$CRVAE_ASSETS`, else the package's `assets` folder."
-    env = os.environ.get('CRVAE_ASSETS')
-    import crvae
-    return Path(env).expanduser() if env else Path(crvae.__file__).parent/'assets'
 
 def _train_hint(name:str) -> str:
     name = (name or 'avatars').split(':')[0]

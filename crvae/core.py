@@ -15,8 +15,8 @@ import torch
 
 # %% auto #0
 __all__ = ['COMMANDS', 'UserError', 'check', 'did_you_mean', 'atomic_write', 'atomic_write_bytes', 'atomic_write_text',
-           'save_json', 'load_json', 'atomic_dir', 'data_home', 'get_device', 'seed_everything', 'apply_overrides',
-           'config_from_dict', 'markdown_table', 'command', 'command_index', 'build_parser', 'main']
+           'save_json', 'load_json', 'atomic_dir', 'data_home', 'assets_home', 'get_device', 'seed_everything',
+           'apply_overrides', 'config_from_dict', 'markdown_table', 'command', 'command_index', 'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -114,6 +114,12 @@ def data_home() -> Path:
     env = os.environ.get('CRVAE_DATA')
     if env: return Path(env).expanduser()
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache').expanduser()/'crvae'
+
+def assets_home() -> Path:
+    "Where the shipped checkpoints and classifiers live: `$CRVAE_ASSETS`, else the package's `assets` folder."
+    env = os.environ.get('CRVAE_ASSETS')
+    import crvae
+    return Path(env).expanduser() if env else Path(crvae.__file__).parent/'assets'
 
 # %% ../nbs/01_core.ipynb #ee3fc6a4
 def get_device(name:str|torch.device='auto') -> torch.device:

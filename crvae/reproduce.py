@@ -15,9 +15,9 @@ import torch
 
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, save_json, load_json,
-                        atomic_dir, apply_overrides, get_device, markdown_table, command)
+                        atomic_dir, apply_overrides, get_device, markdown_table, command, assets_home)
 from .data import FaceData, load_faces
-from .classifiers import assets_home, load_classifiers, CLASSIFIER_KINDS
+from .classifiers import load_classifiers, CLASSIFIER_KINDS
 
 # %% auto #0
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'CLAIMS', 'RESPONSIBLE_USE', 'CSS',
