@@ -23,8 +23,8 @@ from .classifiers import load_classifiers, CLASSIFIER_KINDS
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'CLAIMS', 'RESPONSIBLE_USE', 'CSS',
            'shipped_name', 'checkpoints_home', 'machine_info', 'train_command', 'data_manifest', 'cast_weights',
            'sha256_file', 'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint',
-           'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims', 'merge_seeds',
-           'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'reproduce']
+           'recipe', 'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims',
+           'merge_seeds', 'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'reproduce']
 
 # %% ../nbs/90_reproduce.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -56,13 +56,13 @@ def machine_info() -> dict:
     return dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(), gpu=gpu, torch=torch.__version__,
                 python=platform.python_version(), crvae=crvae.__version__, platform=platform.platform(terse=True))
 
-def train_command(info:dict) -> str:
-    "The `crvae train` command that made a run: the recorded one, else rebuilt from its configs (in-process runs)."
-    if info.get('command'): return info['command']
+def train_command(info:dict, recorded:bool=True) -> str:
+    "The `crvae train` command that made a run: the recorded one, else (or with `recorded=False`) rebuilt from its configs."
+    if recorded and info.get('command'): return info['command']
     from crvae.training import make_configs, TRAIN_FIELDS
     tc, mc, d = info['train_config'], info['model_config'], info.get('data') or {}
     m0, t0 = make_configs(info['model'], tc.get('preset', 'tiny'), data_attrs=mc.get('n_attrs'))
-    m0, t0 = dataclasses.asdict(m0), dataclasses.asdict(t0)
+    m0, t0 = (json.loads(json.dumps(dataclasses.asdict(c))) for c in (m0, t0))   # tuples as the JSON lists run.json holds
     flags = {'data', 'root', 'n', 'size', 'seed', 'steps', 'epochs', 'minutes', 'device', 'progress', 'preset', 'model'}
     val = lambda v: json.dumps(v, separators=(',', ':')) if isinstance(v, (list, tuple, bool)) or v is None else str(v)
     sets = [f'--set {k}={val(v)}' for k, v in mc.items() if k not in ('model', 'preset', 'n_attrs', 'image_size') and m0.get(k) != v]
@@ -70,7 +70,8 @@ def train_command(info:dict) -> str:
     budget = next((f'--{k} {tc[k]}' for k in ('steps', 'epochs', 'minutes') if tc.get(k)), '')
     parts = ['crvae train', info['model'], f"--data {tc.get('data', 'avatars')}", f"--root {tc['root']}" if tc.get('root') else '',
              f"--n {d.get('n', tc.get('n'))}", f"--size {tc.get('size', 64)}", f"--config {tc.get('preset', 'tiny')}", budget,
-             f"--seed {tc.get('seed', 0)}", *sets, f"--out {Path(info.get('path', 'RUN')).name}"]
+             f"--seed {tc.get('seed', 0)}", *sets, f"--out {Path(info.get('path', 'RUN')).name}",
+             f"--init-from {Path(info['init_from'].get('path', 'RUN')).name}" if info.get('init_from') else '']
     return ' '.join(p for p in parts if p)
 
 def data_manifest(info:dict, faces:FaceData|None=None) -> dict:
@@ -179,6 +180,21 @@ def _metrics_summary(res:dict) -> dict:
                 recall=res['precision_recall']['recall'], recon_mse=None if rec is None else rec['recon_mse'],
                 elbo=None if rec is None else rec['elbo'])
 
+def recipe(info:dict) -> list[str]:
+    "Every command that made a run, oldest first (the runs it started from with `--init-from`, then its own), rebuilt from the "
+    "recorded configs: a `--set` for each value that differs from this version's preset, so they hold when a preset changes."
+    chain, s = [], info
+    while s: chain.insert(0, train_command(s, recorded=False)); s = s.get('init_from')
+    return chain
+
+def _seconds_total(info:dict):
+    "Training wall time including the runs it started from (None when one of them is unknown)."
+    s, tot = info, 0.0
+    while s:
+        if s.get('train_seconds') is None: return None
+        tot, s = tot + s['train_seconds'], s.get('init_from')
+    return round(tot, 1)
+
 def _epochs(step, batch, n_train):
     return round(step * batch / n_train, 2) if step and batch and n_train else None
 
@@ -188,7 +204,7 @@ def model_card(name:str, info:dict, res:dict, faces:FaceData|None, shipped:dict,
     return dict(name=name, model=info['model'], role=role, paper=COMPARISON.get(role or '', {}).get('paper'),
                 command=train_command(info), data=data_manifest(info, faces), seed=tc.get('seed'),
                 steps=shipped.get('step'), epochs=_epochs(shipped.get('step'), (info.get('model_config') or {}).get('batch_size'), (info.get('data') or {}).get('n_train')),
-                train_seconds=info.get('train_seconds'),
+                train_seconds=info.get('train_seconds'), recipe=recipe(info), train_seconds_total=_seconds_total(info),
                 training_machine=dict(machine=info.get('machine'), device=info.get('device'), torch=info.get('torch_version'),
                                       crvae=info.get('crvae_version'), created=info.get('created')),
                 shipping_machine=machine_info(), evaluation=dict(dataclasses.asdict(cfg), classifiers=res['classifier_versions'],
@@ -204,11 +220,13 @@ def card_markdown(card:dict) -> str:
     m, d, tm = card['metrics'], card['data'], card['training_machine']
     rows = [dict(metric=k, value=_fmt(v)) for k, v in m.items()]
     mins = f"{card['train_seconds'] / 60:.1f} min" if card.get('train_seconds') else '-'
+    if len(card.get('recipe') or []) > 1 and card.get('train_seconds_total'):
+        mins += f" ({card['train_seconds_total'] / 60:.1f} min with the run{'s' if len(card['recipe']) > 2 else ''} it started from)"
     return '\n'.join([
         f"# Model card: {card['name']}", '',
         f"`{card['model']}` ({card.get('role') or card['model']}) of the {card.get('paper') or 'crvae'} comparison, "
         f"trained with crvae {tm.get('crvae')}; weights shipped as {card['shipped']['dtype']}.", '',
-        '## How it was made', '', f"```\n{card['command']}\n```", '',
+        '## How it was made', '', '```', *(card.get('recipe') or [card['command']]), '```', '',
         f"- data: {d['dataset']}, n = {d['n']} ({d.get('n_train')} for training), {d['size']} px, data seed {d['seed']}, "
         f"cache {d.get('cache') or '-'} (hash {d.get('cache_hash') or '-'})",
         f"- seed {card['seed']}, {card['steps']} steps, training wall time {mins}",
@@ -220,7 +238,7 @@ def card_markdown(card:dict) -> str:
         f"splits), classifiers {', '.join(card['evaluation']['classifiers'].values())}:", '',
         markdown_table(rows), '',
         '## Intended use', '', card['intended_use'], '', '## Limits', '', card['limits'], '',
-        '## Load it', '', f"```python\nimport crvae.training\nmodel = crvae.training.load('{card['name']}')\n```", ''])
+        '## Load it', '', f"```python\nimport crvae\nmodel = crvae.load('{card['name']}')\n```", ''])
 
 # %% ../nbs/90_reproduce.ipynb #dc341429
 CHECK_CONFIG = EvalConfig(preset='check', n_test=64, splits=4, batch_size=64, figures='tiny', completion_steps=4)
@@ -272,7 +290,7 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
         clf = eval_classifiers(faces, root=classifiers_root)
         res = evaluate_checkpoint(model, faces, clf, cfg, progress=progress)
         res['weights_sha256'], res['run'] = shipped['sha256'], name
-        card = model_card(name, info, res, faces, shipped, cfg, role)
+        card = model_card(name, dict(info, path=str(src)), res, faces, shipped, cfg, role)   # path: the recipe's --out
         card['check'] = _ci_check(model, info, classifiers_root)
         save_json(tmp/'card.json', card)
         atomic_write_text(tmp/'card.md', card_markdown(card))

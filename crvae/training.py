@@ -694,6 +694,10 @@ def make_configs(model:str, preset:str='tiny', sets=None, data_attrs:int|None=No
     mcfg = model_config(model, preset, msets, **extra)
     return mcfg, tcfg
 
+def _lineage(run) -> dict:
+    "What a run started from (`--init-from`): that run's run.json (configs, command, steps, wall time, and its own `init_from`)."
+    return dict(read_run(run), path=str(Path(run).resolve()))
+
 def train(model:str, out, data:str='avatars', root=None, preset:str='tiny', sets=None, steps:int=0, epochs:float=0.0,
           minutes:float=0.0, resume:bool=False, init_from=None, n:int=30000, size:int=64, seed:int=0, device:str='auto',
           progress:bool=True, faces:FaceData|None=None, command_line:str|None=None, **train_kw) -> dict:
@@ -743,7 +747,7 @@ def train(model:str, out, data:str='avatars', root=None, preset:str='tiny', sets
         if rank == 0: truncate_log(out/'log.csv', trainer.step_)
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        save_json(out/'run.json', trainer.run_json())
+        save_json(out/'run.json', {**trainer.run_json(), **({'init_from': _lineage(src)} if init_from is not None else {})})
     if world > 1: torch.distributed.barrier()
     summary = trainer.fit()
     if rank == 0:

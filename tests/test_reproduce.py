@@ -152,7 +152,7 @@ def test_shipped_checkpoints_match_their_cards(faces_1k):
     "Each shipped checkpoint, re-scored on its card's quick check (the 1,000-face set's first 64 test faces, seed 0), gives the "
     "card's numbers (CPU: deterministic up to float summation order across thread counts, hence rel 1e-3 on IS and FD, "
     "0.002 on accuracies). The card's full metrics (1,000 test faces of the 30,000) are `crvae reproduce`'s to recompute."
-    from crvae.training import load
+    import crvae
     from crvae.reproduce import EvalConfig
     clf = eval_classifiers(faces_1k)
     for role in ROLES_SHIPPED:
@@ -161,7 +161,7 @@ def test_shipped_checkpoints_match_their_cards(faces_1k):
         assert chk['data'] == dict(data='avatars', n=1000, size=64, seed=0), role
         assert clf.versions == chk['classifiers'], f"{role}: the card was scored with other classifiers"
         cfg = EvalConfig(**{k: v for k, v in chk['evaluation'].items() if k in EvalConfig.__dataclass_fields__})
-        m = evaluate_checkpoint(load(SHIPPED/shipped_name(role)), faces_1k, clf, cfg)
+        m = evaluate_checkpoint(crvae.load(shipped_name(role)), faces_1k, clf, cfg)     # found by name, as a user would
         want = chk['metrics']
         assert m['inception_score']['mean'] == pytest.approx(want['inception_score'], rel=1e-3), role
         assert m['frechet_distance']['value'] == pytest.approx(want['fd_crvae'], rel=1e-3), role
