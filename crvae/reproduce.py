@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/reproduce.html.md"""
 
 # %% ../nbs/90_reproduce.ipynb #64fad7f1
 from __future__ import annotations
-import argparse, dataclasses, hashlib, html, json, math, os, platform, re, shutil, sys, time
+import argparse, dataclasses, hashlib, html, json, math, os, platform, re, shlex, shutil, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +65,9 @@ def train_command(info:dict, recorded:bool=True) -> str:
     m0, t0 = (json.loads(json.dumps(dataclasses.asdict(c))) for c in (m0, t0))   # tuples as the JSON lists run.json holds
     flags = {'data', 'root', 'n', 'size', 'seed', 'steps', 'epochs', 'minutes', 'device', 'progress', 'preset', 'model'}
     val = lambda v: json.dumps(v, separators=(',', ':')) if isinstance(v, (list, tuple, bool)) or v is None else str(v)
-    sets = [f'--set {k}={val(v)}' for k, v in mc.items() if k not in ('model', 'preset', 'n_attrs', 'image_size') and m0.get(k) != v]
-    sets += [f'--set {k}={val(v)}' for k, v in tc.items() if k not in flags and k in TRAIN_FIELDS and t0.get(k) != v]
+    arg = lambda k, v: '--set ' + shlex.quote(f'{k}={val(v)}')      # quoted when it holds [ ] or spaces: a shell-ready command
+    sets = [arg(k, v) for k, v in mc.items() if k not in ('model', 'preset', 'n_attrs', 'image_size') and m0.get(k) != v]
+    sets += [arg(k, v) for k, v in tc.items() if k not in flags and k in TRAIN_FIELDS and t0.get(k) != v]
     budget = next((f'--{k} {tc[k]}' for k in ('steps', 'epochs', 'minutes') if tc.get(k)), '')
     parts = ['crvae train', info['model'], f"--data {tc.get('data', 'avatars')}", f"--root {tc['root']}" if tc.get('root') else '',
              f"--n {d.get('n', tc.get('n'))}", f"--size {tc.get('size', 64)}", f"--config {tc.get('preset', 'tiny')}", budget,
@@ -157,6 +158,7 @@ def evaluate_checkpoint(model, data:FaceData, clf, cfg:EvalConfig, progress:bool
     w = Path(run['path'])/'model.safetensors' if run.get('path') else None
     res.update(run=run.get('path'), step=run.get('last_step') or (run.get('shipped') or {}).get('step'),
                train_seconds=run.get('train_seconds'), attention=_attention_summary(model),
+               steps_total=_steps_total(run), train_seconds_total=_seconds_total(run),   # with the runs it started from (--init-from)
                weights_sha256=sha256_file(w) if w is not None and w.exists() else None,
                eval=dict(n_test=len(sub), seed=cfg.seed, splits=cfg.splits, subset=f'first {len(sub)} test faces'))
     return res
@@ -186,6 +188,15 @@ def recipe(info:dict) -> list[str]:
     chain, s = [], info
     while s: chain.insert(0, train_command(s, recorded=False)); s = s.get('init_from')
     return chain
+
+def _steps_total(info:dict):
+    "Training steps including the runs it started from (None when one of them is unknown)."
+    s, tot = info, 0
+    while s:
+        n = s.get('last_step') or (s.get('shipped') or {}).get('step')
+        if n is None: return None
+        tot, s = tot + n, s.get('init_from')
+    return tot
 
 def _seconds_total(info:dict):
     "Training wall time including the runs it started from (None when one of them is unknown)."
@@ -460,8 +471,8 @@ def summary_rows(by_role:dict, sources:dict) -> list[dict]:
         isv = [r['inception_score']['mean'] for r in rs]
         acc = [100 * r['attribute_accuracy']['mean'] for r in rs if r.get('attribute_accuracy')]
         sd = lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None
-        steps = [r.get('step') for r in rs if r.get('step')]
-        mins = [r['train_seconds'] / 60 for r in rs if r.get('train_seconds')]
+        steps = [r.get('steps_total') or r.get('step') for r in rs if r.get('steps_total') or r.get('step')]   # all stages of a fine-tuned run
+        mins = [(r.get('train_seconds_total') or r['train_seconds']) / 60 for r in rs if r.get('train_seconds')]
         rec = [r['reconstruction']['recon_mse'] for r in rs if r.get('reconstruction')]
         rows.append({'model': role, 'paper label': f"{COMPARISON[role]['label']} ({COMPARISON[role]['paper']})",
                      'seeds': S, 'steps': int(np.mean(steps)) if steps else None, 'train min': round(float(np.mean(mins)), 1) if mins else None,
@@ -645,10 +656,10 @@ def _run_row(role:str, run_dir:Path) -> dict:
     info = read_run(run_dir)
     card = load_json(run_dir/'card.json') if (run_dir/'card.json').exists() else None
     tc, d = info.get('train_config') or {}, info.get('data') or {}
-    return dict(model=role, checkpoint=run_dir.name, command=f"`{train_command(info)}`",
+    cmds = card.get('recipe') if card and card.get('recipe') else recipe(dict(info, path=str(run_dir)))   # every stage, oldest first
+    return dict(model=role, checkpoint=run_dir.name, command=' then '.join(f"`{c}`" for c in cmds),
                 data=f"{d.get('data')} n={d.get('n')} {d.get('size')} px", seed=tc.get('seed'),
-                steps=info.get('last_step') or (info.get('shipped') or {}).get('step'),
-                **{'train min': round(info['train_seconds'] / 60, 1) if info.get('train_seconds') else None},
+                steps=_steps_total(info), **{'train min': round(_seconds_total(info) / 60, 1) if _seconds_total(info) else None},
                 machine=info.get('machine'), card=f'IS {card["metrics"]["inception_score"]:.3f}' if card else None)
 
 # %% ../nbs/90_reproduce.ipynb #2f527f2a
@@ -720,7 +731,8 @@ def reproduce(out, train:bool=False, minutes_per_model:float=3.0, seeds:int=1, p
                 classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})', sources={r: [str(p) for p in ps] for r, ps in sources.items()},
                 runs=[_run_row(r, Path(p)) for r in roles for p in sources[r]],
                 commands=[cmd, '', '# how each checkpoint was made' + ('' if train else ' (then: crvae ship RUN_DIR --name NAME)')] +
-                         [f"# {row['model']}: {row['command'].strip('`')}" for row in [_run_row(r, Path(sources[r][0])) for r in roles]])
+                         [f"# {row['model']}: {c}" for row in [_run_row(r, Path(sources[r][0])) for r in roles]
+                          for c in row['command'].strip('`').split('` then `')])    # each stage of a fine-tuned run on its own line
     md = report_markdown(by_role, claims, figures, meta)
     atomic_write_text(out/'report.md', md)
     atomic_write_text(out/'report.html', md_to_html(md, f'crvae reproduce: {mode}'))
