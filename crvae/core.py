@@ -15,8 +15,9 @@ import torch
 
 # %% auto #0
 __all__ = ['COMMANDS', 'UserError', 'check', 'did_you_mean', 'atomic_write', 'atomic_write_bytes', 'atomic_write_text',
-           'save_json', 'load_json', 'atomic_dir', 'data_home', 'assets_home', 'get_device', 'seed_everything',
-           'apply_overrides', 'config_from_dict', 'markdown_table', 'command', 'command_index', 'build_parser', 'main']
+           'save_json', 'load_json', 'atomic_dir', 'data_home', 'assets_home', 'checkpoints_home', 'get_device',
+           'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table', 'command', 'command_index',
+           'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -120,6 +121,10 @@ def assets_home() -> Path:
     env = os.environ.get('CRVAE_ASSETS')
     import crvae
     return Path(env).expanduser() if env else Path(crvae.__file__).parent/'assets'
+
+def checkpoints_home(assets=None) -> Path:
+    "The folder of the shipped checkpoints: `assets`/checkpoints (default `assets_home()`, i.e. `$CRVAE_ASSETS` or crvae/assets)."
+    return Path(assets or assets_home())/'checkpoints'
 
 # %% ../nbs/01_core.ipynb #ee3fc6a4
 def get_device(name:str|torch.device='auto') -> torch.device:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, apply_overrides, save_json,
-                        get_device, markdown_table, command, assets_home)
+                        get_device, markdown_table, command, checkpoints_home)
 from .data import FaceData, load_faces, to_uint8
 
 # %% auto #0
@@ -378,7 +378,7 @@ def _figures_args(p):
 
 def _shipped_runs() -> list[str]:
     "The shipped checkpoints on the embedded data (`crvae/assets/checkpoints/*-avatars64`), one per model."
-    return sorted(str(p) for p in (assets_home()/'checkpoints').glob('*-avatars64') if (p/'run.json').exists())
+    return sorted(str(p) for p in checkpoints_home().glob('*-avatars64') if (p/'run.json').exists())
 
 @command('figures', 'Write the papers\' figures (PNG) and tables (markdown) from trained runs', _figures_args)
 def _figures_cmd(args):

@@ -15,16 +15,16 @@ import torch
 
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, save_json, load_json,
-                        atomic_dir, apply_overrides, get_device, markdown_table, command, assets_home)
+                        atomic_dir, apply_overrides, get_device, markdown_table, command, assets_home, checkpoints_home)
 from .data import FaceData, load_faces
 from .classifiers import load_classifiers, CLASSIFIER_KINDS
 
 # %% auto #0
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'CLAIMS', 'RESPONSIBLE_USE', 'CSS',
-           'shipped_name', 'checkpoints_home', 'machine_info', 'train_command', 'data_manifest', 'cast_weights',
-           'sha256_file', 'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint',
-           'recipe', 'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims',
-           'merge_seeds', 'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'reproduce']
+           'shipped_name', 'machine_info', 'train_command', 'data_manifest', 'cast_weights', 'sha256_file',
+           'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint', 'recipe',
+           'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims', 'merge_seeds',
+           'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'reproduce']
 
 # %% ../nbs/90_reproduce.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -40,10 +40,6 @@ def shipped_name(role:str, data:str='avatars', size:int=64) -> str:
     "The name of the shipped checkpoint of `role`, e.g. 'acvae-gan-avatars64'."
     check(role in COMPARISON, f"unknown role {role!r}{did_you_mean(role, COMPARISON)}; roles: {', '.join(COMPARISON)}")
     return f'{role}-{data}{size}'
-
-def checkpoints_home(assets=None) -> Path:
-    "The folder of the shipped checkpoints: `assets`/checkpoints (default `assets_home()`, i.e. `$CRVAE_ASSETS` or crvae/assets)."
-    return Path(assets or assets_home())/'checkpoints'
 
 # %% ../nbs/90_reproduce.ipynb #bcc424de
 def machine_info() -> dict:
@@ -185,26 +181,23 @@ def _metrics_summary(res:dict) -> dict:
 def recipe(info:dict) -> list[str]:
     "Every command that made a run, oldest first (the runs it started from with `--init-from`, then its own), rebuilt from the "
     "recorded configs: a `--set` for each value that differs from this version's preset, so they hold when a preset changes."
-    chain, s = [], info
-    while s: chain.insert(0, train_command(s, recorded=False)); s = s.get('init_from')
-    return chain
+    return [train_command(s, recorded=False) for s in _stages(info)]
+
+def _stages(info:dict) -> list[dict]:
+    "The run.json of a run and of every run it started from (`init_from`, recorded by `crvae train --init-from`), oldest first."
+    out = []
+    while info: out.insert(0, info); info = info.get('init_from')
+    return out
 
 def _steps_total(info:dict):
     "Training steps including the runs it started from (None when one of them is unknown)."
-    s, tot = info, 0
-    while s:
-        n = s.get('last_step') or (s.get('shipped') or {}).get('step')
-        if n is None: return None
-        tot, s = tot + n, s.get('init_from')
-    return tot
+    n = [s.get('last_step') or (s.get('shipped') or {}).get('step') for s in _stages(info)]
+    return None if None in n else sum(n)
 
 def _seconds_total(info:dict):
     "Training wall time including the runs it started from (None when one of them is unknown)."
-    s, tot = info, 0.0
-    while s:
-        if s.get('train_seconds') is None: return None
-        tot, s = tot + s['train_seconds'], s.get('init_from')
-    return round(tot, 1)
+    t = [s.get('train_seconds') for s in _stages(info)]
+    return None if None in t else round(sum(t), 1)
 
 def _epochs(step, batch, n_train):
     return round(step * batch / n_train, 2) if step and batch and n_train else None
@@ -471,7 +464,7 @@ def summary_rows(by_role:dict, sources:dict) -> list[dict]:
         isv = [r['inception_score']['mean'] for r in rs]
         acc = [100 * r['attribute_accuracy']['mean'] for r in rs if r.get('attribute_accuracy')]
         sd = lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None
-        steps = [r.get('steps_total') or r.get('step') for r in rs if r.get('steps_total') or r.get('step')]   # all stages of a fine-tuned run
+        steps = [s for r in rs if (s := r.get('steps_total') or r.get('step'))]   # all stages of a fine-tuned run
         mins = [(r.get('train_seconds_total') or r['train_seconds']) / 60 for r in rs if r.get('train_seconds')]
         rec = [r['reconstruction']['recon_mse'] for r in rs if r.get('reconstruction')]
         rows.append({'model': role, 'paper label': f"{COMPARISON[role]['label']} ({COMPARISON[role]['paper']})",
@@ -650,17 +643,17 @@ def _train_run(role:str, run_dir:Path, minutes:float, seed:int, faces, preset:st
           device=device, progress=progress, faces=faces, command_line=cmd)
     return 'trained'
 
-def _run_row(role:str, run_dir:Path) -> dict:
-    "A row of the checkpoints table: the command, data, seed, steps and wall time of a run or shipped checkpoint."
+def _run_row(role:str, run_dir:Path) -> tuple[dict, list[str]]:
+    "A row of the checkpoints table (data, seed, steps and wall time of a run or shipped checkpoint), and the commands that made it."
     from crvae.training import read_run
     info = read_run(run_dir)
     card = load_json(run_dir/'card.json') if (run_dir/'card.json').exists() else None
-    tc, d = info.get('train_config') or {}, info.get('data') or {}
-    cmds = card.get('recipe') if card and card.get('recipe') else recipe(dict(info, path=str(run_dir)))   # every stage, oldest first
+    tc, d, secs = info.get('train_config') or {}, info.get('data') or {}, _seconds_total(info)
+    cmds = (card or {}).get('recipe') or recipe(dict(info, path=str(run_dir)))   # every stage, oldest first
     return dict(model=role, checkpoint=run_dir.name, command=' then '.join(f"`{c}`" for c in cmds),
                 data=f"{d.get('data')} n={d.get('n')} {d.get('size')} px", seed=tc.get('seed'),
-                steps=_steps_total(info), **{'train min': round(_seconds_total(info) / 60, 1) if _seconds_total(info) else None},
-                machine=info.get('machine'), card=f'IS {card["metrics"]["inception_score"]:.3f}' if card else None)
+                steps=_steps_total(info), **{'train min': round(secs / 60, 1) if secs else None},
+                machine=info.get('machine'), card=f'IS {card["metrics"]["inception_score"]:.3f}' if card else None), cmds
 
 # %% ../nbs/90_reproduce.ipynb #2f527f2a
 def reproduce(out, train:bool=False, minutes_per_model:float=3.0, seeds:int=1, preset:str='tiny', data:str='avatars', root=None,
@@ -725,14 +718,14 @@ def reproduce(out, train:bool=False, minutes_per_model:float=3.0, seeds:int=1, p
             else 'the shipped checkpoints')
     cmd = command_line or ('crvae reproduce' + (f' --train --minutes-per-model {minutes_per_model:g} --seeds {seeds} --config {preset}' if train else '') +
                            f' --out {out}')
+    runs = {(r, p): _run_row(r, Path(p)) for r in roles for p in sources[r]}
     meta = dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'), machine=machine_info(),
                 what=f"The comparison of the crVAE-GAN and acVAE-GAN papers on {faces.name} ({len(faces)} faces, {faces.size} px), {mode}.",
                 eval=dataclasses.asdict(cfg), data=f"{faces.name} ({Path(faces.manifest.get('path', '')).name or len(faces)})",
                 classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})', sources={r: [str(p) for p in ps] for r, ps in sources.items()},
-                runs=[_run_row(r, Path(p)) for r in roles for p in sources[r]],
+                runs=[row for row, _ in runs.values()],
                 commands=[cmd, '', '# how each checkpoint was made' + ('' if train else ' (then: crvae ship RUN_DIR --name NAME)')] +
-                         [f"# {row['model']}: {c}" for row in [_run_row(r, Path(sources[r][0])) for r in roles]
-                          for c in row['command'].strip('`').split('` then `')])    # each stage of a fine-tuned run on its own line
+                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run on its own line
     md = report_markdown(by_role, claims, figures, meta)
     atomic_write_text(out/'report.md', md)
     atomic_write_text(out/'report.html', md_to_html(md, f'crvae reproduce: {mode}'))

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write, atomic_write_bytes, atomic_write_text, atomic_dir,
-                        save_json, load_json, get_device, apply_overrides, config_from_dict, command, data_home, assets_home, markdown_table)
+                        save_json, load_json, get_device, apply_overrides, config_from_dict, command, data_home, checkpoints_home, markdown_table)
 from .data import FaceData, load_faces, to_float, to_uint8, random_flip, SPLITS
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
@@ -179,9 +179,9 @@ def find_run(path_or_name) -> Path:
     p = Path(path_or_name).expanduser()
     if p.is_file(): p = p.parent
     if (p/'run.json').exists(): return p
-    shipped = assets_home()/'checkpoints'/str(path_or_name)
+    shipped = checkpoints_home()/str(path_or_name)
     if (shipped/'run.json').exists(): return shipped
-    names = sorted(q.name for q in (assets_home()/'checkpoints').glob('*') if (q/'run.json').exists())
+    names = sorted(q.name for q in checkpoints_home().glob('*') if (q/'run.json').exists())
     raise UserError(f"{path_or_name} is not a crvae run (no run.json there)" +
                     (f"; shipped checkpoints: {', '.join(names)}{did_you_mean(str(path_or_name), names)}" if names else '; train one with `crvae train`'))
 
