@@ -30,7 +30,9 @@ def test_resume_is_bit_exact(tmp_path, faces_1k, model):
 def _torchrun(n, *args, timeout=240):
     cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={n}', '--standalone',
            str(HERE/'helpers'/'ddp_worker.py'), *map(str, args)]
-    env = dict(os.environ, OMP_NUM_THREADS='1')
+    tmp = Path(args[1]).parent/'torchrun-tmp'                   # torchrun leaves its log folder in TMPDIR: keep it in tmp_path
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=str(tmp))
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
