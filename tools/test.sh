@@ -30,6 +30,8 @@ sync_check() {  # nbdev-export and nbdev-clean must leave the tree unchanged; RE
   python tools/readme.py --check
 }
 
+# a full run needs about 1 GB of scratch at its peak (tmp_path of passed tests is deleted as it goes)
+df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {printf "=== disk: %.1f GB free under %s (the tests need about 1 GB)\n", $4/1048576, $6}'
 phase sync       sync_check
 phase data       crvae data avatars --n 1000 --size 64 --seed 0
 # two notebooks at a time on one thread each: the 2-core budget of CI
