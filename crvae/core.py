@@ -90,8 +90,10 @@ def load_json(path) -> Any:
 
 # %% ../nbs/01_core.ipynb #9a598da0
 @contextlib.contextmanager
-def atomic_dir(path):
-    "Yield a temporary folder beside `path`; on success it is renamed to `path` (which must not exist yet)."
+def atomic_dir(path, exist_ok=False):
+    """Yield a temporary folder beside `path`; on success it is renamed to `path` (which must not exist yet).
+    With `exist_ok` (a cache whose name fixes its content), a `path` another process finished meanwhile is kept and
+    this copy is dropped: two notebooks building the same cache at once both go on."""
     import shutil
     path = Path(path)
     try:
@@ -101,7 +103,10 @@ def atomic_dir(path):
     try:
         yield tmp
         if _before_replace is not None: _before_replace(tmp)
-        os.replace(tmp, path)
+        try: os.replace(tmp, path)
+        except OSError:                                  # ENOTEMPTY/EEXIST: someone else's `path` is there
+            if not (exist_ok and path.is_dir()): raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _io_error(e, path) from e

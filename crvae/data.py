@@ -261,7 +261,7 @@ def build_avatars(n:int=30000, size:int=64, seed:int=0, root=None, workers:int|N
     chunk = 128
     jobs = [(seed, size, s, min(s + chunk, n)) for s in range(0, n, chunk)]
     t0 = time.time()
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, exist_ok=True) as tmp:
         imgs = np.lib.format.open_memmap(tmp/'images.npy', 'w+', np.uint8, (n, 3, size, size))
         attrs = np.empty((n, len(AVATAR_ATTRIBUTES)), np.int8)
         parts = np.empty((n, len(PART_FAMILIES)), np.int16)
@@ -550,7 +550,7 @@ def load_celeba(root, size:int=64, out=None, workers:int|None=None, progress:boo
                                          crop_box=list(CELEBA_CROP), files=[names[0], names[-1]]):
         import shutil; shutil.rmtree(path)
     if not path.exists():
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, exist_ok=True) as tmp:
             ips = _images_to_cache(img_paths, size, CELEBA_CROP, tmp, workers, progress, f'CelebA {size}px')
             np.save(tmp/'attrs.npy', attrs)
             np.save(tmp/'split.npy', np.array([part[f] for f in names], np.int8))
@@ -596,7 +596,7 @@ def load_folder(root, size:int=64, out=None, workers:int|None=None, progress:boo
     if path.exists() and _other_settings(path, dataset=f'folder:{root.name}', n=len(paths), size=size, root=str(root.resolve())):
         import shutil; shutil.rmtree(path)
     if not path.exists():
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, exist_ok=True) as tmp:
             ips = _images_to_cache(paths, size, None, tmp, workers, progress, f'{root.name} {size}px')
             np.save(tmp/'attrs.npy', np.zeros((len(paths), 0), np.int8))
             u = np.array([np.random.default_rng([seed, i, 1]).random() for i in range(len(paths))])

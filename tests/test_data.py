@@ -68,6 +68,19 @@ def test_cache_is_reused(tmp_path):
     assert (p/'images.npy').stat().st_mtime_ns == mtime
 
 
+def test_two_builders_of_one_cache_both_succeed(tmp_path, monkeypatch):
+    "Two processes (e.g. two notebooks under `nbdev-test --n-workers 2`) build the same cache at once: the one that\
+    finishes second keeps the first one's folder instead of failing on the rename."
+    import shutil, crvae.core
+    def other_process_finishes_first(tmp):                        # called with each whole temporary file or folder
+        if tmp.is_dir(): shutil.copytree(tmp, tmp.parent/tmp.name[1:].rsplit('.', 2)[0])   # `.NAME.xxxx.tmp` -> NAME
+    monkeypatch.setattr(crvae.core, '_before_replace', other_process_finishes_first)
+    p = D.build_avatars(n=10, size=32, root=tmp_path, workers=1, progress=False)
+    monkeypatch.setattr(crvae.core, '_before_replace', None)
+    assert [q.name for q in tmp_path.iterdir()] == [p.name]       # one cache, no temporary folder left
+    assert len(D.load_avatars(n=10, size=32, root=tmp_path, progress=False)) == 10
+
+
 @pytest.mark.parametrize('damage', ['delete_attrs', 'truncate_images', 'bad_manifest'])
 def test_damaged_cache_is_reported(tmp_path, damage):
     p = D.build_avatars(n=10, size=32, root=tmp_path, workers=1, progress=False)
