@@ -259,7 +259,7 @@ def _ci_check(model, info:dict, classifiers_root=None) -> dict|None:
 def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:EvalConfig|None=None, faces:FaceData|None=None,
          classifiers_root=None, force:bool=False, progress:bool=False) -> Path:
     "Ship run folder `run` as `out`/`name` (default `checkpoints_home()`): cast weights, run.json, the model card."
-    from crvae.training import find_run, read_run, read_weights, load
+    from crvae.training import find_run, read_run, read_weights, load, safetensors_bytes
     from crvae.figures import run_role
     src = find_run(run)
     info = read_run(src)
@@ -274,15 +274,14 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
     if step is None:
         from safetensors import safe_open
         with safe_open(str(wsrc), 'pt') as f: step = int((f.metadata() or {}).get('step', 0)) or None
-    from safetensors.torch import save
     snaps = sorted((src/'snapshots').glob('step-*.safetensors'))[-snapshots:] if snapshots > 0 else []
     check(snapshots <= 0 or snaps, f"--snapshots {snapshots}: {src} has no snapshots (train with --set snapshot_every=N)")
     stage = dest.parent/f'.{name}.new'
     if stage.exists(): shutil.rmtree(stage)                      # left by an interrupted ship
     with atomic_dir(stage) as tmp:
-        blob = save(cast_weights(weights, dtype), metadata=dict(model=info['model'], step=str(step), dtype=dtype, source=str(src)))
+        blob = safetensors_bytes(cast_weights(weights, dtype), dict(model=info['model'], step=step, dtype=dtype, source=src))
         atomic_write_bytes(tmp/'model.safetensors', blob)
-        for p in snaps: atomic_write_bytes(tmp/'snapshots'/p.name, save(cast_weights(read_weights(p), dtype), metadata=dict(dtype=dtype)))
+        for p in snaps: atomic_write_bytes(tmp/'snapshots'/p.name, safetensors_bytes(cast_weights(read_weights(p), dtype), dict(dtype=dtype)))
         shipped = dict(source=str(src), step=step, dtype=dtype, sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
                        snapshots=[p.name for p in snaps], created=time.strftime('%Y-%m-%d %H:%M:%S'), crvae_version=crvae.__version__)
         save_json(tmp/'run.json', {**{k: v for k, v in info.items() if k != 'path'}, 'shipped': shipped})

@@ -23,9 +23,9 @@ from .objectives import generator_loss, discriminator_batch, discriminator_loss
 
 # %% auto #0
 __all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'LOG_KEYS_FIRST', 'TrainConfig', 'split_sets', 'build_optimizers',
-           'gan_warmup', 'set_learning_rates', 'save_weights', 'read_weights', 'read_state', 'load_weights_into',
-           'find_run', 'read_run', 'model_from_run', 'load', 'NonFiniteError', 'Trainer', 'truncate_log', 'sample_grid',
-           'save_png', 'plot_losses', 'init_distributed', 'make_configs', 'train']
+           'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state',
+           'load_weights_into', 'find_run', 'read_run', 'model_from_run', 'load', 'NonFiniteError', 'Trainer',
+           'truncate_log', 'sample_grid', 'save_png', 'plot_losses', 'init_distributed', 'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -136,10 +136,21 @@ FORMAT_VERSION = 1
 def _weights(model) -> dict:
     return {k: v.detach().to('cpu').contiguous().clone() for k, v in model.state_dict().items()}
 
+def safetensors_bytes(tensors:dict, meta:dict|None=None) -> bytes:
+    """safetensors bytes whose header lists the metadata keys sorted. The library writes them in a random order
+    (a Rust hash map), so the same weights shipped twice got a different sha256; these bytes are the same every time."""
+    from safetensors.torch import save
+    blob = save(tensors, metadata={k: str(v) for k, v in (meta or {}).items()})
+    n = int.from_bytes(blob[:8], 'little')                # layout: header length (u64 LE), JSON header, tensor data
+    head = json.loads(blob[8:8 + n])
+    if '__metadata__' in head: head['__metadata__'] = dict(sorted(head['__metadata__'].items()))
+    text = json.dumps(head, separators=(',', ':')).encode()
+    text += b' ' * (-len(text) % 8)                       # the format pads the header with spaces to 8 bytes
+    return len(text).to_bytes(8, 'little') + text + blob[8 + n:]   # data offsets count from the data: unchanged
+
 def save_weights(model, path, meta:dict|None=None):
     "Write `model`'s state dict to a safetensors file, atomically."
-    from safetensors.torch import save
-    atomic_write_bytes(path, save(_weights(model), metadata={k: str(v) for k, v in (meta or {}).items()}))
+    atomic_write_bytes(path, safetensors_bytes(_weights(model), meta))
 
 def read_weights(path) -> dict:
     "Read a safetensors file (never unpickles); a `UserError` naming the file if it is missing or damaged."

@@ -375,7 +375,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(copy_run, tmp_path, run_cli
         r = copy_run(f'state-{how}')
         st = T._latest_checkpoint(r)/'state.pt'
         if how == 'torch.save': torch.save({'step': 2, 'optimizers': RunsCode(marker)}, st)
-        else: st.write_bytes(pickle.dumps(RunsCode(marker)))
+        else: st.write_bytes(pickle.dumps(RunsCode(marker), protocol=2))
         code, out, err = run_cli('train', 'cvae', '--n', 1000, '--steps', 3, '--out', r, '--resume', '--no-progress', '--set', 'batch_size=8')
         one_line_error(code, err, 'crvae never unpickles code')
         with pytest.raises(UserError, match='could not be loaded safely'): read_state(st)
@@ -468,7 +468,7 @@ BAD = [
     ('checkpoint: another attribute set (evaluate)',
      lambda c: ['evaluate', c.run(lambda r: _edit_json(r/'run.json', lambda d: d['data']['attr_names'].reverse())), '--quiet', '--device', 'cpu'],
      'retrain the run'),
-    ('checkpoint: state.pt is a code-running pickle', lambda c: TRAIN(c.run(lambda r: _latest_state(r).write_bytes(pickle.dumps(RunsCode(c.tmp/'M')))), '--resume'),
+    ('checkpoint: state.pt is a code-running pickle', lambda c: TRAIN(c.run(lambda r: _latest_state(r).write_bytes(pickle.dumps(RunsCode(c.tmp/'M'), protocol=2))), '--resume'),
      'to resume from the checkpoint before it'),
     ('checkpoint: model.safetensors is a pickle', lambda c: SAMPLE(c.run(lambda r: (r/'model.safetensors').write_bytes(pickle.dumps({'w': 1})))),
      'restore it, or use an earlier checkpoint'),

@@ -60,6 +60,14 @@ def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
     assert card['shipping_machine']['torch'] == torch.__version__ and card['evaluation']['n_test'] == TINY.n_test
     assert 0 <= card['metrics']['attribute_accuracy'] <= 1 and card['attention']['T'] == m.T
     assert '## Intended use' in (dest/'card.md').read_text() and 'real people' in card['limits']
+    # the bytes are canonical: writing the shipped tensors and metadata again gives the same bytes (and sha256)
+    import hashlib
+    from safetensors import safe_open
+    from crvae.training import safetensors_bytes
+    blob = (dest/'model.safetensors').read_bytes()
+    with safe_open(str(dest/'model.safetensors'), 'pt') as f: meta = f.metadata()
+    assert set(meta) == {'model', 'step', 'dtype', 'source'} and hashlib.sha256(blob).hexdigest() == info['shipped']['sha256']
+    assert all(safetensors_bytes(w, meta) == blob for _ in range(5))
 
 
 def test_ship_errors(setup, run_cli, monkeypatch):
