@@ -69,8 +69,8 @@ def test_cache_is_reused(tmp_path):
 
 
 def test_two_builders_of_one_cache_both_succeed(tmp_path, monkeypatch):
-    "Two processes (e.g. two notebooks under `nbdev-test --n-workers 2`) build the same cache at once: the one that\
-    finishes second keeps the first one's folder instead of failing on the rename."
+    "Two processes (e.g. two notebooks under `nbdev-test --n-workers 2`) build the same cache at once: the one that "
+    "finishes second keeps the first one's folder instead of failing on the rename."
     import shutil, crvae.core
     def other_process_finishes_first(tmp):                        # called with each whole temporary file or folder
         if tmp.is_dir(): shutil.copytree(tmp, tmp.parent/tmp.name[1:].rsplit('.', 2)[0])   # `.NAME.xxxx.tmp` -> NAME
