@@ -19,12 +19,13 @@ from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
 
 # %% auto #0
-__all__ = ['TABLE_COLUMNS', 'PAPER_CRVAE_TABLE1', 'PAPER_ACVAE_TABLE2', 'CRVAE_TABLE1_LABELS', 'ACVAE_TABLE2_LABELS',
-           'CELEBA_TABLE3_COLUMNS', 'PAPER_ACVAE_TABLE3', 'split_indices', 'mean_kl', 'inception_score',
-           'attribute_accuracy', 'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product', 'feature_statistics',
-           'frechet_distance', 'knn_radii', 'precision_recall', 'gaussian_kl', 'gaussian_log_likelihood',
-           'reconstruction_metrics', 'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row',
-           'head_rows', 'crvae_table1', 'acvae_table2', 'acvae_table3']
+__all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'TABLE_COLUMNS', 'CURVE_KEYS', 'PAPER_CRVAE_TABLE1', 'PAPER_ACVAE_TABLE2',
+           'CRVAE_TABLE1_LABELS', 'ACVAE_TABLE2_LABELS', 'CELEBA_TABLE3_COLUMNS', 'PAPER_ACVAE_TABLE3', 'split_indices',
+           'mean_kl', 'inception_score', 'attribute_accuracy', 'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product',
+           'feature_statistics', 'frechet_distance', 'knn_radii', 'precision_recall', 'total_variation',
+           'exploded_threshold', 'exploded_share', 'gaussian_kl', 'gaussian_log_likelihood', 'reconstruction_metrics',
+           'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows',
+           'validation_faces', 'curve_point', 'crvae_table1', 'acvae_table2', 'acvae_table3']
 
 # %% ../nbs/08_metrics.ipynb #ae86773c
 def split_indices(n:int, splits:int=10, generator:torch.Generator|None=None) -> list[torch.Tensor]:
@@ -118,6 +119,25 @@ def precision_recall(real:torch.Tensor, fake:torch.Tensor, k:int=3) -> dict:
     recall = _inside(real, fake, knn_radii(fake, k)).double().mean().item()
     return dict(precision=precision, recall=recall, k=k)
 
+# %% ../nbs/08_metrics.ipynb #5e1f0c2a
+def total_variation(x:torch.Tensor) -> torch.Tensor:
+    "Mean absolute difference of neighbouring pixels of each image: (B, 3, H, W) in [-1, 1] -> (B,)."
+    x = x.float()
+    return ((x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))) / 2
+
+EXPLODED_FACTOR, EXPLODED_QUANTILE = 1.5, 0.95
+
+def exploded_threshold(real:torch.Tensor, factor:float=EXPLODED_FACTOR, q:float=EXPLODED_QUANTILE, chunk:int=500) -> float:
+    "The total variation above which a generated face counts as 'exploded': `factor` x the `q` quantile over the real faces `real`."
+    check(len(real) > 0, "exploded_threshold needs real reference images")
+    f = (lambda t: to_float(t)) if real.dtype == torch.uint8 else (lambda t: t)
+    tv = torch.cat([total_variation(f(real[s:s + chunk])) for s in range(0, len(real), chunk)])
+    return factor * float(tv.quantile(q))
+
+def exploded_share(tv:torch.Tensor, threshold:float) -> dict:
+    "Share of generated images, given their total variations `tv` (B,), above `threshold`: fragmented 'coloured block' samples."
+    return dict(share=float((tv > threshold).float().mean()), threshold=threshold, n=len(tv), max_tv=float(tv.max()))
+
 # %% ../nbs/08_metrics.ipynb #cf3b2807
 def gaussian_kl(mu:torch.Tensor, logvar:torch.Tensor, mu_p:torch.Tensor|None=None, logvar_p:torch.Tensor|None=None) -> torch.Tensor:
     "KL(N(mu, exp(logvar)) || N(mu_p, exp(logvar_p))) per sample (B,), summed over the other dims; the prior defaults to N(0, I)."
@@ -135,22 +155,27 @@ def _model_device(model:nn.Module) -> torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device('cpu')
 
+def _recon_batch(model, data:FaceData, s:int, batch_size:int, g, dev) -> tuple:
+    "(summed squared error of the posterior mean's decoding, per-image SSE of one z sample, per-image KL, count, values per image)."
+    x = to_float(data.images[s:s + batch_size].to(dev))
+    a = data.attrs[s:s + batch_size].to(dev) if model.conditional else None
+    mu, logvar = model.encode(x, a)
+    sse_mean = ((model.decode(mu, a).float() - x) ** 2).sum().item()
+    z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g, device=dev)
+    sse = ((model.decode(z, a).float() - x) ** 2).flatten(1).sum(1).double().cpu()
+    mu_p, logvar_p = model.prior(a=a) if model.conditional else model.prior(n=len(x))
+    return sse_mean, sse, gaussian_kl(mu.double(), logvar.double(), mu_p.double(), logvar_p.double()).cpu(), len(x), x[0].numel()
+
 @torch.no_grad()
 def reconstruction_metrics(model:nn.Module, data:FaceData, batch_size:int=200, seed:int=0) -> dict:
     "Test-split reconstruction MSE (from the posterior mean) and ELBO (one z sample, fitted decoder variance), nats per image."
-    dev = _model_device(model)
+    dev, was = _model_device(model), model.training
     g = torch.Generator(device=dev).manual_seed(seed)
     sse_mean, sse_sample, kls, n, dims = 0.0, [], [], 0, None
-    for s in range(0, len(data), batch_size):
-        x = to_float(data.images[s:s + batch_size].to(dev))
-        a = data.attrs[s:s + batch_size].to(dev) if model.conditional else None
-        mu, logvar = model.encode(x, a)
-        sse_mean += ((model.decode(mu, a).float() - x) ** 2).sum().item()
-        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g, device=dev)
-        sse_sample.append(((model.decode(z, a).float() - x) ** 2).flatten(1).sum(1).double().cpu())
-        mu_p, logvar_p = model.prior(a=a) if model.conditional else model.prior(n=len(x))
-        kls.append(gaussian_kl(mu.double(), logvar.double(), mu_p.double(), logvar_p.double()).cpu())
-        n += len(x); dims = x[0].numel()
+    model.eval()                                                    # running BatchNorm statistics, as every figure and score uses
+    try: batches = [_recon_batch(model, data, s, batch_size, g, dev) for s in range(0, len(data), batch_size)]
+    finally: model.train(was)
+    for sm, ss, kl, nb, dims in batches: sse_mean += sm; sse_sample.append(ss); kls.append(kl); n += nb
     check(n > 0, f"{data.name} has no test images to reconstruct")
     sse, kl = torch.cat(sse_sample), torch.cat(kls)
     var = max(sse.sum().item() / (n * dims), 1e-12)                 # the maximum-likelihood decoder variance
@@ -213,19 +238,19 @@ class BlurAutoencoder(nn.Module):
 # %% ../nbs/08_metrics.ipynb #1e23e186
 def _real_scores(clf:Classifiers, test:FaceData, batch_size:int) -> dict:
     "The classifiers' outputs on the real test images, computed once per classifier set and dataset."
-    key = (test.manifest.get('path'), len(test), test.size)
+    key = (test.manifest.get('path'), len(test), test.size, int(test.images[::max(1, len(test) // 64)].sum()))
     if key[0] is None or key not in clf._real: clf._real[key] = clf.score(test.images, batch_size)
     return clf._real[key]
 
 @torch.no_grad()
 def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_samples:int|None=None, seed:int=0,
-                   batch_size:int=200, splits:int=10, k:int=3, progress:bool=False) -> dict:
-    "Score `model` on `data`'s test split with `classifiers`: IS (per head), attribute accuracy, FD, precision/recall, recon/ELBO."
+                   batch_size:int=200, splits:int=10, k:int=3, progress:bool=False, split:str='test') -> dict:
+    "Score `model` on `data`'s `split` with `classifiers`: IS (per head), attribute accuracy, FD, precision/recall, exploded share, recon/ELBO."
     from tqdm.auto import tqdm
     t0 = time.time()
     classifiers.check_data(data)
-    test = data.subset('test')
-    check(len(test) >= splits, f"{data.name} has {len(test)} test images; the inception score needs at least {splits}")
+    test = data.subset(split)
+    check(len(test) >= splits, f"{data.name} has {len(test)} {split} images; the inception score needs at least {splits}")
     n = n_samples or len(test)
     check(n >= max(splits, k + 1), f"--n-samples {n} is too small: use at least {max(splits, k + 1)}")
     if model.conditional:
@@ -234,7 +259,7 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
     dev, was = _model_device(model), model.training
     g = torch.Generator(device=dev).manual_seed(seed)
     a_all = test.attrs[torch.arange(n) % len(test)] if model.conditional else None
-    outs, size = [], None
+    outs, tvs, size = [], [], None
     model.eval()
     try:
         for s in tqdm(range(0, n, batch_size), desc=f'scoring {model.name}', disable=not progress, unit='batch'):
@@ -244,6 +269,7 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
             check(bool(torch.isfinite(x).all()), f"{model.name} generated non-finite pixels (NaN or inf): the run diverged; evaluate an earlier checkpoint")
             size = x.shape[-1]
             outs.append(classifiers.score(x.float().clamp(-1, 1), batch_size))
+            tvs.append(total_variation(x.float().clamp(-1, 1)).cpu())
     finally: model.train(was)
     gen = dict(attr_logits=torch.cat([o['attr_logits'] for o in outs]), features=torch.cat([o['features'] for o in outs]),
                probs={h: torch.cat([o['probs'][h] for o in outs]) for h in outs[0]['probs']})
@@ -257,6 +283,7 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
                frechet_distance=dict(value=frechet_distance(real['features'], gen['features']),
                                      feature_space=f"crvae recognition classifier, penultimate layer ({gen['features'].shape[1]}-d); not Inception-v3 FID"),
                precision_recall=precision_recall(real['features'], gen['features'], k),
+               exploded=exploded_share(torch.cat(tvs), exploded_threshold(test.images)),
                reconstruction=reconstruction_metrics(model, test, batch_size, seed) if model.has_encoder else None,
                reference=dict(inception_score=inception_score(real['probs'], splits, ig()),
                               attribute_accuracy=attribute_accuracy(real['attr_logits'], test.attrs, names)))
@@ -273,17 +300,40 @@ def result_row(res:dict) -> dict:
             'IS': _pm(res['inception_score']), 'IS_mean': res['inception_score']['mean'], 'IS_std': res['inception_score']['std'],
             'attr_acc_%': None if acc is None else round(100 * acc['mean'], 2),
             'FD_crvae': round(res['frechet_distance']['value'], 4), 'precision': round(pr['precision'], 4), 'recall': round(pr['recall'], 4),
+            'exploded_%': round(100 * res['exploded']['share'], 2) if res.get('exploded') else None,
             'recon_mse': None if rec is None else round(rec['recon_mse'], 5), 'ELBO_nats': None if rec is None else round(rec['elbo'], 1),
             'n_gen': res['n_generated'], 'n_real': res['n_real'], 'n_recon': None if rec is None else rec['n'],
             'real_IS': _pm(res['reference']['inception_score']), 'real_attr_acc_%': round(100 * res['reference']['attribute_accuracy']['mean'], 2),
             'classifiers': ' '.join(res['classifier_versions'].values()), 'seed': res['seed'], 'seconds': res['seconds']}
 
-TABLE_COLUMNS = ['run', 'size', 'IS', 'attr_acc_%', 'FD_crvae', 'recall', 'recon_mse', 'ELBO_nats', 'n_gen', 'n_real', 'classifiers']  # precision: see section 4
+TABLE_COLUMNS = ['run', 'size', 'IS', 'attr_acc_%', 'FD_crvae', 'recall', 'exploded_%', 'recon_mse', 'ELBO_nats', 'n_gen', 'n_real', 'classifiers']  # precision: see section 4
 
 def head_rows(results:list) -> list:
     "Per-head inception scores (mean ± std), one row per result."
     return [{'run': r.get('run') or r['model'], 'n_gen': r['n_generated'], **{h: _pm(v) for h, v in r['inception_score'].get('per_head', {}).items()},
              'recognition': r['classifier_versions']['recognition']} for r in results]
+
+# %% ../nbs/08_metrics.ipynb #7c3d9e41
+CURVE_KEYS = ('val_recon_mse', 'val_elbo', 'val_kl', 'IS', 'FD_crvae', 'precision', 'recall', 'attr_acc', 'exploded')
+
+def validation_faces(data:FaceData, n:int=500) -> FaceData:
+    "The first `n` faces of the validation split (the training split when there is none), as a set to score."
+    v = data.subset('valid') if bool((data.split == 1).any()) else data.subset('train')
+    v = v.subset(torch.arange(min(n, len(v))))
+    v.split = torch.full_like(v.split, 1)
+    return v
+
+def curve_point(model:nn.Module, valid:FaceData, classifiers:Classifiers|None, seed:int=0, batch_size:int=250) -> dict:
+    "One point of the learning curves on the faces `valid` (`validation_faces`): recon MSE, ELBO, KL, and with classifiers IS, FD, P/R, exploded."
+    out, has_enc = {}, getattr(model, 'has_encoder', False)
+    if classifiers is not None:
+        res = evaluate_model(model, valid, classifiers, len(valid), seed, batch_size, split='valid')
+        acc, r = res['attribute_accuracy'], res['reconstruction']
+        out.update(IS=res['inception_score']['mean'], FD_crvae=res['frechet_distance']['value'], precision=res['precision_recall']['precision'],
+                   recall=res['precision_recall']['recall'], attr_acc=acc['mean'] if acc else None, exploded=res['exploded']['share'])
+    else: r = reconstruction_metrics(model, valid, batch_size, seed) if has_enc else None
+    if r is not None: out.update(val_recon_mse=r['recon_mse'], val_elbo=r['elbo'], val_kl=r['kl'])
+    return {k: out.get(k) for k in CURVE_KEYS}
 
 # %% ../nbs/08_metrics.ipynb #026ac03b
 PAPER_CRVAE_TABLE1 = {  # crVAE-GAN paper, Table 1, CelebA inception scores (mean, std): the paper's values
@@ -386,6 +436,17 @@ def _evaluate_args(p):
     p.add_argument('--classifiers', default=None, help='classifier root folder (default: $CRVAE_DATA/classifiers)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--curves', action='store_true', help="print each run's learning curves (curves.csv; made from its snapshots if absent)")
+
+def _print_curves(runs, device, quiet:bool):
+    "The learning-curve table of each run: its curves.csv, or the points computed from its weight snapshots."
+    from crvae.training import find_run, curves_from_snapshots
+    for run in runs:
+        path = find_run(run)/'curves.csv'
+        if not path.exists(): path = curves_from_snapshots(run, device=device, progress=not quiet)
+        rows = list(csv.DictReader(open(path, newline='')))
+        print(f"\n{run}: learning curves on validation faces ({path})\n")
+        print(markdown_table([{k: (round(float(v), 4) if v not in ('', None) else None) for k, v in r.items()} for r in rows]))
 
 def _csv_text(rows:list) -> str:
     cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -399,6 +460,7 @@ def _evaluate_cmd(args):
     check(args.n_samples is None or args.n_samples > 0, f"--n-samples must be a positive integer, got {args.n_samples}")
     check(args.batch_size >= 1, f"--batch-size must be a positive integer, got {args.batch_size}")
     device = get_device(args.device)
+    if args.curves: return _print_curves(args.runs, device, args.quiet)
     results, clfs, out = [], {}, Path(args.out)
     try:
         for run in args.runs:

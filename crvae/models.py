@@ -55,8 +55,8 @@ class ModelConfig:
     enc_widths: tuple = (32, 64, 128, 256, 256, 256)
     dec_widths: tuple = (256, 256, 256, 128, 64, 64, 64)
     dec_out_kernel: int = 3          # last conv to RGB: 3 (crVAE) or 1 (acVAE)
-    bn_eps: float = 1e-6
-    bn_momentum: float = 0.9
+    bn_eps: float = 1e-6             # released (Torch's default: 1e-5)
+    bn_momentum: float = 0.9         # released: running statistics = about the last batch's; tiny preset: 0.1 (PyTorch's and Torch's default)
     # latent
     z_channels: int = 64             # 3-D latent (z_channels, s, s), s = image_size / 16
     z_dim: int = 1024                # 1-D latent of the fully connected models
@@ -79,7 +79,8 @@ class ModelConfig:
     lua_dropout: bool = True         # Lua Torch dropout: no 1/(1-p) scaling, SpatialDropout stochastic at evaluation
     # loss weights (read by the objectives)
     kl_alphas: tuple = CR_ALPHAS     # per-step KL weights (code form: alpha_t * KL_t next to a per-pixel mean MSE)
-    kl_form: str = 'code'            # 'code' or 'paper' ((1 - alpha_t) * KL_t, crVAE eq. 1)
+    kl_form: str = 'code'            # 'code' (alpha_t KL_t + mean MSE) or 'paper' (eq. 1: the same objective in nats, / max alpha)
+    decoder_batch: str = 'joint'     # 'joint': reconstructions and prior samples in one decoder batch; 'separate': released
     beta: float = 0.0125             # GAN weight in the generator/encoder loss
     kappa: float = 0.02              # mutual-information weight
     mi_weights: tuple = CR_MI_WEIGHTS   # per-block MI weights
@@ -88,9 +89,11 @@ class ModelConfig:
     attn_init_std: float = 0.1       # std of the attention logits W at initialisation (not in the papers or the code)
     d_batch: str = 'quarters'        # conditional D batch: 'quarters' (code) or 'thirds' (paper)
     d_threshold: float = 0.1         # skip the D GAN update when its error rate is below this
+    d_gate: str = 'all'              # what that skips: 'all' (trunk and head, crVAE code) or 'head' (the GAN head only, acVAE code)
     # optimisation (minimal; the training config adds the rest)
     lr: float = 3e-4
     lr_d: float = 1.5e-4             # discriminator trunk
+    lr_d_heads: float = 3e-4         # discriminator GAN and MI heads
     lstm_lr_factor: float = 0.125    # LSTMs (and the LSTM prior) at lr * this, gradients clamped to +-grad_clamp
     grad_clamp: float = 5.0
     d_beta1: float = 0.9
@@ -108,6 +111,8 @@ class ModelConfig:
         check(len(self.kl_alphas) == self.T, f"kl_alphas has {len(self.kl_alphas)} values for T={self.T}: --set kl_alphas=[...] with T values")
         check(len(self.mi_weights) == self.T, f"mi_weights has {len(self.mi_weights)} values for T={self.T}: --set mi_weights=[...] with T values")
         check(self.kl_form in ('code', 'paper'), f"kl_form={self.kl_form!r}: use 'code' or 'paper'")
+        check(self.decoder_batch in ('joint', 'separate'), f"decoder_batch={self.decoder_batch!r}: use 'joint' or 'separate'")
+        check(self.d_gate in ('all', 'head'), f"d_gate={self.d_gate!r}: use 'all' or 'head'")
         check(self.d_batch in ('quarters', 'thirds'), f"d_batch={self.d_batch!r}: use 'quarters' or 'thirds'")
         check(self.mi_target in ('u', 'z'), f"mi_target={self.mi_target!r}: use 'u' (the transformed code) or 'z'")
         if self.model in CONDITIONAL: check(self.n_attrs >= 1, f"{self.model} is conditional: set n_attrs >= 1")
@@ -131,16 +136,18 @@ def _preset(name:str, preset:str) -> dict:
                  prior_hidden=64 if name == 'acvae-gan' else (0 if name in ('cvae', 'cvae-gan') else 256),
                  d_stem=8 if acv else 0, d_widths=(8, 16, 32, 64) if (acv or fam == 'fc') else (16, 32, 64, 64),
                  d_fc=256, mbd_kernels=32, mi_channels=16, batch_size=64,
+                 bn_momentum=0.1,      # running statistics averaged over about 10 batches, not one (training notebook)
                  lstm_lr_factor=1.0,   # LSTMs at the full lr: at lr/8 acvae-gan's LSTM prior learns the attributes too slowly for a CPU budget (training notebook)
                  dropout=0.0 if cond else 0.5)   # the narrow conditional D never learns the mismatched pairs through 0.5 dropout (training notebook)
     # loss weights and learning rates of the released runs
-    if name in ('crvae', 'crvae-gan'): d.update(kl_alphas=CR_ALPHAS, beta=0.0125, kappa=0.02, lr=3e-4, lr_d=1.5e-4)
+    if name in ('crvae', 'crvae-gan'): d.update(kl_alphas=CR_ALPHAS, beta=0.0125, kappa=0.02, lr=3e-4, lr_d=1.5e-4, lr_d_heads=3e-4)
     elif name in ('vae', 'vae-gan', 'conv-vae'): d.update(kl_alphas=(2e-4,) * 8, beta=0.05, kappa=0.0, mi=False)
     elif name in ('ccrvae-gan', 'acvae-gan'):
-        d.update(kl_alphas=CR_ALPHAS, beta=0.0025, kappa=0.01, lr=1e-3, lr_d=1e-3, d_beta1=0.5)
+        d.update(kl_alphas=CR_ALPHAS, beta=0.0025, kappa=0.01, lr=1e-3, lr_d=5e-4, lr_d_heads=5e-4, d_beta1=0.5, d_gate='head')
         if name == 'acvae-gan': d.update(rho=0.05, entropy_weight=0.05)
     else:   # cvae, cvae-gan, cgan
-        d.update(kl_alphas=(3e-4,) * 8, beta=1.0 if name == 'cgan' else 0.0025, kappa=0.0, mi=False, lr=3e-4, lr_d=3e-4, d_beta1=0.5)
+        d.update(kl_alphas=(3e-4,) * 8, beta=1.0 if name == 'cgan' else 0.0025, kappa=0.0, mi=False, lr=3e-4, lr_d=1.5e-4,
+                 lr_d_heads=1.5e-4, d_beta1=0.5, d_gate='head')   # the acVAE code's discriminator: half the rate, beta1 0.5
     if name not in WITH_GAN: d.update(beta=0.0, kappa=0.0, mi=False)
     return d
 

@@ -15,7 +15,7 @@ from .bound import reparameterize, kl_per_step, kl_step_weights
 
 # %% auto #0
 __all__ = ['pixel_loss', 'kl_steps', 'weighted_kl_loss', 'd_gan_loss', 'g_gan_loss', 'd_error_rate', 'mi_loss',
-           'attention_losses', 'd_batch_sizes', 'mismatched', 'generator_loss', 'discriminator_batch',
+           'attention_losses', 'd_batch_sizes', 'mismatched', 'loss_scale', 'generator_loss', 'discriminator_batch',
            'discriminator_loss']
 
 # %% ../nbs/05_objectives.ipynb #6fcde9a6
@@ -77,6 +77,10 @@ def mismatched(a:torch.Tensor) -> torch.Tensor:
 def _frozen(module, frozen:bool):
     for p in module.parameters(): p.requires_grad_(not frozen)
 
+def loss_scale(cfg) -> float:
+    "1 in the released code's form; 1 / max(alpha) in the paper's eq. (1) form (the same objective in nats: `code_alphas_as_paper`)."
+    return 1.0 if cfg.kl_form == 'code' else 1.0 / max(cfg.kl_alphas)
+
 def generator_loss(model, x:torch.Tensor, a:torch.Tensor|None=None, n_prior:int|None=None) -> tuple[torch.Tensor, dict, dict]:
     "The generator side's loss for one batch: (weighted total, unweighted terms, detached fakes for the discriminator)."
     cfg, T, cond = model.cfg, model.T, model.conditional
@@ -86,46 +90,58 @@ def generator_loss(model, x:torch.Tensor, a:torch.Tensor|None=None, n_prior:int|
     terms, fakes, total = {}, {}, x.new_zeros((), dtype=torch.float32)
     D = model.D
     use_mi = D is not None and D.mi_head is not None and cfg.kappa > 0
+    zs, as_ = [], []                                                   # the codes decoded in this step
+    if model.has_encoder:                                              # 1. reconstruction pass: q(z|x,a)
+        mu, logvar = model.encode(x, a)
+        z = reparameterize(mu, logvar)
+        zs.append(z); as_.append(a)
+    if D is not None:                                                  # 2. prior-sample pass: z ~ p(z|a)
+        a_p = a[:n_prior] if cond else None
+        z_p = model.sample_z(a_p, n_prior)
+        zs.append(z_p); as_.append(a_p)
+    # One decoder batch for both passes (decoder_batch='joint'): BatchNorm normalises reconstructions and prior samples
+    # with the same statistics, the ones its running averages hold at evaluation (training notebook, "train/eval gap").
+    if cfg.decoder_batch == 'joint' and len(zs) == 2:
+        u_all = model.transformed(torch.cat(zs), torch.cat(as_) if cond else None)
+        us, xs = list(u_all.split([len(t) for t in zs])), list(model.render(u_all).split([len(t) for t in zs]))
+    else:
+        us = [model.transformed(zz, aa) for zz, aa in zip(zs, as_)]
+        xs = [model.render(u) for u in us]
+    s = loss_scale(cfg)
     if D is not None: _frozen(D, True)
     try:
-        if model.has_encoder:                                          # 1. reconstruction pass
-            mu, logvar = model.encode(x, a)
-            z = reparameterize(mu, logvar)
-            u = model.transformed(z, a)                                # computed once: the decoder input and the MI target
-            x_rec = model.render(u)
+        if model.has_encoder:
+            u, x_rec = us[0], xs[0]
             mu_p, logvar_p = model.prior(a, B) if cond else (None, None)
             kl_t = kl_steps(mu, logvar, T, mu_p, logvar_p)
             terms['pixel'] = pixel_loss(x_rec, x)
-            terms['kl'] = weighted_kl_loss(kl_t, cfg.kl_alphas, cfg.kl_form)
+            terms['kl'] = weighted_kl_loss(kl_t, cfg.kl_alphas)            # sum_t alpha_t KL_t (released form)
             terms.update({f'kl_{t+1}': kl_t[t].detach() for t in range(T)})   # logged only (nats per block)
-            total = total + terms['pixel'] + terms['kl']
+            total = total + s * (terms['pixel'] + terms['kl'])
             fakes.update(x_rec=x_rec.detach(), a_rec=a)
             if D is not None:
                 out = D(x_rec, a)
                 terms['gan_rec'] = g_gan_loss(out['logit'])
-                total = total + cfg.beta * terms['gan_rec']
+                total = total + s * cfg.beta * terms['gan_rec']
                 if use_mi:
                     target = (u if cfg.mi_target == 'u' else z).detach()
                     terms['mi_rec'] = mi_loss(out['mi'], target, cfg.mi_weights, T)
-                    total = total + cfg.kappa * terms['mi_rec']
+                    total = total + s * cfg.kappa * terms['mi_rec']
                     fakes['u_rec'] = target
-        if D is not None:                                              # 2. prior-sample pass
-            a_p = a[:n_prior] if cond else None
-            z_p = model.sample_z(a_p, n_prior)
-            u_p = model.transformed(z_p, a_p)
-            x_p = model.render(u_p)
+        if D is not None:
+            u_p, x_p = us[-1], xs[-1]
             out = D(x_p, a_p)
             terms['gan_prior'] = g_gan_loss(out['logit'])
-            total = total + cfg.beta * terms['gan_prior']
+            total = total + s * cfg.beta * terms['gan_prior']
             if use_mi:
                 target = (u_p if cfg.mi_target == 'u' else z_p).detach()
                 terms['mi_prior'] = mi_loss(out['mi'], target, cfg.mi_weights, T)
-                total = total + cfg.kappa * terms['mi_prior']
+                total = total + s * cfg.kappa * terms['mi_prior']
                 fakes['u_prior'] = target
             fakes.update(x_prior=x_p.detach(), a_prior=a_p)
         for k, v in attention_losses(model).items():
             terms[k] = v
-            total = total + (cfg.entropy_weight if k == 'att_entropy' else cfg.rho) * v
+            total = total + s * (cfg.entropy_weight if k == 'att_entropy' else cfg.rho) * v
     finally:
         if D is not None: _frozen(D, False)
     return total, terms, fakes
@@ -143,8 +159,8 @@ def discriminator_batch(model, x, a, fakes:dict) -> dict:
         if cond: as_.append(att)
         if u is not None: mi_rows.append(torch.arange(start, start + len(img), device=img.device)); mi_u.append(u)
     add(x[:n['real']], a[:n['real']] if cond else None, 1)
-    if n['rec']: add(fakes['x_rec'][:n['rec']], fakes['a_rec'][:n['rec']] if cond else None, 0,
-                     fakes['u_rec'][:n['rec']] if 'u_rec' in fakes else None)
+    r = slice(B - n['rec'], B)                # reconstructions of the last rows: other images than the real (and mismatched) rows
+    if n['rec']: add(fakes['x_rec'][r], fakes['a_rec'][r] if cond else None, 0, fakes['u_rec'][r] if 'u_rec' in fakes else None)
     if n['prior']: add(fakes['x_prior'][:n['prior']], fakes['a_prior'][:n['prior']] if cond else None, 0,
                        fakes['u_prior'][:n['prior']] if 'u_prior' in fakes else None)
     if n['mis']:
@@ -153,12 +169,11 @@ def discriminator_batch(model, x, a, fakes:dict) -> dict:
                 mi_rows=torch.cat(mi_rows) if mi_rows else None, mi_u=torch.cat(mi_u) if mi_u else None)
 
 def discriminator_loss(model, batch:dict, gate:bool|torch.Tensor=True) -> tuple[torch.Tensor, dict]:
-    "The discriminator's (gated GAN + kappa * MI) loss on a `discriminator_batch`, with its unweighted terms."
-    cfg = model.cfg
+    "The discriminator's loss on a `discriminator_batch`: the gated GAN term plus the unscaled per-block MI term (released code)."
     out = model.D(batch['x'], batch['a'])
     terms = dict(d_gan=d_gan_loss(out['logit'], batch['label']), d_err=d_error_rate(out['logit'], batch['label']))
     total = terms['d_gan'] * float(gate)
-    if batch['mi_rows'] is not None and out['mi'] is not None and cfg.kappa > 0:
-        terms['d_mi'] = mi_loss(out['mi'][batch['mi_rows']], batch['mi_u'], cfg.mi_weights, model.T)
-        total = total + cfg.kappa * terms['d_mi']
+    if batch['mi_rows'] is not None and out['mi'] is not None and model.cfg.kappa > 0:
+        terms['d_mi'] = mi_loss(out['mi'][batch['mi_rows']], batch['mi_u'], model.cfg.mi_weights, model.T)
+        total = total + terms['d_mi']     # kappa weighs only the generator's side; D's MI head and trunk get the full MI loss
     return total, terms

@@ -25,7 +25,8 @@ from .objectives import generator_loss, discriminator_batch, discriminator_loss
 __all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'LOG_KEYS_FIRST', 'TrainConfig', 'split_sets', 'build_optimizers',
            'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state',
            'load_weights_into', 'find_run', 'read_run', 'model_from_run', 'load', 'NonFiniteError', 'Trainer',
-           'truncate_log', 'sample_grid', 'save_png', 'plot_losses', 'init_distributed', 'make_configs', 'train']
+           'truncate_log', 'plot_curves', 'curves_from_snapshots', 'sample_grid', 'save_png', 'plot_losses',
+           'init_distributed', 'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_checkpoints: int = 2
     snapshot_every: int = 0          # keep weights-only snapshots every N steps (crVAE Fig. 6); 0: off
+    eval_every: int = 250            # learning curves (curves.csv): score eval_n validation faces every N steps; 0: off
+    eval_n: int = 500                # validation faces (and prior samples) per learning-curve point
     keep_snapshots: int = 10
     nonfinite: str = 'stop'          # 'stop' or 'skip' the update (stops after 20 in a row)
     progress: bool = True
@@ -65,7 +68,9 @@ class TrainConfig:
         for k in ('n', 'size', 'log_every', 'keep_checkpoints', 'keep_snapshots'):
             v = getattr(self, k)
             check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{k}={v!r}: must be a positive integer (--set {k}=...)")
-        for k in ('steps', 'epochs', 'minutes', 'lr_halve_epochs', 'sample_every', 'sample_minutes', 'ckpt_every', 'snapshot_every'):
+        check(isinstance(self.eval_n, int) and not isinstance(self.eval_n, bool) and self.eval_n >= 20,
+              f"eval_n={self.eval_n!r}: must be an integer >= 20 (--set eval_n=500)")
+        for k in ('steps', 'epochs', 'minutes', 'lr_halve_epochs', 'sample_every', 'sample_minutes', 'ckpt_every', 'snapshot_every', 'eval_every'):
             v = getattr(self, k)
             check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float('inf'), f"{k}={v!r}: must be 0 (off) or positive (--set {k}=...)")
         check(self.nonfinite in ('stop', 'skip'), f"nonfinite={self.nonfinite!r}: use --set nonfinite=stop or nonfinite=skip")
@@ -110,18 +115,18 @@ def build_optimizers(model) -> dict[str, torch.optim.Optimizer]:
         D, betas = model.D, (cfg.d_beta1, 0.999)
         trunk = list(D.trunk.parameters()) + (list(D.attr_embed.parameters()) if D.attr_embed is not None else [])
         opts['d_trunk'] = _adam([dict(params=trunk, lr=cfg.lr_d, name='trunk', clamp=0.0)], betas)
-        opts['d_gan'] = _adam([dict(params=list(D.gan_head.parameters()), lr=cfg.lr, name='gan', clamp=0.0)], betas)
+        opts['d_gan'] = _adam([dict(params=list(D.gan_head.parameters()), lr=cfg.lr_d_heads, name='gan', clamp=0.0)], betas)
         if D.mi_head is not None:
-            opts['d_mi'] = _adam([dict(params=list(D.mi_head.parameters()), lr=cfg.lr, name='mi', clamp=0.0)], betas)
+            opts['d_mi'] = _adam([dict(params=list(D.mi_head.parameters()), lr=cfg.lr_d_heads, name='mi', clamp=0.0)], betas)
     for o in opts.values():
         for g in o.param_groups: g['base_lr'] = g['lr']
     n_opt = sum(p.numel() for o in opts.values() for g in o.param_groups for p in g['params'])
     assert n_opt == sum(p.numel() for p in model.parameters()), 'every parameter belongs to exactly one optimiser'
     return opts
 
-def gan_warmup(updates:int) -> float:
-    "The released GAN-head warm-up: lr/50 for its first 10 updates, lr/5 for the next 20, then lr."
-    return 1 / 50 if updates < 10 else (1 / 5 if updates < 30 else 1.0)
+def gan_warmup(calls:int) -> float:
+    "The released GAN-head warm-up: lr/50 for the discriminator's first 10 calls, lr/5 for the next 20, then lr (gated calls count)."
+    return 1 / 50 if calls < 10 else (1 / 5 if calls < 30 else 1.0)
 
 def set_learning_rates(opts:dict, epoch:float, halve_every:float, gan_updates:int, warmup:bool=True):
     "Apply the step schedule (halve every `halve_every` epochs) and the GAN head's warm-up."
@@ -310,6 +315,7 @@ class Trainer:
         self.autocast = (torch.autocast('cuda', dtype=torch.bfloat16) if tcfg.amp and self.device.type == 'cuda'
                          else torch.autocast('cpu', enabled=False))
         self._log_rows, self._acc, self._next_minute_grid = [], {}, None
+        self._faces, self._curves = data, None     # learning curves: (validation faces, classifiers or None), made at the first point
 
     def _compile(self):
         check(hasattr(torch, 'compile'), 'torch.compile needs PyTorch 2')
@@ -382,17 +388,18 @@ class Trainer:
             with self.autocast: d_terms = self._d_side(batch)
             err = d_terms['d_err'].detach().clone()
             if self.world > 1: torch.distributed.all_reduce(err); err /= self.world
-            gate = bool(err.item() >= cfg.d_threshold)
-            d_total = d_terms['d_gan'] * float(gate)
-            if 'd_mi' in d_terms: d_total = d_total + cfg.kappa * d_terms['d_mi']
+            gate = bool(err.item() >= cfg.d_threshold)          # False: D is too good on this batch, skip its GAN update
+            trunk_gan = gate or cfg.d_gate == 'head'             # 'head' (acVAE code): the trunk still learns from the GAN term
+            d_total = d_terms['d_gan'] * float(trunk_gan)
+            if 'd_mi' in d_terms: d_total = d_total + d_terms['d_mi']   # unscaled: kappa weighs only the generator's side
             logs.update(d_terms, d_err=err, d_skip=float(not gate))
             if not self._finite_or_raise(dict(d_terms, total=d_total), 'discriminator loss'): return logs
             for o in self.opts.values(): o.zero_grad(set_to_none=True)
             d_total.backward()
             if not self._grads_finite(['d_trunk', 'd_gan', 'd_mi']): return logs
-            if gate:
-                self._opt_step('d_gan'); self.gan_updates += 1
-            if gate or 'd_mi' in d_terms: self._opt_step('d_trunk')
+            if gate: self._opt_step('d_gan')
+            self.gan_updates += 1                                # counts calls, gated or not (the warm-up's clock)
+            if trunk_gan or 'd_mi' in d_terms: self._opt_step('d_trunk')
             if 'd_mi' in self.opts: self._opt_step('d_mi')
         self.nonfinite_run = 0
         self.step_ += 1
@@ -525,6 +532,80 @@ def truncate_log(path, step:int):
     cols = list(rows[0].keys()) if rows else []
     _write_csv(path, cols, [r for r in rows if int(float(r['step'])) <= step])
 
+def _log_curves(self) -> dict:
+    "Score the model on `eval_n` validation faces (`crvae.metrics.curve_point`) and append the point to curves.csv and curves.png."
+    from crvae.metrics import validation_faces, curve_point, CURVE_KEYS
+    from crvae.classifiers import load_classifiers
+    t0 = time.time()
+    with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):   # the training's random streams stay untouched
+        if self._curves is None:            # (building the classifiers draws random initial weights too)
+            clf = None
+            try: clf = load_classifiers(self._faces, device=self.device)
+            except UserError as e: print(f"note: learning curves without classifier scores ({e})", file=sys.stderr)
+            self._curves = (validation_faces(self._faces, self.tcfg.eval_n), clf)
+        valid, clf = self._curves
+        point = curve_point(self.model, valid, clf, seed=self.tcfg.seed)
+    row = dict(step=self.step_, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()}, eval_seconds=round(time.time() - t0, 2))
+    path = self.out/'curves.csv'
+    _write_curve_rows(path, [row])
+    try: plot_curves(path, self.out/'curves.png')
+    except UserError: pass
+    return row
+Trainer.log_curves = _log_curves
+
+def plot_curves(curves_path, out_path=None, runs:dict|None=None):
+    "Plot learning curves (curves.csv) of one run, or of several {label: curves.csv} side by side; saved to `out_path` if given."
+    import matplotlib.pyplot as plt
+    runs = runs or {Path(curves_path).parent.name: curves_path}
+    data = {k: list(csv.DictReader(open(v, newline=''))) for k, v in runs.items()}
+    check(any(data.values()), f"{curves_path} has no learning-curve points yet")
+    keys = [k for k in ('val_recon_mse', 'val_kl', 'IS', 'FD_crvae', 'recall', 'attr_acc', 'exploded')
+            if any(r.get(k) not in (None, '') for rows in data.values() for r in rows)]
+    fig, axs = plt.subplots(1, len(keys), figsize=(2.5 * len(keys), 2.4), squeeze=False)
+    for ax, k in zip(axs[0], keys):
+        for label, rows in data.items():
+            pts = [(int(r['step']), float(r[k])) for r in rows if r.get(k) not in (None, '')]
+            if pts: ax.plot(*zip(*pts), marker='.', lw=1, label=label)
+        ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=7)
+    if len(data) > 1: axs[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    if out_path is not None:
+        buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); atomic_write_bytes(out_path, buf.getvalue())
+        plt.close(fig)
+    return fig
+
+def _write_curve_rows(path, new_rows:list):
+    "Merge `new_rows` (dicts with a 'step') into the curves CSV at `path`, one row per step, sorted."
+    rows = {int(float(r['step'])): r for r in csv.DictReader(open(path, newline=''))} if Path(path).exists() else {}
+    rows.update({int(r['step']): r for r in new_rows})
+    cols = list(dict.fromkeys(k for r in rows.values() for k in r))
+    _write_csv(path, cols, [rows[k] for k in sorted(rows)])
+
+def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False) -> Path:
+    "Learning-curve points for every weight snapshot of `run` (snapshots/step-*.safetensors) not yet in its curves.csv."
+    from tqdm.auto import tqdm
+    from crvae.metrics import validation_faces, curve_point
+    from crvae.classifiers import load_classifiers
+    model = load(run, device=device)
+    run, info = Path(model.run['path']), model.run
+    snaps = sorted((run/'snapshots').glob('step-*.safetensors'))
+    check(snaps, f"{run} has no weight snapshots: train with --set snapshot_every=N (or read the curves it logged: {run}/curves.csv)")
+    d = info['data']
+    faces = load_faces(d['data'], d.get('root'), d['size'], d['n'], progress=False)
+    valid, clf = validation_faces(faces, eval_n), load_classifiers(faces, device=device)
+    path = run/'curves.csv'
+    done = {int(float(r['step'])) for r in csv.DictReader(open(path, newline=''))} if path.exists() else set()
+    for sp in tqdm(snaps, desc=f'curves {run.name}', disable=not progress):
+        step = int(sp.stem.split('-')[1])
+        if step in done: continue
+        load_weights_into(model, read_weights(sp), str(sp))
+        t0 = time.time()
+        point = curve_point(model, valid, clf, seed=int(info['train_config'].get('seed', 0)))
+        _write_curve_rows(path, [dict(step=step, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()},
+                                      eval_seconds=round(time.time() - t0, 2))])
+    plot_curves(path, run/'curves.png')
+    return path
+
 # %% ../nbs/06_training.ipynb #60249e7e
 @torch.no_grad()
 def sample_grid(model, valid:FaceData, seed:int=0, n:int=8) -> torch.Tensor:
@@ -633,6 +714,7 @@ def _fit(self) -> dict:
                 m = int(round(self.elapsed / 60 / tc.sample_minutes) * tc.sample_minutes)
                 save_png(sample_grid(self.model, self.valid_data, tc.seed), self.out/'samples'/f'minute-{m:03d}.png')
                 self._next_minute_grid = (self.elapsed // (tc.sample_minutes * 60) + 1) * tc.sample_minutes
+            if tc.eval_every and self.step_ % tc.eval_every == 0 and self.rank == 0: self.log_curves()
             if tc.snapshot_every and self.step_ % tc.snapshot_every == 0 and self.rank == 0:
                 self._finite_weights_or_raise()
                 save_weights(self.model, self.out/'snapshots'/f'step-{self.step_:07d}.safetensors', dict(step=self.step_))
@@ -691,7 +773,7 @@ def _device_for(name:str, rank:int) -> torch.device:
 
 # %% ../nbs/06_training.ipynb #c9b2cec7
 _RESUME_FREE = {'steps', 'epochs', 'minutes', 'device', 'progress', 'log_every', 'sample_every', 'sample_minutes', 'ckpt_every',
-                'keep_checkpoints', 'snapshot_every', 'keep_snapshots', 'nonfinite', 'compile', 'amp'}
+                'keep_checkpoints', 'snapshot_every', 'keep_snapshots', 'nonfinite', 'compile', 'amp', 'eval_every'}
 
 def make_configs(model:str, preset:str='tiny', sets=None, data_attrs:int|None=None, **train_kw) -> tuple[ModelConfig, TrainConfig]:
     "The (model, training) configs for `model` at `preset` with `--set` items and training keywords."
@@ -755,7 +837,7 @@ def train(model:str, out, data:str='avatars', root=None, preset:str='tiny', sets
         ck = _latest_checkpoint(out)
         check(ck is not None, f"--resume: {out} has no complete checkpoint yet; start it again without --resume (delete {out})")
         trainer.resume(ck)
-        if rank == 0: truncate_log(out/'log.csv', trainer.step_)
+        if rank == 0: truncate_log(out/'log.csv', trainer.step_); truncate_log(out/'curves.csv', trainer.step_)
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         save_json(out/'run.json', {**trainer.run_json(), **({'init_from': _lineage(src)} if init_from is not None else {})})

@@ -210,3 +210,19 @@ def test_grid_png_is_deterministic_and_labelled(faces_1k):
     g2 = image_grid(to_float(faces_1k.images[:4]).reshape(2, 2, 3, 64, 64), row_labels=['a', 'b'], col_labels=['c', 'd'], title='t')
     assert png_bytes(g1) == png_bytes(g2)
     with pytest.raises(UserError, match='row labels'): image_grid(faces_1k.images[:4].reshape(2, 2, 3, 64, 64), row_labels=['a'])
+
+
+def test_block_effects_table(models, faces_1k):
+    "The T x families block table: shares in [0, 1], one row per block; a model whose decoder ignores z scores 0 everywhere."
+    from crvae.classifiers import load_classifiers
+    from crvae.fig_blocks import block_effect_rows, block_effects, blocks_with_effect
+    clf = load_classifiers(faces_1k)
+    m = models.get('crvae-gan')
+    e = block_effects(m, clf, n=16)
+    assert e['share'].shape == (m.T, len(e['families'])) and 0 <= e['share'].min() and e['share'].max() <= 1
+    assert [r['block'] for r in block_effect_rows(e)] == list(range(1, m.T + 1))
+    import copy
+    dead = copy.deepcopy(m)
+    with torch.no_grad():
+        for p in dead.gen_path.rnn.proj.parameters(): p.zero_()              # u = 0 whatever z is
+    assert blocks_with_effect(block_effects(dead, clf, n=16), share=0.01) == 0

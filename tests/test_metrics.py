@@ -221,3 +221,32 @@ def test_cli_evaluate_errors(run_cli, fake_training, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'crvae.training', None)   # makes `from crvae.training import load` fail
     code, out, err = run_cli('evaluate', 'run-a', '--quiet')
     assert code == 2 and 'crvae evaluate needs the training module' in err
+
+
+# ---- exploded samples ------------------------------------------------------------------------------------------------
+def test_exploded_rule_on_labelled_samples(faces_1k):
+    "The rule flags exactly the 4 samples labelled exploded by eye among 64 (acvae-gan, previous release), no real face,"
+    " all uniform noise and no blurred face."
+    from pathlib import Path
+    from PIL import Image
+    from crvae.metrics import exploded_share, exploded_threshold, total_variation
+    png = Path(__file__).resolve().parents[1]/'nbs'/'images'/'metrics'/'acvae-gan-samples-seed3.png'
+    grid = torch.from_numpy(np.array(Image.open(png)))
+    faces = to_float(grid.reshape(8, 64, 8, 64, 3).permute(0, 2, 4, 1, 3).reshape(64, 3, 64, 64))
+    for split in ('test', 'valid'):
+        real = faces_1k.subset(split).images
+        thr = exploded_threshold(real)
+        assert {i for i, v in enumerate(total_variation(faces)) if v > thr} == {18, 27, 46, 61}
+        assert exploded_share(total_variation(to_float(real)), thr)['share'] == 0.0
+        assert exploded_share(total_variation(torch.rand(50, 3, 64, 64) * 2 - 1), thr)['share'] == 1.0
+        blurred = torch.nn.functional.avg_pool2d(to_float(real), 4).repeat_interleave(4, 2).repeat_interleave(4, 3)
+        assert exploded_share(total_variation(blurred), thr)['share'] == 0.0
+
+
+def test_curve_point_keys(faces_1k, clf):
+    from crvae.metrics import CURVE_KEYS, curve_point, validation_faces
+    v = validation_faces(faces_1k, 40)
+    assert len(v) == 40 and bool((v.split == 1).all())
+    pt = curve_point(BlurAutoencoder(), v, clf)
+    assert set(pt) == set(CURVE_KEYS) and pt['val_recon_mse'] > 0 and pt['attr_acc'] is None
+    assert set(k for k, x in curve_point(BlurAutoencoder(), v, None).items() if x is not None) == {'val_recon_mse', 'val_elbo', 'val_kl'}

@@ -65,3 +65,94 @@ def test_kl_forms_and_mi_weights():
                                                 (True, False, 'quarters', 96, (32, 0, 32, 32))])
 def test_d_batch_layouts(cond, enc, form, B, exp):
     assert tuple(d_batch_sizes(B, cond, enc, form).values()) == exp
+
+
+# --- the objective as the released code specifies it (issue: models that learn what the papers show) -------------------------
+
+def _bn_calls(module):
+    "Record the batch size of every call of the first BatchNorm in `module`."
+    bn = next(m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    sizes = []
+    h = bn.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    return sizes, h
+
+
+@pytest.mark.parametrize('form', ['joint', 'separate'])
+def test_decoder_batch_one_pass_or_two(form, batch):
+    "decoder_batch='joint' decodes reconstructions and prior samples in one BatchNorm batch; 'separate' (released) in two."
+    x, a = batch
+    m = build_model('crvae-gan', model_config('crvae-gan', 'tiny', decoder_batch=form))
+    sizes, h = _bn_calls(m.decoder)
+    generator_loss(m, x, a, n_prior=4)
+    h.remove()
+    assert sizes == ([12] if form == 'joint' else [8, 4])
+
+
+@pytest.mark.parametrize('name', ['crvae-gan', 'vae-gan', 'acvae-gan'])
+def test_eval_mode_uses_the_statistics_training_used(name, batch):
+    "After a training pass (momentum 1: running statistics = that pass's), evaluation-mode decoding of the same codes gives"
+    " the training-mode reconstructions, because reconstructions and prior samples were normalised together. With the"
+    " released 'separate' passes the running statistics are the prior samples' and the reconstructions differ."
+    x, a = batch
+    diffs = {}
+    for form in ('joint', 'separate'):
+        torch.manual_seed(0)
+        m = build_model(name, model_config(name, 'tiny', decoder_batch=form, mi_target='u', kappa=0.01, mi=True))
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm): mod.momentum = 1.0
+        m.train()
+        with torch.no_grad():
+            _, _, fakes = generator_loss(m, x, a, n_prior=8)
+            m.eval()
+            x_eval = m.render(fakes['u_rec'])
+        diffs[form] = (x_eval - fakes['x_rec']).abs().max().item()
+    assert diffs["joint"] < 0.02, diffs              # unbiased vs biased variance (16 rows) is the only difference
+    assert diffs['separate'] > 5 * diffs['joint'], diffs
+
+
+def test_discriminator_mi_is_not_scaled_by_kappa(batch):
+    "kappa weighs the generator's MI term only; the MI head and trunk get the full per-block MI loss (released code)."
+    x, a = batch
+    torch.manual_seed(0)
+    m = build_model('crvae-gan', model_config('crvae-gan', 'tiny', kappa=0.5))
+    _, _, fakes = generator_loss(m, x, a, n_prior=4)
+    total, terms = discriminator_loss(m, discriminator_batch(m, x, a, fakes))
+    assert torch.isclose(total, terms['d_gan'] + terms['d_mi'])
+    total, terms = discriminator_loss(m, discriminator_batch(m, x, a, fakes), gate=False)
+    assert torch.isclose(total, terms['d_mi'])
+
+
+@pytest.mark.parametrize('name', ['crvae-gan', 'acvae-gan'])
+def test_real_and_reconstructed_rows_are_different_images(name, batch):
+    "The discriminator's real quarter and its reconstruction quarter come from different images (released code)."
+    x, a = batch
+    torch.manual_seed(0)
+    m = build_model(name, model_config(name, 'tiny'))
+    _, _, fakes = generator_loss(m, x, a, n_prior=4)
+    fakes['x_rec'] = x.clone()                      # a perfect 'reconstruction': each row is its own input image
+    b = discriminator_batch(m, x, a, fakes)
+    n = d_batch_sizes(8, m.conditional, m.has_encoder, m.cfg.d_batch)
+    real, rec = b['x'][:n['real']], b['x'][n['real']:n['real'] + n['rec']]
+    assert not any(torch.equal(r, q) for r in real for q in rec)
+
+
+def test_paper_form_is_the_code_objective_in_nats(batch):
+    "kl_form='paper' (crVAE eq. 1 with the equivalent alphas and decoder sigma) is the released objective divided by max alpha."
+    x, a = batch
+    totals = {}
+    for form in ('code', 'paper'):
+        torch.manual_seed(0)
+        m = build_model('crvae-gan', model_config('crvae-gan', 'tiny', kl_form=form))
+        torch.manual_seed(1)
+        totals[form] = generator_loss(m, x, a, n_prior=4)[0]
+    assert torch.isclose(totals['paper'], totals['code'] / max(model_config('crvae-gan').kl_alphas), rtol=1e-4)
+
+
+def test_bound_notebook_equivalence_matches_the_switch():
+    "The paper-form weights of the bound notebook's conversion: 1 - alpha'_t = alpha_t / max(alpha), sigma^2 = n max(alpha) / 2."
+    from crvae.bound import code_alphas_as_paper
+    from crvae.models import CR_ALPHAS
+    alphas, sigma = code_alphas_as_paper(CR_ALPHAS)
+    w = 1 - torch.tensor(alphas)
+    assert torch.allclose(w, torch.tensor(CR_ALPHAS) / max(CR_ALPHAS))
+    assert abs(3 * 64 * 64 / (2 * sigma ** 2) - 1 / max(CR_ALPHAS)) < 1e-6 / max(CR_ALPHAS)

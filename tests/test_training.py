@@ -145,3 +145,35 @@ def test_overfits_one_small_batch(tmp_path, faces_1k, model, bound=0.07):
     cols = rows[0].split(',')
     pix = [float(r.split(',')[cols.index('pixel')]) for r in rows[1:]]
     assert pix[-1] < bound and pix[-1] < pix[0] / 3, pix
+
+
+@pytest.mark.parametrize('gate', ['head', 'all'])
+def test_gated_discriminator_skips_the_gan_head(tmp_path, faces_1k, gate):
+    "Below the error-rate threshold the GAN head is not updated; with d_gate='head' (acVAE code) the trunk still learns from"
+    " the GAN term, with 'all' (crVAE code) it does not. The warm-up clock counts every discriminator call, gated or not."
+    mcfg, tcfg = T.make_configs('cvae-gan', 'tiny', sets=['batch_size=16', f'd_gate={gate}', 'd_threshold=1.01'],
+                                data_attrs=faces_1k.n_attrs, progress=False, sample_every=0, eval_every=0)
+    torch.manual_seed(0)
+    m = T.build_model('cvae-gan', mcfg)
+    t = T.Trainer(m, faces_1k, tcfg, tmp_path)
+    before = {k: v.clone() for k, v in m.D.state_dict().items()}
+    for _ in range(3): logs = t.step()
+    assert logs['d_skip'] == 1.0 and t.gan_updates == 3
+    changed = lambda prefix: any(not torch.equal(before[k], v) for k, v in m.D.state_dict().items() if k.startswith(prefix))
+    assert not changed('gan_head.')
+    assert changed('trunk.') == (gate == 'head')
+
+
+def test_learning_curves_are_logged_and_leave_training_unchanged(tmp_path, faces_1k):
+    "Every eval_every steps a point of curves.csv (eval mode, its own random streams): the weights are bit-equal to a run without."
+    kw = dict(KW, sample_every=0)
+    train('cvae-gan', tmp_path/'plain', steps=4, faces=faces_1k, eval_every=0, **kw)
+    train('cvae-gan', tmp_path/'curves', steps=4, faces=faces_1k, eval_every=2, eval_n=40, **kw)
+    assert same(read_weights(tmp_path/'plain'/'model.safetensors'), read_weights(tmp_path/'curves'/'model.safetensors'))
+    rows = (tmp_path/'curves'/'curves.csv').read_text().splitlines()
+    head = rows[0].split(',')
+    assert [r.split(',')[0] for r in rows[1:]] == ['2', '4']
+    for k in ('val_recon_mse', 'IS', 'FD_crvae', 'exploded', 'attr_acc'):
+        assert all(r.split(',')[head.index(k)] != '' for r in rows[1:]), k
+    assert (tmp_path/'curves'/'curves.png').stat().st_size > 1000
+    assert not (tmp_path/'plain'/'curves.csv').exists()
