@@ -839,4 +839,5 @@ d = { 'settings': { 'branch': 'main',
                                 'crvae.training.set_learning_rates': ('training.html#set_learning_rates', 'crvae/training.py'),
                                 'crvae.training.split_sets': ('training.html#split_sets', 'crvae/training.py'),
                                 'crvae.training.train': ('training.html#train', 'crvae/training.py'),
-                                'crvae.training.truncate_log': ('training.html#truncate_log', 'crvae/training.py')}}}
+                                'crvae.training.truncate_log': ('training.html#truncate_log', 'crvae/training.py'),
+                                'crvae.training.write_block_table': ('training.html#write_block_table', 'crvae/training.py')}}}

@@ -447,6 +447,9 @@ def _print_curves(runs, device, quiet:bool):
         rows = list(csv.DictReader(open(path, newline='')))
         print(f"\n{run}: learning curves on validation faces ({path})\n")
         print(markdown_table([{k: (round(float(v), 4) if v not in ('', None) else None) for k, v in r.items()} for r in rows]))
+        if (path.parent/'blocks.csv').exists():
+            print(f"\n{run}: % of faces whose part changes when block t is resampled ({path.parent/'blocks.csv'})\n")
+            print(markdown_table(list(csv.DictReader(open(path.parent/'blocks.csv', newline='')))))
 
 def _csv_text(rows:list) -> str:
     cols = list(dict.fromkeys(k for r in rows for k in r))

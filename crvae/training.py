@@ -25,8 +25,8 @@ from .objectives import generator_loss, discriminator_batch, discriminator_loss
 __all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'LOG_KEYS_FIRST', 'TrainConfig', 'split_sets', 'build_optimizers',
            'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state',
            'load_weights_into', 'find_run', 'read_run', 'model_from_run', 'load', 'NonFiniteError', 'Trainer',
-           'truncate_log', 'plot_curves', 'curves_from_snapshots', 'sample_grid', 'save_png', 'plot_losses',
-           'init_distributed', 'make_configs', 'train']
+           'truncate_log', 'plot_curves', 'write_block_table', 'curves_from_snapshots', 'sample_grid', 'save_png',
+           'plot_losses', 'init_distributed', 'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -581,6 +581,23 @@ def _write_curve_rows(path, new_rows:list):
     cols = list(dict.fromkeys(k for r in rows.values() for k in r))
     _write_csv(path, cols, [rows[k] for k in sorted(rows)])
 
+def write_block_table(model, classifiers, out, a=None, n:int=256, seed:int=0) -> Path|None:
+    "For a channel-recurrent model, `crvae.fig_blocks.block_effects` on `n` prior faces (conditional: attributes `a`), written"
+    " to `out`/blocks.csv and blocks.png; None for other models."
+    from crvae.fig_blocks import CHANNEL_RECURRENT, block_effects, block_effect_rows, block_effect_heatmap
+    import matplotlib.pyplot as plt
+    if model.name not in CHANNEL_RECURRENT: return None
+    if model.conditional:
+        check(a is not None and len(a) > 0, f"{model.name} is conditional: give attribute rows for the block table")
+        a = a[torch.arange(n) % len(a)]
+    eff = block_effects(model, classifiers, n=n, seed=seed, a=a)
+    rows = block_effect_rows(eff)
+    _write_csv(Path(out)/'blocks.csv', list(rows[0]), rows)
+    fig = block_effect_heatmap(eff, f'{model.name}: share of {n} faces whose part changes when block t is resampled')
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); plt.close(fig)
+    atomic_write_bytes(Path(out)/'blocks.png', buf.getvalue())
+    return Path(out)/'blocks.csv'
+
 def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False) -> Path:
     "Learning-curve points for every weight snapshot of `run` (snapshots/step-*.safetensors) not yet in its curves.csv."
     from tqdm.auto import tqdm
@@ -604,6 +621,9 @@ def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False
         _write_curve_rows(path, [dict(step=step, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()},
                                       eval_seconds=round(time.time() - t0, 2))])
     plot_curves(path, run/'curves.png')
+    if not (run/'blocks.csv').exists():
+        final = load(run, device=device)
+        write_block_table(final, clf, run, a=valid.attrs, seed=int(info['train_config'].get('seed', 0)))
     return path
 
 # %% ../nbs/06_training.ipynb #60249e7e
@@ -737,6 +757,9 @@ def _fit(self) -> dict:
         if (self.out/'log.csv').exists():
             try: plot_losses(self.out/'log.csv', self.out/'loss.png')
             except UserError: pass
+        if stop_reason == 'steps' and self._curves is not None and self._curves[1] is not None:   # a run that logged curves
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):
+                write_block_table(self.model, self._curves[1], self.out, a=self._curves[0].attrs, n=min(256, tc.eval_n), seed=tc.seed)
     summary = dict(run=str(self.out), model=self.model.name, step=self.step_, epochs=round(self.step_ / self.steps_per_epoch, 3),
                    seconds=round(time.time() - t_start, 1), stop=stop_reason, gan_updates=self.gan_updates)
     how = f"crvae train {self.model.name} --out {self.out} --resume"

@@ -177,3 +177,11 @@ def test_learning_curves_are_logged_and_leave_training_unchanged(tmp_path, faces
         assert all(r.split(',')[head.index(k)] != '' for r in rows[1:]), k
     assert (tmp_path/'curves'/'curves.png').stat().st_size > 1000
     assert not (tmp_path/'plain'/'curves.csv').exists()
+
+
+def test_channel_recurrent_run_writes_its_block_table(tmp_path, faces_1k):
+    "A channel-recurrent run that logged learning curves ends with its T x families block table (blocks.csv, blocks.png)."
+    train('crvae-gan', tmp_path/'r', steps=2, faces=faces_1k, eval_every=2, eval_n=24, **dict(KW, sample_every=0))
+    rows = (tmp_path/'r'/'blocks.csv').read_text().splitlines()
+    assert rows[0].startswith('block,') and rows[0].endswith(',strongest') and len(rows) == 1 + 8
+    assert (tmp_path/'r'/'blocks.png').stat().st_size > 1000
