@@ -279,10 +279,10 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
     stage = dest.parent/f'.{name}.new'
     if stage.exists(): shutil.rmtree(stage)                      # left by an interrupted ship
     with atomic_dir(stage) as tmp:
-        blob = safetensors_bytes(cast_weights(weights, dtype), dict(model=info['model'], step=step, dtype=dtype, source=src))
+        blob = safetensors_bytes(cast_weights(weights, dtype), dict(model=info['model'], step=step, dtype=dtype, source=Path(src).name))   # the run's name, not a machine path
         atomic_write_bytes(tmp/'model.safetensors', blob)
         for p in snaps: atomic_write_bytes(tmp/'snapshots'/p.name, safetensors_bytes(cast_weights(read_weights(p), dtype), dict(dtype=dtype)))
-        shipped = dict(source=str(src), step=step, dtype=dtype, sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
+        shipped = dict(source=Path(src).name, step=step, dtype=dtype, sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
                        snapshots=[p.name for p in snaps], created=time.strftime('%Y-%m-%d %H:%M:%S'), crvae_version=crvae.__version__)
         save_json(tmp/'run.json', {**{k: v for k, v in info.items() if k != 'path'}, 'shipped': shipped})
         model = load(tmp)                                        # the shipped (fp16-cast) weights are what the card scores
@@ -319,7 +319,7 @@ def ship_classifiers(data:FaceData, src=None, out=None, dtype:str='float16', for
             suffix = '' if dtype == 'float32' else f'-{dtype[0]}{dtype[-2:]}'
             new = dict(card, classifier_version=card['classifier_version'] + suffix,
                        weights=dict(file=card['weights']['file'], sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob)),
-                       shipped=dict(source=str(clf.folder), source_version=card['classifier_version'],
+                       shipped=dict(source=Path(clf.folder).name, source_version=card['classifier_version'],
                                     source_sha256=card['weights']['sha256'], dtype=dtype, created=time.strftime('%Y-%m-%d %H:%M:%S')))
             atomic_write_bytes(tmp/card['weights']['file'], blob)
             save_json(tmp/f'{k}.json', new)
