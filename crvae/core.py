@@ -15,9 +15,9 @@ import torch
 
 # %% auto #0
 __all__ = ['COMMANDS', 'UserError', 'check', 'did_you_mean', 'atomic_write', 'atomic_write_bytes', 'atomic_write_text',
-           'save_json', 'load_json', 'atomic_dir', 'data_home', 'assets_home', 'checkpoints_home', 'get_device',
-           'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table', 'command', 'command_index',
-           'build_parser', 'main']
+           'save_json', 'load_json', 'atomic_dir', 'remove_stale_temps', 'data_home', 'assets_home', 'checkpoints_home',
+           'get_device', 'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table', 'command',
+           'command_index', 'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -46,13 +46,24 @@ def _io_error(e:OSError, path) -> UserError:
 # A hook for fault-injection tests: called with each temporary path just before its rename.
 _before_replace: Callable[[Path], None] | None = None
 
+def _machine_tag() -> str:
+    "8 hex digits naming this machine and its process namespace: where a writer's pid means the same process."
+    import hashlib, socket
+    try: ns = os.readlink('/proc/self/ns/pid')
+    except OSError: ns = ''
+    return hashlib.sha1(f'{socket.gethostname()}|{ns}'.encode()).hexdigest()[:8]
+
+def _tmp_prefix(path:Path) -> str:
+    "`.NAME.pidPID-MACHINE-`: a temporary's name carries its writer, so a later writer can tell a killed one's leftovers."
+    return f'.{path.name}.pid{os.getpid()}-{_machine_tag()}-'
+
 @contextlib.contextmanager
 def atomic_write(path, mode:str='wb', encoding:str|None=None):
     "Open a temporary file beside `path`; on success it replaces `path` atomically, on any error it is removed."
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix='.tmp')
     except OSError as e: raise _io_error(e, path) from e
     tmp = Path(tmp)
     try:
@@ -98,7 +109,7 @@ def atomic_dir(path, exist_ok=False):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_tmp_prefix(path), suffix='.tmp'))
     except OSError as e: raise _io_error(e, path) from e
     try:
         yield tmp
@@ -113,6 +124,47 @@ def atomic_dir(path, exist_ok=False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+_TMP_NAME = r'\.(?P<name>.+)\.pid(?P<pid>\d+)-(?P<machine>[0-9a-f]{8})-[a-z0-9_]+\.tmp'   # `_tmp_prefix` + mkstemp's 8 + '.tmp'
+_OLD_TMP_NAME = r'\..+\.[a-z0-9_]{8}\.tmp'                                                 # before writers were named
+
+def _pid_alive(pid:int) -> bool:
+    "Whether process `pid` (of this machine) runs; when in doubt, yes."
+    if os.name != 'posix' or pid <= 0: return True       # on Windows os.kill(pid, 0) would end the process
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError): return True  # another user's process, or not a pid at all
+    return True
+
+def _newest_mtime(p:str) -> float:
+    "The latest modification time of `p` and (for a folder) of what it holds."
+    try:
+        t = os.stat(p).st_mtime
+        if os.path.isdir(p):
+            for e in os.scandir(p): t = max(t, e.stat(follow_symlinks=False).st_mtime)
+        return t
+    except OSError: return time.time()
+
+def remove_stale_temps(folder, old_after:float=86400) -> list[Path]:
+    """Remove from `folder` the temporaries of `atomic_write`/`atomic_dir` whose writer was killed (SIGKILL, a power cut:
+    no cleanup ran): those named with the pid of a process of this machine that no longer runs, and unnamed ones (older
+    crvae versions) untouched for `old_after` seconds. A live writer's temporary is never touched. Returns what went."""
+    import re, shutil
+    gone, me = [], _machine_tag()
+    try: entries = list(os.scandir(folder))
+    except OSError: return gone
+    for e in entries:
+        if not (e.name.startswith('.') and e.name.endswith('.tmp')): continue
+        m = re.fullmatch(_TMP_NAME, e.name)
+        if m: stale = m['machine'] == me and not _pid_alive(int(m['pid']))
+        else: stale = bool(re.fullmatch(_OLD_TMP_NAME, e.name)) and time.time() - _newest_mtime(e.path) > old_after
+        if not stale: continue
+        try:
+            if e.is_dir(follow_symlinks=False): shutil.rmtree(e.path)
+            else: os.unlink(e.path)
+            gone.append(Path(e.path))
+        except OSError: pass                            # another cleaner was first, or not ours to remove
+    return gone
 
 # %% ../nbs/01_core.ipynb #e9abb8ca
 def data_home() -> Path:

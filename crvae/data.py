@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #cd1992de
 from __future__ import annotations
-import argparse, csv, hashlib, io, json, math, multiprocessing as mp, os, re, sys, time
+import argparse, csv, hashlib, io, json, math, multiprocessing as mp, os, re, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -14,16 +14,17 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .core import UserError, check, did_you_mean, atomic_dir, save_json, load_json, data_home, command, markdown_table
+from .core import (UserError, check, did_you_mean, atomic_dir, remove_stale_temps, save_json, load_json, data_home, command,
+                   markdown_table)
 
 # %% auto #0
 __all__ = ['LONG_HAIR', 'SHORT_HAIR', 'HATS', 'TOPS', 'HAIR_COLORS', 'FACIAL_HAIR', 'ACCESSORIES', 'EYES', 'EYEBROWS', 'MOUTHS',
            'SKINS', 'CLOTHES', 'CLOTHING_COLORS', 'BACKGROUNDS', 'GRAPHICS', 'PART_FAMILIES', 'ATTRIBUTE_TABLE',
-           'AVATAR_ATTRIBUTES', 'CROP_BOX', 'AVATAR_GENERATOR_VERSION', 'SPLITS', 'CELEBA_CROP', 'CELEBA_LAYOUTS',
-           'IMAGE_SUFFIXES', 'DATASETS', 'attribute_table_markdown', 'sample_avatar_spec', 'avatar_attributes',
-           'avatar_parts', 'avatar_svg', 'render_avatar', 'build_avatars', 'to_float', 'to_uint8', 'FaceData',
-           'random_flip', 'iterate_batches', 'load_avatars', 'show_faces', 'FaceDataset', 'find_celeba', 'load_celeba',
-           'make_fake_celeba', 'load_folder', 'load_faces']
+           'AVATAR_ATTRIBUTES', 'CROP_BOX', 'AVATAR_GENERATOR_VERSION', 'SPLITS', 'SIZE_RANGE', 'CELEBA_CROP',
+           'CELEBA_LAYOUTS', 'IMAGE_SUFFIXES', 'DATASETS', 'attribute_table_markdown', 'sample_avatar_spec',
+           'avatar_attributes', 'avatar_parts', 'avatar_svg', 'render_avatar', 'build_avatars', 'to_float', 'to_uint8',
+           'FaceData', 'random_flip', 'iterate_batches', 'load_avatars', 'show_faces', 'FaceDataset', 'find_celeba',
+           'load_celeba', 'make_fake_celeba', 'load_folder', 'load_faces']
 
 # %% ../nbs/02_data.ipynb #ca8bc9c2
 import python_avatars as pa
@@ -237,8 +238,56 @@ def _mp_context():
     "Fork on Linux (workers start instantly and do not touch PyTorch), spawn elsewhere."
     return mp.get_context('fork' if sys.platform.startswith('linux') else 'spawn')
 
+def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
 def _check_positive(name, v):
-    check(isinstance(v, (int, np.integer)) and v > 0, f"{name} must be a positive integer, got {v!r}")
+    check(_is_int(v) and v > 0, f"{name} must be a positive integer, got {v!r}")
+
+SIZE_RANGE = (16, 1024)   # image sizes a cache may have, in px
+
+def _check_size(size):
+    "A `UserError` unless `size` is an image size in `SIZE_RANGE`."
+    lo, hi = SIZE_RANGE
+    use = f"{lo} to {hi} px (64 or 128 for the papers' models)"
+    check(_is_int(size) and size > 0, f"--size must be a positive integer from {use}; {size!r} is invalid")
+    check(size >= lo, f"--size {size} is too small: use {use}")
+    check(size <= hi, f"--size {size} is too large: use {use}")
+
+def _check_seed(seed):
+    check(_is_int(seed) and seed >= 0, f"--seed must be an integer of 0 or more, got {seed!r}")
+
+def _human(b:float) -> str: return f'{b/1e9:.1f} GB' if b >= 1e9 else f'{b/1e6:.1f} MB'
+
+def _tree_bytes(path:Path) -> int:
+    "The bytes of the files under `path` (0 if it does not exist)."
+    return sum(f.stat().st_size for f in Path(path).rglob('*') if f.is_file()) if Path(path).exists() else 0
+
+def _check_space(folder:Path, need:int, what:str, out_given:bool, reclaim:int=0):
+    "Before any write: a `UserError` when the disk of `folder` has less than `need` bytes (+1 MB) free, counting `reclaim`."
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent: p = p.parent
+    free = shutil.disk_usage(p).free + reclaim
+    need += 1 << 20
+    fix = 'choose a folder on a bigger disk (--out DIR)' if out_given else 'set CRVAE_DATA to a folder on a bigger disk'
+    check(free >= need, f"not enough free space for the {what} cache: it needs about {_human(need)} and {p} has {_human(free)} free; "
+                        f"free some space or {fix}")
+
+class _NpyWriter:
+    """A .npy file written block by block with ordinary writes (`write(first_row, block)`): on a full disk a write fails
+    with ENOSPC, an `OSError` (a `UserError` once `atomic_dir` has it), where a memory map would die of SIGBUS."""
+    def __init__(self, path, shape, dtype):
+        self.shape, self.dtype = tuple(int(x) for x in shape), np.dtype(dtype)
+        self.row = self.dtype.itemsize * math.prod(self.shape[1:])
+        self.f = open(path, 'wb')
+        np.lib.format.write_array_header_1_0(self.f, dict(descr=np.lib.format.dtype_to_descr(self.dtype),
+                                                          fortran_order=False, shape=self.shape))
+        self.start = self.f.tell()
+    def write(self, first:int, block):
+        block = np.ascontiguousarray(block, self.dtype)
+        assert block.shape[1:] == self.shape[1:] and 0 <= first and first + len(block) <= self.shape[0]
+        self.f.seek(self.start + first * self.row); self.f.write(block.data)
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.f.close()
 
 def _progress(total, desc, enabled=True):
     from tqdm.auto import tqdm
@@ -247,36 +296,39 @@ def _progress(total, desc, enabled=True):
 def build_avatars(n:int=30000, size:int=64, seed:int=0, root=None, workers:int|None=None, progress:bool=True,
                   rebuild:bool=False) -> Path:
     "Render `n` avatar faces at `size` px into the cache (or reuse it); returns the cache folder."
-    _check_positive('--n', n); _check_positive('--size', size)
-    check(size >= 16, f"--size {size} is too small: use 64 or 128 (at least 16)")
-    root = Path(root) if root is not None else data_home()/'avatars'
+    return _build_avatars(n, size, seed, root, workers, progress, rebuild)[0]
+
+def _build_avatars(n, size, seed, root, workers, progress, rebuild) -> tuple[Path, bool]:
+    "`build_avatars`, and whether the cache was built now (False: reused)."
+    _check_positive('--n', n); _check_size(size); _check_seed(seed)
+    if workers is not None: _check_positive('--workers', workers)
+    out_given, root = root is not None, Path(root) if root is not None else data_home()/'avatars'
     name, versions = _avatar_key(n, size, seed)
     path = root/name
     if path.exists() and not rebuild:
-        if not _other_settings(path, n=n, size=size, seed=seed, versions=versions): return path
-        rebuild = True
-    if path.exists():
-        import shutil; shutil.rmtree(path)
+        if not _other_settings(path, n=n, size=size, seed=seed, versions=versions): return path, False
+    remove_stale_temps(root)                     # what killed builds left: dead writers' temporary folders
+    _check_space(root, n * (3 * size * size + len(AVATAR_ATTRIBUTES) + 2 * len(PART_FAMILIES) + 1), 'avatars', out_given,
+                 reclaim=_tree_bytes(path))
+    if path.exists(): shutil.rmtree(path)
     workers = workers or os.cpu_count() or 1
     chunk = 128
     jobs = [(seed, size, s, min(s + chunk, n)) for s in range(0, n, chunk)]
     t0 = time.time()
     with atomic_dir(path, exist_ok=True) as tmp:
-        imgs = np.lib.format.open_memmap(tmp/'images.npy', 'w+', np.uint8, (n, 3, size, size))
         attrs = np.empty((n, len(AVATAR_ATTRIBUTES)), np.int8)
         parts = np.empty((n, len(PART_FAMILIES)), np.int16)
         split = np.empty(n, np.int8)
-        with _progress(n, f'avatars {size}px', progress) as bar:
+        with _NpyWriter(tmp/'images.npy', (n, 3, size, size), np.uint8) as imgs, _progress(n, f'avatars {size}px', progress) as bar:
             def take(res):
                 s, im, at, pt, sp = res; e = s + len(im)
-                imgs[s:e], attrs[s:e], parts[s:e], split[s:e] = im, at, pt, sp
+                imgs.write(s, im); attrs[s:e], parts[s:e], split[s:e] = at, pt, sp
                 bar.update(len(im))
             if workers == 1 or len(jobs) == 1:
                 for j in jobs: take(_render_chunk(j))
             else:
                 with _mp_context().Pool(min(workers, len(jobs))) as pool:
                     for res in pool.imap_unordered(_render_chunk, jobs): take(res)
-        imgs.flush(); del imgs
         np.save(tmp/'attrs.npy', attrs); np.save(tmp/'parts.npy', parts); np.save(tmp/'split.npy', split)
         secs = time.time() - t0
         save_json(tmp/'manifest.json', dict(
@@ -285,7 +337,7 @@ def build_avatars(n:int=30000, size:int=64, seed:int=0, root=None, workers:int|N
             splits={k: int((split == v).sum()) for k, v in SPLITS.items()},
             build_seconds=round(secs, 2), images_per_second=round(n / max(secs, 1e-9), 1), workers=workers,
             art='Avataaars by Pablo Stanley, via python-avatars (MIT)'))
-    return path
+    return path, True
 
 # %% ../nbs/02_data.ipynb #deede414
 _CACHE_FILES = ('images.npy', 'attrs.npy', 'split.npy', 'manifest.json')
@@ -435,10 +487,18 @@ def _first(root:Path, names):
     for n in names:
         if (root/n).exists(): return root/n
 
+def _check_folder(root:Path, what:str, fix:str):
+    "A `UserError` unless `root` is a folder: one that says whether it is missing or a file."
+    if root.is_dir(): return
+    if root.exists():
+        unpack = ' (an archive: unpack it first)' if root.suffix.lower() in ('.zip', '.tar', '.gz', '.tgz', '.7z') else ''
+        raise UserError(f"{what} {root} is a file, not a folder{unpack}; {fix}")
+    raise UserError(f"{what} {root} does not exist; {fix}")
+
 def find_celeba(root) -> dict:
     "Locate CelebA's files under `root`: a dict of paths and the layout name; a `UserError` naming what is missing."
     root = Path(root).expanduser()
-    check(root.is_dir(), f"CelebA folder {root} does not exist; pass --root DIR with the folder that holds img_align_celeba; {CELEBA_LAYOUTS}")
+    _check_folder(root, 'CelebA folder', f"pass --root DIR with the folder that holds img_align_celeba; {CELEBA_LAYOUTS}")
     kaggle = (root/'list_attr_celeba.csv').exists()
     if kaggle:
         files = dict(layout='kaggle', attrs=root/'list_attr_celeba.csv', partition=_first(root, ['list_eval_partition.csv']),
@@ -454,41 +514,70 @@ def find_celeba(root) -> dict:
     check(not missing, f"CelebA folder {root} lacks {', '.join(missing)}; {CELEBA_LAYOUTS}")
     return files
 
-def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray]:
-    "Parse CelebA's attribute file (txt or csv): (file names, attribute names, +-1 int8 matrix)."
-    bad = lambda why: UserError(f"{path} is malformed: {why}; it should be CelebA's attribute file; {CELEBA_LAYOUTS}")
+def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray, list]:
+    "Parse CelebA's attribute file (txt or csv): (file names, attribute names, +-1 int8 matrix, each row's line number)."
+    def bad(why, line=None):
+        at = f' line {line}' if line else ''
+        return UserError(f"{path}{at} is malformed: {why}; it should be CelebA's attribute file; {CELEBA_LAYOUTS}")
     try: text = path.read_text(encoding='utf-8', errors='strict')
     except UnicodeDecodeError: raise bad('it is not a text file') from None
     if path.suffix == '.csv':
-        rows = list(csv.reader(io.StringIO(text)))
-        if not rows or len(rows[0]) < 2 or rows[0][0] != 'image_id': raise bad("the header should start with 'image_id'")
-        names, body = rows[0][1:], rows[1:]
+        rows = [(k, r) for k, r in enumerate(csv.reader(io.StringIO(text)), 1) if r]
+        if not rows or len(rows[0][1]) < 2 or rows[0][1][0] != 'image_id': raise bad("the header should start with 'image_id'", 1)
+        names, body, head = rows[0][1][1:], rows[1:], rows[0][0]
     else:
         lines = text.splitlines()
-        if len(lines) < 2 or not lines[0].strip().isdigit(): raise bad('the first line should be the number of images')
-        names, body = lines[1].split(), [l.split() for l in lines[2:] if l.strip()]
-        if len(body) != int(lines[0]): raise bad(f'it announces {lines[0].strip()} images but lists {len(body)}')
-    if not names or not all(re.fullmatch(r'[A-Za-z0-9_]+', n) for n in names): raise bad('the attribute-name header is not a list of names')
-    files, vals = [], []
-    for k, r in enumerate(body):
-        if len(r) != len(names) + 1: raise bad(f'row {k+1} has {len(r)-1} values for {len(names)} attributes')
+        if len(lines) < 2 or not lines[0].strip().isdigit(): raise bad('the first line should be the number of images', 1)
+        names, body, head = lines[1].split(), [(k, l.split()) for k, l in enumerate(lines[2:], 3) if l.strip()], 2
+        if len(body) != int(lines[0]): raise bad(f'it announces {lines[0].strip()} images but lists {len(body)}', 1)
+    if not names or not all(re.fullmatch(r'[A-Za-z0-9_]+', n) for n in names):
+        raise bad('the attribute-name header is not a list of names', head)
+    first = {}
+    for j, n in enumerate(names):
+        if n in first: raise bad(f'the header names the attribute {n} twice (attributes {first[n] + 1} and {j + 1})', head)
+        first[n] = j
+    files, vals, where, seen = [], [], [], {}
+    for k, r in body:
+        if len(r) != len(names) + 1: raise bad(f'{len(r)-1} values for {len(names)} attributes', k)
         try: v = [int(x) for x in r[1:]]
-        except ValueError: raise bad(f'row {k+1} has a non-integer value') from None
-        if not set(v) <= {-1, 0, 1}: raise bad(f'row {k+1} has values other than -1/0/1')
-        files.append(r[0]); vals.append(v)
-    a = np.array(vals, dtype=np.int8)
-    return files, names, np.where(a > 0, 1, -1).astype(np.int8)  # {0,1} files become +-1 too
+        except ValueError: raise bad('a value is not an integer', k) from None
+        if not set(v) <= {-1, 0, 1}: raise bad('a value is not -1, 0 or 1', k)
+        if r[0] in seen: raise bad(f'{r[0]} is listed again (first at line {seen[r[0]]})', k)
+        seen[r[0]] = k; files.append(r[0]); vals.append(v); where.append(k)
+    a = np.array(vals, dtype=np.int8).reshape(len(vals), len(names))
+    return files, names, np.where(a > 0, 1, -1).astype(np.int8), where  # {0,1} files become +-1 too
 
-def _read_pairs(path:Path, what:str) -> dict:
-    "Parse a 'file value' text or 'file,value' csv (partition, identity) into a dict."
-    out = {}
-    with open(path, encoding='utf-8') as f:
-        for k, line in enumerate(f):
-            parts = line.strip().replace(',', ' ').split()
-            if not parts or (k == 0 and not parts[-1].lstrip('-').isdigit()): continue  # blank line or csv header
-            try: out[parts[0]] = int(parts[1])
-            except (IndexError, ValueError): raise UserError(f"{path} line {k+1} is malformed: expected '<file> <{what}>'") from None
-    return out
+_PARTITIONS = {v: k for k, v in SPLITS.items()}   # CelebA's partition codes: 0 train, 1 valid, 2 test
+
+def _read_pairs(path:Path, what:str, valid:dict|None=None) -> tuple[dict, dict]:
+    "Parse a 'file value' text or 'file,value' csv (partition, identity): ({file: value}, {file: line number})."
+    out, where = {}, {}
+    try:
+        with open(path, encoding='utf-8') as f:
+            for k, line in enumerate(f, 1):
+                parts = line.strip().replace(',', ' ').split()
+                if not parts or (k == 1 and not parts[-1].lstrip('-').isdigit()): continue  # blank line or csv header
+                try: v = int(parts[1])
+                except (IndexError, ValueError): raise UserError(f"{path} line {k} is malformed: expected '<file> <{what}>'") from None
+                if valid is not None and v not in valid:
+                    ok = ', '.join(f'{c} ({m})' for c, m in valid.items())
+                    raise UserError(f"{path} line {k}: {what} {v} (of {parts[0]}) is not one of {ok}; restore CelebA's own file")
+                out[parts[0]], where[parts[0]] = v, k
+    except UnicodeDecodeError: raise UserError(f"{path} is not a text file; restore CelebA's own file") from None
+    return out, where
+
+def _check_lists_agree(files:dict, names:list, lines:list, part:dict, part_lines:dict):
+    """The partition file and the image folder list no image that the attribute file lacks: a Kaggle csv has no count line,
+    so one cut at a line boundary is seen only this way."""
+    listed = set(names)
+    ends = f"{files['attrs']} ends at line {lines[-1]} ({names[-1]})" if names else f"{files['attrs']} lists no image"
+    extra = [f for f in part if f not in listed]
+    if extra: raise UserError(f"{ends}, but {files['partition']} line {part_lines[extra[0]]} goes on with {extra[0]} "
+                              f"({len(extra)} image(s) it lacks): the attribute file looks cut short; download it again")
+    more = sorted(e.name for e in os.scandir(files['images'])
+                  if e.name.lower().endswith(('.jpg', '.jpeg', '.png')) and e.name not in listed)
+    if more: raise UserError(f"{ends}, but {files['images']} also holds {len(more)} image(s) it lacks, e.g. {more[0]}: the attribute file "
+                             f"looks cut short; download it again, or remove the images it does not list")
 
 # %% ../nbs/02_data.ipynb #959025b3
 def _load_image(path, size:int, box=None) -> np.ndarray:
@@ -496,12 +585,20 @@ def _load_image(path, size:int, box=None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
-            im = im.convert('RGB')
-            if box is None:
-                w, h = im.size; s = min(w, h); l, t = (w - s) // 2, (h - s) // 2
+            w, h = im.size
+            if box is None:     # the centred square; upscaled at most 4x (a smaller image holds too little)
+                s = min(w, h); l, t = (w - s) // 2, (h - s) // 2
+                check(4 * s >= size, f"image {path} is {w}x{h} px: too small for --size {size} (its centred square must be at "
+                                     f"least {math.ceil(size / 4)} px, a quarter of --size); remove it or use a smaller --size")
                 box = (l, t, l + s, t + s)
-            im = im.crop(box).resize((size, size), Image.BILINEAR, reducing_gap=None)
+            check(0 <= box[0] and 0 <= box[1] and box[2] <= w and box[3] <= h,
+                  f"image {path} is {w}x{h} px, too small for the crop box {tuple(box)} (at least {box[2]}x{box[3]} px); "
+                  f"replace it with the dataset's own image or remove it")
+            im = im.convert('RGB').crop(box).resize((size, size), Image.BILINEAR, reducing_gap=None)
             return np.asarray(im).transpose(2, 0, 1).copy()
+    except Image.DecompressionBombError:
+        raise UserError(f"image {path} is too large to read safely (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, PIL's "
+                        f"decompression-bomb limit); shrink it or remove the file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(f"cannot read image {path} ({type(e).__name__}: {e}); replace or remove the file") from None
 
@@ -516,49 +613,69 @@ def _load_chunk(args):
 def _images_to_cache(paths:list, size:int, box, out:Path, workers:int|None, progress:bool, desc:str) -> float:
     "Crop/resize `paths` into `out/images.npy` in parallel; returns images/s."
     n, chunk = len(paths), 64
-    imgs = np.lib.format.open_memmap(out/'images.npy', 'w+', np.uint8, (n, 3, size, size))
     jobs = [([str(p) for p in paths[s:s+chunk]], size, box) for s in range(0, n, chunk)]
     t0, workers = time.time(), workers or os.cpu_count() or 1
-    with _progress(n, desc, progress) as bar:
+    with _NpyWriter(out/'images.npy', (n, 3, size, size), np.uint8) as imgs, _progress(n, desc, progress) as bar:
         def run(it):
             for s, (arr, err) in zip(range(0, n, chunk), it):
                 if err: raise UserError(err)
-                imgs[s:s+len(arr)] = arr; bar.update(len(arr))
+                imgs.write(s, arr); bar.update(len(arr))
         if workers == 1 or len(jobs) == 1: run(map(_load_chunk, jobs))
         else:
             with _mp_context().Pool(min(workers, len(jobs))) as pool: run(pool.imap(_load_chunk, jobs))
-    imgs.flush(); del imgs
     return n / max(time.time() - t0, 1e-9)
+
+def _sha1(b:bytes) -> str: return hashlib.sha1(b).hexdigest()
+def _sha1_json(x) -> str: return _sha1(json.dumps(x).encode())
+
+def _image_list(folder:Path, names:list) -> tuple[list, list]:
+    "(name, bytes, mtime) of each image `names` in `folder`, and the names that are missing."
+    found, absent = [], []
+    for f in names:
+        try: st = os.stat(folder/f)
+        except OSError: absent.append(f); continue
+        found.append((f, st.st_size, st.st_mtime_ns))
+    return found, absent
 
 def load_celeba(root, size:int=64, out=None, workers:int|None=None, progress:bool=True, limit:int|None=None) -> FaceData:
     "CelebA from a local folder (either layout), preprocessed once into a memory-mapped cache."
+    return _load_cache(_celeba_cache(root, size, out, workers, progress, limit)[0])
+
+def _celeba_cache(root, size, out, workers, progress, limit) -> tuple[Path, bool]:
+    "Check CelebA's files and build its cache unless a cache of the very same files is there: (the cache, whether built now)."
+    _check_size(size)
     files = find_celeba(root)
-    names, attr_names, attrs = _read_attr_file(files['attrs'])
-    part = _read_pairs(files['partition'], 'partition')
-    ids = _read_pairs(files['identities'], 'identity') if files['identities'] else None
+    names, attr_names, attrs, lines = _read_attr_file(files['attrs'])
+    check(names, f"{files['attrs']} lists no image; restore CelebA's own file")
+    part, part_lines = _read_pairs(files['partition'], 'partition', _PARTITIONS)
+    ids = _read_pairs(files['identities'], 'identity')[0] if files['identities'] else None
+    _check_lists_agree(files, names, lines, part, part_lines)
     if limit: names, attrs = names[:limit], attrs[:limit]
     missing = [f for f in names if f not in part]
     if missing: raise UserError(f"{files['partition']} has no partition for {len(missing)} image(s), e.g. {missing[0]}; use CelebA's own file")
-    img_paths = [files['images']/f for f in names]
-    absent = [p for p in img_paths if not p.exists()]
+    images, absent = _image_list(files['images'], names)
     if absent: raise UserError(f"{len(absent)} image(s) listed in {files['attrs'].name} are missing from {files['images']}, e.g. "
-                               f"{absent[0].name}; restore them or fix the folder; {CELEBA_LAYOUTS}")
-    key = hashlib.sha1(json.dumps([str(Path(root).resolve()), size, CELEBA_CROP, len(names), names[:3], names[-3:],
-                                   files['attrs'].stat().st_size]).encode()).hexdigest()[:10]
+                               f"{absent[0]}; restore them or fix the folder; {CELEBA_LAYOUTS}")
+    # what the cache is made from: the list files' bytes and every image's name, size and time (a file edited in place counts)
+    lists = {k: _sha1(files[k].read_bytes()) for k in ('attrs', 'partition', 'identities') if files[k]}
+    source = _sha1_json(dict(lists, images=_sha1_json(images)))
+    root_s = str(Path(root).expanduser().resolve())
+    key = _sha1_json([root_s, size, CELEBA_CROP, len(names), source])[:10]
     path = Path(out) if out else data_home()/'celeba'/f'celeba-{size}px-{key}'
-    if path.exists() and _other_settings(path, dataset='celeba', n=len(names), size=size, root=str(Path(root).resolve()),
-                                         crop_box=list(CELEBA_CROP), files=[names[0], names[-1]]):
-        import shutil; shutil.rmtree(path)
-    if not path.exists():
-        with atomic_dir(path, exist_ok=True) as tmp:
-            ips = _images_to_cache(img_paths, size, CELEBA_CROP, tmp, workers, progress, f'CelebA {size}px')
-            np.save(tmp/'attrs.npy', attrs)
-            np.save(tmp/'split.npy', np.array([part[f] for f in names], np.int8))
-            if ids is not None: np.save(tmp/'identities.npy', np.array([ids.get(f, -1) for f in names], np.int64))
-            save_json(tmp/'manifest.json', dict(dataset='celeba', n=len(names), size=size, attributes=attr_names,
-                      layout=files['layout'], root=str(Path(root).resolve()), crop_box=list(CELEBA_CROP),
-                      images_per_second=round(ips, 1), files=[names[0], names[-1]]))
-    return _load_cache(path)
+    if path.exists() and not _other_settings(path, dataset='celeba', n=len(names), size=size, root=root_s,
+                                             crop_box=list(CELEBA_CROP), source=source): return path, False
+    remove_stale_temps(path.parent)
+    _check_space(path.parent, len(names) * (3 * size * size + len(attr_names) + 9), 'CelebA', out is not None, reclaim=_tree_bytes(path))
+    if path.exists(): shutil.rmtree(path)
+    with atomic_dir(path, exist_ok=True) as tmp:
+        ips = _images_to_cache([files['images']/f for f in names], size, CELEBA_CROP, tmp, workers, progress, f'CelebA {size}px')
+        np.save(tmp/'attrs.npy', attrs)
+        np.save(tmp/'split.npy', np.array([part[f] for f in names], np.int8))
+        if ids is not None: np.save(tmp/'identities.npy', np.array([ids.get(f, -1) for f in names], np.int64))
+        save_json(tmp/'manifest.json', dict(dataset='celeba', n=len(names), size=size, attributes=attr_names,
+                  layout=files['layout'], root=root_s, crop_box=list(CELEBA_CROP), source=source,
+                  images_per_second=round(ips, 1), files=[names[0], names[-1]]))
+    return path, True
 
 # %% ../nbs/02_data.ipynb #b6bef5ee
 def make_fake_celeba(root, n:int=12, layout:str='official', attrs=('Smiling', 'Eyeglasses', 'Male'), seed:int=0) -> Path:
@@ -587,23 +704,32 @@ IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp'}
 
 def load_folder(root, size:int=64, out=None, workers:int|None=None, progress:bool=True, seed:int=0) -> FaceData:
     "Every image under `root` (centre square crop, resized), as a `FaceData` without attributes."
+    return _load_cache(_folder_cache(root, size, out, workers, progress, seed)[0])
+
+def _folder_cache(root, size, out, workers, progress, seed) -> tuple[Path, bool]:
+    "Build the cache of the images under `root` unless one of the very same files is there: (the cache, whether built now)."
+    _check_size(size); _check_seed(seed)
     root = Path(root).expanduser()
-    check(root.is_dir(), f"image folder {root} does not exist; pass --root DIR")
+    _check_folder(root, 'image folder', 'pass --root DIR')
     paths = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     check(paths, f"no images (.jpg, .png, .bmp, .webp) found under {root}; point --root at a folder of images")
-    key = hashlib.sha1(json.dumps([str(root.resolve()), size, len(paths), [str(p) for p in paths[:3] + paths[-3:]]]).encode()).hexdigest()[:10]
+    source = _sha1_json(_image_list(root, [str(p.relative_to(root)) for p in paths])[0])
+    root_s = str(root.resolve())
+    key = _sha1_json([root_s, size, len(paths), seed, source])[:10]
     path = Path(out) if out else data_home()/'folders'/f'{root.name}-{size}px-{key}'
-    if path.exists() and _other_settings(path, dataset=f'folder:{root.name}', n=len(paths), size=size, root=str(root.resolve())):
-        import shutil; shutil.rmtree(path)
-    if not path.exists():
-        with atomic_dir(path, exist_ok=True) as tmp:
-            ips = _images_to_cache(paths, size, None, tmp, workers, progress, f'{root.name} {size}px')
-            np.save(tmp/'attrs.npy', np.zeros((len(paths), 0), np.int8))
-            u = np.array([np.random.default_rng([seed, i, 1]).random() for i in range(len(paths))])
-            np.save(tmp/'split.npy', np.where(u < 0.8, 0, np.where(u < 0.9, 1, 2)).astype(np.int8))
-            save_json(tmp/'manifest.json', dict(dataset=f'folder:{root.name}', n=len(paths), size=size, attributes=[],
-                      root=str(root.resolve()), images_per_second=round(ips, 1)))
-    return _load_cache(path)
+    if path.exists() and not _other_settings(path, dataset=f'folder:{root.name}', n=len(paths), size=size, root=root_s,
+                                             seed=seed, source=source): return path, False
+    remove_stale_temps(path.parent)
+    _check_space(path.parent, len(paths) * (3 * size * size + 1), 'image-folder', out is not None, reclaim=_tree_bytes(path))
+    if path.exists(): shutil.rmtree(path)
+    with atomic_dir(path, exist_ok=True) as tmp:
+        ips = _images_to_cache(paths, size, None, tmp, workers, progress, f'{root.name} {size}px')
+        np.save(tmp/'attrs.npy', np.zeros((len(paths), 0), np.int8))
+        u = np.array([np.random.default_rng([seed, i, 1]).random() for i in range(len(paths))])
+        np.save(tmp/'split.npy', np.where(u < 0.8, 0, np.where(u < 0.9, 1, 2)).astype(np.int8))
+        save_json(tmp/'manifest.json', dict(dataset=f'folder:{root.name}', n=len(paths), size=size, attributes=[],
+                  root=root_s, seed=seed, source=source, images_per_second=round(ips, 1)))
+    return path, True
 
 # %% ../nbs/02_data.ipynb #01c2a44f
 DATASETS = ('avatars', 'celeba', 'folder')
@@ -612,7 +738,7 @@ def load_faces(data:str='avatars', root=None, size:int=64, n:int|None=None, seed
                progress:bool=True) -> FaceData:
     "Load `data` ('avatars', 'celeba' or 'folder'; `root` for the last two) at `size` px."
     check(data in DATASETS, f"unknown dataset {data!r}{did_you_mean(data, DATASETS)}: use --data avatars, celeba or folder")
-    _check_positive('--size', size)
+    _check_size(size)
     if data == 'avatars': return load_avatars(n or 30000, size, seed, root, workers, progress)
     check(root is not None, f"--data {data} needs --root DIR (the folder with your images)")
     if data == 'celeba': return load_celeba(root, size, workers=workers, progress=progress, limit=n)
@@ -641,19 +767,15 @@ def _data_cmd(args):
     if args.what == 'list':
         rows = []
         for man in sorted(data_home().glob('*/*/manifest.json')):
-            m = json.loads(man.read_text())
-            rows.append(dict(dataset=m.get('dataset'), n=m.get('n'), size=m.get('size'), path=str(man.parent)))
+            try: m, state = _validate_cache(man.parent), 'ok'
+            except UserError: m, state = {}, 'damaged: delete the folder and build it again'
+            rows.append(dict(dataset=m.get('dataset', '?'), n=m.get('n'), size=m.get('size'), state=state, path=str(man.parent)))
         print(markdown_table(rows) if rows else f'no caches under {data_home()}')
         return
-    if args.what == 'avatars':
-        if args.workers is not None: _check_positive('--workers', args.workers)
-        name, _ = _avatar_key(args.n, args.size, args.seed) if args.n > 0 and args.size > 0 else ('', None)
-        root = Path(args.out) if args.out else data_home()/'avatars'
-        existed = bool(name) and (root/name).exists() and not args.rebuild
-        path = build_avatars(args.n, args.size, args.seed, args.out, args.workers, rebuild=args.rebuild)
-        d = _load_cache(path)
-    elif args.what == 'celeba': d, existed = load_celeba(args.root, args.size, workers=args.workers), False
-    else: d, existed = load_folder(args.root, args.size, workers=args.workers), False
-    secs = time.time() - t0
-    how = 'reused' if existed else f"built ({d.manifest.get('images_per_second', '?')} images/s)"
+    if args.workers is not None: _check_positive('--workers', args.workers)
+    if args.what == 'avatars': path, built = _build_avatars(args.n, args.size, args.seed, args.out, args.workers, True, args.rebuild)
+    elif args.what == 'celeba': path, built = _celeba_cache(args.root, args.size, None, args.workers, True, None)
+    else: path, built = _folder_cache(args.root, args.size, None, args.workers, True, 0)
+    d, secs = _load_cache(path), time.time() - t0
+    how = f"built ({d.manifest.get('images_per_second', '?')} images/s)" if built else 'reused'
     print(f"{d}\n{how} in {secs:.1f} s: {d.manifest['path']}")

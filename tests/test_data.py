@@ -1,5 +1,5 @@
 "The avatar dataset, the CelebA and folder readers, batching."
-import json
+import json, os
 
 import numpy as np
 import pytest
@@ -219,3 +219,233 @@ def test_data_readme_has_the_attribute_table():
     from pathlib import Path
     readme = (Path(__file__).resolve().parents[1]/'data'/'README.md').read_text()
     assert D.attribute_table_markdown() in readme, 'data/README.md is out of date: paste crvae.data.attribute_table_markdown()'
+
+
+# -- reliability (issue 18): a full disk, stale caches, wrong data, leaked temporaries, one-line errors ----------------
+
+def _disk_with_free(free):
+    import shutil
+    return lambda path: shutil._ntuple_diskusage(10**12, 10**12 - free, free)
+
+
+@pytest.mark.parametrize('what', ['avatars', 'celeba', 'folder'])
+def test_a_disk_too_small_is_refused_before_writing(tmp_path, monkeypatch, what):
+    "The free space is checked against the estimated size before the first byte: a clear message, nothing left behind."
+    import shutil
+    root = D.make_fake_celeba(tmp_path/'c', n=8)
+    monkeypatch.setattr(shutil, 'disk_usage', _disk_with_free(500_000))
+    out = tmp_path/'out'
+    with pytest.raises(UserError, match=r'not enough free space for the .* cache: it needs about 1\.\d MB .* has 0\.5 MB free; '
+                                        r'free some space or choose a folder on a bigger disk \(--out DIR\)'):
+        if what == 'avatars': D.build_avatars(n=200, size=32, root=out, workers=1, progress=False)
+        if what == 'celeba': D.load_celeba(root, size=128, out=out, workers=1, progress=False)
+        if what == 'folder': D.load_folder(root/'img_align_celeba', size=128, out=out, workers=1, progress=False)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_disk_that_fills_up_while_writing_is_a_user_error(tmp_path, monkeypatch):
+    "Another writer takes the space after the check: the image writes fail with ENOSPC, a `UserError`; the temporary goes."
+    import errno
+    monkeypatch.setattr(D, '_check_space', lambda *a, **k: None)
+    def full(self, first, block): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(D._NpyWriter, 'write', full)
+    with pytest.raises(UserError, match='no space left on the device while writing .*avatars-32px-n20-.*: free some space'):
+        D.build_avatars(n=20, size=32, root=tmp_path, workers=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _in_a_child(f) -> tuple[int|None, str]:
+    "Run `f()` in a forked child, so that a signal (SIGBUS) kills the child and not the test run: (signal or None, what "
+    "it returned or the `UserError` it raised)."
+    rd, wr = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            try: msg = str(f())
+            except UserError as e: msg = str(e)
+            os.write(wr, msg.encode())
+        finally: os._exit(0)
+    os.close(wr); _, status = os.waitpid(pid, 0)
+    msg = os.read(rd, 100_000).decode(); os.close(rd)
+    return (os.WTERMSIG(status) if os.WIFSIGNALED(status) else None), msg
+
+
+def test_a_full_tmpfs_is_a_message_not_a_signal(tmp_path, monkeypatch):
+    "On a real 256 kB file system (a tmpfs; root only): the free-space check's message; with the check off, the ENOSPC of "
+    "the image writes as a `UserError`, never the SIGBUS (exit 135) of a memory-mapped images.npy; no temporary left."
+    import subprocess
+    small = tmp_path/'small'; small.mkdir()
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', str(small)], capture_output=True, text=True)
+    if r.returncode: pytest.skip(f'cannot mount a tmpfs here (root and CAP_SYS_ADMIN needed): {r.stderr.strip()[:100]}')
+    try:
+        build = lambda: D.build_avatars(n=2000, size=32, root=small/'av', workers=1, progress=False)
+        sig, msg = _in_a_child(build)
+        assert sig is None and msg.startswith('not enough free space for the avatars cache: it needs about 7.3 MB'), (sig, msg)
+        assert ' has 0.3 MB free; free some space or choose a folder on a bigger disk (--out DIR)' in msg, msg
+        monkeypatch.setattr(D, '_check_space', lambda *a, **k: None)
+        sig, msg = _in_a_child(build)
+        assert sig is None, f'the build died of signal {sig}'
+        assert msg.startswith('no space left on the device while writing') and 'free some space' in msg, msg
+        assert [q.name for q in small.rglob('*')] == ['av'] and list((small/'av').iterdir()) == []
+    finally: subprocess.run(['umount', str(small)])
+
+
+def _same_size_edit(path, old, new):
+    t = path.read_text(); assert len(old) == len(new) and t.count(old) == 1, old
+    path.write_text(t.replace(old, new))
+
+
+def test_the_celeba_cache_follows_its_files(tmp_path, monkeypatch, run_cli):
+    "The partition and the attributes edited in place (same sizes): the cache is made again, never served stale; "
+    "an untouched folder says 'reused'."
+    monkeypatch.setenv('CRVAE_DATA', str(tmp_path/'home'))
+    root = D.make_fake_celeba(tmp_path/'c', n=12)
+    code, out, err = run_cli('data', 'celeba', '--root', root, '--size', 16, '--workers', 1)
+    assert code == 0 and 'built (' in out
+    code, out, err = run_cli('data', 'celeba', '--root', root, '--size', 16, '--workers', 1)
+    assert code == 0 and '\nreused in' in out and 'built' not in out
+    d = D.load_celeba(root, size=16, workers=1, progress=False)
+    assert d.split[0] == 0
+    _same_size_edit(root/'list_eval_partition.txt', '000001.jpg 0', '000001.jpg 2')
+    code, out, err = run_cli('data', 'celeba', '--root', root, '--size', 16, '--workers', 1)
+    assert code == 0 and 'built (' in out
+    assert D.load_celeba(root, size=16, workers=1, progress=False).split[0] == 2
+    line = (root/'list_attr_celeba.txt').read_text().splitlines()[2]          # 000001.jpg's attributes
+    flipped = line[:-2] + (' 1' if line.endswith('-1') else '-1')
+    _same_size_edit(root/'list_attr_celeba.txt', line, flipped)
+    e = D.load_celeba(root, size=16, workers=1, progress=False)
+    assert e.attrs[0, -1] == -d.attrs[0, -1] and torch.equal(e.attrs[1:], d.attrs[1:])
+    # the same with one `out` folder: its manifest records what it was made from
+    assert D.load_celeba(root, size=16, out=tmp_path/'o', workers=1, progress=False).split[0] == 2
+    _same_size_edit(root/'list_eval_partition.txt', '000001.jpg 2', '000001.jpg 1')
+    assert D.load_celeba(root, size=16, out=tmp_path/'o', workers=1, progress=False).split[0] == 1
+
+
+def test_the_folder_cache_follows_its_files_and_says_reused(tmp_path, monkeypatch, run_cli):
+    from PIL import Image
+    monkeypatch.setenv('CRVAE_DATA', str(tmp_path/'home'))
+    (tmp_path/'imgs').mkdir()
+    for i in range(4): Image.new('RGB', (20, 20), (60 * i, 0, 0)).save(tmp_path/'imgs'/f'{i}.png')
+    assert 'built (' in run_cli('data', 'folder', '--root', tmp_path/'imgs', '--size', 16, '--workers', 1)[1]
+    assert '\nreused in' in run_cli('data', 'folder', '--root', tmp_path/'imgs', '--size', 16, '--workers', 1)[1]
+    Image.new('RGB', (20, 20), (0, 0, 250)).save(tmp_path/'imgs'/'1.png')               # one image replaced in place
+    d = D.load_folder(tmp_path/'imgs', size=16, workers=1, progress=False)
+    assert d.images[1, 2].float().mean() > 200
+
+
+def _lines(path, k, new):
+    t = path.read_text().splitlines(); t[k] = new; path.write_text('\n'.join(t) + '\n')
+
+
+@pytest.mark.parametrize('fault,layout,msg', [
+    ('dup_attr', 'official', r'list_attr_celeba.txt line 2 is malformed: the header names the attribute Smiling twice'),
+    ('dup_attr', 'kaggle', r'list_attr_celeba.csv line 1 is malformed: the header names the attribute Smiling twice'),
+    ('dup_image', 'official', r'list_attr_celeba.txt line 6 is malformed: 000002.jpg is listed again \(first at line 4\)'),
+    ('partition_3', 'official', r'list_eval_partition.txt line 5: partition 3 \(of 000005.jpg\) is not one of 0 \(train\), 1 \(valid\), 2 \(test\)'),
+    ('partition_3', 'kaggle', r'list_eval_partition.csv line 6: partition 3 \(of 000005.jpg\) is not one of 0'),
+    ('cut_attrs', 'kaggle', r'list_attr_celeba.csv ends at line 7 \(000006.jpg\), but .*list_eval_partition.csv line 8 goes on with '
+                            r'000007.jpg \(2 image\(s\) it lacks\): the attribute file looks cut short'),
+    ('cut_both', 'kaggle', r'list_attr_celeba.csv ends at line 7 \(000006.jpg\), but .*img_align_celeba also holds 2 image\(s\) it lacks, '
+                           r'e.g. 000007.jpg: the attribute file looks cut short'),
+    ('tiny_image', 'official', r'image .*000004.jpg is 1x1 px, too small for the crop box \(15, 35, 163, 183\) \(at least 163x183 px\)'),
+])
+def test_wrong_celeba_data_is_named_with_its_line(tmp_path, fault, layout, msg):
+    from PIL import Image
+    root = D.make_fake_celeba(tmp_path/'c', n=8, layout=layout)
+    ext = 'csv' if layout == 'kaggle' else 'txt'
+    attrs, part = root/f'list_attr_celeba.{ext}', root/f'list_eval_partition.{ext}'
+    if fault == 'dup_attr': _lines(attrs, 0 if layout == 'kaggle' else 1, ('image_id,' if layout == 'kaggle' else '') +
+                                   ('Smiling,Eyeglasses,Smiling' if layout == 'kaggle' else 'Smiling Eyeglasses Smiling'))
+    if fault == 'dup_image': _lines(attrs, 5, attrs.read_text().splitlines()[3])
+    if fault == 'partition_3': _lines(part, 5 if layout == 'kaggle' else 4, part.read_text().splitlines()[5 if layout == 'kaggle' else 4][:-1] + '3')
+    if fault.startswith('cut_'): attrs.write_text(''.join(attrs.read_text().splitlines(True)[:7]))
+    if fault == 'cut_both': part.write_text(''.join(part.read_text().splitlines(True)[:7]))
+    if fault == 'tiny_image': Image.new('RGB', (1, 1)).save(root/'img_align_celeba'/'000004.jpg')
+    with pytest.raises(UserError, match=msg): D.load_celeba(root, size=16, out=tmp_path/'cache', workers=1, progress=False)
+    assert not (tmp_path/'cache').exists()
+
+
+def test_a_tiny_image_in_a_folder_is_named(tmp_path):
+    from PIL import Image
+    (tmp_path/'imgs').mkdir()
+    Image.new('RGB', (40, 30)).save(tmp_path/'imgs'/'a.png'); Image.new('RGB', (1, 1)).save(tmp_path/'imgs'/'b.png')
+    with pytest.raises(UserError, match=r'b.png is 1x1 px: too small for --size 64 \(its centred square must be at least 16 px'):
+        D.load_folder(tmp_path/'imgs', size=64, out=tmp_path/'cache', workers=1, progress=False)
+    assert not (tmp_path/'cache').exists()
+    (tmp_path/'imgs'/'b.png').unlink()
+    assert len(D.load_folder(tmp_path/'imgs', size=64, out=tmp_path/'cache', workers=1, progress=False)) == 1   # 30 px: upscaled 2.1x
+
+
+def test_dead_writers_temporaries_are_removed_live_ones_kept(tmp_path):
+    "Temporaries carry their writer's pid and machine: a build removes those of dead writers of this machine (and old "
+    "unnamed ones untouched for a day), never a live writer's, another machine's or anything else."
+    import crvae.core as core
+    tag = core._machine_tag()
+    names = {'dead': f'.avatars-64px-n30000-seed0-abcd1234.pid99999999-{tag}-k2j4h5g6.tmp',
+             'live': f'.avatars-64px-n100-seed0-abcd1234.pid{os.getpid()}-{tag}-a1b2c3d4.tmp',
+             'other_machine': f'.avatars-64px-n100-seed1-abcd1234.pid99999999-{"0" * 8 if tag != "0" * 8 else "1" * 8}-zzzzzzzz.tmp',
+             'old_unnamed': '.avatars-64px-n500-seed0-abcd1234.x8y7z6w5.tmp',
+             'new_unnamed': '.avatars-64px-n600-seed0-abcd1234.q1w2e3r4.tmp',
+             'dead_file': f'.manifest.json.pid99999999-{tag}-f1e2d3c4.tmp',
+             'not_ours': '.keep.tmp'}
+    for k, n in names.items():
+        if k.endswith('file') or k == 'not_ours': (tmp_path/n).write_text('x')
+        else: (tmp_path/n).mkdir(); (tmp_path/n/'images.npy').write_bytes(b'0' * 100)
+    day_ago = __import__('time').time() - 2 * 86400
+    for p in (tmp_path/names['old_unnamed'], tmp_path/names['old_unnamed']/'images.npy'): os.utime(p, (day_ago, day_ago))
+    p = D.build_avatars(n=10, size=32, root=tmp_path, workers=1, progress=False)
+    left = {k for k, n in names.items() if (tmp_path/n).exists()}
+    assert left == {'live', 'other_machine', 'new_unnamed', 'not_ours'}
+    assert sorted(q.name for q in tmp_path.iterdir() if not q.name.startswith('.')) == [p.name]
+
+
+def test_temporary_names_carry_the_writer(tmp_path, monkeypatch):
+    "What `atomic_dir` names its temporary folder (the test of two builders above parses `.NAME.xxxx.tmp` too)."
+    import re, crvae.core as core
+    seen = []
+    monkeypatch.setattr(core, '_before_replace', seen.append)
+    D.build_avatars(n=10, size=32, root=tmp_path, workers=1, progress=False)
+    assert seen and all(re.fullmatch(core._TMP_NAME, t.name) and int(re.fullmatch(core._TMP_NAME, t.name)['pid']) == os.getpid()
+                        for t in seen), [t.name for t in seen]
+
+
+def _png_claiming(w, h) -> bytes:
+    "A PNG whose header claims `w` x `h` pixels (PIL refuses to open it before reading any pixel)."
+    import struct, zlib
+    chunk = lambda t, d: struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0)) +
+            chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
+
+
+@pytest.mark.parametrize('case,msg', [
+    ('seed', '--seed must be an integer of 0 or more, got -3'),
+    ('size_0', "--size must be a positive integer from 16 to 1024 px (64 or 128 for the papers' models); 0 is invalid"),
+    ('size_huge', "--size 100000 is too large: use 16 to 1024 px (64 or 128 for the papers' models)"),
+    ('celeba_root_file', 'is a file, not a folder (an archive: unpack it first); pass --root DIR with the folder that holds img_align_celeba'),
+    ('folder_root_file', 'is a file, not a folder; pass --root DIR'),
+    ('huge_png', "huge.png is too large to read safely (over 179 megapixels, PIL's decompression-bomb limit); shrink it or remove the file"),
+    ('workers', '--workers must be a positive integer, got -2'),
+])
+def test_cli_data_errors_are_one_line(tmp_path, run_cli, case, msg):
+    root = D.make_fake_celeba(tmp_path/'c', n=4)
+    (tmp_path/'celeba.zip').write_bytes(b'PK'); (tmp_path/'notes.txt').write_text('x')
+    (tmp_path/'big').mkdir(); (tmp_path/'big'/'huge.png').write_bytes(_png_claiming(15000, 15000))
+    argv = {'seed': ['avatars', '--n', 4, '--seed', -3, '--out', tmp_path/'o'],
+            'size_0': ['celeba', '--root', root, '--size', 0],
+            'size_huge': ['celeba', '--root', root, '--size', 100000],
+            'celeba_root_file': ['celeba', '--root', tmp_path/'celeba.zip'],
+            'folder_root_file': ['folder', '--root', tmp_path/'notes.txt'],
+            'huge_png': ['folder', '--root', tmp_path/'big', '--workers', 1],
+            'workers': ['folder', '--root', tmp_path/'big', '--workers', -2]}[case]
+    code, out, err = run_cli('data', *argv)
+    lines = [l for l in err.splitlines() if l.strip() and '%|' not in l]
+    assert code == 2 and len(lines) == 1 and 'Traceback' not in err and msg in lines[0], err
+
+
+def test_cli_data_list_shows_a_damaged_cache(tmp_path, monkeypatch, run_cli):
+    monkeypatch.setenv('CRVAE_DATA', str(tmp_path))
+    D.build_avatars(n=10, size=32, workers=1, progress=False)
+    (tmp_path/'avatars'/'broken').mkdir(); (tmp_path/'avatars'/'broken'/'manifest.json').write_text('{"n": 3')
+    code, out, err = run_cli('data', 'list')
+    assert code == 0 and err == '', err
+    assert '| ? |  |  | damaged: delete the folder and build it again |' in out and '| avatars | 10 | 32 | ok |' in out
