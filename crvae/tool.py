@@ -13,18 +13,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import UserError, check, did_you_mean, save_json, load_json, data_home, get_device, markdown_table, command
+from .core import (UserError, check, did_you_mean, save_json, load_json, data_home, assets_home, checkpoints_home, get_device,
+                   markdown_table, command)
 from .bound import reparameterize
-from .data import FaceData, to_uint8, SPLITS
+from .data import FaceData, to_uint8, to_float, SPLITS
 from .models import FAMILY
 from .training import load, find_run, read_run
 from .sampling import parse_attrs, attribute_prevalence, sample_attributes
 
 # %% auto #0
-__all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'APP_SOURCE', 'resample_block', 'render', 'BlockSearch', 'choose_block', 'attending',
-           'measure_blocks', 'run_attribute_table', 'fine_tuning_block', 'block_table', 'ToolState', 'FaceTool',
-           'grid_png', 'face_png', 'time_grid', 'GuardedUI', 'FaceToolUI', 'app_notebook', 'app_from_env', 'free_port',
-           'voila_command']
+__all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'DEFAULT_ATTRS', 'APP_SOURCE', 'resample_block', 'render', 'BlockSearch', 'choose_block',
+           'attending', 'measure_blocks', 'run_attribute_table', 'fine_tuning_block', 'block_table', 'ToolState',
+           'FaceTool', 'badge_html', 'grid_png', 'face_png', 'time_grid', 'GuardedUI', 'FaceToolUI', 'app_notebook',
+           'app_from_env', 'free_port', 'voila_command']
 
 # %% ../nbs/30_face_tool.ipynb #373cfffb
 def resample_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
@@ -134,23 +135,25 @@ def run_attribute_table(info:dict, data:FaceData|None=None, n_avatars:int=1000) 
     prevalence = attribute_prevalence(faces=data)                           # (N,) over the training split
     return dict(names=list(names), prevalence={k: round(float(p), 4) for k, p in zip(names, prevalence)}, test_rows=test.float())
 
-_CLASSIFIERS = {}                                    # loaded evaluation classifiers, per dataset identity (this process)
+_CLASSIFIERS = {}                                    # loaded evaluation classifiers, per dataset identity and home (this process)
 
 def _resolve_classifier(classifier, info:dict) -> tuple:
     "(callable or None, version or None, note) for `classifier` = 'auto', None/False, a `Classifiers` or a callable."
     if classifier is None or classifier is False: return None, None, 'no classifier asked for: pixel change only'
-    if isinstance(classifier, str) and classifier == 'auto':
-        ident = json.dumps({k: (info.get('data') or {}).get(k) for k in ('data', 'attr_names', 'size')}, sort_keys=True)
+    if isinstance(classifier, str) and classifier == 'auto':     # as `crvae reproduce`: the shipped ones for this data, else the cache's
+        d = info.get('data') or {}
+        ident = json.dumps([{k: d.get(k) for k in ('data', 'attr_names', 'size')}, str(assets_home()), str(data_home())], sort_keys=True)
         try:
-            from crvae.classifiers import load_classifiers
-            if ident not in _CLASSIFIERS: _CLASSIFIERS[ident] = load_classifiers(info['data'])
+            from crvae.reproduce import eval_classifiers
+            if ident not in _CLASSIFIERS: _CLASSIFIERS[ident] = eval_classifiers(info['data'])
             classifier = _CLASSIFIERS[ident]
         except (UserError, ImportError, KeyError) as e:
-            return None, None, f"no attribute classifier available ({str(e).split(':')[0][:120]}): pixel change only"
+            why = ' '.join(str(e).split())
+            return None, None, f"no attribute classifier fits this run ({why[:200]}): pixel change only, no badges"
     if hasattr(classifier, 'attributes') and hasattr(classifier, 'versions'):        # a crvae.classifiers.Classifiers
         names = (info.get('data') or {}).get('attr_names')
         if names and list(classifier.attr_names) != list(names):
-            return None, None, "the classifiers' attributes differ from the run's: pixel change only"
+            return None, None, "the classifiers' attributes differ from the run's: pixel change only, no badges"
         net = classifier.attributes.eval()
         return (lambda y: net(y.to(classifier.device))), classifier.versions['attributes'], 'attribute classifier ' + classifier.versions['attributes']
     check(callable(classifier), f"classifier: expected 'auto', None, a Classifiers or a callable, got {type(classifier).__name__}")
@@ -158,8 +161,16 @@ def _resolve_classifier(classifier, info:dict) -> tuple:
     return classifier, str(version), f'classifier {version}'
 
 # %% ../nbs/30_face_tool.ipynb #311b0db0
-def _block_file_candidates(run:Path, sha:str) -> list[Path]:
-    return [run/BLOCK_FILE, data_home()/'tool'/f'{run.name}-{sha[:12]}.json']
+def _shipped(run:Path) -> bool:
+    "Is `run` one of the shipped checkpoints (part of the installed package)?"
+    try: return Path(run).resolve().parent == checkpoints_home().resolve()
+    except OSError: return False
+
+def _block_file_candidates(run:Path, key:dict) -> list[Path]:
+    "Where the block file is read, in order; the first that can be written is written (never a shipped checkpoint's own folder). "
+    "Under data_home()/tool one file per key, so other settings (a notebook's quick ones) do not replace the app's."
+    h = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    return [run/BLOCK_FILE, data_home()/'tool'/f"{run.name}-{key['weights_sha1'][:12]}-{h}.json"]
 
 def fine_tuning_block(run, search:BlockSearch|None=None, classifier='auto', data:FaceData|None=None, model=None,
                       recompute:bool=False, device='cpu') -> dict:
@@ -171,7 +182,7 @@ def fine_tuning_block(run, search:BlockSearch|None=None, classifier='auto', data
     clf, clf_version, clf_note = _resolve_classifier(classifier, info)
     key = dict(format=BLOCK_FORMAT, settings=dataclasses.asdict(search), weights_sha1=sha, classifier=clf_version)
     if not recompute:
-        for p in _block_file_candidates(run, sha):
+        for p in _block_file_candidates(run, key):
             if not p.exists(): continue
             try: stored = load_json(p)
             except UserError: continue                        # a damaged file is measured again and replaced
@@ -187,7 +198,8 @@ def fine_tuning_block(run, search:BlockSearch|None=None, classifier='auto', data
                                                       "arbitrary groups of coordinates, so expect variations to change the face globally",
                full_change=res['full_change'], base_score=res['base_score'], blocks=res['blocks'],
                prevalence=table['prevalence'] if table else {}, seconds=round(time.time() - t0, 2))
-    for i, p in enumerate(_block_file_candidates(run, sha)):
+    for i, p in enumerate(_block_file_candidates(run, key)):
+        if i == 0 and _shipped(run): continue             # the package's files stay as shipped
         try: save_json(p, out); return dict(out, path=str(p), reused=False)
         except UserError:
             if i == 1: raise
@@ -212,6 +224,8 @@ class ToolState:
     block: int|None = None              # the block varied (stage 2)
     picked: int|None = None             # the face picked in this grid
     base: dict|None = None              # stage 2: z, a, image of the face the variations vary
+    requested: dict = field(default_factory=dict)   # the attributes asked for (name -> +1/-1); stage 2 keeps them
+    logits: torch.Tensor|None = None    # (n, N) the attribute classifier on `images` (None: nothing requested, or no classifier)
 
     def face(self, i:int) -> dict:
         "z, a and image of face `i` of the grid."
@@ -231,6 +245,7 @@ class FaceTool:
     def __init__(self, run=None, block:int|None=None, n:int=9, device='cpu', **block_kw):
         "`block_kw` (search, classifier, data, recompute) go to `fine_tuning_block` on every `load`."
         self.model, self.block_info, self.override, self.history = None, None, None, []
+        self.classifier, self.classifier_note = None, 'no run loaded'
         self.n, self.device, self.block_kw = n, get_device(device), block_kw
         if run is not None: self.load(run, block)
 
@@ -239,7 +254,9 @@ class FaceTool:
         check(run is not None and str(run).strip() != '', "give a run folder (e.g. runs/acvae) or a shipped checkpoint name")
         model = load(str(run).strip(), self.device)
         info = fine_tuning_block(model.run['path'], model=model, **self.block_kw)
+        clf, _, note = _resolve_classifier(self.block_kw.get('classifier', 'auto'), model.run)   # the block's own (cached)
         self.model, self.block_info, self.history, self.override = model, info, [], None
+        self.classifier, self.classifier_note = clf, note
         self.set_block(block)
         return self
 
@@ -298,6 +315,15 @@ FaceTool.attr_matrix = _attr_matrix
 # %% ../nbs/30_face_tool.ipynb #e5f401bb
 def _images(self, z, a) -> torch.Tensor: return to_uint8(render(self.model, z, a))
 
+@torch.no_grad()
+def _seen(self, images:torch.Tensor, req:dict) -> torch.Tensor|None:
+    "The attribute classifier's logits (n, N) on the uint8 `images` as shown; None when nothing is requested or no classifier fits."
+    if not req or self.classifier is None: return None
+    logits = torch.as_tensor(self.classifier(to_float(images).to(self.model.device))).float().cpu()
+    check(logits.shape == (len(images), len(self.attr_names)),
+          f"the attribute classifier gave logits {tuple(logits.shape)} for {len(images)} faces and {len(self.attr_names)} attributes")
+    return logits
+
 def _generate(self, attrs=None, seed:int=0, n:int|None=None) -> torch.Tensor:
     "Stage 1: n faces z ~ p(z|a) for the requested attributes (eq. 1); returns their images (n, 3, H, W) uint8."
     self._need_model()
@@ -305,7 +331,8 @@ def _generate(self, attrs=None, seed:int=0, n:int|None=None) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(seed))
     a = self.attr_matrix(req, n, g)
     z = self.model.sample_z(a, n, g)
-    self.history.append(ToolState('faces', z, a, _images(self, z, a), int(seed)))
+    imgs = _images(self, z, a)
+    self.history.append(ToolState('faces', z, a, imgs, int(seed), requested=req, logits=_seen(self, imgs, req)))
     return self.state.images
 
 def _pick(self, i:int) -> torch.Tensor:
@@ -328,7 +355,9 @@ def _variations(self, n:int|None=None, seed:int=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(seed))
     a = None if base['a'] is None else base['a'].expand(n, -1)
     z = resample_block(self.model, base['z'].expand(n, *base['z'].shape[1:]), a, t, g)
-    self.history.append(ToolState('variations', z, a, _images(self, z, a), int(seed), block=t, base=base))
+    imgs = _images(self, z, a)
+    self.history.append(ToolState('variations', z, a, imgs, int(seed), block=t, base=base, requested=st.requested,
+                                  logits=_seen(self, imgs, st.requested)))
     return self.state.images
 
 def _undo(self) -> ToolState|None:
@@ -339,6 +368,39 @@ def _undo(self) -> ToolState|None:
     return self.state
 
 FaceTool.generate, FaceTool.pick, FaceTool.variations, FaceTool.undo = _generate, _pick, _variations, _undo
+
+# %% ../nbs/30_face_tool.ipynb #b4d9e2a7
+def _badges(self, state:ToolState|None=None) -> list[list[dict]]:
+    "Per face of `state` (default: the current grid), per requested attribute: does the attribute classifier see it as requested?"
+    st = self.state if state is None else state
+    if st is None: return []
+    names, out = self.attr_names, []
+    for i in range(len(st.images)):
+        row = []
+        for k in [k for k in names if k in st.requested]:                   # in the model's attribute order
+            wanted = st.requested[k] > 0
+            if st.logits is None: present, p = None, None                    # no classifier fits this run
+            else:
+                logit = float(st.logits[i, names.index(k)])
+                present, p = logit > 0, round(1 / (1 + math.exp(-max(min(logit, 60.0), -60.0))), 3)
+            row.append(dict(name=k, wanted=wanted, present=present, p=p, ok=None if present is None else present == wanted))
+        out.append(row)
+    return out
+FaceTool.badges = _badges
+
+def badge_html(row:list[dict]) -> str:
+    "One face's badges (a row of `FaceTool.badges`) as HTML: green tick, red cross, or a grey '?' when no classifier fits."
+    import html
+    spans = []
+    for b in row:
+        label = ('' if b['wanted'] else 'no ') + b['name'].replace('_', ' ')
+        kind, mark = {True: ('ok', '✓'), False: ('miss', '✗'), None: ('unknown', '?')}[b['ok']]
+        sees = ('no classifier to ask' if b['present'] is None else
+                f"the attribute classifier {'sees' if b['present'] else 'does not see'} it (p = {b['p']:.2f})")
+        title = f"{b['name']} {'wanted' if b['wanted'] else 'not wanted'}; {sees}"
+        spans.append(f'<span class="crvae-badge crvae-badge-{kind}" data-attr="{html.escape(b["name"])}" data-ok="{kind}" '
+                     f'title="{html.escape(title)}">{mark} {html.escape(label)}</span>')
+    return '<div class="crvae-badges">' + ''.join(spans) + '</div>'
 
 # %% ../nbs/30_face_tool.ipynb #28806a1e
 def grid_png(images:torch.Tensor, nrow:int=3, scale:int=1) -> bytes:
@@ -369,15 +431,22 @@ def time_grid(tool:FaceTool, n:int=9, reps:int=5) -> dict:
 
 # %% ../nbs/30_face_tool.ipynb #8de5e644
 _CSS = """<style>
-.crvae-cell { position: relative; }
+.crvae-face { position: relative; }
 .crvae-cell img { image-rendering: pixelated; border: 3px solid transparent; }
-.crvae-cell .crvae-pick { position: absolute; top: 0; left: 0; width: 100%; height: 100%; margin: 0; padding: 0;
+.crvae-face .crvae-pick { position: absolute; top: 0; left: 0; width: 100%; height: 100%; margin: 0; padding: 0;
   opacity: 0; cursor: pointer; }
 .crvae-cell.crvae-picked img { border-color: #e67e22; }
 .crvae-status.crvae-error { color: #b03a2e; }
 .crvae-attr button, .crvae-attr { font-size: 12px; }
+.crvae-badges { display: flex; flex-wrap: wrap; gap: 2px; line-height: 1.2; margin: 1px 0 4px 0; }
+.crvae-badge { font-size: 10px; padding: 0 3px; border-radius: 3px; white-space: nowrap; }
+.crvae-badge-ok { background: #d5f5e3; color: #1e8449; }
+.crvae-badge-miss { background: #fadbd8; color: #b03a2e; }
+.crvae-badge-unknown { background: #eaecee; color: #5d6d7e; }
+.crvae-timing { color: #566573; font-size: 12px; }
 </style>"""
 _STATES = (0.0, 1.0, -1.0)                                   # a toggle's cycle: open -> wanted -> not wanted
+DEFAULT_ATTRS = {'Eyeglasses': 1.0, 'Smiling': 1.0}         # ticked on loading a run, for the first grid (those the run has)
 _BLANK = None
 
 def _blank_png(size:int=64) -> bytes:
@@ -409,9 +478,11 @@ class GuardedUI:
 
 class FaceToolUI(GuardedUI):
     "The ipywidgets app of the 2-stage tool: attribute toggles, seed, clickable grid, undo, block choice and messages."
-    def __init__(self, tool:FaceTool|None=None, run:str='', n:int=9, cell_px:int=112):
+    def __init__(self, tool:FaceTool|None=None, run:str='', n:int=9, cell_px:int=112, attrs:dict|None=None):
+        "`attrs`: the attributes ticked on loading a run, for its first grid (default `DEFAULT_ATTRS`, those the run has)."
         import ipywidgets as W
         self.W, self.tool, self.n, self.cell_px = W, tool or FaceTool(n=n), n, cell_px
+        self.default_attrs = DEFAULT_ATTRS if attrs is None else dict(attrs)
         self._init_guard(W)
         self.values, self._syncing = {}, False
         self.css = W.HTML(_CSS)
@@ -425,32 +496,39 @@ class FaceToolUI(GuardedUI):
         self.gen_btn = W.Button(description='Generate', button_style='primary', tooltip='stage 1: faces for these attributes')
         self.var_btn = W.Button(description='Variations', tooltip='stage 2: redraw the fine-tuning block of the picked face')
         self.undo_btn = W.Button(description='Undo', tooltip='take back the last action')
-        self.cells, self.imgs = [], []
+        self.cells, self.imgs, self.badge_rows, self.picks = [], [], [], []    # per face: its cell, picture, badges, pick button
         for i in range(n):
             img = W.Image(value=_blank_png(), format='png', width=cell_px, height=cell_px)
             pick = W.Button(description='', tooltip=f'pick face {i}', layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
             pick.add_class('crvae-pick'); pick.add_class(f'crvae-pick-{i}')
             pick.on_click(lambda _, i=i: self._guard('picking a face', self.pick, i))
-            cell = W.Box([img, pick], layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px', margin='2px'))
+            face = W.Box([img, pick], layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
+            face.add_class('crvae-face')
+            badges = W.HTML('', layout=W.Layout(width=f'{cell_px + 6}px', margin='0'))
+            badges.add_class('crvae-cell-badges')
+            cell = W.VBox([face, badges], layout=W.Layout(width=f'{cell_px + 6}px', margin='2px'))
             cell.add_class('crvae-cell'); cell.add_class(f'crvae-cell-{i}')
-            self.cells.append(cell); self.imgs.append(img)
+            self.cells.append(cell); self.imgs.append(img); self.badge_rows.append(badges); self.picks.append(pick)
         cols = max(1, round(math.sqrt(n)))
         self.grid = W.GridBox(self.cells, layout=W.Layout(grid_template_columns=f'repeat({cols}, {cell_px + 10}px)'))
         self.grid.add_class('crvae-grid')
         self.picked_img = W.Image(value=_blank_png(), format='png', width=2 * cell_px, height=2 * cell_px)
         self.picked_img.add_class('crvae-picked-face')
         self.picked_label = W.HTML('<b>picked</b>: none yet')
+        self.timing = W.HTML('')
+        self.timing.add_class('crvae-timing')
+        self.grid_seconds = None                             # (stage, n, seconds) of the last grid drawn
         self.load_btn.on_click(lambda _: self._guard('loading the run', self.load))
         self.gen_btn.on_click(lambda _: self._guard('generating', self.generate))
         self.var_btn.on_click(lambda _: self._guard('making variations', self.variations))
         self.undo_btn.on_click(lambda _: self._guard('undoing', self.undo))
         self.block_box.observe(lambda ch: self._guard('choosing the block', self.choose_block, ch['new']), names='value')
         self.widget = W.VBox([self.css, self.title, W.HBox([self.run_box, self.load_btn, self.block_box]), self.attr_box,
-                              W.HBox([self.seed, self.gen_btn, self.var_btn, self.undo_btn]), self.status,
+                              W.HBox([self.seed, self.gen_btn, self.var_btn, self.undo_btn]), self.status, self.timing,
                               W.HBox([self.grid, W.VBox([self.picked_label, self.picked_img], layout=W.Layout(margin='0 0 0 16px'))])])
         self._refresh_header()
-        self._say('load a run to start' if not self.tool.loaded else 'tick attributes, then Generate')
-        if self.tool.loaded: self._after_load()
+        if self.tool.loaded: self._guard('drawing the first grid', self._after_load)
+        else: self._say('load a run to start')
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
 
@@ -484,26 +562,34 @@ def _after_load(self):
         self.block_box.options = [(f"measured ({t.block_info['block']})", -1)] + [(f'block {b}', b) for b in range(t.model.T)]
         self.block_box.value = -1 if t.override is None else t.override
     finally: self._syncing = False
-    self._refresh_header(); self._show()
+    for k, v in self.default_attrs.items():                  # the first grid: the default attributes the run has, seed 0
+        if k in self.values: self._set_attr(k, _attr_value(k, v) or 0.0)
+    self.seed.value = 0
+    self._refresh_header()
+    return self.generate()
 
-for _f in (_refresh_header, _after_load): setattr(FaceToolUI, _f.__name__, _f)
+def _set_attr(self, name:str, v:float):
+    "Show attribute `name` as open (0), wanted (+1) or not wanted (-1)."
+    self.values[name] = v
+    b = self.attr_buttons[name]
+    b.description = {0.0: '', 1.0: '+ ', -1.0: '− '}[v] + name.replace('_', ' ')
+    b.button_style = {0.0: '', 1.0: 'success', -1.0: 'danger'}[v]
+
+for _f in (_refresh_header, _after_load, _set_attr): setattr(FaceToolUI, _f.__name__, _f)
 
 # %% ../nbs/30_face_tool.ipynb #b5d0a3d1
 def _ui_load(self, run=None):
     "Load the run named in the run box (or `run`)."
     run = self.run_box.value if run is None else run
     self.tool.load(run)
-    self._after_load()
-    return f"loaded {self.tool.model.name} from {self.tool.model.run['path']}: tick attributes, then Generate"
+    return f"loaded {self.tool.model.name} from {self.tool.model.run['path']}; " + self._after_load()
 
 def _ui_toggle(self, name:str):
     "Cycle attribute `name`: open -> wanted -> not wanted -> open."
     self.tool._need_model()
     check(name in self.values, f"{self.tool.model.name} has no attribute {name}")
-    v = self.values[name] = _STATES[(_STATES.index(self.values[name]) + 1) % 3]
-    b = self.attr_buttons[name]
-    b.description = {0.0: '', 1.0: '+ ', -1.0: '− '}[v] + name.replace('_', ' ')
-    b.button_style = {0.0: '', 1.0: 'success', -1.0: 'danger'}[v]
+    v = _STATES[(_STATES.index(self.values[name]) + 1) % 3]
+    self._set_attr(name, v)
     return f"{name}: {({0.0: 'open (follows the data)', 1.0: 'wanted', -1.0: 'not wanted'})[v]}"
 
 def _ui_generate(self):
@@ -512,8 +598,9 @@ def _ui_generate(self):
     t0 = time.perf_counter()
     self.tool.generate(req, seed=self.seed.value, n=self.n)
     self._show()
+    self._timed('stage 1', time.perf_counter() - t0)
     ask = ', '.join(('+' if v > 0 else '−') + k for k, v in req.items()) or 'no attribute set'
-    return f"{self.n} faces for {ask} (seed {self.seed.value}) in {time.perf_counter() - t0:.2f} s: click one to pick it"
+    return f"{self.n} faces for {ask} (seed {self.seed.value}) in {self.grid_seconds[2]:.2f} s: click one to pick it"
 
 def _ui_pick(self, i:int):
     self.tool.pick(i); self._show()
@@ -523,7 +610,15 @@ def _ui_variations(self):
     t0 = time.perf_counter()
     self.tool.variations(n=self.n, seed=self.seed.value * 1000 + len(self.tool.history))
     self._show()
-    return f"{self.n} variations of the picked face (block {self.tool.block} redrawn) in {time.perf_counter() - t0:.2f} s: pick one to refine further"
+    self._timed('stage 2', time.perf_counter() - t0)
+    return (f"{self.n} variations of the picked face (block {self.tool.block} redrawn) in {self.grid_seconds[2]:.2f} s: "
+            "pick one to refine further")
+
+def _ui_timed(self, stage:str, seconds:float):
+    "Show how long the grid just drawn took in the kernel: sampling, decoding, the badges' classifier, PNGs, widget updates."
+    self.grid_seconds = (stage, self.n, seconds)
+    self.timing.value = (f"<span title='in the kernel: sampling, decoding, the badges and the PNGs'>{stage}: "
+                         f"<b>{self.n} faces in {seconds:.2f} s</b></span>")
 
 def _ui_undo(self):
     st = self.tool.undo(); self._show()
@@ -539,9 +634,11 @@ def _ui_choose_block(self, value):
 def _ui_show(self):
     "Draw the current state: the grid, the picked cell, the picked (or varied) face."
     st = self.tool.state
-    for i, (cell, img) in enumerate(zip(self.cells, self.imgs)):
+    badges = self.tool.badges() if st is not None else []
+    for i, (cell, img, row) in enumerate(zip(self.cells, self.imgs, self.badge_rows)):
         has = st is not None and i < len(st.images)
         img.value = face_png(st.images[i]) if has else _blank_png()
+        row.value = badge_html(badges[i]) if has and badges[i] else ''
         (cell.add_class if (st is not None and st.picked == i) else cell.remove_class)('crvae-picked')
     if st is not None and st.picked is not None: face, what = st.images[st.picked], f'face {st.picked}'
     elif st is not None and st.base is not None: face, what = st.base['image'], 'the face being varied'
@@ -551,6 +648,7 @@ def _ui_show(self):
 
 FaceToolUI.load, FaceToolUI.toggle, FaceToolUI.generate, FaceToolUI.pick = _ui_load, _ui_toggle, _ui_generate, _ui_pick
 FaceToolUI.variations, FaceToolUI.undo, FaceToolUI.choose_block, FaceToolUI._show = _ui_variations, _ui_undo, _ui_choose_block, _ui_show
+FaceToolUI._timed = _ui_timed
 
 # %% ../nbs/30_face_tool.ipynb #e50f69af
 APP_SOURCE = "from crvae.tool import app_from_env\nui = app_from_env()"

@@ -1,5 +1,5 @@
-"The 2-stage face tool: stage-2 variations touch only the fine-tuning block, undo, any click order, the stored block."
-import json
+"The 2-stage face tool: stage-2 variations touch only the fine-tuning block, undo, any click order, the stored block, badges."
+import hashlib, json, math, re
 from pathlib import Path
 
 import pytest
@@ -8,9 +8,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import crvae.core
 from crvae.core import UserError, main
+from crvae.core import assets_home, checkpoints_home
 from crvae.tool import (BLOCK_FILE, BlockSearch, FaceTool, FaceToolUI, fine_tuning_block, measure_blocks, resample_block,
-                        choose_block, app_notebook, voila_command, APP_SOURCE)
-from crvae.training import train, load
+                        choose_block, app_notebook, voila_command, APP_SOURCE, badge_html, _blank_png, _resolve_classifier)
+from crvae.training import train, load, find_run, read_run
 
 QUICK = dict(search=BlockSearch(n_faces=8), classifier=None)
 
@@ -137,7 +138,7 @@ def test_any_click_order_in_the_ui(tool, acvae_run, actions, load_first):
     for what, arg in actions:
         n0 = len(ui.messages)
         if what == 'generate': ui.seed.value = arg; ui.gen_btn.click()
-        elif what == 'pick': ui.cells[arg % 4].children[1].click()
+        elif what == 'pick': ui.picks[arg % 4].click()
         elif what == 'variations': ui.var_btn.click()
         elif what == 'undo': ui.undo_btn.click()
         elif what == 'block': ui.block_box.value = -1 if arg is None else min(arg, 7) if ui.tool.loaded else -1
@@ -243,3 +244,113 @@ def test_app_command_checks_and_loopback(acvae_run, run_cli, monkeypatch):
     assert '--Voila.ip=127.0.0.1' in cmd and '--no-browser' in cmd and '--Voila.port_retries=0' in cmd
     nb = app_notebook()
     assert nb['cells'][0]['source'] == APP_SOURCE and nb['nbformat'] == 4
+
+
+# ---- badges: does the attribute classifier see each requested attribute?
+
+def _fake_classifier(logits):
+    "A classifier answering fixed attribute logits (n, 32) (repeated for more faces), whatever the pictures."
+    def fake(y):
+        assert y.dtype == torch.float32 and y.min() >= -1 and y.max() <= 1 and y.shape[1:] == (3, 64, 64)
+        return logits[torch.arange(len(y)) % len(logits)]
+    fake.version = 'fake-1'
+    return fake
+
+
+def test_badges_are_what_the_classifier_sees(tool):
+    names = tool.attr_names
+    ie, ism = names.index('Eyeglasses'), names.index('Smiling')
+    L = torch.full((4, 32), -3.0)
+    L[:, ie] = torch.tensor([2.0, -1.0, 3.0, -2.0])                   # sees glasses on faces 0 and 2
+    L[:, ism] = torch.tensor([-1.0, -4.0, 4.0, 0.5])                  # sees a smile on faces 2 and 3
+    tool.history.clear()
+    tool.classifier = _fake_classifier(L)
+    try:
+        tool.generate({'Smiling': -1, 'Eyeglasses': 1}, seed=2)
+        b = tool.badges()
+        assert [[x['name'] for x in row] for row in b] == [['Eyeglasses', 'Smiling']] * 4    # the model's attribute order
+        assert [row[0]['ok'] for row in b] == [True, False, True, False]                    # glasses wanted
+        assert [row[1]['ok'] for row in b] == [True, True, False, False]                    # no smile wanted
+        assert [row[1]['present'] for row in b] == [False, False, True, True] and not b[0][1]['wanted']
+        assert b[0][0]['p'] == round(1 / (1 + math.exp(-2.0)), 3)
+        tool.pick(3); tool.variations(n=4, seed=1)                                           # variations keep the request
+        assert tool.state.requested == {'Eyeglasses': 1.0, 'Smiling': -1.0}
+        assert [row[0]['ok'] for row in tool.badges()] == [True, False, True, False]
+        tool.undo(); tool.undo()
+        assert [row[1]['ok'] for row in tool.badges()] == [True, True, False, False]
+        tool.generate(None, seed=2)                                                          # nothing requested: no badges
+        assert tool.badges() == [[]] * 4 and tool.state.logits is None
+        tool.classifier = lambda y: L[:1, :5]                                                # a wrong answer is a clear error
+        with pytest.raises(UserError, match='logits'): tool.generate({'Eyeglasses': 1})
+    finally:
+        tool.classifier = None; tool.history.clear()
+    tool.generate({'Eyeglasses': 1})                                                         # no classifier: unknown
+    assert [row[0]['ok'] for row in tool.badges()] == [None] * 4
+    tool.history.clear()
+
+
+def test_badge_html():
+    row = [dict(name='Eyeglasses', wanted=True, present=True, p=0.97, ok=True),
+           dict(name='Mouth_Slightly_Open', wanted=False, present=True, p=0.8, ok=False),
+           dict(name='Bald', wanted=True, present=None, p=None, ok=None)]
+    h = badge_html(row)
+    spans = re.findall(r'<span class="crvae-badge crvae-badge-(\w+)" data-attr="(\w+)"[^>]*title="([^"]*)">([^<]*)</span>', h)
+    assert [(k, a, t) for k, a, _, t in spans] == [('ok', 'Eyeglasses', '✓ Eyeglasses'),
+                                                  ('miss', 'Mouth_Slightly_Open', '✗ no Mouth Slightly Open'),
+                                                  ('unknown', 'Bald', '? Bald')]
+    assert 'sees it (p = 0.97)' in spans[0][2] and 'not wanted' in spans[1][2] and 'no classifier' in spans[2][2]
+    assert badge_html([]) == '<div class="crvae-badges"></div>'
+
+
+def test_ui_opens_on_a_grid_with_badges_and_time(acvae_run):
+    "Loading draws the first grid at once: the default attributes ticked, seed 0, badges under every face, the time shown."
+    L = torch.zeros(4, 32); L[:, 8] = torch.tensor([1.0, -1.0, 1.0, 1.0])                  # Eyeglasses seen on faces 0, 2, 3
+    kw = dict(search=BlockSearch(n_faces=8), classifier=_fake_classifier(L))
+    ui = FaceToolUI(FaceTool(acvae_run, n=4, **kw), n=4)
+    st = ui.tool.state
+    assert st is not None and st.stage == 'faces' and st.seed == 0 and st.requested == {'Eyeglasses': 1.0, 'Smiling': 1.0}
+    assert ui.errors == [] and 'faces for +Eyeglasses, +Smiling (seed 0)' in ui.messages[-1][1]
+    assert all(im.value != _blank_png() for im in ui.imgs)
+    assert ui.attr_buttons['Eyeglasses'].description == '+ Eyeglasses' and ui.seed.value == 0
+    kinds = [re.findall(r'crvae-badge-(\w+)" data-attr="(\w+)"', r.value) for r in ui.badge_rows]
+    assert kinds == [[('ok', 'Eyeglasses'), ('miss', 'Smiling')], [('miss', 'Eyeglasses'), ('miss', 'Smiling')],
+                     [('ok', 'Eyeglasses'), ('miss', 'Smiling')], [('ok', 'Eyeglasses'), ('miss', 'Smiling')]]
+    assert re.search(r'stage 1: <b>4 faces in \d+\.\d\d s</b>', ui.timing.value) and ui.grid_seconds[:2] == ('stage 1', 4)
+    ui.picks[1].click(); ui.var_btn.click()
+    assert 'stage 2: <b>4 faces in' in ui.timing.value and all(r.value.count('class="crvae-badge ') == 2 for r in ui.badge_rows)
+    # loading through the run box does the same; no default attributes: a grid without badges
+    ui2 = FaceToolUI(FaceTool(n=4, **kw), run=str(acvae_run), n=4, attrs={})
+    ui2.load_btn.click()
+    assert ui2.tool.state.requested == {} and [r.value for r in ui2.badge_rows] == [''] * 4 and '4 faces in' in ui2.timing.value
+    assert ui2.messages[-1][1].startswith('loaded acvae-gan from ') and ui2.errors == []
+
+
+def test_shipped_checkpoint_uses_the_shipped_classifiers(tmp_path, monkeypatch, faces_1k):
+    "As `crvae reproduce`: a shipped checkpoint finds the shipped classifiers without any trained by the user; its folder stays as shipped."
+    monkeypatch.setenv('CRVAE_DATA', str(tmp_path/'home'))                   # an empty cache: only the shipped classifiers exist
+    run = find_run('acvae-gan-avatars64')
+    card = json.loads((assets_home()/'classifiers'/'avatars64'/'attributes.json').read_text())
+    clf, version, note = _resolve_classifier('auto', read_run(run))
+    assert callable(clf) and version == card['classifier_version'] and note == f'attribute classifier {version}'
+    before = {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in run.iterdir()}
+    tool = FaceTool('acvae-gan-avatars64', n=6, search=BlockSearch(n_faces=4), data=faces_1k)
+    assert tool.classifier is not None and tool.block_info['classifier_note'] == note == tool.classifier_note
+    assert Path(tool.block_info['path']).parent == tmp_path/'home'/'tool' and run.parent == checkpoints_home()
+    other = fine_tuning_block(run, search=BlockSearch(n_faces=2), data=faces_1k)         # other settings: a file of their own
+    assert other['reused'] is False and other['path'] != tool.block_info['path']
+    assert fine_tuning_block(run, search=BlockSearch(n_faces=4))['reused'] is True
+    assert {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in run.iterdir()} == before
+    tool.generate({'Eyeglasses': 1, 'Smiling': -1}, seed=0)
+    b = tool.badges()
+    assert all([x['name'] for x in row] == ['Eyeglasses', 'Smiling'] and all(x['ok'] in (True, False) for x in row) for row in b)
+    assert sum(x['ok'] for row in b for x in row) >= 9, b                    # the shipped model mostly draws what was asked
+
+
+@pytest.mark.parametrize('data', [dict(data='avatars', attr_names=['Smiling', 'Eyeglasses']),
+                                  dict(data='celeba', attr_names=['Smiling'])])
+def test_no_classifier_fits_says_why(tmp_path, monkeypatch, data):
+    monkeypatch.setenv('CRVAE_DATA', str(tmp_path/'home'))
+    clf, version, note = _resolve_classifier('auto', dict(data=data))
+    assert clf is None and version is None
+    assert note.startswith(f"no attribute classifier fits this run (no evaluation classifiers for {data['data']} under ")
+    assert '`crvae classifiers --data ' in note and note.endswith('pixel change only, no badges')
