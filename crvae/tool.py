@@ -24,8 +24,8 @@ from .sampling import parse_attrs, attribute_prevalence, sample_attributes
 # %% auto #0
 __all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'DEFAULT_ATTRS', 'APP_SOURCE', 'resample_block', 'render', 'BlockSearch', 'choose_block',
            'attending', 'measure_blocks', 'run_attribute_table', 'fine_tuning_block', 'block_table', 'ToolState',
-           'FaceTool', 'badge_html', 'grid_png', 'face_png', 'time_grid', 'GuardedUI', 'FaceToolUI', 'app_notebook',
-           'app_from_env', 'free_port', 'voila_command']
+           'FaceTool', 'badge_html', 'grid_png', 'face_png', 'time_grid', 'GuardedUI', 'FaceToolUI', 'run_label',
+           'app_notebook', 'app_from_env', 'free_port', 'voila_command']
 
 # %% ../nbs/30_face_tool.ipynb #373cfffb
 def resample_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
@@ -578,11 +578,18 @@ def _set_attr(self, name:str, v:float):
 for _f in (_refresh_header, _after_load, _set_attr): setattr(FaceToolUI, _f.__name__, _f)
 
 # %% ../nbs/30_face_tool.ipynb #b5d0a3d1
+def run_label(path) -> str:
+    "A shipped checkpoint by its name (the page shows no machine path for it); any other run by its path as given."
+    p = Path(str(path))
+    try: return p.name if p.resolve().parent == checkpoints_home().resolve() else str(path)
+    except OSError: return str(path)
+
 def _ui_load(self, run=None):
     "Load the run named in the run box (or `run`)."
     run = self.run_box.value if run is None else run
     self.tool.load(run)
-    return f"loaded {self.tool.model.name} from {self.tool.model.run['path']}; " + self._after_load()
+    self.run_box.value = run_label(self.tool.model.run['path'])
+    return f"loaded {self.tool.model.name} from {run_label(self.tool.model.run['path'])}; " + self._after_load()
 
 def _ui_toggle(self, name:str):
     "Cycle attribute `name`: open -> wanted -> not wanted -> open."
@@ -665,7 +672,7 @@ def app_from_env(environ=None, show:bool=True) -> FaceToolUI:
     env = os.environ if environ is None else environ
     if env.get('CRVAE_APP_THREADS'): torch.set_num_threads(int(env['CRVAE_APP_THREADS']))
     n = int(env.get('CRVAE_APP_N') or 9)
-    ui = FaceToolUI(FaceTool(n=n, device=env.get('CRVAE_APP_DEVICE') or 'cpu'), run=env.get('CRVAE_APP_RUN', ''), n=n)
+    ui = FaceToolUI(FaceTool(n=n, device=env.get('CRVAE_APP_DEVICE') or 'cpu'), run=run_label(env.get('CRVAE_APP_RUN', '')), n=n)
     if ui.run_box.value:
         ui._guard('loading the run', ui.load)
         blk = env.get('CRVAE_APP_BLOCK')

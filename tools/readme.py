@@ -15,7 +15,8 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
     for c in nb['cells']:
         src = ''.join(c['source'])
         lines = [l for l in src.splitlines() if not l.startswith('#|')]
-        if c['cell_type'] == 'markdown': parts.append('\n'.join(lines).strip())
+        if c['cell_type'] == 'markdown':   # pictures: relative to nbs/ in the notebook, to the root in README.md
+            parts.append('\n'.join(lines).strip().replace('](images/', '](nbs/images/'))
         elif c['cell_type'] == 'code' and '#| hide' not in src and lines:
             parts.append('```python\n' + '\n'.join(lines).strip() + '\n```')
             for o in c.get('outputs', []):
