@@ -245,7 +245,8 @@ def _real_scores(clf:Classifiers, test:FaceData, batch_size:int) -> dict:
 @torch.no_grad()
 def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_samples:int|None=None, seed:int=0,
                    batch_size:int=200, splits:int=10, k:int=3, progress:bool=False, split:str='test') -> dict:
-    "Score `model` on `data`'s `split` with `classifiers`: IS (per head), attribute accuracy, FD, precision/recall, exploded share, recon/ELBO."
+    "Score `model` on `data`'s `split` with `classifiers`: IS (per head), attribute accuracy, FD, precision/recall,"
+    " exploded share, recon/ELBO."
     from tqdm.auto import tqdm
     t0 = time.time()
     classifiers.check_data(data)
@@ -306,7 +307,8 @@ def result_row(res:dict) -> dict:
             'real_IS': _pm(res['reference']['inception_score']), 'real_attr_acc_%': round(100 * res['reference']['attribute_accuracy']['mean'], 2),
             'classifiers': ' '.join(res['classifier_versions'].values()), 'seed': res['seed'], 'seconds': res['seconds']}
 
-TABLE_COLUMNS = ['run', 'size', 'IS', 'attr_acc_%', 'FD_crvae', 'recall', 'exploded_%', 'recon_mse', 'ELBO_nats', 'n_gen', 'n_real', 'classifiers']  # precision: see section 4
+TABLE_COLUMNS = ['run', 'size', 'IS', 'attr_acc_%', 'FD_crvae', 'recall', 'exploded_%', 'recon_mse', 'ELBO_nats', 'n_gen', 'n_real',
+                 'classifiers']  # precision: see section 4
 
 def head_rows(results:list) -> list:
     "Per-head inception scores (mean ± std), one row per result."
@@ -324,13 +326,15 @@ def validation_faces(data:FaceData, n:int=500) -> FaceData:
     return v
 
 def curve_point(model:nn.Module, valid:FaceData, classifiers:Classifiers|None, seed:int=0, batch_size:int=250) -> dict:
-    "One point of the learning curves on the faces `valid` (`validation_faces`): recon MSE, ELBO, KL, and with classifiers IS, FD, P/R, exploded."
+    "One point of the learning curves on the faces `valid` (`validation_faces`): recon MSE, ELBO, KL, and with classifiers"
+    " IS, FD, precision/recall, attribute accuracy and the exploded share."
     out, has_enc = {}, getattr(model, 'has_encoder', False)
     if classifiers is not None:
         res = evaluate_model(model, valid, classifiers, len(valid), seed, batch_size, split='valid')
         acc, r = res['attribute_accuracy'], res['reconstruction']
-        out.update(IS=res['inception_score']['mean'], FD_crvae=res['frechet_distance']['value'], precision=res['precision_recall']['precision'],
-                   recall=res['precision_recall']['recall'], attr_acc=acc['mean'] if acc else None, exploded=res['exploded']['share'])
+        pr = res['precision_recall']
+        out.update(IS=res['inception_score']['mean'], FD_crvae=res['frechet_distance']['value'], precision=pr['precision'],
+                   recall=pr['recall'], attr_acc=acc['mean'] if acc else None, exploded=res['exploded']['share'])
     else: r = reconstruction_metrics(model, valid, batch_size, seed) if has_enc else None
     if r is not None: out.update(val_recon_mse=r['recon_mse'], val_elbo=r['elbo'], val_kl=r['kl'])
     return {k: out.get(k) for k in CURVE_KEYS}

@@ -56,7 +56,7 @@ class ModelConfig:
     dec_widths: tuple = (256, 256, 256, 128, 64, 64, 64)
     dec_out_kernel: int = 3          # last conv to RGB: 3 (crVAE) or 1 (acVAE)
     bn_eps: float = 1e-6             # released (Torch's default: 1e-5)
-    bn_momentum: float = 0.9         # released: running statistics = about the last batch's; tiny preset: 0.1 (PyTorch's and Torch's default)
+    bn_momentum: float = 0.9         # released: running statistics = about the last batch's; tiny: 0.1 (PyTorch's and Torch's default)
     # latent
     z_channels: int = 64             # 3-D latent (z_channels, s, s), s = image_size / 16
     z_dim: int = 1024                # 1-D latent of the fully connected models

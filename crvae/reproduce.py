@@ -279,7 +279,8 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
     stage = dest.parent/f'.{name}.new'
     if stage.exists(): shutil.rmtree(stage)                      # left by an interrupted ship
     with atomic_dir(stage) as tmp:
-        blob = safetensors_bytes(cast_weights(weights, dtype), dict(model=info['model'], step=step, dtype=dtype, source=Path(src).name))   # the run's name, not a machine path
+        meta = dict(model=info['model'], step=step, dtype=dtype, source=Path(src).name)   # the run's name, not a machine path
+        blob = safetensors_bytes(cast_weights(weights, dtype), meta)
         atomic_write_bytes(tmp/'model.safetensors', blob)
         for p in snaps: atomic_write_bytes(tmp/'snapshots'/p.name, safetensors_bytes(cast_weights(read_weights(p), dtype), dict(dtype=dtype)))
         shipped = dict(source=Path(src).name, step=step, dtype=dtype, sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),

@@ -70,7 +70,8 @@ class TrainConfig:
             check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{k}={v!r}: must be a positive integer (--set {k}=...)")
         check(isinstance(self.eval_n, int) and not isinstance(self.eval_n, bool) and self.eval_n >= 20,
               f"eval_n={self.eval_n!r}: must be an integer >= 20 (--set eval_n=500)")
-        for k in ('steps', 'epochs', 'minutes', 'lr_halve_epochs', 'sample_every', 'sample_minutes', 'ckpt_every', 'snapshot_every', 'eval_every'):
+        for k in ('steps', 'epochs', 'minutes', 'lr_halve_epochs', 'sample_every', 'sample_minutes', 'ckpt_every', 'snapshot_every',
+                  'eval_every'):
             v = getattr(self, k)
             check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float('inf'), f"{k}={v!r}: must be 0 (off) or positive (--set {k}=...)")
         check(self.nonfinite in ('stop', 'skip'), f"nonfinite={self.nonfinite!r}: use --set nonfinite=stop or nonfinite=skip")
@@ -537,7 +538,8 @@ def _log_curves(self) -> dict:
     from crvae.metrics import validation_faces, curve_point, CURVE_KEYS
     from crvae.classifiers import load_classifiers
     t0 = time.time()
-    with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):   # the training's random streams stay untouched
+    cuda = [self.device] if self.device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=cuda):       # the training's random streams stay untouched
         if self._curves is None:            # (building the classifiers draws random initial weights too)
             clf = None
             try: clf = load_classifiers(self._faces, device=self.device)
@@ -545,7 +547,8 @@ def _log_curves(self) -> dict:
             self._curves = (validation_faces(self._faces, self.tcfg.eval_n), clf)
         valid, clf = self._curves
         point = curve_point(self.model, valid, clf, seed=self.tcfg.seed)
-    row = dict(step=self.step_, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()}, eval_seconds=round(time.time() - t0, 2))
+    row = dict(step=self.step_, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()},
+               eval_seconds=round(time.time() - t0, 2))
     path = self.out/'curves.csv'
     _write_curve_rows(path, [row])
     try: plot_curves(path, self.out/'curves.png')
