@@ -623,23 +623,27 @@ def _score(run_dir:Path, role:str, seed_i:int, faces, clf, cfg, out:Path, device
     save_json(f, dict(key=key, result=res))
     return res
 
-def _train_run(role:str, run_dir:Path, minutes:float, seed:int, faces, preset:str, data:str, root, n:int, size:int,
+def _train_run(role:str, run_dir:Path, steps:int, seed:int, faces, preset:str, data:str, root, n:int, size:int,
                snapshot_every:int, device:str, progress:bool) -> str:
-    "Train (or resume, or skip) one run of the comparison for `minutes` of wall clock: returns what was done."
+    "Train (or resume, or skip) one run of the comparison for `steps` steps (the same for every model): returns what was done."
     from crvae.training import train, read_run, read_state, _latest_checkpoint
     spec = COMPARISON[role]
     sets = list(spec['sets']) + ([f'snapshot_every={snapshot_every}', 'keep_snapshots=10'] if snapshot_every and spec['model'] == 'crvae-gan' else [])
     if (run_dir/'run.json').exists():
-        if 'last_step' in read_run(run_dir): return 'finished before: reused'
+        info = read_run(run_dir)
+        done = int(info.get('last_step') or 0)
+        check(not done or done <= steps, f"{run_dir} was trained for {done} steps, more than --steps-per-model {steps}: "
+                                          "use another --out, or the same --steps-per-model as before")
+        if done == steps: return 'finished before: reused'
         ck = _latest_checkpoint(run_dir)
         if ck is not None:
-            spent = float(read_state(ck/'state.pt')['elapsed']) / 60
-            train(spec['model'], run_dir, resume=True, minutes=max(minutes - spent, 0.01), faces=faces, device=device, progress=progress)
-            return f'resumed after {spent:.1f} min'
+            at = int(read_state(ck/'state.pt')['step'])
+            train(spec['model'], run_dir, resume=True, steps=steps, faces=faces, device=device, progress=progress)
+            return f'resumed at step {at}' if not done else f'continued from {done} to {steps} steps'
         shutil.rmtree(run_dir)                   # interrupted before its first checkpoint: start again
     cmd = (f"crvae train {spec['model']} --data {data}" + (f' --root {root}' if root else '') + f" --n {n} --size {size} --config {preset} "
-           f"--minutes {minutes:g} --seed {seed}" + ''.join(f' --set {s}' for s in sets) + f' --out {run_dir}')
-    train(spec['model'], run_dir, data=data, root=root, preset=preset, sets=sets, minutes=minutes, n=n, size=size, seed=seed,
+           f"--steps {steps} --seed {seed}" + ''.join(f' --set {s}' for s in sets) + f' --out {run_dir}')
+    train(spec['model'], run_dir, data=data, root=root, preset=preset, sets=sets, steps=steps, n=n, size=size, seed=seed,
           device=device, progress=progress, faces=faces, command_line=cmd)
     return 'trained'
 
@@ -656,7 +660,7 @@ def _run_row(role:str, run_dir:Path) -> tuple[dict, list[str]]:
                 machine=info.get('machine'), card=f'IS {card["metrics"]["inception_score"]:.3f}' if card else None), cmds
 
 # %% ../nbs/90_reproduce.ipynb #2f527f2a
-def reproduce(out, train:bool=False, minutes_per_model:float=3.0, seeds:int=1, preset:str='tiny', data:str='avatars', root=None,
+def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, preset:str='tiny', data:str='avatars', root=None,
               n:int=30000, size:int=64, roles=None, assets=None, classifiers_root=None, cfg:EvalConfig|None=None,
               device:str='cpu', snapshot_every:int=50, progress:bool=True, command_line:str|None=None) -> dict:
     "Evaluate the shipped checkpoints (or `train` the comparison from scratch), draw the figures, write DIR/report.{md,html}."
@@ -668,7 +672,8 @@ def reproduce(out, train:bool=False, minutes_per_model:float=3.0, seeds:int=1, p
     cfg = cfg or eval_config()
     dev = get_device(device)
     if train:
-        check(minutes_per_model > 0, f"--minutes-per-model must be positive, got {minutes_per_model}")
+        check(isinstance(steps_per_model, int) and steps_per_model > 0,
+              f"--steps-per-model must be a positive integer, got {steps_per_model}")
         check(seeds >= 1, f"--seeds must be at least 1, got {seeds}")
         sources = {r: [out/'runs'/f'{r}-seed{s}' for s in range(seeds)] for r in roles}
     else:
@@ -676,11 +681,11 @@ def reproduce(out, train:bool=False, minutes_per_model:float=3.0, seeds:int=1, p
         names = {r: shipped_name(r, data, size) for r in roles}
         missing = [nm for nm in names.values() if not (home/nm/'run.json').exists()]
         check(not missing, f"missing shipped checkpoints {', '.join(missing)} in {home}: ship them with `crvae ship RUN --name NAME`, "
-                           "or train the comparison here with `crvae reproduce --train --minutes-per-model M --out DIR`")
+                           "or train the comparison here with `crvae reproduce --train --steps-per-model N --out DIR`")
         sources = {r: [home/nm] for r, nm in names.items()}
-    stages = ([(f'train {r} seed {s} ({minutes_per_model:g} min)', 'train') for s in range(seeds) for r in roles] if train else []) + \
+    stages = ([(f'train {r} seed {s} ({steps_per_model} steps)', 'train') for s in range(seeds) for r in roles] if train else []) + \
              [(f'score {Path(p).name}', 'score') for r in roles for p in sources[r]] + [('figures', 'figures')]
-    est = dict(train=minutes_per_model * 60 + 15, score=20.0, figures=90.0)
+    est = dict(train=steps_per_model * 1.4 + 15, score=20.0, figures=90.0)     # about 1.4 s per tiny step of 64 faces on 2 CPU cores
     prog = Progress([(k, est[k]) for _, k in stages], enabled=progress)
     if train: faces = load_faces(data, root, size, n, progress=progress)
     else:
@@ -692,7 +697,7 @@ def reproduce(out, train:bool=False, minutes_per_model:float=3.0, seeds:int=1, p
         for s in range(seeds):
             for r in roles:
                 prog.start(next(it)[0])
-                how = _train_run(r, sources[r][s], minutes_per_model, s, faces, preset, data, root, n, size, snapshot_every, device, progress)
+                how = _train_run(r, sources[r][s], steps_per_model, s, faces, preset, data, root, n, size, snapshot_every, device, progress)
                 if progress: print(f"  {r} seed {s}: {how}", file=sys.stderr)
                 prog.finish('train')
     by_role = {}
@@ -714,9 +719,10 @@ def reproduce(out, train:bool=False, minutes_per_model:float=3.0, seeds:int=1, p
     prog.finish('figures')
     claims = judge_claims(by_role, figures=figures)
     wall = time.time() - t0
-    mode = (f"retrained from scratch, {minutes_per_model:g} min per model and seed, {seeds} seed(s), {preset} config" if train
+    mode = (f"retrained from scratch, {steps_per_model} steps per model and seed, {seeds} seed(s), {preset} config" if train
             else 'the shipped checkpoints')
-    cmd = command_line or ('crvae reproduce' + (f' --train --minutes-per-model {minutes_per_model:g} --seeds {seeds} --config {preset}' if train else '') +
+    how = f' --train --steps-per-model {steps_per_model} --seeds {seeds} --config {preset}' if train else ''
+    cmd = command_line or ('crvae reproduce' + how +
                            f' --out {out}')
     runs = {(r, p): _run_row(r, Path(p)) for r in roles for p in sources[r]}
     meta = dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'), machine=machine_info(),
@@ -743,7 +749,8 @@ def _eval_args(p):
 def _reproduce_args(p):
     p.add_argument('--out', required=True, help='folder for report.md, report.html, figures/, results/ (and runs/ with --train)')
     p.add_argument('--train', action='store_true', help='train the comparison from scratch instead of using the shipped checkpoints')
-    p.add_argument('--minutes-per-model', type=float, default=3.0, help='with --train: wall-clock minutes per model and seed (3)')
+    p.add_argument('--steps-per-model', type=int, default=2500,
+                   help='with --train: training steps per model and seed, the same for every model (2500)')
     p.add_argument('--seeds', type=int, default=1, help='with --train: seeds per model (1)')
     p.add_argument('--config', default='tiny', help='with --train: model preset, tiny (CPU) or paper (GPU)')
     p.add_argument('--data', default='avatars', help='avatars (default) or celeba (with --train and --root)')
@@ -761,7 +768,7 @@ def _reproduce_args(p):
 def _reproduce_cmd(args):
     cfg = eval_config(args.eval_preset, args.sets)
     roles = [s.strip() for s in args.models.split(',') if s.strip()] if args.models else None
-    res = reproduce(args.out, train=args.train, minutes_per_model=args.minutes_per_model, seeds=args.seeds, preset=args.config,
+    res = reproduce(args.out, train=args.train, steps_per_model=args.steps_per_model, seeds=args.seeds, preset=args.config,
                     data=args.data, root=args.root, n=args.n, size=args.size, roles=roles, assets=args.assets,
                     classifiers_root=args.classifiers, cfg=cfg, device=args.device, snapshot_every=args.snapshot_every,
                     progress=not args.quiet, command_line='crvae ' + ' '.join(sys.argv[1:]) if sys.argv[1:2] == ['reproduce'] else None)

@@ -118,26 +118,27 @@ def test_reproduce_shipped_report_resumes(setup, run_cli, monkeypatch):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_reproduce_train_equal_minutes_never_retrains(setup, faces_1k, capsys):
+def test_reproduce_train_equal_steps_never_retrains(setup, faces_1k, capsys):
+    "Every model and seed trains for the same number of steps; finished runs are reused, interrupted ones resumed to that step."
     out = setup/'train'
-    kw = dict(train=True, minutes_per_model=0.02, seeds=2, n=1000, roles=['vae-gan'], classifiers_root=setup/'clf',
-              cfg=TINY, progress=True)
+    kw = dict(train=True, steps_per_model=3, seeds=2, n=1000, roles=['vae-gan'], classifiers_root=setup/'clf', cfg=TINY, progress=True)
     res = reproduce(out, **kw)
     err = capsys.readouterr().err
-    assert '[1/5] train vae-gan seed 0' in err and 'left' in err
+    assert '[1/5] train vae-gan seed 0 (3 steps)' in err and 'left' in err
     assert sorted(p.name for p in (out/'runs').iterdir()) == ['vae-gan-seed0', 'vae-gan-seed1']
     info = load_json(out/'runs'/'vae-gan-seed1'/'run.json')
-    assert info['train_config']['minutes'] == 0.02 and info['train_config']['seed'] == 1 and '--minutes 0.02 --seed 1' in info['command']
+    assert info['train_config']['steps'] == 3 and info['train_config']['seed'] == 1 and '--steps 3 --seed 1' in info['command']
+    assert [load_json(out/'runs'/f'vae-gan-seed{s}'/'run.json')['last_step'] for s in (0, 1)] == [3, 3]
     row = {r['claim']: r for r in res['claims']}['acVAE-GAN attribute accuracy > cVAE-GAN']
     assert row['verdict'] == 'not run'
-    assert res['summary'][0]['seeds'] == 2 and '±' in res['summary'][0]['IS']
-    # an interrupted run (no last_step) resumes; finished ones are reused
+    assert res['summary'][0]['seeds'] == 2 and '±' in res['summary'][0]['IS'] and res['summary'][0]['steps'] == 3
+    # an interrupted run (no last_step) resumes to the same step; finished ones are reused
     del info['last_step']; (out/'runs'/'vae-gan-seed1'/'run.json').write_text(json.dumps(info))
-    steps_before = load_json(out/'runs'/'vae-gan-seed0'/'run.json')['last_step']
     reproduce(out, **kw)
     err = capsys.readouterr().err
-    assert err.count('finished before: reused') == 1 and 'vae-gan seed 1: resumed after' in err
-    assert load_json(out/'runs'/'vae-gan-seed0'/'run.json')['last_step'] == steps_before
+    assert err.count('finished before: reused') == 1 and 'vae-gan seed 1: resumed at step 3' in err
+    assert load_json(out/'runs'/'vae-gan-seed1'/'run.json')['last_step'] == 3
+    with pytest.raises(UserError, match='more than --steps-per-model 2'): reproduce(out, **dict(kw, steps_per_model=2))
     assert 'mean ± std over 2 seeds' in (out/'report.md').read_text()
 
 
