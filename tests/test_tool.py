@@ -354,3 +354,10 @@ def test_no_classifier_fits_says_why(tmp_path, monkeypatch, data):
     assert clf is None and version is None
     assert note.startswith(f"no attribute classifier fits this run (no evaluation classifiers for {data['data']} under ")
     assert '`crvae classifiers --data ' in note and note.endswith('pixel change only, no badges')
+
+
+def test_run_label_hides_the_machine_path_of_a_shipped_checkpoint(tmp_path):
+    from crvae.core import checkpoints_home
+    from crvae.tool import run_label
+    assert run_label(checkpoints_home()/'acvae-gan-avatars64') == 'acvae-gan-avatars64'
+    assert run_label(tmp_path/'my-run') == str(tmp_path/'my-run') and run_label('runs/x') == 'runs/x' and run_label('') == ''
