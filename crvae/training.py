@@ -538,8 +538,7 @@ def _log_curves(self) -> dict:
     from crvae.metrics import validation_faces, curve_point, CURVE_KEYS
     from crvae.classifiers import load_classifiers
     t0 = time.time()
-    cuda = [self.device] if self.device.type == 'cuda' else []
-    with torch.random.fork_rng(devices=cuda):       # the training's random streams stay untouched
+    with self.own_random_streams():
         if self._curves is None:            # (building the classifiers draws random initial weights too)
             clf = None
             try: clf = load_classifiers(self._faces, device=self.device)
@@ -547,8 +546,7 @@ def _log_curves(self) -> dict:
             self._curves = (validation_faces(self._faces, self.tcfg.eval_n), clf)
         valid, clf = self._curves
         point = curve_point(self.model, valid, clf, seed=self.tcfg.seed)
-    row = dict(step=self.step_, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()},
-               eval_seconds=round(time.time() - t0, 2))
+    row = _curve_row(self.step_, point, time.time() - t0)
     path = self.out/'curves.csv'
     _write_curve_rows(path, [row])
     try: plot_curves(path, self.out/'curves.png')
@@ -556,9 +554,19 @@ def _log_curves(self) -> dict:
     return row
 Trainer.log_curves = _log_curves
 
+def _own_random_streams(self):
+    "A context in which scoring draws random numbers without moving the training's streams (CPU, and this CUDA device)."
+    return torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else [])
+Trainer.own_random_streams = _own_random_streams
+
+def _curve_row(step:int, point:dict, seconds:float) -> dict:
+    "A row of curves.csv: the step, a `curve_point` ('' where a value does not apply) and the seconds it took."
+    return dict(step=step, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()}, eval_seconds=round(seconds, 2))
+
 def plot_curves(curves_path, out_path=None, runs:dict|None=None):
     "Plot learning curves (curves.csv) of one run, or of several {label: curves.csv} side by side; saved to `out_path` if given."
     import matplotlib.pyplot as plt
+    from crvae.figures import figure_png
     runs = runs or {Path(curves_path).parent.name: curves_path}
     data = {k: list(csv.DictReader(open(v, newline=''))) for k, v in runs.items()}
     check(any(data.values()), f"{curves_path} has no learning-curve points yet")
@@ -572,9 +580,7 @@ def plot_curves(curves_path, out_path=None, runs:dict|None=None):
         ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=7)
     if len(data) > 1: axs[0][0].legend(fontsize=6)
     fig.tight_layout()
-    if out_path is not None:
-        buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); atomic_write_bytes(out_path, buf.getvalue())
-        plt.close(fig)
+    if out_path is not None: atomic_write_bytes(out_path, figure_png(fig, dpi=90))
     return fig
 
 def _write_curve_rows(path, new_rows:list):
@@ -588,7 +594,7 @@ def write_block_table(model, classifiers, out, a=None, n:int=256, seed:int=0) ->
     "For a channel-recurrent model, `crvae.fig_blocks.block_effects` on `n` prior faces (conditional: attributes `a`), written"
     " to `out`/blocks.csv and blocks.png; None for other models."
     from crvae.fig_blocks import CHANNEL_RECURRENT, block_effects, block_effect_rows, block_effect_heatmap
-    import matplotlib.pyplot as plt
+    from crvae.figures import figure_png
     if model.name not in CHANNEL_RECURRENT: return None
     if model.conditional:
         check(a is not None and len(a) > 0, f"{model.name} is conditional: give attribute rows for the block table")
@@ -597,8 +603,7 @@ def write_block_table(model, classifiers, out, a=None, n:int=256, seed:int=0) ->
     rows = block_effect_rows(eff)
     _write_csv(Path(out)/'blocks.csv', list(rows[0]), rows)
     fig = block_effect_heatmap(eff, f'{model.name}: share of {n} faces whose part changes when block t is resampled')
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); plt.close(fig)
-    atomic_write_bytes(Path(out)/'blocks.png', buf.getvalue())
+    atomic_write_bytes(Path(out)/'blocks.png', figure_png(fig, dpi=90))
     return Path(out)/'blocks.csv'
 
 def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False) -> Path:
@@ -621,8 +626,7 @@ def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False
         load_weights_into(model, read_weights(sp), str(sp))
         t0 = time.time()
         point = curve_point(model, valid, clf, seed=int(info['train_config'].get('seed', 0)))
-        _write_curve_rows(path, [dict(step=step, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()},
-                                      eval_seconds=round(time.time() - t0, 2))])
+        _write_curve_rows(path, [_curve_row(step, point, time.time() - t0)])
     plot_curves(path, run/'curves.png')
     if not (run/'blocks.csv').exists():
         final = load(run, device=device)
@@ -761,7 +765,7 @@ def _fit(self) -> dict:
             try: plot_losses(self.out/'log.csv', self.out/'loss.png')
             except UserError: pass
         if stop_reason == 'steps' and self._curves is not None and self._curves[1] is not None:   # a run that logged curves
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):
+            with self.own_random_streams():
                 write_block_table(self.model, self._curves[1], self.out, a=self._curves[0].attrs, n=min(256, tc.eval_n), seed=tc.seed)
     summary = dict(run=str(self.out), model=self.model.name, step=self.step_, epochs=round(self.step_ / self.steps_per_epoch, 3),
                    seconds=round(time.time() - t_start, 1), stop=stop_reason, gan_updates=self.gan_updates)
