@@ -19,10 +19,11 @@ from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRec
                           FCPrior, LSTMPrior)
 
 # %% auto #0
-__all__ = ['MODEL_NAMES', 'PRESETS', 'CONDITIONAL', 'WITH_GAN', 'PROGRESSIVE_MODELS', 'FAMILY', 'CR_ALPHAS', 'CR_MI_WEIGHTS',
-           'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'check_model_name', 'ModelConfig', 'model_config', 'FaceModel',
-           'Discriminator', 'ChannelRecurrentEncoder', 'GenerationPath', 'ChannelRecurrentModel', 'FCEncoder', 'FCGen',
-           'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model', 'count_params', 'param_table', 'model_info']
+__all__ = ['MODEL_NAMES', 'PRESETS', 'CONDITIONAL', 'WITH_GAN', 'PROGRESSIVE_MODELS', 'FAMILY', 'CR_ALPHAS', 'TINY_BETA',
+           'CR_MI_WEIGHTS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'check_model_name', 'ModelConfig', 'model_config',
+           'FaceModel', 'Discriminator', 'ChannelRecurrentEncoder', 'GenerationPath', 'ChannelRecurrentModel',
+           'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model', 'count_params', 'param_table',
+           'model_info']
 
 # %% ../nbs/04_models.ipynb #9fc73956
 MODEL_NAMES = ('vae', 'conv-vae', 'crvae', 'vae-gan', 'crvae-gan', 'cvae', 'cgan', 'cvae-gan', 'ccrvae-gan', 'acvae-gan')
@@ -40,6 +41,7 @@ def check_model_name(name:str) -> str:
 
 # %% ../nbs/04_models.ipynb #f7db6abe
 CR_ALPHAS = (3e-4, 3e-4, 3e-4, 2e-4, 2e-4, 2e-4, 2e-4, 2e-4)
+TINY_BETA = 0.0025   # the tiny preset's GAN weight for all models with an encoder: the acVAE code's value
 CR_MI_WEIGHTS = (0.1, 1.5, 1.5, 1.25, 0.1, 0.1, 1.0, 1.0)
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ def _preset(name:str, preset:str) -> dict:
     else:   # cvae, cvae-gan, cgan
         d.update(kl_alphas=(3e-4,) * 8, beta=1.0 if name == 'cgan' else 0.0025, kappa=0.0, mi=False, lr=3e-4, lr_d=1.5e-4,
                  lr_d_heads=1.5e-4, d_beta1=0.5, d_gate='head')   # the acVAE code's discriminator: half the rate, beta1 0.5
+    if preset == 'tiny' and name in WITH_GAN and name != 'cgan':
+        d.update(beta=TINY_BETA)   # one GAN weight for every tiny model: larger ones collapse the tiny runs (training notebook)
     if name not in WITH_GAN: d.update(beta=0.0, kappa=0.0, mi=False)
     return d
 
