@@ -5,7 +5,7 @@ ifneq ($(wildcard .venv/bin/python),)
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 endif
 
-.PHONY: test export clean readme nbs sync
+.PHONY: test export clean readme nbs sync docs
 
 test:            ## check notebooks == library, run every notebook and the test suite, time each phase
 	bash tools/test.sh
@@ -23,3 +23,6 @@ sync: export clean readme
 
 nbs:             ## run every notebook and save its outputs (the course material), then clean
 	CRVAE_DATA=$${CRVAE_DATA:-$(CURDIR)/.cache/crvae-test} nbdev-test --save --timing && nbdev-clean
+
+docs:            ## nbs/*.ipynb -> _site/: the course as a static offline site (home: the notebook map)
+	python tools/site.py

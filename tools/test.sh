@@ -36,6 +36,8 @@ phase sync       sync_check
 phase data       crvae data avatars --n 1000 --size 64 --seed 0
 # two notebooks at a time on one thread each: the 2-core budget of CI
 phase notebooks  env OMP_NUM_THREADS=1 nbdev-test --timing --n-workers 2
+# the course site: every notebook to HTML, its links, pictures and maths checked (tests/test_site.py opens it)
+phase docs       python tools/site.py
 phase pytest     python -m pytest -q
 
 echo; echo "=== summary (CRVAE_DATA=$CRVAE_DATA)"
