@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, save_json, load_json, data_home, assets_home, get_device,
-                        seed_everything, apply_overrides, config_from_dict, markdown_table, command)
+                        seed_everything, apply_overrides, config_from_dict, markdown_table, command, check_range)
 from .data import FaceData, to_float, random_flip, load_faces
 
 # %% auto #0
@@ -307,19 +307,37 @@ def load_classifier(folder, kind:str, device='cpu') -> tuple[nn.Module, dict]:
     "Read one classifier (`kind` 'attributes' or 'recognition') and its card from `folder`, checking the weights' hash."
     from safetensors.torch import load
     folder = Path(folder)
-    card = load_json(folder/f'{kind}.json')
-    check(card.get('format') == CLASSIFIER_FORMAT, f"{folder/kind}.json was written by another crvae classifier format "
-          f"({card.get('format')}, this crvae reads {CLASSIFIER_FORMAT}); retrain with `crvae classifiers`")
-    wpath = folder/card['weights']['file']
-    check(wpath.exists(), f"{wpath} is missing; retrain with `crvae classifiers`")
+    cpath = folder/f'{kind}.json'
+    card = load_json(cpath)
+    fix = "retrain with `crvae classifiers`"
+    check(isinstance(card, dict), f"{cpath} is not a classifier card (a JSON object); {fix}")
+    w = card.get('weights')
+    ok = isinstance(w, dict) and isinstance(w.get('file'), str) and isinstance(w.get('sha256'), str)
+    ok = ok and isinstance(card.get('architecture'), dict)
+    check(ok and Path(w['file']).name == w['file'] and w['file'] not in ('', '.', '..') and 'format' in card,
+          f"{cpath} lacks its format, its weights entry (file and sha256) or its architecture: it is damaged; {fix}")
+    check(card.get('format') == CLASSIFIER_FORMAT, f"{cpath} was written by another crvae classifier format "
+          f"({card.get('format')}, this crvae reads {CLASSIFIER_FORMAT}); {fix}")
+    wpath = folder/w['file']
+    check(wpath.is_file(), f"{wpath} is missing; {fix}")
     blob = wpath.read_bytes()
-    check(hashlib.sha256(blob).hexdigest() == card['weights']['sha256'],
-          f"{wpath} does not match its card (checksum); it is damaged or from another run: retrain with `crvae classifiers`")
+    check(hashlib.sha256(blob).hexdigest() == w['sha256'],
+          f"{wpath} does not match its card (checksum); it is damaged or from another run: {fix}")
     cls, cfg_cls = CLASSIFIER_KINDS[kind]
     arch = card['architecture']
-    cfg = config_from_dict(cfg_cls, arch['config'], f'{kind}.json architecture')
-    net = cls(arch['n_attrs'], cfg) if kind == 'attributes' else cls(arch['heads'], cfg)
-    net.load_state_dict(load(blob)); net.to(get_device(device)).eval()
+    try:
+        cfg = config_from_dict(cfg_cls, arch.get('config') or {}, f'{kind}.json architecture')
+        net = cls(arch['n_attrs'], cfg) if kind == 'attributes' else cls(arch['heads'], cfg)
+        weights = load(blob)
+    except UserError as e: raise UserError(f"{cpath}: {e}; {fix}") from None
+    except Exception as e:
+        why = (str(e).splitlines() or [''])[0][:160]
+        raise UserError(f"{cpath} does not describe a {kind} classifier ({type(e).__name__}: {why}); {fix}") from None
+    own = net.state_dict()
+    wrong = [k for k in own if k not in weights or weights[k].shape != own[k].shape] + [k for k in weights if k not in own]
+    check(not wrong, f"{wpath} holds the weights of another network than {cpath} describes ({len(wrong)} tensors differ, "
+                     f"e.g. {wrong[0] if wrong else ''}); the card and the weights were mixed up: {fix}")
+    net.load_state_dict(weights); net.to(get_device(device)).eval()
     return net, card
 
 # %% ../nbs/07_classifiers.ipynb #6d9744a6
@@ -377,6 +395,12 @@ def _train_hint(name:str) -> str:
     name = (name or 'avatars').split(':')[0]
     return f"`crvae classifiers --data {name}" + (' --root DIR`' if name != 'avatars' else '`')
 
+def _card_identity(path) -> dict|None:
+    "The dataset identity a classifier card records, or None if the card is damaged (it then fits no data)."
+    try: ident = load_json(path)['dataset']['identity']
+    except (UserError, KeyError, TypeError, IndexError): return None
+    return ident if isinstance(ident, dict) else None
+
 def load_classifiers(data_or_manifest, root=None, device='cpu') -> Classifiers:
     "The evaluation classifiers of `data_or_manifest` from `root` (default `data_home()/classifiers`), checked against it."
     ident, base = dataset_identity(data_or_manifest), classifiers_root(root)
@@ -386,18 +410,21 @@ def load_classifiers(data_or_manifest, root=None, device='cpu') -> Classifiers:
         folder = base/dataset_id(data_or_manifest) if ident['attributes'] is not None else None
         if folder is None or not (folder/'attributes.json').exists():
             cards = sorted(base.glob('*/attributes.json')) if base.is_dir() else []
-            fits = [c.parent for c in cards if _identity_mismatch(load_json(c)['dataset']['identity'], ident) is None]
+            fits = [c.parent for c in cards if _card_identity(c) is not None and _identity_mismatch(_card_identity(c), ident) is None]
             if not fits and root is None and None not in (ident['attributes'], ident['generator']):  # the shipped ones, same data only
                 fits = [c.parent for c in sorted((assets_home()/'classifiers').glob('*/attributes.json'))
-                        if _identity_mismatch(load_json(c)['dataset']['identity'], ident) is None]
+                        if _card_identity(c) is not None and _identity_mismatch(_card_identity(c), ident) is None]
             if fits: folder = fits[0]
             else:
-                same = [c.parent.name for c in cards if load_json(c)['dataset']['identity']['dataset'] == ident['dataset']]
+                same = [c.parent.name for c in cards if (_card_identity(c) or {}).get('dataset') == ident['dataset']]
                 more = f" (found {', '.join(same)}, trained on another version of it)" if same else ''
                 raise UserError(f"no evaluation classifiers for {ident['dataset']} under {base}{more}: {fix}")
     for k in CLASSIFIER_KINDS: check((folder/f'{k}.json').exists(), f"{folder} has no {k} classifier: {fix}")
     nets, cards = {}, {}
     for k in CLASSIFIER_KINDS: nets[k], cards[k] = load_classifier(folder, k, device)
+    for k, c in cards.items():
+        check(isinstance((c.get('dataset') or {}).get('identity') if isinstance(c.get('dataset'), dict) else None, dict),
+              f"{folder}/{k}.json does not say which data it was trained on (dataset.identity): it is damaged; {fix}")
     clf = Classifiers(nets['attributes'], nets['recognition'], cards, folder)
     why = _identity_mismatch(clf.identity, ident)
     if why: raise UserError(f"the classifiers in {folder} do not fit {ident['dataset']}: {why}; {fix}")
@@ -482,6 +509,9 @@ def _classifiers_args(p):
 def _classifiers_cmd(args):
     t0 = time.time()
     check(args.epochs is None or args.epochs > 0, f"--epochs must be a positive integer, got {args.epochs}")
+    if args.epochs is not None: check_range(args.epochs, '--epochs', 1, 10**4)
+    if args.n is not None: check_range(args.n, '--n', 1, 10**7, 'faces')
+    check_range(args.size, '--size', 16, 1024, 'px')
     get_device(args.device)
     cfg = ClassifierTrainConfig.preset('tiny' if args.preset == 'tiny' else 'default')
     AttributeClassifierConfig.preset(args.preset)

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['COMMANDS', 'UserError', 'check', 'did_you_mean', 'atomic_write', 'atomic_write_bytes', 'atomic_write_text',
-           'save_json', 'load_json', 'atomic_dir', 'remove_stale_temps', 'data_home', 'assets_home', 'checkpoints_home',
-           'get_device', 'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table', 'command',
-           'command_index', 'build_parser', 'main']
+__all__ = ['SEED_MAX', 'COMMANDS', 'UserError', 'check', 'did_you_mean', 'check_range', 'check_seed', 'atomic_write',
+           'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'atomic_dir', 'remove_stale_temps',
+           'data_home', 'assets_home', 'checkpoints_home', 'get_device', 'seed_everything', 'apply_overrides',
+           'config_from_dict', 'markdown_table', 'command', 'command_index', 'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -31,6 +31,25 @@ def did_you_mean(name:str, choices:Iterable[str], n:int=3) -> str:
     "A ' (did you mean X?)' hint for an unknown `name`, or ''."
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.5)
     return f" (did you mean {', '.join(close)}?)" if close else ''
+
+def _num(x) -> str: return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+def check_range(value, flag:str, lo, hi, what:str='', integer:bool=True):
+    """A `UserError` unless `value` is a finite number (an integer if `integer`) from `lo` to `hi`; the message names
+    `flag` and the valid range, so every numeric option is refused the same way before any work."""
+    import math
+    kind, unit = ('an integer' if integer else 'a number'), (f' {what}' if what else '')
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (not integer or float(value).is_integer()) and lo <= value <= hi
+    sign = 'positive: ' if lo > 0 and isinstance(value, (int, float)) and math.isfinite(value) and value <= 0 else ''
+    check(ok, f"{flag} must be {sign}{kind} from {_num(lo)} to {_num(hi)}{unit}, got {value!r}")
+    return value
+
+SEED_MAX = 2**32 - 1   # seeds: 0 .. 2**32 - 1 (NumPy's range; torch and Python take them all)
+
+def check_seed(seed, flag:str='--seed'):
+    "A `UserError` unless `seed` is an integer from 0 to `SEED_MAX`."
+    return check_range(seed, flag, 0, SEED_MAX)
 
 # %% ../nbs/01_core.ipynb #8dc482c3
 def _io_error(e:OSError, path) -> UserError:
@@ -53,6 +72,16 @@ def _machine_tag() -> str:
     except OSError: ns = ''
     return hashlib.sha1(f'{socket.gethostname()}|{ns}'.encode()).hexdigest()[:8]
 
+def _umask() -> int:
+    "This process's umask, read without changing it where Linux's /proc allows (else set and restored at once)."
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    old = os.umask(0o022); os.umask(old)
+    return old
+
 def _tmp_prefix(path:Path) -> str:
     "`.NAME.pidPID-MACHINE-`: a temporary's name carries its writer, so a later writer can tell a killed one's leftovers."
     return f'.{path.name}.pid{os.getpid()}-{_machine_tag()}-'
@@ -64,6 +93,7 @@ def atomic_write(path, mode:str='wb', encoding:str|None=None):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix='.tmp')
+        os.chmod(tmp, 0o666 & ~_umask())                 # mkstemp makes 0600: give the mode any other new file gets
     except OSError as e: raise _io_error(e, path) from e
     tmp = Path(tmp)
     try:
@@ -97,7 +127,12 @@ def load_json(path) -> Any:
     path = Path(path)
     check(path.exists(), f"missing file {path}")
     try: return json.loads(path.read_text(encoding='utf-8'))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise UserError(f"{path} is not valid JSON ({e}); delete it or restore it") from e
+    except (ValueError, UnicodeDecodeError) as e:       # JSONDecodeError, or an integer of more than 4,300 digits
+        raise UserError(f"{path} is not valid JSON ({str(e)[:200]}); delete it or restore it") from None
+    except RecursionError:
+        raise UserError(f"{path} is nested too deeply to be a crvae file (it was damaged or made by hand); "
+                        "delete it or restore it") from None
+    except OSError as e: raise _io_error(e, path) from None
 
 # %% ../nbs/01_core.ipynb #9a598da0
 @contextlib.contextmanager
@@ -110,6 +145,7 @@ def atomic_dir(path, exist_ok=False):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_tmp_prefix(path), suffix='.tmp'))
+        os.chmod(tmp, 0o777 & ~_umask())                 # mkdtemp makes 0700
     except OSError as e: raise _io_error(e, path) from e
     try:
         yield tmp
@@ -280,22 +316,48 @@ def command(name:str, help:str, args:Callable[[argparse.ArgumentParser], None]|N
         return f
     return deco
 
+_INDEX_CACHE: dict = {}
+
 def command_index() -> dict[str, dict]:
-    "Every `@command` of the package's modules, found by reading their source: name -> {module, help}."
+    "Every `@command` of the package's modules, found by reading their source: name -> {module, help} (read again when a file changes)."
     import ast, crvae
     out = {}
     for py in sorted(Path(crvae.__file__).parent.glob('*.py')):
         if py.name.startswith('_'): continue
-        for node in ast.walk(ast.parse(py.read_text(encoding='utf-8'))):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)): continue
-            for d in node.decorator_list:
-                if (isinstance(d, ast.Call) and getattr(d.func, 'id', None) == 'command' and len(d.args) >= 2
-                        and all(isinstance(a, ast.Constant) for a in d.args[:2])):
-                    out[d.args[0].value] = dict(module=f'crvae.{py.stem}', help=d.args[1].value)
-    return out
+        st = py.stat()
+        key = (str(py), st.st_mtime_ns, st.st_size)
+        if key not in _INDEX_CACHE:
+            found = {}
+            for node in ast.walk(ast.parse(py.read_text(encoding='utf-8'))):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)): continue
+                for d in node.decorator_list:
+                    if (isinstance(d, ast.Call) and getattr(d.func, 'id', None) == 'command' and len(d.args) >= 2
+                            and all(isinstance(a, ast.Constant) for a in d.args[:2])):
+                        found[d.args[0].value] = dict(module=f'crvae.{py.stem}', help=d.args[1].value)
+            _INDEX_CACHE[key] = found
+        out.update(_INDEX_CACHE[key])
+    return {k: dict(v) for k, v in out.items()}
+
+def _int_arg(text:str) -> int:
+    "argparse's `type=int`, bounded: a number a user types is never an overflow deep inside the library."
+    try: v = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if abs(v) > 2**53:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (an integer of at most 2**53 = {2**53}, in absolute value)")
+    return v
+
+def _float_arg(text:str) -> float:
+    "argparse's `type=float`, finite only (Python's float() also reads 'nan' and 'inf')."
+    try: v = float(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not abs(v) < 1e300: raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
 
 class _Parser(argparse.ArgumentParser):
-    "An argparse parser whose errors are one line and exit code 2."
+    "An argparse parser whose errors are one line and exit code 2; integer and number options are bounded and finite."
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.register('type', int, _int_arg); self.register('type', float, _float_arg)
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
@@ -327,6 +389,9 @@ def main(argv:list[str]|None=None) -> int:
         p.print_help(); return 0
     debug = getattr(args, 'debug', False)
     try:
+        for k, v in vars(args).items():   # an empty path would mean the current folder: never what was meant
+            if isinstance(v, str) and not v.strip() and (k == 'out' or k == 'root' or k == 'init_from'):
+                raise UserError(f"--{k.replace('_', '-')} is empty: give a path (an empty one would mean the current folder)")
         res = args._run(args)
         return int(res) if isinstance(res, int) else 0
     except UserError as e:

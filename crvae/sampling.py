@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import UserError, check, get_device, command
+from .core import UserError, check, get_device, command, check_range, check_seed
 from .data import FaceData, load_faces, to_float, to_uint8
 
 # %% auto #0
-__all__ = ['ATTR_VALUES', 'UNNAMED', 'parse_attrs', 'run_attr_names', 'run_faces', 'attribute_prevalence', 'sample_attributes',
-           'sample_faces', 'face_grid', 'load_face_image', 'estimate_source_attributes', 'edit_face',
-           'reconstruct_face', 'edit_strip']
+__all__ = ['ATTR_VALUES', 'UNNAMED', 'DECODE_BATCH', 'SAMPLE_LIMITS', 'parse_attrs', 'run_attr_names', 'run_faces',
+           'attribute_prevalence', 'sample_attributes', 'sample_faces', 'face_grid', 'load_face_image',
+           'estimate_source_attributes', 'edit_face', 'reconstruct_face', 'edit_strip']
 
 # %% ../nbs/15_sampling.ipynb #964f3866
 ATTR_VALUES = {'1': 1.0, '+1': 1.0, 'true': 1.0, '-1': -1.0, '0': -1.0, 'false': -1.0}
@@ -102,6 +102,8 @@ def sample_attributes(named:dict, attr_names, n:int, prevalence:torch.Tensor|Non
     return a
 
 # %% ../nbs/15_sampling.ipynb #65032e1b
+DECODE_BATCH = 256    # faces decoded at once by `sample_faces`
+
 @torch.no_grad()
 def sample_faces(model, attrs='', n:int=16, seed:int=0, unnamed:str='prevalence', faces:FaceData|None=None,
                  attr_names=None) -> dict:
@@ -119,7 +121,10 @@ def sample_faces(model, attrs='', n:int=16, seed:int=0, unnamed:str='prevalence'
         need_faces = faces if faces is not None or unnamed != 'match' else run_faces(model)
         a = sample_attributes(named, names, n, prev, g, unnamed, need_faces)
     z = draw_z(model, a, n, g)
-    return dict(images=to_uint8(model.decode(z, a).cpu()), attrs=a, named=named)
+    if n <= DECODE_BATCH: return dict(images=to_uint8(model.decode(z, a).cpu()), attrs=a, named=named)
+    parts = [to_uint8(model.decode(z[i:i + DECODE_BATCH], None if a is None else a[i:i + DECODE_BATCH]).cpu())
+             for i in range(0, n, DECODE_BATCH)]          # in batches: memory stays that of DECODE_BATCH faces
+    return dict(images=torch.cat(parts), attrs=a, named=named)
 
 def face_grid(images:torch.Tensor, nrow:int|None=None, scale:int=1):
     "Images (n, 3, H, W) in a grid of `nrow` columns (default about square), as a PIL image."
@@ -211,18 +216,43 @@ def _sample_args(p):
     p.add_argument('--nrow', type=int, default=None, help='faces per row (default: about square)')
     p.add_argument('--out', default='samples.png', help='PNG grid to write (default samples.png)')
 
+SAMPLE_LIMITS = dict(n=4096, scale=16, pixels=100_000_000)   # faces per grid, enlargement, pixels of a written image
+
+def _check_image_size(side:int, cols:int, rows:int, scale:int, flag:str):
+    "Refuse (before any work) an image of `rows` x `cols` cells of `side` px enlarged `scale` times beyond `SAMPLE_LIMITS['pixels']`."
+    w, h = cols * (side + 2) * scale, rows * (side + 2) * scale
+    check(w * h <= SAMPLE_LIMITS['pixels'], f"{flag} would make a {w:,} x {h:,} px image ({w * h / 1e6:,.0f} megapixels, at most "
+                                            f"{SAMPLE_LIMITS['pixels'] / 1e6:.0f}): use fewer faces or a smaller --scale")
+
+def _check_finite_weights(model):
+    "Refuse a model whose weights hold NaN or infinity: its images would be noise, silently."
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    check(not bad, f"the weights of {model.run.get('path', model.name)} hold NaN or infinite values (in {bad[0] if bad else ''}"
+                   f"{f' and {len(bad) - 1} more tensors' if len(bad) > 1 else ''}): the file is damaged or the run diverged; "
+                   "restore the weights, or train the run again with a lower learning rate (--set lr=...)")
+
 def _load_model(args):
     from crvae.training import load
     check(args.scale >= 1, f"--scale must be at least 1, got {args.scale}")
-    return load(args.run, device=get_device(args.device))
+    check_range(args.scale, '--scale', 1, SAMPLE_LIMITS['scale'], 'times')
+    model = load(args.run, device=get_device(args.device))
+    _check_finite_weights(model)
+    return model
 
 @command('sample', 'Sample faces from a run for named attributes (the rest follow the training prevalence)', _sample_args)
 def _sample_cmd(args):
     from crvae.figures import save_image
     check(args.n >= 1, f"--n must be at least 1, got {args.n}")
+    check_range(args.n, '--n', 1, SAMPLE_LIMITS['n'], 'faces')
     check(args.nrow is None or args.nrow >= 1, f"--nrow must be at least 1, got {args.nrow}")
+    check(args.nrow is None or args.nrow <= args.n, f"--nrow must be from 1 to --n ({args.n}), got {args.nrow}")
+    check_seed(args.seed)
     check(args.unnamed in UNNAMED, f"--unnamed {args.unnamed}: use one of {', '.join(UNNAMED)}")
+    check(args.scale >= 1, f"--scale must be at least 1, got {args.scale}")
+    check_range(args.scale, '--scale', 1, SAMPLE_LIMITS['scale'], 'times')
     model = _load_model(args)
+    cols = args.nrow or math.ceil(math.sqrt(args.n))
+    _check_image_size(model.cfg.image_size, cols, math.ceil(args.n / cols), args.scale, f"--n {args.n} with --scale {args.scale}")
     names = ((model.run.get('data') or {}).get('attr_names')) or []
     if not model.conditional and args.attrs:
         if names: parse_attrs(args.attrs, names)                           # still catch typos

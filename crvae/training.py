@@ -16,17 +16,19 @@ import torch.nn as nn
 
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write, atomic_write_bytes, atomic_write_text, atomic_dir,
-                        save_json, load_json, get_device, apply_overrides, config_from_dict, command, data_home, checkpoints_home, markdown_table)
+                        save_json, load_json, get_device, apply_overrides, config_from_dict, command, data_home, checkpoints_home,
+                        markdown_table, check_range, check_seed, remove_stale_temps, SEED_MAX)
 from .data import FaceData, load_faces, to_float, to_uint8, random_flip, SPLITS
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
 
 # %% auto #0
-__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'LOG_KEYS_FIRST', 'TrainConfig', 'split_sets', 'build_optimizers',
-           'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state',
-           'load_weights_into', 'find_run', 'read_run', 'model_from_run', 'load', 'NonFiniteError', 'Trainer',
-           'truncate_log', 'plot_curves', 'write_block_table', 'curves_from_snapshots', 'sample_grid', 'save_png',
-           'plot_losses', 'init_distributed', 'make_configs', 'train']
+__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'MAX_PARAMS', 'LOG_KEYS_FIRST', 'TRAIN_RANGES', 'TrainConfig',
+           'split_sets', 'build_optimizers', 'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights',
+           'read_weights', 'read_state', 'load_weights_into', 'find_run', 'read_run', 'check_buildable',
+           'model_from_run', 'load', 'NonFiniteError', 'Trainer', 'truncate_log', 'plot_curves', 'write_block_table',
+           'curves_from_snapshots', 'sample_grid', 'save_png', 'plot_losses', 'init_distributed', 'make_configs',
+           'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class TrainConfig:
     sample_every: int = 500
     sample_minutes: float = 0.0      # also a grid every this many minutes of training (samples/minute-MMM.png); 0: off
     ckpt_every: int = 500
+    ckpt_minutes: float = 5.0        # also a checkpoint every this many minutes of this invocation (a short run keeps its progress); 0: off
     keep_checkpoints: int = 2
     snapshot_every: int = 0          # keep weights-only snapshots every N steps (crVAE Fig. 6); 0: off
     eval_every: int = 250            # learning curves (curves.csv): score eval_n validation faces every N steps; 0: off
@@ -64,17 +67,33 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        "Counts and sizes are checked here, so a bad `--set` is a one-line error before any work (not a crash mid-run)."
+        """Types, counts and sizes are checked here, so a bad `--set` (or run.json) is a one-line error before any work
+        (not a crash mid-run)."""
+        for f in dataclasses.fields(self):
+            v, d = getattr(self, f.name), f.default
+            if isinstance(d, bool): ok, kind = isinstance(v, bool), 'true or false'
+            elif isinstance(d, (int, float)): ok, kind = isinstance(v, (int, float)) and not isinstance(v, bool), 'a number'
+            else: ok, kind = isinstance(v, str) or (d is None and v is None), 'a text'
+            check(ok, f"{f.name}={v!r}: expected {kind} (--set {f.name}=...)")
+        for k, hi in _TRAIN_LIMITS.items():
+            v = getattr(self, k)
+            check(not (isinstance(v, (int, float)) and v > hi), f"{k}={v!r} is too large: at most {hi:,} (--set {k}=...)")
+        check(self.data in ('avatars', 'celeba', 'folder'), f"data={self.data!r}: use avatars, celeba or folder")
+        check_seed(self.seed, 'seed'); check_seed(self.data_seed, 'data_seed')
         for k in ('n', 'size', 'log_every', 'keep_checkpoints', 'keep_snapshots'):
             v = getattr(self, k)
             check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{k}={v!r}: must be a positive integer (--set {k}=...)")
         check(isinstance(self.eval_n, int) and not isinstance(self.eval_n, bool) and self.eval_n >= 20,
               f"eval_n={self.eval_n!r}: must be an integer >= 20 (--set eval_n=500)")
-        for k in ('steps', 'epochs', 'minutes', 'lr_halve_epochs', 'sample_every', 'sample_minutes', 'ckpt_every', 'snapshot_every',
-                  'eval_every'):
+        for k in ('steps', 'epochs', 'minutes', 'lr_halve_epochs', 'sample_every', 'sample_minutes', 'ckpt_every', 'ckpt_minutes',
+                  'snapshot_every', 'eval_every'):
             v = getattr(self, k)
             check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float('inf'), f"{k}={v!r}: must be 0 (off) or positive (--set {k}=...)")
         check(self.nonfinite in ('stop', 'skip'), f"nonfinite={self.nonfinite!r}: use --set nonfinite=stop or nonfinite=skip")
+
+_TRAIN_LIMITS = dict(n=10**7, size=1024, steps=10**10, epochs=10**6, minutes=10**7, lr_halve_epochs=10**6, log_every=10**10,
+                     sample_every=10**10, sample_minutes=10**7, ckpt_every=10**10, ckpt_minutes=10**7, keep_checkpoints=10**6,
+                     snapshot_every=10**10, eval_every=10**10, eval_n=10**6, keep_snapshots=10**6)   # beyond these: a typo, not a plan
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -202,22 +221,77 @@ def find_run(path_or_name) -> Path:
     raise UserError(f"{path_or_name} is not a crvae run (no run.json there)" +
                     (f"; shipped checkpoints: {', '.join(names)}{did_you_mean(str(path_or_name), names)}" if names else '; train one with `crvae train`'))
 
+def _is_count(v, lo:int=1, hi:int=10**7) -> bool: return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+def _check_run_data(d, where:str):
+    "The `data` entry of a run.json (untrusted input): an object whose fields have the types the readers expect."
+    fix = f"{where} was edited or damaged: restore it, or train the run again"
+    check(isinstance(d, dict), f"{where}: 'data' must be an object, not {type(d).__name__}; {fix}")
+    names = d.get('attr_names')
+    check(names is None or (isinstance(names, list) and all(isinstance(x, str) for x in names)),
+          f"{where}: data.attr_names must be a list of names; {fix}")
+    prev = d.get('attr_prevalence')
+    fraction = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1
+    check(prev is None or (isinstance(prev, list) and all(fraction(x) for x in prev) and (names is None or len(prev) == len(names))),
+          f"{where}: data.attr_prevalence must be one fraction per attribute; {fix}")
+    for k in ('data', 'root', 'name'):
+        check(d.get(k) is None or isinstance(d[k], str), f"{where}: data.{k} must be a text, not {d.get(k)!r}; {fix}")
+    check(d.get('n') is None or _is_count(d['n']), f"{where}: data.n must be a number of faces from 1 to 10,000,000, not {d.get('n')!r}; {fix}")
+    check(d.get('size') is None or _is_count(d['size'], 16, 1024),
+          f"{where}: data.size must be an image size from 16 to 1,024, not {d.get('size')!r}; {fix}")
+    check(d.get('seed') is None or _is_count(d['seed'], 0, SEED_MAX),
+          f"{where}: data.seed must be an integer from 0 to {SEED_MAX:,}; {fix}")
+
 def read_run(run) -> dict:
-    "The `run.json` of a run folder, checked."
+    "The `run.json` of a run folder, checked (it is untrusted input: every field a reader uses has the expected type)."
     info = load_json(Path(run)/'run.json')
     check(isinstance(info, dict) and 'model' in info and 'model_config' in info, f"{run}/run.json is not a crvae run description")
     v = info.get('format_version')
     check(v == FORMAT_VERSION, f"{run} was written in checkpoint format {v!r}; this crvae ({crvae.__version__}) reads format {FORMAT_VERSION}: "
                                "use the crvae version that wrote it")
+    check(isinstance(info['model'], str), f"{run}/run.json: 'model' must be a model name; restore run.json")
     check_model_name(info['model'])
+    check(isinstance(info['model_config'], dict),
+          f"{run}/run.json: 'model_config' must be an object; restore run.json, or train the run again")
+    check(not isinstance(info.get('train_config'), (list, str, int, float, bool)),
+          f"{run}/run.json: 'train_config' must be an object; restore run.json, or train the run again")
+    if info.get('data') is not None: _check_run_data(info['data'], f"{run}/run.json")
     return info
 
-def model_from_run(info:dict):
-    "Build the (untrained) model a `run.json` describes (a `UserError` if it describes none: run.json is untrusted input)."
+MAX_PARAMS = 10**9     # a model beyond this many parameters (4 GB of float32 weights) is a typo in a config, not a plan
+
+def check_buildable(cfg:ModelConfig, fix:str) -> int:
+    """Build the model `cfg` describes on PyTorch's 'meta' device (shapes only, no memory, no random numbers drawn) and
+    return its parameter count: a config that describes no model, or an absurdly large one, is a `UserError` ending in
+    `fix`, before anything is allocated."""
+    from crvae.models import count_params
+    try:
+        with torch.device('meta'): n = count_params(build_model(cfg.model, cfg))
+    except UserError: raise
+    except Exception as e:
+        why = (str(e).splitlines() or [''])[0][:160]
+        raise UserError(f"the model config does not describe a model ({type(e).__name__}: {why}); {fix}") from None
+    check(n <= MAX_PARAMS, f"the model config makes a {cfg.model} of {n:,} parameters ({n * 4 / 1e9:,.0f} GB of weights; "
+                           f"at most {MAX_PARAMS:,}); {fix}")
+    return n
+
+def _run_model_config(info:dict) -> ModelConfig:
+    "The checked `ModelConfig` of a run.json (a `UserError` if it describes no model, or an absurd one)."
+    fix = "run.json was edited or damaged: restore it, or train the run again"
     try:
         cfg = config_from_dict(ModelConfig, info['model_config'], what='run.json model_config')
         check(cfg.model == info['model'], f"run.json says model {info['model']} but its config is for {cfg.model}: restore run.json")
-        return build_model(info['model'], cfg)
+    except UserError: raise
+    except Exception as e:
+        raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                        "it was edited or damaged: restore it, or train the run again") from None
+    check_buildable(cfg, fix)
+    return cfg
+
+def model_from_run(info:dict):
+    "Build the (untrained) model a `run.json` describes (a `UserError` if it describes none: run.json is untrusted input)."
+    cfg = _run_model_config(info)
+    try: return build_model(info['model'], cfg)
     except UserError: raise
     except Exception as e:
         raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
@@ -348,7 +422,7 @@ class Trainer:
         if flag.item() == 0: return True
         self.nonfinite_run += 1
         msg = (f"non-finite {', '.join(bad) or 'value (on another process)'} in the {where} at step {self.step_ + 1}; the weights were not "
-               f"updated and the last checkpoint is intact: lower the learning rate (--set lr=...) and resume with --resume")
+               f"updated and {self.lower_lr_advice()}")
         if self.tcfg.nonfinite == 'stop' or self.nonfinite_run > 20: raise NonFiniteError(msg)
         print(f"warning: {msg} (skipped)", file=sys.stderr)
         for o in self.opts.values(): o.zero_grad(set_to_none=True)
@@ -442,32 +516,68 @@ def _save_checkpoint(self) -> Path|None:
     if self.rank != 0: return None
     ck_dir = self.out/'checkpoints'
     name = f'step-{self.step_:07d}'
-    if (ck_dir/name).exists(): shutil.rmtree(ck_dir/name)
+    if (ck_dir/name).exists() or (ck_dir/name).is_symlink():
+        check(_inside(ck_dir/name, self.out), f"{ck_dir/name} lies outside the run folder (a link): crvae never deletes through a link; "
+                                              "remove it yourself, or make checkpoints a plain folder")
+        shutil.rmtree(ck_dir/name)
     with atomic_dir(ck_dir/name) as tmp:
         save_weights(self.model, tmp/'model.safetensors', dict(model=self.model.name, step=self.step_))
         buf = io.BytesIO(); torch.save(state, buf)
         atomic_write_bytes(tmp/'state.pt', buf.getvalue())
     atomic_write_text(ck_dir/'latest', name)
     save_weights(self.model, self.out/'model.safetensors', dict(model=self.model.name, step=self.step_))
-    for old in sorted(p for p in ck_dir.glob('step-*') if p.is_dir())[:-max(1, self.tcfg.keep_checkpoints)]:
-        shutil.rmtree(old, ignore_errors=True)
+    _prune(self, sorted(p for p in ck_dir.glob('step-*') if p.is_dir())[:-max(1, self.tcfg.keep_checkpoints)])
     return ck_dir/name
 Trainer.save_checkpoint = _save_checkpoint
+
+def _inside(p:Path, folder:Path) -> bool:
+    "Whether `p` is itself no link and its real location lies inside `folder`'s: deleting it deletes nothing elsewhere."
+    real, top = os.path.realpath(p), os.path.realpath(folder)
+    return not Path(p).is_symlink() and os.path.commonpath([real, top]) == top and real != top
+
+def _prune(self, old:list):
+    """Delete old checkpoints or snapshots `old`, never through a link (RUN/checkpoints a link to another folder: they are
+    kept, with a note)."""
+    kept = []
+    for p in old:
+        if not _inside(p, self.out): kept.append(p); continue
+        if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+        else: p.unlink(missing_ok=True)
+    if kept and not getattr(self, '_link_note', False):
+        self._link_note = True
+        print(f"note: {kept[0].parent} leads outside {self.out} (a link): old checkpoints and snapshots there are kept, "
+              "crvae never deletes through a link", file=sys.stderr)
 
 def _finite_weights_or_raise(self):
     "Refuse to save NaN or infinite weights or buffers (e.g. BatchNorm statistics of a skipped non-finite batch)."
     bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad: raise NonFiniteError(f"non-finite values in {bad[0]}" + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else '') +
-                                 f" at step {self.step_}: not written, the last checkpoint is intact; lower the learning rate "
-                                 "(--set lr=...) and resume with --resume")
+                                 f" at step {self.step_}: not written, {self.lower_lr_advice()}")
 Trainer._finite_weights_or_raise = _finite_weights_or_raise
+
+def _lower_lr_advice(self) -> str:
+    "Advice that works after a non-finite value: resume the last checkpoint with a lower rate, or (none yet) start again with one."
+    from crvae.models import model_config
+    try: default = model_config(self.model.name, self.cfg.preset).lr
+    except UserError: default = self.cfg.lr
+    lr = default if self.cfg.lr > default else self.cfg.lr / 10
+    ck = _latest_checkpoint(self.out) if self.rank == 0 else None
+    if ck is not None:
+        return (f"the last checkpoint is intact ({ck.name}): resume it with a lower learning rate: "
+                f"crvae train {self.model.name} --out {self.out} --resume --set lr={lr:.3g}")
+    return (f"no checkpoint was written yet: run the same command again with a lower learning rate, --set lr={lr:.3g} "
+            "(a run folder without a checkpoint starts again from step 0)")
+Trainer.lower_lr_advice = _lower_lr_advice
 
 def _resume(self, ck:Path):
     "Restore weights, optimisers, counters and RNG states from checkpoint folder `ck`."
     load_weights_into(self.model, read_weights(ck/'model.safetensors'), str(ck))
     st = read_state(ck/'state.pt')
+    bases = {k: [g['base_lr'] for g in o.param_groups] for k, o in self.opts.items()}   # the rates of this config (--resume --set lr=...)
     try:                                  # state.pt is untrusted input: anything unexpected in it is a UserError
-        for k, o in self.opts.items(): o.load_state_dict(st['optimizers'][k])
+        for k, o in self.opts.items():
+            o.load_state_dict(st['optimizers'][k])
+            for g, b in zip(o.param_groups, bases[k], strict=True): g['base_lr'] = b
         self.step_, self.gan_updates, self.elapsed = int(st['step']), int(st['gan_updates']), float(st['elapsed'])
         for o in self.opts.values():          # optimiser tensors onto this device
             for s in o.state.values():
@@ -482,6 +592,10 @@ def _resume(self, ck:Path):
         msg = str(e).splitlines()[0][:200] if str(e) else ''
         raise UserError(f"{ck}/state.pt does not match this model's training state ({type(e).__name__}: {msg}); it belongs to another run: "
                         f"delete {ck} to resume from the checkpoint before it") from None
+    ok = self.step_ >= 0 and self.gan_updates >= 0 and math.isfinite(self.elapsed) and self.elapsed >= 0
+    check(ok and ck.name == f'step-{self.step_:07d}', f"{ck}/state.pt holds step {self.step_} ({self.gan_updates} GAN updates, "
+                                                      f"{self.elapsed:g} s), not the step its folder names: it is damaged; "
+                                                      f"delete {ck} to resume from the checkpoint before it")
 Trainer.resume = _resume
 
 # %% ../nbs/06_training.ipynb #77db209f
@@ -525,11 +639,29 @@ def _write_csv(path, cols, rows):
     buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=cols); w.writeheader(); w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
 
+def _check_log(path):
+    "Read a run's log (log.csv, curves.csv) as rows with a `step`; a damaged one is a `UserError` saying what to do."
+    path = Path(path)
+    if not path.exists(): return []
+    fix = f"delete it (the resumed run starts it again from the checkpoint's step) or restore it"
+    try:
+        with open(path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f))
+        for r in rows:
+            v = float(r['step'])
+            if not (math.isfinite(v) and v >= 0): raise ValueError(f"step {r['step']!r}")
+    except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as e:
+        raise UserError(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]}); {fix}") from None
+    except KeyError: raise UserError(f"{path} has no 'step' column: it is damaged or not a crvae log; {fix}") from None
+    except OSError as e:
+        from crvae.core import _io_error
+        raise _io_error(e, path) from None
+    return rows
+
 def truncate_log(path, step:int):
     "Keep only the log rows up to `step` (a resumed run rewrites what came after its checkpoint)."
     path = Path(path)
     if not path.exists(): return
-    rows = list(csv.DictReader(open(path, newline='')))
+    rows = _check_log(path)
     cols = list(rows[0].keys()) if rows else []
     _write_csv(path, cols, [r for r in rows if int(float(r['step'])) <= step])
 
@@ -705,6 +837,13 @@ def _stop_requested(self, stops:_StopSignals) -> bool:
     return flag
 Trainer._stop_requested = _stop_requested
 
+def _any_process(self, flag:bool) -> bool:
+    "Whether `flag` holds on any process (a decision every process must take together, e.g. a checkpoint by time)."
+    if self.world > 1:
+        t = torch.tensor(float(flag), device=self.device); torch.distributed.all_reduce(t); flag = t.item() > 0
+    return bool(flag)
+Trainer._any_process = _any_process
+
 def _total_steps(self) -> int:
     tc = self.tcfg
     if tc.steps: return tc.steps
@@ -717,6 +856,7 @@ def _fit(self) -> dict:
     from tqdm.auto import tqdm
     tc, total = self.tcfg, self.total_steps()
     t_start, t_log, last_ck = time.time(), time.time(), self.step_
+    t_ck = t_start
     deadline = t_start + tc.minutes * 60 if tc.minutes else None
     if self.rank == 0: (self.out/'samples').mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=None if total >= 10**12 else total, initial=self.step_, desc=f'{self.model.name}', unit='step',
@@ -745,9 +885,11 @@ def _fit(self) -> dict:
             if tc.snapshot_every and self.step_ % tc.snapshot_every == 0 and self.rank == 0:
                 self._finite_weights_or_raise()
                 save_weights(self.model, self.out/'snapshots'/f'step-{self.step_:07d}.safetensors', dict(step=self.step_))
-                for old in sorted((self.out/'snapshots').glob('step-*.safetensors'))[:-tc.keep_snapshots]: old.unlink()
-            if tc.ckpt_every and self.step_ % tc.ckpt_every == 0:
-                self.save_checkpoint(); last_ck = self.step_
+                _prune(self, sorted((self.out/'snapshots').glob('step-*.safetensors'))[:-tc.keep_snapshots])
+            due = bool(tc.ckpt_every) and self.step_ % tc.ckpt_every == 0
+            if not due and tc.ckpt_minutes: due = self._any_process(time.time() - t_ck >= tc.ckpt_minutes * 60)
+            if due:
+                self.save_checkpoint(); last_ck, t_ck = self.step_, time.time()
             if deadline is not None and time.time() > deadline:
                 stop_reason = 'minutes'; break
             if self._stop_requested(stops):
@@ -803,7 +945,8 @@ def _device_for(name:str, rank:int) -> torch.device:
 
 # %% ../nbs/06_training.ipynb #c9b2cec7
 _RESUME_FREE = {'steps', 'epochs', 'minutes', 'device', 'progress', 'log_every', 'sample_every', 'sample_minutes', 'ckpt_every',
-                'keep_checkpoints', 'snapshot_every', 'keep_snapshots', 'nonfinite', 'compile', 'amp', 'eval_every'}
+                'keep_checkpoints', 'snapshot_every', 'keep_snapshots', 'nonfinite', 'compile', 'amp', 'eval_every', 'ckpt_minutes'}
+_RESUME_RATES = ('lr', 'lr_d', 'lr_d_heads')    # model config fields --resume may change (lower the rate after a non-finite loss)
 
 def make_configs(model:str, preset:str='tiny', sets=None, data_attrs:int|None=None, **train_kw) -> tuple[ModelConfig, TrainConfig]:
     "The (model, training) configs for `model` at `preset` with `--set` items and training keywords."
@@ -815,38 +958,67 @@ def make_configs(model:str, preset:str='tiny', sets=None, data_attrs:int|None=No
     if model in CONDITIONAL and data_attrs is not None: extra['n_attrs'] = data_attrs
     if tcfg.size != 64: extra['image_size'] = tcfg.size       # the model's resolution follows the data's
     mcfg = model_config(model, preset, msets, **extra)
+    check_buildable(mcfg, "change the --set values (sizes and widths are positive and moderate)")
     return mcfg, tcfg
 
 def _lineage(run) -> dict:
     "What a run started from (`--init-from`): that run's run.json (configs, command, steps, wall time, and its own `init_from`)."
     return dict(read_run(run), path=str(Path(run).resolve()))
 
-def train(model:str, out, data:str='avatars', root=None, preset:str='tiny', sets=None, steps:int=0, epochs:float=0.0,
-          minutes:float=0.0, resume:bool=False, init_from=None, n:int=30000, size:int=64, seed:int=0, device:str='auto',
+def _remove_leftovers(out:Path):
+    "Remove the temporaries that killed writers (SIGKILL, a power cut) left in a run folder; never through a link, never a live writer's."
+    for d in (out, out/'checkpoints', out/'samples', out/'snapshots'):
+        if d == out or _inside(d, out): remove_stale_temps(d)
+
+_FIXED_BY_RUN = dict(data='data', root='root', n='n', size='size', seed='seed', config='preset')   # option -> train_config field
+
+def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, sets=None, steps:int=0, epochs:float=0.0,
+          minutes:float=0.0, resume:bool=False, init_from=None, n:int|None=None, size:int|None=None, seed:int|None=None, device:str='auto',
           progress:bool=True, faces:FaceData|None=None, command_line:str|None=None, **train_kw) -> dict:
-    "Train `model` into run folder `out` (see `TrainConfig`); `resume=True` continues the run there."
+    """Train `model` into run folder `out` (see `TrainConfig`); `resume=True` continues the run there. A run folder whose
+    run stopped before its first checkpoint starts again from step 0. With `resume`, the data, seed and preset are the
+    run's (giving another is an error) and only the learning rates and the `_RESUME_FREE` fields may change."""
+    check(str(out).strip(), "--out is empty: give a path (an empty one would mean the current folder)")
     out = Path(out)
     rank, world = init_distributed(device)
     existing = (out/'run.json').exists()
-    if existing and not resume:
+    restart = existing and not resume and _latest_checkpoint(out) is None and not (out/'model.safetensors').exists()
+    if existing and not resume and not restart:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if resume and not existing:
         raise UserError(f"--resume: {out} holds no run (no run.json); start one without --resume")
+    lr_sets = []
     if resume:
         info = read_run(out)
-        tstored = config_from_dict(TrainConfig, info['train_config'], what='run.json train_config')
+        try: tstored = config_from_dict(TrainConfig, info.get('train_config') or {}, what='run.json train_config')
+        except UserError as e:
+            raise UserError(f"{out}/run.json: {e}; it was edited or damaged: restore it, or train the run again") from None
+        given = dict(data=data, root=root, n=n, size=size, seed=seed, config=preset)
+        differ = [f"--{k} {given[k]} (the run's: {getattr(tstored, f)})" for k, f in _FIXED_BY_RUN.items()
+                  if given[k] is not None and str(given[k]) != str(getattr(tstored, f))]
+        check(not differ, f"--resume continues the run with its own data, seed and preset; these options differ: {'; '.join(differ)}: "
+                          "drop them, or start a new run in another --out")
         asked = dict(steps=steps, epochs=epochs, minutes=minutes, device=device, progress=progress,
                      **{k: v for k, v in train_kw.items() if k in _RESUME_FREE})
         tcfg = dataclasses.replace(tstored, **asked)
         msets, tsets = split_sets(sets)
         check(model == info['model'], f"{out} is a {info['model']} run, not {model}: resume it with crvae train {info['model']} --out {out} --resume")
-        mcfg = config_from_dict(ModelConfig, info['model_config'], what='run.json model_config')
+        mcfg = _run_model_config(info)
+        lr_sets = [s for s in msets if s.split('=')[0].strip() in _RESUME_RATES]
         tcfg = apply_overrides(tcfg, [s for s in tsets if s.split('=')[0] in _RESUME_FREE])
         fixed = [s for s in tsets if s.split('=')[0] not in _RESUME_FREE]
-        bad = [s for s in msets if apply_overrides(mcfg, [s]) != mcfg] + [s for s in fixed if apply_overrides(tcfg, [s]) != tcfg]
-        check(not bad, f"--resume keeps the run's configuration; these --set items would change it: {bad}. Start a new run instead")
+        bad = [s for s in msets if s not in lr_sets and apply_overrides(mcfg, [s]) != mcfg]
+        bad += [s for s in fixed if apply_overrides(tcfg, [s]) != tcfg]
+        check(not bad, f"--resume keeps the run's configuration; these --set items would change it: {bad}. Start a new run instead "
+                       f"(--resume may change {', '.join(_RESUME_RATES)} and {', '.join(sorted(_RESUME_FREE))})")
+        mcfg = apply_overrides(mcfg, lr_sets)
+        _check_log(out/'log.csv'); _check_log(out/'curves.csv')
     else:
-        mcfg = tcfg = None
+        data, preset, seed = data or 'avatars', preset or 'tiny', seed or 0
+        n, size = 30000 if n is None else n, 64 if size is None else size
+        mcfg = tcfg = None                 # checked before any data is read or built: a typo costs nothing
+        make_configs(model, preset, sets, data_attrs=None, data=data, root=str(root) if root else None, n=n, size=size, seed=seed,
+                     steps=steps, epochs=epochs, minutes=minutes, device=device, progress=progress, **train_kw)
     if faces is None:
         d = tcfg if tcfg is not None else TrainConfig(data=data, root=str(root) if root else None, n=n, size=size)
         faces = load_faces(d.data, d.root, d.size, d.n, progress=progress and rank == 0)
@@ -865,11 +1037,24 @@ def train(model:str, out, data:str='avatars', root=None, preset:str='tiny', sets
     trainer = Trainer(mdl, faces, tcfg, out, command_line=command_line)
     if resume:
         ck = _latest_checkpoint(out)
-        check(ck is not None, f"--resume: {out} has no complete checkpoint yet; start it again without --resume (delete {out})")
+        check(ck is not None or (out/'model.safetensors').exists(),
+              f"--resume: {out} has no complete checkpoint yet; start it again without --resume (it restarts from step 0)")
+        check(ck is not None, f"--resume: {out} has no checkpoint, only its final weights (model.safetensors), so it cannot go on; "
+                              "start a new run in another --out (--init-from it to start from its weights)")
         trainer.resume(ck)
-        if rank == 0: truncate_log(out/'log.csv', trainer.step_); truncate_log(out/'curves.csv', trainer.step_)
+        if rank == 0:
+            _remove_leftovers(out)
+            truncate_log(out/'log.csv', trainer.step_); truncate_log(out/'curves.csv', trainer.step_)
+            if lr_sets and mcfg != _run_model_config(info):      # the new rates go on record: a later --resume keeps them
+                info = dict(info, model_config=dataclasses.asdict(mcfg))
+                info['resumed_with'] = list(info.get('resumed_with') or []) + [dict(step=trainer.step_, sets=lr_sets)]
+                save_json(out/'run.json', info)
     elif rank == 0:
+        if restart:
+            print(f"note: {out} holds a run that stopped before its first checkpoint: starting it again from step 0", file=sys.stderr)
+            for f in ('log.csv', 'curves.csv'): (out/f).unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(out)
         save_json(out/'run.json', {**trainer.run_json(), **({'init_from': _lineage(src)} if init_from is not None else {})})
     if world > 1: torch.distributed.barrier()
     summary = trainer.fit()
@@ -882,32 +1067,34 @@ def train(model:str, out, data:str='avatars', root=None, preset:str='tiny', sets
 # %% ../nbs/06_training.ipynb #4e0b2eaa
 def _train_args(p):
     p.add_argument('model', help=f"one of {', '.join(MODEL_NAMES)}")
-    p.add_argument('--data', default='avatars', help='avatars (default, embedded), celeba or folder')
+    p.add_argument('--data', default=None, help='avatars (default, embedded), celeba or folder')
     p.add_argument('--root', default=None, help='dataset folder for --data celeba|folder')
-    p.add_argument('--n', type=int, default=30000, help='number of avatar faces (default 30000)')
-    p.add_argument('--size', type=int, default=64, help='image size (64)')
-    p.add_argument('--config', default='tiny', help='preset: tiny (CPU) or paper (the released architecture)')
+    p.add_argument('--n', type=int, default=None, help='number of avatar faces (default 30000)')
+    p.add_argument('--size', type=int, default=None, help='image size (64)')
+    p.add_argument('--config', default=None, help='preset: tiny (CPU, the default) or paper (the released architecture)')
     p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE',
                    help='override a model or training config field (repeatable), e.g. --set kappa=0')
     g = p.add_mutually_exclusive_group()
-    g.add_argument('--steps', type=int, default=0, help='total steps of the run')
-    g.add_argument('--epochs', type=float, default=0.0, help='total epochs of the run')
-    g.add_argument('--minutes', type=float, default=0.0, help='train for this many minutes (wall clock)')
+    g.add_argument('--steps', type=int, default=None, help='total steps of the run')
+    g.add_argument('--epochs', type=float, default=None, help='total epochs of the run')
+    g.add_argument('--minutes', type=float, default=None, help='train for this many minutes (wall clock)')
     p.add_argument('--out', required=True, help='run folder')
     p.add_argument('--resume', action='store_true', help='continue the run in --out from its last checkpoint')
     p.add_argument('--init-from', default=None, help='initialise the weights from another run (e.g. a 64 px run)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=None, help='random seed (default 0)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N or mps')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
 
+TRAIN_RANGES = dict(steps=(1, 10**10, 'steps'), epochs=(0.001, 10**6, 'epochs'), minutes=(0.01, 10**7, 'minutes'),
+                    n=(1, 10**7, 'faces'), size=(16, 1024, 'px'), seed=(0, SEED_MAX, ''))   # `crvae train`'s numeric options
+
 @command('train', 'Train a model (vae ... acvae-gan) on avatars, CelebA or a folder; resumable', _train_args)
 def _train_cmd(args):
-    for k in ('steps', 'n', 'size'):
-        check(getattr(args, k) >= 0 and (k == 'steps' or getattr(args, k) > 0), f"--{k} must be positive, got {getattr(args, k)}")
-    check(args.epochs >= 0 and args.minutes >= 0, "--epochs and --minutes must be positive")
+    for k, (lo, hi, what) in TRAIN_RANGES.items():     # every numeric option, before any work
+        if getattr(args, k) is not None: check_range(getattr(args, k), f'--{k}', lo, hi, what, integer=k not in ('epochs', 'minutes'))
     get_device(args.device)
     s = train(check_model_name(args.model), args.out, data=args.data, root=args.root, preset=args.config, sets=args.sets,
-              steps=args.steps, epochs=args.epochs, minutes=args.minutes, resume=args.resume, init_from=args.init_from,
+              steps=args.steps or 0, epochs=args.epochs or 0.0, minutes=args.minutes or 0.0, resume=args.resume, init_from=args.init_from,
               n=args.n, size=args.size, seed=args.seed, device=args.device, progress=not args.no_progress,
               command_line='crvae ' + ' '.join(sys.argv[1:]))
     if _dist_rank_world()[0] == 0:
