@@ -1,0 +1,219 @@
+"""The bad-input table (`crvae.reliability.BAD_INPUTS`, also shown in nbs/09_reliability.ipynb) and the training-side
+reliability behaviour of issue 18.
+
+- every row of the table, in-process: exit code 2, exactly one line on stderr naming the fix, no traceback, nothing
+  under the scene's folder written or changed (listing and bytes equal before and after);
+- old checkpoints are never deleted through a link; checkpoints by time (`ckpt_minutes`); a run folder without a
+  checkpoint starts again; temporaries of killed writers are removed, live ones kept; files get the user's umask;
+  after a non-finite loss the advice works (`--resume --set lr=...`, or the same command again); sampling in batches;
+- property tests (hypothesis, derandomized) for the `--set`, `--attrs` and run.json parsers.
+Every training here is the small cvae of `SMALL_RUN` for at most two steps.
+"""
+import csv, json, os, shutil
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import crvae.core as core
+import crvae.training as T
+from crvae.core import UserError
+from crvae.reliability import BAD_INPUTS, SMALL_RUN, Scene, case_problems, run_case
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+@pytest.fixture(scope='module')
+def scene(tmp_path_factory, faces_1k):
+    with torch.random.fork_rng(devices=[]):
+        yield Scene(tmp_path_factory.mktemp('bad-inputs')/'scene', faces_1k)
+
+
+# -- the table ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('case', BAD_INPUTS, ids=[f'{c[0]}: {c[1]}' for c in BAD_INPUTS])
+def test_bad_input(scene, case):
+    "One row: exit code 2, one line naming the fix, no traceback, nothing written or changed."
+    r = run_case(case, scene)
+    assert not case_problems(r), (case_problems(r), r['argv'], r['message'])
+
+
+def test_the_table_covers_every_command_with_60_cases():
+    assert len(BAD_INPUTS) >= 60
+    assert {c[0] for c in BAD_INPUTS} >= {'train', 'sample', 'edit', 'reconstruct', 'evaluate', 'classifiers', 'data', 'info', 'crvae'}
+    assert len({(c[0], c[1]) for c in BAD_INPUTS}) == len(BAD_INPUTS), 'each case once'
+
+
+# -- training-side behaviour ------------------------------------------------------------------------------------------
+
+def _train(faces, out, steps=2, resume=False, **kw):
+    kw = dict(dict(progress=False, sample_every=0, eval_every=0, log_every=1, ckpt_every=1, device='cpu'), **kw)
+    return T.train('cvae', out, steps=steps, faces=faces, resume=resume, sets=kw.pop('sets', SMALL_RUN), **kw)
+
+
+def test_pruning_never_deletes_through_a_link(tmp_path, faces_1k, capsys):
+    "RUN/checkpoints a link to another folder holding a step-* folder of its own: keep_checkpoints=1 deletes nothing there."
+    elsewhere, run = tmp_path/'elsewhere', tmp_path/'run'
+    (elsewhere/'step-0000000').mkdir(parents=True); (elsewhere/'step-0000000'/'precious').write_text('mine')
+    run.mkdir(); (run/'checkpoints').symlink_to(elsewhere)
+    _train(faces_1k, run, keep_checkpoints=1)
+    assert (elsewhere/'step-0000000'/'precious').read_text() == 'mine'
+    assert sorted(p.name for p in elsewhere.iterdir()) == ['latest', 'step-0000000', 'step-0000001', 'step-0000002']
+    assert 'crvae never deletes through a link' in capsys.readouterr().err
+
+
+def test_checkpoints_by_time_and_a_run_without_one_starts_again(tmp_path, faces_1k, capsys, monkeypatch):
+    "ckpt_minutes: a checkpoint after every step once the minutes pass (ckpt_every off); a folder with no checkpoint restarts."
+    _train(faces_1k, tmp_path/'timed', ckpt_every=0, ckpt_minutes=1e-9, keep_checkpoints=5)
+    assert sorted(p.name for p in (tmp_path/'timed'/'checkpoints').glob('step-*')) == ['step-0000001', 'step-0000002']
+    run = tmp_path/'killed'
+    real = T.Trainer.step
+    def killed_at_step_2(self):
+        if self.step_ == 1: raise T.NonFiniteError('stopped before the first checkpoint (a stand-in for SIGKILL)')
+        return real(self)
+    monkeypatch.setattr(T.Trainer, 'step', killed_at_step_2)
+    with pytest.raises(UserError): _train(faces_1k, run, ckpt_every=0, ckpt_minutes=0)
+    assert (run/'run.json').exists() and not (run/'checkpoints').exists() and not (run/'model.safetensors').exists()
+    monkeypatch.setattr(T.Trainer, 'step', real)
+    capsys.readouterr()
+    assert _train(faces_1k, run)['step'] == 2                     # no --resume needed, no "already holds a run"
+    assert 'stopped before its first checkpoint: starting it again from step 0' in capsys.readouterr().err
+    steps = [r['step'] for r in csv.DictReader(open(run/'log.csv', newline=''))]
+    assert steps == ['1', '2']
+
+
+def test_temporaries_of_dead_writers_are_removed_on_the_next_run(tmp_path, faces_1k):
+    run = tmp_path/'run'
+    _train(faces_1k, run, steps=1)
+    tag, dead = core._machine_tag(), 2**22 + 12345          # above Linux's largest pid: no such process
+    assert not core._pid_alive(dead)
+    left = [run/f'.log.csv.pid{dead}-{tag}-abcd1234.tmp', run/'checkpoints'/f'.step-0000002.pid{dead}-{tag}-abcd1234.tmp',
+            run/f'.run.json.pid{os.getpid()}-{tag}-live1234.tmp']
+    left[0].write_text('half'); left[1].mkdir(); (left[1]/'model.safetensors').write_bytes(b'x')
+    left[2].write_text('a live writer')
+    _train(faces_1k, run, steps=2, resume=True)
+    assert [p.exists() for p in left] == [False, False, True]
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        core.atomic_write_text(tmp_path/'f.txt', 'x')
+        with core.atomic_dir(tmp_path/'d'): pass
+        (tmp_path/'plain.txt').write_text('x')
+    finally: os.umask(old)
+    mode = lambda p: p.stat().st_mode & 0o777
+    assert mode(tmp_path/'f.txt') == mode(tmp_path/'plain.txt') == 0o666 & ~umask
+    assert mode(tmp_path/'d') == 0o777 & ~umask
+
+
+def test_nonfinite_advice_can_be_followed(tmp_path, faces_1k, monkeypatch):
+    "A non-finite loss at step 1 (no checkpoint): the same command again with a lower lr; at step 2: --resume --set lr=..., which works."
+    real = T.generator_loss
+    def nan_at(k):
+        calls = []
+        def loss(*a, **kw):
+            total, terms, fakes = real(*a, **kw)
+            calls.append(1)
+            return (total * float('nan') if len(calls) == k else total), terms, fakes
+        return loss
+    run = tmp_path/'run'
+    monkeypatch.setattr(T, 'generator_loss', nan_at(1))
+    with pytest.raises(T.NonFiniteError, match=r'no checkpoint was written yet: run the same command again with a lower learning rate, '
+                                               r'--set lr=3e-05'):
+        _train(faces_1k, run)
+    monkeypatch.setattr(T, 'generator_loss', nan_at(2))
+    with pytest.raises(T.NonFiniteError, match=rf'last checkpoint is intact \(step-0000001\): resume it .*'
+                                               rf'crvae train cvae --out {run} --resume --set lr=3e-05'):
+        _train(faces_1k, run)
+    monkeypatch.setattr(T, 'generator_loss', real)
+    assert _train(faces_1k, run, resume=True, sets=['lr=3e-05'])['step'] == 2
+    info = T.read_run(run)
+    assert info['model_config']['lr'] == 3e-05 and info['resumed_with'] == [dict(step=1, sets=['lr=3e-05'])]
+    with pytest.raises(UserError, match='these --set items would change it'): _train(faces_1k, run, steps=3, resume=True, sets=['kappa=1'])
+
+
+def test_resume_with_the_same_rates_is_unchanged(tmp_path, faces_1k):
+    "The rates a resume re-applies from the config are the ones the checkpoint holds: resumed weights equal an uninterrupted run's."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0); _train(faces_1k, tmp_path/'ref', steps=2)
+        torch.manual_seed(0); _train(faces_1k, tmp_path/'run', steps=1)
+        _train(faces_1k, tmp_path/'run', steps=2, resume=True)
+    a, b = (T.read_weights(tmp_path/r/'model.safetensors') for r in ('ref', 'run'))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sampling_works_in_batches(scene, monkeypatch):
+    import crvae.sampling as S
+    model = T.load(scene.base)
+    whole = S.sample_faces(model, n=40, seed=3)['images']
+    monkeypatch.setattr(S, 'DECODE_BATCH', 16)
+    parts = S.sample_faces(model, n=40, seed=3)['images']
+    assert parts.shape == whole.shape == (40, 3, 64, 64)
+    assert (parts.int() - whole.int()).abs().max() <= 1
+
+
+# -- property tests -------------------------------------------------------------------------------------------------
+
+SET_KEYS = sorted((T.MODEL_FIELDS | T.TRAIN_FIELDS) - {'model', 'preset'})
+SET_VALUES = st.one_of(st.integers(-10**13, 10**13).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                       st.sampled_from(['[-8,16,32,64,64,64]', '[8,16,32,64,64,1000000000]', '1e15', '-1', '0', 'NaN', '"x"', '[]',
+                                        'true', 'null', '{}', '[1,"a"]']))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.sampled_from(['cvae', 'vae', 'crvae-gan']), st.lists(st.tuples(st.sampled_from(SET_KEYS), SET_VALUES), max_size=3))
+def test_set_items_give_a_buildable_config_or_one_line(model, items):
+    "Random --set items: configs of a model under the parameter bound (built on the meta device), or a one-line UserError."
+    try: mcfg, tcfg = T.make_configs(model, 'tiny', [f'{k}={v}' for k, v in items], data_attrs=40)
+    except UserError as e:
+        assert '\n' not in str(e); return
+    assert T.check_buildable(mcfg, '') <= T.MAX_PARAMS
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.text(max_size=12), st.sampled_from(['Smiling', '-Smiling', 'Smiling=2', 'smiling=TRUE', '+Bald', '=1', ',,'])),
+                max_size=4).map(','.join))
+def test_attrs_parse_or_one_line(text):
+    from crvae.data import AVATAR_ATTRIBUTES
+    from crvae.sampling import parse_attrs
+    try: out = parse_attrs(text, AVATAR_ATTRIBUTES)
+    except UserError as e:
+        assert '\n' not in str(e); return
+    assert set(out) <= set(AVATAR_ATTRIBUTES) and set(out.values()) <= {-1.0, 1.0}
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**16, 10**16) | st.floats() | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=6)
+ENTRIES = ['data', 'data.n', 'data.size', 'data.root', 'data.attr_names', 'data.attr_prevalence', 'data.seed', 'model_config.z_dim',
+           'model_config.enc_widths', 'model_config.z_channels', 'train_config', 'train_config.n', 'train_config.seed',
+           'train_config.ckpt_minutes', 'train_config.data', 'model']
+
+
+@pytest.fixture(scope='module')
+def scratch(scene, tmp_path_factory):
+    return Path(shutil.copytree(scene.base, tmp_path_factory.mktemp('scratch')/'r'))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(st.one_of(st.tuples(st.sampled_from(ENTRIES), JSON), st.tuples(st.just('nested'), st.integers(1, 200_000))))
+def test_run_json_reads_or_one_line(scratch, case):
+    """A run.json with one entry replaced by random JSON, or nested thousands deep: `load` and the resume-side readers give
+    a model and configs or a one-line UserError, never another exception."""
+    where, value = case
+    good = (scratch/'run.json').read_text()
+    if where == 'nested': text = '[' * value + ']' * value
+    else:
+        d = json.loads(good); *parents, last = where.split('.'); node = d
+        for k in parents: node = node[k]
+        node[last] = value
+        text = json.dumps(d)
+    (scratch/'run.json').write_text(text)
+    try:
+        info = T.read_run(scratch)
+        T.config_from_dict(T.TrainConfig, info.get('train_config') or {})
+        T.load(scratch)
+    except UserError as e: assert '\n' not in str(e)
+    finally: (scratch/'run.json').write_text(good)
