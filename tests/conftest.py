@@ -75,20 +75,26 @@ def _source_key() -> str:
 
 def _tiny_run(name, model, sets, faces, steps=2, snapshots=False):
     "A run of `steps` steps on the 1,000-face set, cached under $CRVAE_DATA/test-runs/<code hash>/ (made atomically; "
-    "checkpoints dropped, snapshots kept only when asked; caches of older code are removed), shared by the test files."
+    "checkpoints dropped, snapshots kept only when asked; caches of older code are removed), shared by the test files and, "
+    "behind a file lock, by parallel test workers."
     import hashlib, shutil
     from crvae.core import atomic_dir, data_home
     from crvae.training import train
     key, spec = _source_key(), hashlib.sha1(repr((model, sets, steps, len(faces), snapshots)).encode()).hexdigest()[:6]
     root = data_home()/'test-runs'
     path = root/key/f'{name}-{spec}'
-    if not (path/'run.json').exists():
-        for old in (root.iterdir() if root.exists() else []):
-            if old.name != key: shutil.rmtree(old, ignore_errors=True)
-        with atomic_dir(path) as tmp:
-            train(model, tmp, steps=steps, faces=faces, n=len(faces), sets=['batch_size=8'] + sets, progress=False,
-                  sample_every=0, ckpt_every=0, snapshot_every=1 if snapshots else 0, keep_snapshots=3)
-            shutil.rmtree(tmp/'checkpoints', ignore_errors=True)             # load() reads model.safetensors
+    if (path/'run.json').exists(): return path
+    import fcntl
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root/'.lock', 'w') as lock:              # pytest-xdist workers: one builds, the others wait and reuse
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path/'run.json').exists():
+            for old in root.iterdir():
+                if old.is_dir() and old.name != key: shutil.rmtree(old, ignore_errors=True)
+            with atomic_dir(path) as tmp:
+                train(model, tmp, steps=steps, faces=faces, n=len(faces), sets=['batch_size=8'] + sets, progress=False,
+                      sample_every=0, ckpt_every=0, snapshot_every=1 if snapshots else 0, keep_snapshots=3)
+                shutil.rmtree(tmp/'checkpoints', ignore_errors=True)             # load() reads model.safetensors
     return path
 
 

@@ -38,7 +38,9 @@ phase data       crvae data avatars --n 1000 --size 64 --seed 0
 phase notebooks  env OMP_NUM_THREADS=1 nbdev-test --timing --n-workers 2
 # the course site: every notebook to HTML, its links, pictures and maths checked (tests/test_site.py opens it)
 phase docs       python tools/site.py
-phase pytest     python -m pytest -q
+# the test files shared out over the cores (pytest-xdist; a file stays on one worker, so its fixtures are made once),
+# one thread each, as the notebooks
+phase pytest     env OMP_NUM_THREADS=1 python -m pytest -q -n "${CRVAE_TEST_WORKERS:-2}" --dist loadfile
 
 echo; echo "=== summary (CRVAE_DATA=$CRVAE_DATA)"
 fail=0
