@@ -1,0 +1,68 @@
+"""The notebooks are committed executed (`make nbs`), so a student sees the course's pictures without running anything:
+every notebook shows at least one picture or table, and no output carries a machine path, a date or an error."""
+import base64, json, re
+from pathlib import Path
+
+import pytest
+
+NBS = Path(__file__).resolve().parents[1]/'nbs'
+NOTEBOOKS = sorted(p for p in NBS.glob('*.ipynb') if p.name != 'index.ipynb')   # the map is prose only
+MACHINE_PATH = re.compile(r'(?<![\w.])/(?:work|tmp|home|root|Users|private/var|var/folders)/')
+DATE = re.compile(r'\b20\d\d-[01]\d-[0-3]\d[ T][0-2]\d:[0-5]\d')
+MAX_MB = 25
+
+
+def outputs(nb):
+    for c in nb['cells']:
+        if c['cell_type'] == 'code':
+            for o in c.get('outputs', []): yield c, o
+
+
+def text_of(o) -> str:
+    "Everything a reader sees of one output, as text (images excluded)."
+    parts = [''.join(o.get('text', ''))]
+    for mime, v in (o.get('data') or {}).items():
+        if not mime.startswith('image/'): parts.append(''.join(v) if isinstance(v, list) else json.dumps(v))
+    parts += o.get('traceback', [])
+    return '\n'.join(parts)
+
+
+def is_picture(o) -> bool:
+    "An image, an HTML table or a text table (markdown or aligned columns) counts."
+    d = o.get('data') or {}
+    if any(k.startswith('image/') for k in d): return True
+    html = ''.join(d.get('text/html', ''))
+    if '<table' in html or '<img' in html: return True
+    text = ''.join(o.get('text', '')) + ''.join(d.get('text/plain', '')) + ''.join(d.get('text/markdown', ''))
+    return bool(re.search(r'^\|.*\|\s*$\n^\|[-:| ]+\|\s*$', text, re.M))
+
+
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_with_its_pictures(path):
+    nb = json.loads(path.read_text())
+    outs = list(outputs(nb))
+    assert outs, f'{path.name} has no outputs: run `make nbs` and commit the notebooks'
+    assert any(is_picture(o) for _, o in outs), f'{path.name} shows no picture or table'
+    for c, o in outs:
+        assert o.get('output_type') != 'error', f'{path.name} cell {c.get("id")} was saved with an error'
+        t = text_of(o)
+        m = MACHINE_PATH.search(t)
+        assert not m, f'{path.name} cell {c.get("id")}: machine path in an output: ...{t[max(0, m.start() - 60):m.end() + 40]}...'
+        m = DATE.search(t)
+        assert not m, f'{path.name} cell {c.get("id")}: a timestamp in an output: {m.group(0)}'
+        for mime, v in (o.get('data') or {}).items():
+            if mime == 'image/png': assert base64.b64decode(''.join(v))[:8] == b'\x89PNG\r\n\x1a\n', (path.name, c.get('id'))
+
+
+def test_notebooks_stay_small():
+    total = sum(p.stat().st_size for p in NBS.glob('*.ipynb'))
+    assert total < MAX_MB * 2**20, f'the notebooks hold {total / 2**20:.1f} MB; keep them under {MAX_MB} MB (smaller figures)'
+
+
+def test_the_checks_can_fail():
+    "The rules above catch what they are for."
+    assert MACHINE_PATH.search('saved to /tmp/tmpab12/x.png') and MACHINE_PATH.search("Path('/work/runs/a')")
+    assert not MACHINE_PATH.search('images/training/x.png') and not MACHINE_PATH.search('a/tmp/b') and not MACHINE_PATH.search('1/2')
+    assert DATE.search('created 2026-11-30 23:10:02') and not DATE.search('seed 2026')
+    assert is_picture(dict(data={'image/png': ''})) and is_picture(dict(text='| a | b |\n|---|---|\n| 1 | 2 |\n'))
+    assert not is_picture(dict(text='done\n'))
