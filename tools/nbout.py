@@ -19,7 +19,7 @@ def rules() -> list[tuple[re.Pattern, str]]:
     data = os.environ.get('CRVAE_DATA')
     if data: out.append((re.compile(re.escape(str(Path(data).resolve())) + r'(?=/|\b)'), '$CRVAE_DATA'))
     out.append((re.compile(re.escape(str(ROOT)) + '/'), ''))
-    for t in {tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir()), '/tmp'}:
+    for t in {tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir())}:
         out.append((re.compile(re.escape(t.rstrip('/')) + r'/[^/\s\'",:;)\]]+'), '$TMP'))   # the scratch folder itself
     home = str(Path.home())
     if home not in ('/', ''): out.append((re.compile(re.escape(home) + r'(?=/)'), '~'))
