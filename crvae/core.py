@@ -319,18 +319,23 @@ def command(name:str, help:str, args:Callable[[argparse.ArgumentParser], None]|N
 _INDEX_CACHE: dict = {}
 
 def command_index() -> dict[str, dict]:
-    "Every `@command` of the package's modules, found by reading their source: name -> {module, help} (read again when a file changes)."
-    import ast, crvae
+    """Every `@command` of the package's modules, found by reading their source: name -> {module, help} (read again when
+    a file changes). Only the decorator lines are parsed (each `@command(...)` up to its `def`), not whole modules:
+    every `crvae` start runs this."""
+    import ast, re, crvae
     out = {}
     for py in sorted(Path(crvae.__file__).parent.glob('*.py')):
         if py.name.startswith('_'): continue
         st = py.stat()
         key = (str(py), st.st_mtime_ns, st.st_size)
         if key not in _INDEX_CACHE:
-            found = {}
-            for node in ast.walk(ast.parse(py.read_text(encoding='utf-8'))):
-                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)): continue
-                for d in node.decorator_list:
+            found, text = {}, py.read_text(encoding='utf-8')
+            for m in re.finditer(r'^@command\(', text, flags=re.M):
+                end = re.compile(r'^(async )?def ', re.M).search(text, m.end())
+                if end is None: continue
+                try: tree = ast.parse(text[m.start():end.start()] + 'def _f(): pass\n')
+                except SyntaxError: continue
+                for d in tree.body[0].decorator_list:
                     if (isinstance(d, ast.Call) and getattr(d.func, 'id', None) == 'command' and len(d.args) >= 2
                             and all(isinstance(a, ast.Constant) for a in d.args[:2])):
                         found[d.args[0].value] = dict(module=f'crvae.{py.stem}', help=d.args[1].value)

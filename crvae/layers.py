@@ -146,11 +146,17 @@ def concat_blocks(h:torch.Tensor, e:torch.Tensor, T:int) -> torch.Tensor:
     return torch.cat([hb, e], dim=2).reshape(B, -1, H, W)  # block t = [h_t, e_t]
 
 # %% ../nbs/03_layers.ipynb #be0e2b5e
+def _scaled_randn(shape, std:float) -> torch.Tensor:
+    """`torch.randn(shape) * std`, bit for bit. On PyTorch's 'meta' device (`check_buildable`) the multiply is skipped:
+    the meta kernel of `mul` is Python that imports torch._dynamo, 2 s at the first model a process builds."""
+    t = torch.randn(shape)
+    return t if t.is_meta else t * std
+
 class AttributeAttention(nn.Module):
     "acVAE's attention: M = softmax over time steps of a learned (T, N) W; y (B, N) -> y_t = M[t, :] * y, (B, T, N)."
     def __init__(self, T:int, n_attrs:int, init_std:float=0.1):
         super().__init__()
-        self.W = nn.Parameter(torch.randn(T, n_attrs) * init_std)
+        self.W = nn.Parameter(_scaled_randn((T, n_attrs), init_std))
     @property
     def M(self) -> torch.Tensor:
         "The (T, N) mask; each column (attribute) sums to 1 over the T steps."
@@ -171,7 +177,7 @@ class MinibatchDiscrimination(nn.Module):
     def __init__(self, in_features:int, kernels:int=100, dims:int=5, init_std:float=0.05):
         super().__init__()
         self.K, self.D = kernels, dims
-        self.T = nn.Parameter(torch.randn(in_features, kernels * dims) * init_std)
+        self.T = nn.Parameter(_scaled_randn((in_features, kernels * dims), init_std))
     def forward(self, f):
         M = (f @ self.T).reshape(-1, self.K, self.D)                     # (B, K, D)
         d = (M.unsqueeze(1) - M.unsqueeze(0)).abs().sum(-1)               # (B, B, K): d[i, j, k] L1 distance

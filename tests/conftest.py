@@ -69,33 +69,57 @@ def _source_key() -> str:
     import crvae
     root = Path(crvae.__file__).parent
     h = hashlib.sha1(torch.__version__.encode())
-    for f in ('core', 'data', 'bound', 'layers', 'models', 'objectives', 'training'): h.update((root/f'{f}.py').read_bytes())
+    for f in ('core', 'data', 'bound', 'layers', 'models', 'objectives', 'training', 'classifiers'): h.update((root/f'{f}.py').read_bytes())
     return h.hexdigest()[:12]
 
 
-def _tiny_run(name, model, sets, faces, steps=2, snapshots=False):
-    "A run of `steps` steps on the 1,000-face set, cached under $CRVAE_DATA/test-runs/<code hash>/ (made atomically; "
-    "checkpoints dropped, snapshots kept only when asked; caches of older code are removed), shared by the test files and, "
-    "behind a file lock, by parallel test workers."
-    import hashlib, shutil
+def _cached(name:str, make) -> Path:
+    "The folder `name` under $CRVAE_DATA/test-runs/<code hash>/, made once by `make(tmp)` (atomically; caches of older "
+    "code are removed), shared by the test files and, behind a file lock, by parallel test workers."
+    import fcntl, shutil
     from crvae.core import atomic_dir, data_home
-    from crvae.training import train
-    key, spec = _source_key(), hashlib.sha1(repr((model, sets, steps, len(faces), snapshots)).encode()).hexdigest()[:6]
     root = data_home()/'test-runs'
-    path = root/key/f'{name}-{spec}'
-    if (path/'run.json').exists(): return path
-    import fcntl
+    key = _source_key()
+    path = root/key/name
+    if path.is_dir(): return path                        # atomic_dir: a folder under its final name is whole
     root.mkdir(parents=True, exist_ok=True)
     with open(root/'.lock', 'w') as lock:              # pytest-xdist workers: one builds, the others wait and reuse
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (path/'run.json').exists():
+        if not path.is_dir():
             for old in root.iterdir():
                 if old.is_dir() and old.name != key: shutil.rmtree(old, ignore_errors=True)
-            with atomic_dir(path) as tmp:
-                train(model, tmp, steps=steps, faces=faces, n=len(faces), sets=['batch_size=8'] + sets, progress=False,
-                      sample_every=0, ckpt_every=0, snapshot_every=1 if snapshots else 0, keep_snapshots=3)
-                shutil.rmtree(tmp/'checkpoints', ignore_errors=True)             # load() reads model.safetensors
+            with atomic_dir(path) as tmp: make(tmp)
     return path
+
+
+def _tiny_run(name, model, sets, faces, steps=2, snapshots=False):
+    "A run of `steps` steps on the 1,000-face set, cached (`_cached`; checkpoints dropped, snapshots kept only when asked)."
+    import hashlib, shutil
+    from crvae.training import train
+    spec = hashlib.sha1(repr((model, sets, steps, len(faces), snapshots)).encode()).hexdigest()[:6]
+    def make(tmp):
+        train(model, tmp, steps=steps, faces=faces, n=len(faces), sets=['batch_size=8'] + sets, progress=False,
+              sample_every=0, ckpt_every=0, snapshot_every=1 if snapshots else 0, keep_snapshots=3)
+        shutil.rmtree(tmp/'checkpoints', ignore_errors=True)             # load() reads model.safetensors
+    return _cached(f'{name}-{spec}', make)
+
+
+def _tiny_classifiers(faces) -> Path:
+    """A classifiers root holding tiny evaluation classifiers of `faces` (seed 0), cached: the tiny preset trained a little
+    longer than the notebook's (3 epochs, at most 30 steps), so their accuracy is clearly above chance."""
+    import dataclasses
+    from crvae.classifiers import ClassifierTrainConfig, train_classifiers
+    def make(tmp):
+        torch.manual_seed(0)
+        cfg = dataclasses.replace(ClassifierTrainConfig.preset('tiny'), epochs=3, max_steps=30)
+        train_classifiers(faces, out=tmp, preset='tiny', train=cfg, device='cpu', progress=False)
+    return _cached(f'classifiers-tiny-{len(faces)}', make)
+
+
+@pytest.fixture(scope='session')
+def tiny_classifiers():
+    "`tiny_classifiers(faces)` -> a cached classifiers root; copy it (`shutil.copytree`) before writing into it."
+    return _tiny_classifiers
 
 
 @pytest.fixture(scope='session')

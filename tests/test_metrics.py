@@ -1,5 +1,5 @@
 "Metrics on known cases, `evaluate_model` with stand-in generators, the papers' table layouts, the `crvae evaluate` command."
-import dataclasses, json, math, sys, types
+import json, math, shutil, sys, types
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from crvae.core import UserError
 from crvae.data import to_float
-from crvae.classifiers import ClassifierTrainConfig, train_classifiers
+from crvae.classifiers import load_classifiers
 from crvae.metrics import (PAPER_ACVAE_TABLE3, BlurAutoencoder, NoiseModel, RealImagesModel, acvae_table2, acvae_table3,
                            attribute_accuracy, chance_accuracy, crvae_table1, evaluate_model, frechet_distance,
                            gaussian_kl, inception_score, precision_recall, reconstruction_metrics, result_row, sqrtm_psd,
@@ -16,11 +16,11 @@ from crvae.metrics import (PAPER_ACVAE_TABLE3, BlurAutoencoder, NoiseModel, Real
 
 
 @pytest.fixture(scope='module')
-def clf(faces_1k, tmp_path_factory):
-    "Tiny classifiers trained a little longer than the notebook's, so their accuracy is clearly above chance."
-    cfg = dataclasses.replace(ClassifierTrainConfig.preset('tiny'), epochs=3, max_steps=30)
-    torch.manual_seed(0)
-    return train_classifiers(faces_1k, out=tmp_path_factory.mktemp('clf'), preset='tiny', train=cfg, device='cpu', progress=False)
+def clf(faces_1k, tmp_path_factory, tiny_classifiers):
+    "Tiny classifiers trained a little longer than the notebook's, so their accuracy is clearly above chance (a copy of the shared ones)."
+    root = tmp_path_factory.mktemp('clf')/'root'
+    shutil.copytree(tiny_classifiers(faces_1k), root)
+    return load_classifiers(faces_1k, root=root)
 
 
 # ---- inception score -------------------------------------------------------------------------------------------------

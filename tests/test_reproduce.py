@@ -1,5 +1,5 @@
 "Shipping (fp16 weights, cards), the shipped-classifier fallback, `crvae reproduce` (shipped and --train, resumable), the shipped checkpoints against their cards."
-import json, os
+import json, os, shutil
 from pathlib import Path
 
 import pytest
@@ -17,13 +17,11 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
-def setup(faces_1k, tmp_path_factory):
+def setup(faces_1k, tmp_path_factory, tiny_classifiers):
     "Tiny classifiers, two 2-step runs (vae-gan, acvae-gan) and their shipped copies in a temporary assets folder."
-    from crvae.classifiers import train_classifiers
     from crvae.training import train
     root = tmp_path_factory.mktemp('reproduce')
-    torch.manual_seed(0)
-    train_classifiers(faces_1k, out=root/'clf', preset='tiny', device='cpu', progress=False)
+    shutil.copytree(tiny_classifiers(faces_1k), root/'clf')
     kw = dict(faces=faces_1k, n=1000, steps=2, sets=['batch_size=8'], progress=False, sample_every=0, ckpt_every=0)
     train('vae-gan', root/'runs'/'vae-gan', **kw)
     train('acvae-gan', root/'runs'/'acvae-gan', **kw, snapshot_every=1, keep_snapshots=3)

@@ -1,5 +1,6 @@
 "Stage 2 (crVAE 4.3): the networks, the perceptual loss, training/loading/resume, scoring at 128 px, the commands."
-import json
+
+import json, shutil
 
 import pytest
 import torch
@@ -63,7 +64,7 @@ def test_perceptual_loss(recognition):
     assert a != b
 
 
-@pytest.mark.parametrize('name', ['crvae-gan', 'vae-gan'])
+@pytest.mark.parametrize('name', ['crvae-gan', pytest.param('vae-gan', marks=pytest.mark.slow)])   # vae-gan: 13 s, --runslow; the same Stage2Trainer
 def test_train_resume_is_bit_exact_and_loads(tmp_path, stage1, faces_128, recognition, name):
     kw = dict(KW, faces=faces_128, recognition=recognition, perceptual=True, sets=['batch_size=4'], ckpt_every=2)
     S.train_stage2(stage1[name], tmp_path/'full', steps=4, **kw)
@@ -101,10 +102,10 @@ def test_conditional_stage1_and_errors(tmp_path, stage1, faces_128, faces_1k):
                        recognition=RecognitionClassifier({'a': 2}, RecognitionClassifierConfig.preset('tiny')), **KW)
 
 
-def test_commands(tmp_path, run_cli, stage1, faces_1k, faces_128):
-    from crvae.classifiers import ClassifierTrainConfig, train_classifiers
-    clf = train_classifiers(faces_1k, out=tmp_path/'clf', preset='tiny', device='cpu', progress=False,
-                            train=ClassifierTrainConfig.preset('tiny'))
+def test_commands(tmp_path, run_cli, stage1, faces_1k, faces_128, tiny_classifiers):
+    from crvae.classifiers import load_classifiers
+    shutil.copytree(tiny_classifiers(faces_1k), tmp_path/'clf')
+    clf = load_classifiers(faces_1k, root=tmp_path/'clf')
     code, out, err = run_cli('stage2', stage1['crvae-gan'], '--out', tmp_path/'s2', '--perceptual', '--classifiers', clf.folder,
                              '--steps', 2, '--n', 200, '--set', 'batch_size=4', '--set', 'sample_every=1', '--no-progress')
     assert code == 0, err

@@ -20,7 +20,7 @@ def main(model, out, steps, sync_bn, noise_seed='0'):
     torch.manual_seed(0)
     m = build_model(model, mcfg)          # the same start everywhere (DDP would broadcast rank 0's anyway)
     Path(out).mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in m.named_parameters()}, str(Path(out)/'params-init.safetensors'))
+    if rank == 0: save_file({k: v.detach().contiguous() for k, v in m.named_parameters()}, str(Path(out)/'params-init.safetensors'))
     torch.manual_seed(rank + 100 * int(noise_seed))   # each process its own noise, as `train` does
     Trainer(m, faces, tcfg, out).fit()
     save_file({k: v.detach().contiguous() for k, v in m.named_parameters()}, str(Path(out)/f'params-rank{rank}.safetensors'))
