@@ -21,7 +21,7 @@ from .data import FaceData, load_faces, to_float, to_uint8, SPLITS
 from .bound import reparameterize
 from .objectives import g_gan_loss, d_gan_loss, d_error_rate, pixel_loss
 from .training import (FORMAT_VERSION, find_run, load, save_weights, read_weights, read_state, load_weights_into,
-                            save_png, plot_losses, truncate_log)
+                            save_png, run_plots, plot_losses, truncate_log)
 
 # %% auto #0
 __all__ = ['STAGE2_IN', 'STAGE2_OUT', 'STAGE2_PRESETS', 'SKIP_CLIP', 'Stage2Config', 'stage2_config', 'ResBlock',
@@ -372,7 +372,7 @@ def _fit(self) -> dict:
     if self._acc: self.log({}, time.time() - t_log, force=True)
     if self.step_ != last_ck or not (self.out/'checkpoints'/'latest').exists(): self.save_checkpoint()
     save_png(stage2_grid(self.stage1, self.net.G, self.valid_data, tc.seed), self.out/'samples'/f'step-{self.step_:07d}.png')
-    if (self.out/'log.csv').exists():
+    if (self.out/'log.csv').exists() and run_plots():
         keys = [k for k in ('gan', 'pixel', 'perceptual', 'd_gan', 'd_err') if k in open(self.out/'log.csv').readline()]
         plot_losses(self.out/'log.csv', self.out/'loss.png', keys=keys)
     if stop == 'interrupted':

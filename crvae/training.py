@@ -27,8 +27,8 @@ __all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'MAX_PARAMS', 'LOG_
            'split_sets', 'build_optimizers', 'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights',
            'read_weights', 'read_state', 'load_weights_into', 'find_run', 'read_run', 'check_buildable',
            'model_from_run', 'load', 'NonFiniteError', 'Trainer', 'truncate_log', 'plot_curves', 'write_block_table',
-           'curves_from_snapshots', 'sample_grid', 'save_png', 'plot_losses', 'init_distributed', 'make_configs',
-           'train']
+           'curves_from_snapshots', 'sample_grid', 'save_png', 'run_plots', 'plot_losses', 'init_distributed',
+           'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class TrainConfig:
     flip: bool = True                # horizontal flip 0.5 (the papers' augmentation)
     device: str = 'auto'
     amp: bool = True                 # bf16 autocast on CUDA
+    cpu_amp: bool = False            # bf16 autocast on the CPU too (AVX-512 BF16); off: `crvae bench --ablate cpu-bf16` measures it
     channels_last: bool = True       # NHWC activations: 1.4x faster tiny training on CPU (crvae bench --ablate channels-first)
     compile: bool = False            # torch.compile the networks (CUDA)
     sync_bn: bool = False            # SyncBatchNorm across processes
@@ -387,8 +388,9 @@ class Trainer:
             self._gen_side = DDP(self._gen_side, device_ids=ids, find_unused_parameters=True)
             if self._d_side is not None: self._d_side = DDP(self._d_side, device_ids=ids, find_unused_parameters=True)
         if tcfg.compile: self._compile()
-        self.autocast = (torch.autocast('cuda', dtype=torch.bfloat16) if tcfg.amp and self.device.type == 'cuda'
-                         else torch.autocast('cpu', enabled=False))
+        if tcfg.amp and self.device.type == 'cuda': self.autocast = torch.autocast('cuda', dtype=torch.bfloat16)
+        elif tcfg.cpu_amp and self.device.type == 'cpu': self.autocast = torch.autocast('cpu', dtype=torch.bfloat16)
+        else: self.autocast = torch.autocast('cpu', enabled=False)
         self._log_rows, self._acc, self._next_minute_grid = [], {}, None
         self._faces, self._curves = data, None     # learning curves: (validation faces, classifiers or None), made at the first point
 
@@ -681,8 +683,9 @@ def _log_curves(self) -> dict:
     row = _curve_row(self.step_, point, time.time() - t0)
     path = self.out/'curves.csv'
     _write_curve_rows(path, [row])
-    try: plot_curves(path, self.out/'curves.png')
-    except UserError: pass
+    if run_plots():
+        try: plot_curves(path, self.out/'curves.png')
+        except UserError: pass
     return row
 Trainer.log_curves = _log_curves
 
@@ -705,12 +708,15 @@ def plot_curves(curves_path, out_path=None, runs:dict|None=None):
     keys = [k for k in ('val_recon_mse', 'val_kl', 'IS', 'FD_crvae', 'recall', 'attr_acc', 'exploded')
             if any(r.get(k) not in (None, '') for rows in data.values() for r in rows)]
     fig, axs = plt.subplots(1, len(keys), figsize=(2.5 * len(keys), 2.4), squeeze=False)
+    colour = {label: f'C{i}' for i, label in enumerate(data)}    # a run keeps its colour in every panel, drawn or not
     for ax, k in zip(axs[0], keys):
         for label, rows in data.items():
             pts = [(int(r['step']), float(r[k])) for r in rows if r.get(k) not in (None, '')]
-            if pts: ax.plot(*zip(*pts), marker='.', lw=1, label=label)
+            if pts: ax.plot(*zip(*pts), marker='.', lw=1, label=label, color=colour[label])
         ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=7)
-    if len(data) > 1: axs[0][0].legend(fontsize=6)
+    if len(data) > 1:
+        from matplotlib.lines import Line2D
+        axs[0][0].legend([Line2D([], [], color=colour[l], marker='.', lw=1) for l in data], list(data), fontsize=6)
     fig.tight_layout()
     if out_path is not None: atomic_write_bytes(out_path, figure_png(fig, dpi=90))
     return fig
@@ -795,6 +801,11 @@ def save_png(img:torch.Tensor, path):
     from PIL import Image
     buf = io.BytesIO(); Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format='PNG')
     atomic_write_bytes(path, buf.getvalue())
+
+def run_plots() -> bool:
+    """Whether runs draw their plots (loss.png, curves.png): yes unless the environment sets `CRVAE_PLOTS=0` (a cluster
+    job, or the test suite, where matplotlib's second or two per plot adds up over hundreds of short runs)."""
+    return os.environ.get('CRVAE_PLOTS', '1').strip().lower() not in ('0', 'false', 'no', 'off')
 
 def plot_losses(log_path, out_path=None, keys=None):
     "Plot the loss curves of a run's log.csv (saved to `out_path` if given); returns the figure."
@@ -904,7 +915,7 @@ def _fit(self) -> dict:
     if self.rank == 0:
         self._flush_log(max(time.time() - t_log, 1e-9))
         save_png(sample_grid(self.model, self.valid_data, tc.seed), self.out/'samples'/f'step-{self.step_:07d}.png')
-        if (self.out/'log.csv').exists():
+        if (self.out/'log.csv').exists() and run_plots():
             try: plot_losses(self.out/'log.csv', self.out/'loss.png')
             except UserError: pass
         if stop_reason == 'steps' and self._curves is not None and self._curves[1] is not None:   # a run that logged curves

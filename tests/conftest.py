@@ -7,6 +7,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Tests never touch the user's own cache: `make test` sets CRVAE_DATA, and a bare `pytest` uses the repo-local one.
 os.environ.setdefault('CRVAE_DATA', str(ROOT/'.cache'/'crvae-test'))
+# Runs skip their matplotlib plots (about a second each, over hundreds of short runs); test_training.py draws them.
+os.environ.setdefault('CRVAE_PLOTS', '0')
 
 import torch  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -112,7 +112,7 @@ _PAGE_JS = """() => {
 @needs_chromium
 def test_site_in_browser(site, tmp_path):
     from playwright.sync_api import sync_playwright
-    rep = site.build(tmp_path/'site')
+    rep = site.built_or_build(tmp_path/'site')         # the docs phase's _site/ when it is of these sources
     assert not rep.problems, '\n'.join(rep.problems)
     root = rep.out.resolve()
     stems = sorted(p.stem for p in NBS.glob('*.ipynb'))

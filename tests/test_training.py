@@ -27,6 +27,17 @@ def test_resume_is_bit_exact(tmp_path, faces_1k, model):
     assert [int(float(r.split(',')[0])) for r in log[1:]] == [1, 2, 3, 4, 5]     # no duplicated rows after resume
 
 
+def test_run_plots_are_drawn_unless_switched_off(tmp_path, faces_1k, monkeypatch):
+    "A run draws loss.png (and curves.png when it logs curves); CRVAE_PLOTS=0 (the test suite's setting) skips both."
+    from PIL import Image
+    monkeypatch.setenv('CRVAE_PLOTS', '1')
+    train('cvae', tmp_path/'on', steps=2, faces=faces_1k, **KW)
+    with Image.open(tmp_path/'on'/'loss.png') as im: assert im.format == 'PNG' and im.width > 400
+    monkeypatch.setenv('CRVAE_PLOTS', '0')
+    train('cvae', tmp_path/'off', steps=2, faces=faces_1k, **KW)
+    assert (tmp_path/'off'/'log.csv').exists() and not (tmp_path/'off'/'loss.png').exists()
+
+
 def _torchrun(n, *args, timeout=240):
     cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={n}', '--standalone',
            str(HERE/'helpers'/'ddp_worker.py'), *map(str, args)]
@@ -172,8 +183,9 @@ def test_gated_discriminator_skips_the_gan_head(tmp_path, faces_1k, gate):
     assert changed('trunk.') == (gate == 'head')
 
 
-def test_learning_curves_are_logged_and_leave_training_unchanged(tmp_path, faces_1k):
+def test_learning_curves_are_logged_and_leave_training_unchanged(tmp_path, faces_1k, monkeypatch):
     "Every eval_every steps a point of curves.csv (eval mode, its own random streams): the weights are bit-equal to a run without."
+    monkeypatch.setenv('CRVAE_PLOTS', '1')             # and curves.png is drawn
     kw = dict(KW, sample_every=0)
     train('cvae-gan', tmp_path/'plain', steps=4, faces=faces_1k, eval_every=0, **kw)
     train('cvae-gan', tmp_path/'curves', steps=4, faces=faces_1k, eval_every=2, eval_n=40, **kw)

@@ -19,7 +19,7 @@ The build is deterministic: the same notebooks give the same bytes.
 """
 from __future__ import annotations
 
-import argparse, html, json, re, shutil, sys, tempfile, time
+import argparse, hashlib, html, json, re, shutil, sys, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -27,6 +27,7 @@ from urllib.parse import unquote
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
 MARKER = '.crvae-site'                         # marks a folder this script made (and may replace)
+STAMP = '.crvae-site-build.json'               # what a build read (a hash of its sources) and found: lets a test reuse it
 EXPORT_ONLY = ('export', 'exports', 'exporti', 'default_exp')   # nbdev directives that mean nothing to a reader
 
 
@@ -364,7 +365,27 @@ def build(out: Path = ROOT/'_site', nbs: Path = NBS) -> Report:
             if frag and target in ids and not {frag, unquote(frag)} & ids[target]:
                 rep.problems.append(f'{page}: link to {target}#{frag}, but that page has no such anchor')
     rep.seconds = time.perf_counter() - t0
+    (out/STAMP).write_text(json.dumps(dict(sources=source_hash(nbs), pages=rep.pages, problems=rep.problems,
+                                           warnings=rep.warnings, seconds=rep.seconds), indent=1))
     return rep
+
+
+def source_hash(nbs: Path = NBS) -> str:
+    "A hash of what a build reads: this script, the notebooks, and the pictures and results they show."
+    h = hashlib.sha1(Path(__file__).read_bytes())
+    files = sorted(Path(nbs).glob('*.ipynb')) + sorted(p for d in ('images', 'results') for p in (Path(nbs)/d).rglob('*') if p.is_file())
+    for p in files: h.update(str(p.relative_to(nbs)).encode()); h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def built_or_build(out: Path, nbs: Path = NBS, built: Path = ROOT/'_site') -> Report:
+    "The report of `built` when a build made it from exactly the current sources (`make test` builds it in its docs phase), else `build(out)`."
+    try:
+        st = json.loads((Path(built)/STAMP).read_text())
+        if st['sources'] == source_hash(nbs):
+            return Report(Path(built), st['pages'], st['problems'], st['warnings'], st['seconds'])
+    except (OSError, ValueError, KeyError): pass
+    return build(out, nbs)
 
 
 def _pygments_css() -> str:
