@@ -399,7 +399,7 @@ ABLATIONS = {
     'channels-first': Ablation('TrainConfig.channels_last=False (NCHW; channels-last is the default)', sets=('channels_last=false',)),
     'compile': Ablation('TrainConfig.compile=True (torch.compile; warm-up = compile time)', sets=('compile=true',), min_warmup=3),
     'fp32': Ablation('no bf16 autocast (TrainConfig.amp=False)', ('cuda',), sets=('amp=false',)),
-    'cpu-bf16': Ablation('bf16 autocast on the CPU (TrainConfig.cpu_amp=True; AVX-512 BF16)', ('cpu',), sets=('cpu_amp=true',)),
+    'cpu-bf16': Ablation('bf16 autocast on the CPU (TrainConfig.cpu_amp=True; fast only with AVX-512 BF16 or AMX)', ('cpu',), sets=('cpu_amp=true',)),
     'data-on-device': Ablation('uint8 training images held on the GPU', ('cuda',), after=_data_on_device),
     'cuda-graphs': Ablation("torch.compile(mode='reduce-overhead'): CUDA graphs", ('cuda',), sets=('compile=true',), min_warmup=3,
                             build=lambda: _patched(torch, 'compile', functools.partial(torch.compile, mode='reduce-overhead'))),

@@ -50,7 +50,7 @@ class TrainConfig:
     flip: bool = True                # horizontal flip 0.5 (the papers' augmentation)
     device: str = 'auto'
     amp: bool = True                 # bf16 autocast on CUDA
-    cpu_amp: bool = False            # bf16 autocast on the CPU too (AVX-512 BF16); off: `crvae bench --ablate cpu-bf16` measures it
+    cpu_amp: bool = False            # bf16 autocast on the CPU too; off: 0.37x the fp32 speed on a CPU without AVX-512 BF16 (`crvae bench --ablate cpu-bf16`)
     channels_last: bool = True       # NHWC activations: 1.4x faster tiny training on CPU (crvae bench --ablate channels-first)
     compile: bool = False            # torch.compile the networks (CUDA)
     sync_bn: bool = False            # SyncBatchNorm across processes

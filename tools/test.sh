@@ -4,6 +4,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export CRVAE_DATA="${CRVAE_TEST_DATA:-$PWD/.cache/crvae-test}"   # one small shared cache, never the user's own
 export MPLBACKEND=Agg PYTHONHASHSEED=0
+export CRVAE_PLOTS=0   # runs skip their loss.png/curves.png (about a second each, over hundreds of short runs); no notebook shows one
 declare -a NAMES=() SECS=() RCS=()
 
 phase() {  # phase NAME COMMAND...
