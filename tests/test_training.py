@@ -185,9 +185,9 @@ def test_gated_discriminator_skips_the_gan_head(tmp_path, faces_1k, gate):
 
 def test_learning_curves_are_logged_and_leave_training_unchanged(tmp_path, faces_1k, monkeypatch):
     "Every eval_every steps a point of curves.csv (eval mode, its own random streams): the weights are bit-equal to a run without."
-    monkeypatch.setenv('CRVAE_PLOTS', '1')             # and curves.png is drawn
     kw = dict(KW, sample_every=0)
     train('cvae-gan', tmp_path/'plain', steps=4, faces=faces_1k, eval_every=0, **kw)
+    monkeypatch.setenv('CRVAE_PLOTS', '1')             # and curves.png is drawn
     train('cvae-gan', tmp_path/'curves', steps=4, faces=faces_1k, eval_every=2, eval_n=40, **kw)
     assert same(read_weights(tmp_path/'plain'/'model.safetensors'), read_weights(tmp_path/'curves'/'model.safetensors'))
     rows = (tmp_path/'curves'/'curves.csv').read_text().splitlines()
