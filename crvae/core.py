@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #0f18af4b
 from __future__ import annotations
-import argparse, contextlib, dataclasses, difflib, errno, importlib, json, os, pkgutil, random, sys, tempfile, time, traceback
+import argparse, contextlib, dataclasses, difflib, errno, importlib, json, os, pkgutil, random, re, sys, tempfile, time, traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -317,12 +317,13 @@ def command(name:str, help:str, args:Callable[[argparse.ArgumentParser], None]|N
     return deco
 
 _INDEX_CACHE: dict = {}
+_DEF_LINE = re.compile(r'^(async )?def ', re.M)      # where a decorated function's `def` starts
 
 def command_index() -> dict[str, dict]:
     """Every `@command` of the package's modules, found by reading their source: name -> {module, help} (read again when
     a file changes). Only the decorator lines are parsed (each `@command(...)` up to its `def`), not whole modules:
     every `crvae` start runs this."""
-    import ast, re, crvae
+    import ast, crvae
     out = {}
     for py in sorted(Path(crvae.__file__).parent.glob('*.py')):
         if py.name.startswith('_'): continue
@@ -331,7 +332,7 @@ def command_index() -> dict[str, dict]:
         if key not in _INDEX_CACHE:
             found, text = {}, py.read_text(encoding='utf-8')
             for m in re.finditer(r'^@command\(', text, flags=re.M):
-                end = re.compile(r'^(async )?def ', re.M).search(text, m.end())
+                end = _DEF_LINE.search(text, m.end())
                 if end is None: continue
                 try: tree = ast.parse(text[m.start():end.start()] + 'def _f(): pass\n')
                 except SyntaxError: continue

@@ -139,6 +139,15 @@ def tiny_run():
 
 
 @pytest.fixture(scope='module')
+def keep_rng():
+    "Leave PyTorch's global random state as a module found it (`pytestmark = pytest.mark.usefixtures('keep_rng')`): "
+    "resuming a run restores a checkpoint's RNG state."
+    state = torch.get_rng_state()
+    yield
+    torch.set_rng_state(state)
+
+
+@pytest.fixture(scope='module')
 def one_thread():
     "One intra-op thread for a module (`pytestmark = pytest.mark.usefixtures('one_thread')`): tiny models gain nothing "
     "from a second thread, and on a shared 2-core machine two threads wait for each other."

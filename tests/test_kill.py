@@ -20,12 +20,7 @@ HERE = Path(__file__).resolve().parent
 def same(a, b): return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def keep_rng():
-    "Leave PyTorch's global random state as this file found it (resuming restores a checkpoint's RNG state)."
-    state = torch.get_rng_state()
-    yield
-    torch.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures('keep_rng')
 
 
 # -- the kill test ------------------------------------------------------------------------------------------------

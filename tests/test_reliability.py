@@ -21,12 +21,9 @@ import crvae.training as T
 from crvae.core import UserError
 from crvae.reliability import fail_writes
 from crvae.training import load, read_state, read_weights, train
-from test_kill import check_left_behind          # every file a killed or failed run left is whole
+from test_kill import check_left_behind, same    # every file a killed or failed run left is whole; weights equal
 
 HERE = Path(__file__).resolve().parent
-
-
-def same(a, b): return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 # -- shared small runs ----------------------------------------------------------------------------------------------
@@ -34,12 +31,7 @@ def same(a, b): return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) fo
 QUICK = dict(progress=False, log_every=1, sample_every=0, sets=['batch_size=8'])
 
 
-@pytest.fixture(scope='module', autouse=True)
-def keep_rng():
-    "Leave PyTorch's global random state as this file found it (resuming restores a checkpoint's RNG state)."
-    state = torch.get_rng_state()
-    yield
-    torch.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures('keep_rng')
 
 
 @pytest.fixture(scope='module')

@@ -3,7 +3,7 @@
     python tools/nbout.py [NOTEBOOK ...]      # default: every nbs/*.ipynb; rewrites only notebooks that change
 
 Outputs keep what the cells printed, with three kinds of path written the same on every machine:
-a scratch folder under the temporary directory (`/tmp/tmpab12cd34/x.png`) becomes `$TMP/x.png`, the data cache
+a scratch folder under the temporary directory (`tempfile.gettempdir()`, then `tmpab12cd34/x.png`) becomes `$TMP/x.png`, the data cache
 (`$CRVAE_DATA`) becomes `$CRVAE_DATA`, and the repository's root becomes a path relative to it. Images are left alone.
 `tests/test_notebook_outputs.py` checks that no machine path is left.
 """

@@ -27,12 +27,10 @@ import crvae.training as T  # noqa: E402
 from crvae.models import build_model, model_config  # noqa: E402
 
 # Warm what every child would otherwise pay for again (imports, no tensor work): the first model built on the 'meta'
-# device (`check_buildable`) sets PyTorch's meta kernels up, the first optimiser imports torch._dynamo (about 3 s), and
-# matplotlib draws the run's plots.
+# device (`check_buildable`) sets PyTorch's meta kernels up, the first optimiser imports torch._dynamo (about 3 s).
 with torch.device('meta'):
     m = build_model('crvae-gan', model_config('crvae-gan', 'tiny'))
     torch.optim.Adam(m.parameters())
-import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot  # noqa: E401,E402
 
 
 def die(): os.kill(os.getpid(), signal.SIGKILL)
