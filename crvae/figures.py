@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, apply_overrides, save_json,
-                        get_device, markdown_table, command, checkpoints_home)
+                        get_device, markdown_table, command, checkpoints_home, check_seed)
 from .data import FaceData, load_faces, to_uint8
 
 # %% auto #0
@@ -387,6 +387,7 @@ def _figures_cmd(args):
     if not args.runs: args.runs = _shipped_runs()
     check(args.runs, "give at least one run folder (crvae figures RUN_DIR ... --out DIR); no shipped checkpoints were found; --list shows the figures")
     check(args.out, "--out DIR is required: the folder for the figures")
+    check_seed(args.seed)
     cfg = figure_config(args.config, args.sets)
     only = [s.strip() for s in args.only.split(',') if s.strip()] if args.only else None
     runs = RunSet.load(args.runs, device=get_device(args.device), classifiers_root=args.classifiers)

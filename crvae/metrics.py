@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import UserError, check, save_json, atomic_write_text, get_device, markdown_table, command
+from .core import UserError, check, check_seed, save_json, atomic_write_text, get_device, markdown_table, command
 from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
 
@@ -466,6 +466,7 @@ def _evaluate_cmd(args):
     except ImportError as e: raise UserError(f'crvae evaluate needs the training module (crvae.training: {e})') from None
     check(args.n_samples is None or args.n_samples > 0, f"--n-samples must be a positive integer, got {args.n_samples}")
     check(args.batch_size >= 1, f"--batch-size must be a positive integer, got {args.batch_size}")
+    check_seed(args.seed)
     device = get_device(args.device)
     if args.curves: return _print_curves(args.runs, device, args.quiet)
     results, clfs, out = [], {}, Path(args.out)

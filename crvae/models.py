@@ -20,10 +20,10 @@ from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRec
 
 # %% auto #0
 __all__ = ['MODEL_NAMES', 'PRESETS', 'CONDITIONAL', 'WITH_GAN', 'PROGRESSIVE_MODELS', 'FAMILY', 'CR_ALPHAS', 'TINY_BETA',
-           'CR_MI_WEIGHTS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'check_model_name', 'ModelConfig', 'model_config',
-           'FaceModel', 'Discriminator', 'ChannelRecurrentEncoder', 'GenerationPath', 'ChannelRecurrentModel',
-           'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model', 'count_params', 'param_table',
-           'model_info']
+           'CR_MI_WEIGHTS', 'MAX_PARAMS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'check_model_name', 'ModelConfig',
+           'model_config', 'FaceModel', 'Discriminator', 'ChannelRecurrentEncoder', 'GenerationPath',
+           'ChannelRecurrentModel', 'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model',
+           'count_params', 'param_table', 'meta_model', 'model_info']
 
 # %% ../nbs/04_models.ipynb #9fc73956
 MODEL_NAMES = ('vae', 'conv-vae', 'crvae', 'vae-gan', 'crvae-gan', 'cvae', 'cgan', 'cvae-gan', 'ccrvae-gan', 'acvae-gan')
@@ -450,11 +450,26 @@ def param_table(model:FaceModel) -> dict:
     return dict(model=model.name, preset=model.cfg.preset, parts=parts, generator=gen,
                 discriminator=count_params(model.D), total=count_params(model))
 
+MAX_PARAMS = 10**9     # a model beyond this many parameters (4 GB of float32 weights) is a typo in a config, not a plan
+
+def meta_model(cfg:ModelConfig, fix:str) -> FaceModel:
+    """The model `cfg` describes, built on PyTorch's 'meta' device (shapes only: no memory, no random numbers drawn). A
+    config that describes no model, or an absurdly large one, is a `UserError` ending in `fix`, before anything is allocated."""
+    try:
+        with torch.device('meta'): model = build_model(cfg.model, cfg)
+    except UserError: raise
+    except Exception as e:
+        why = (str(e).splitlines() or [''])[0][:160]
+        raise UserError(f"the model config does not describe a model ({type(e).__name__}: {why}); {fix}") from None
+    n = count_params(model)
+    check(n <= MAX_PARAMS, f"the model config makes a {cfg.model} of {n:,} parameters ({n * 4 / 1e9:,.0f} GB of weights; "
+                           f"at most {MAX_PARAMS:,}); {fix}")
+    return model
+
 def model_info(name:str, preset:str='tiny', sets:list[str]|None=None) -> dict:
     "`param_table` of model `name` built on the meta device (no memory, no initialisation cost)."
     cfg = model_config(name, preset, sets)
-    with torch.device('meta'): model = build_model(name, cfg)
-    return param_table(model)
+    return param_table(meta_model(cfg, "change the --set values (sizes and widths are positive and moderate)"))
 
 # %% ../nbs/04_models.ipynb #08f61633
 RELEASED_COUNTS = {'crvae-gan': 20.53e6, 'vae-gan': 22.80e6, 'ccrvae-gan': 20.43e6, 'acvae-gan': 18.55e6}

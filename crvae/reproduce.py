@@ -15,7 +15,7 @@ import torch
 
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, save_json, load_json,
-                        atomic_dir, apply_overrides, get_device, markdown_table, command, assets_home, checkpoints_home)
+                        atomic_dir, apply_overrides, get_device, markdown_table, command, assets_home, checkpoints_home, check_range)
 from .data import FaceData, load_faces
 from .classifiers import load_classifiers, CLASSIFIER_KINDS
 
@@ -766,6 +766,10 @@ def _reproduce_args(p):
 
 @command('reproduce', "The main job: score the shipped checkpoints (or --train the comparison), draw the figures, write report.md/html", _reproduce_args)
 def _reproduce_cmd(args):
+    for flag, v, lo, hi, what in [('--steps-per-model', args.steps_per_model, 1, 10**10, 'steps'), ('--seeds', args.seeds, 1, 100, 'seeds'),
+                                  ('--n', args.n, 1, 10**7, 'faces'), ('--size', args.size, 16, 1024, 'px'),
+                                  ('--snapshot-every', args.snapshot_every, 0, 10**10, 'steps')]:
+        check_range(v, flag, lo, hi, what)          # every numeric option, before any work (also those used only with --train)
     cfg = eval_config(args.eval_preset, args.sets)
     roles = [s.strip() for s in args.models.split(',') if s.strip()] if args.models else None
     res = reproduce(args.out, train=args.train, steps_per_model=args.steps_per_model, seeds=args.seeds, preset=args.config,
@@ -789,6 +793,7 @@ def _ship_args(p):
 @command('ship', 'Package a run as a small shipped checkpoint: fp16 weights, run.json, model card with command, data, machine and metrics', _ship_args)
 def _ship_cmd(args):
     t0 = time.time()
+    check_range(args.snapshots, '--snapshots', 0, 1000, 'snapshots')
     dest = ship(args.run, args.name, args.out, args.dtype, args.snapshots, eval_config(args.eval_preset, args.sets),
                 classifiers_root=args.classifiers, force=args.force, progress=True)
     card = load_json(dest/'card.json')

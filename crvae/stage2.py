@@ -16,12 +16,12 @@ import torch.nn.functional as F
 
 import crvae
 from .core import (UserError, check, did_you_mean, apply_overrides, config_from_dict, atomic_write_bytes, atomic_write_text,
-                        atomic_dir, save_json, load_json, get_device, markdown_table, command)
+                        atomic_dir, save_json, load_json, get_device, markdown_table, command, check_range, check_seed)
 from .data import FaceData, load_faces, to_float, to_uint8, SPLITS
 from .bound import reparameterize
 from .objectives import g_gan_loss, d_gan_loss, d_error_rate, pixel_loss
 from .training import (FORMAT_VERSION, find_run, load, save_weights, read_weights, read_state, load_weights_into,
-                            save_png, run_plots, plot_losses, truncate_log)
+                            save_png, run_plots, plot_losses, truncate_log, TRAIN_RANGES)
 
 # %% auto #0
 __all__ = ['STAGE2_IN', 'STAGE2_OUT', 'STAGE2_PRESETS', 'SKIP_CLIP', 'Stage2Config', 'stage2_config', 'ResBlock',
@@ -525,9 +525,9 @@ def _stage2_args(p:argparse.ArgumentParser):
                    help="add the perceptual loss on reconstructions, on features of crvae's own recognition classifier (no pretrained VGG is downloaded)")
     p.add_argument('--classifiers', default=None, help='classifier root for --perceptual (default: $CRVAE_DATA/classifiers)')
     g = p.add_mutually_exclusive_group()
-    g.add_argument('--steps', type=int, default=0, help='total steps of the run')
-    g.add_argument('--epochs', type=float, default=0.0, help='total epochs of the run')
-    g.add_argument('--minutes', type=float, default=0.0, help='train for this many minutes (wall clock)')
+    g.add_argument('--steps', type=int, default=None, help='total steps of the run')
+    g.add_argument('--epochs', type=float, default=None, help='total epochs of the run')
+    g.add_argument('--minutes', type=float, default=None, help='train for this many minutes (wall clock)')
     p.add_argument('--config', default='tiny', help='Stage 2 preset: tiny (CPU) or paper')
     p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='override a Stage 2 or training config field')
     p.add_argument('--n', type=int, default=None, help="number of faces (default: the stage-1 run's)")
@@ -538,12 +538,12 @@ def _stage2_args(p:argparse.ArgumentParser):
 
 @command('stage2', "Train the crVAE paper's Stage 2 (64 -> 128 px) on a stage-1 run; optional perceptual loss", _stage2_args)
 def _stage2_cmd(args):
-    check(args.steps >= 0 and args.epochs >= 0 and args.minutes >= 0, "--steps, --epochs and --minutes must be positive")
-    check(args.n is None or args.n > 0, f"--n must be positive, got {args.n}")
+    for k, (lo, hi, what) in TRAIN_RANGES.items():     # every numeric option, before any work: the ranges of `crvae train`
+        if getattr(args, k, None) is not None: check_range(getattr(args, k), f'--{k}', lo, hi, what, integer=k not in ('epochs', 'minutes'))
     check(args.resume or args.stage1 is not None, "give the stage-1 run: crvae stage2 RUN_64 --out DIR")
     get_device(args.device)
-    s = train_stage2(args.stage1, args.out, perceptual=args.perceptual, preset=args.config, sets=args.sets, steps=args.steps,
-                     epochs=args.epochs, minutes=args.minutes, n=args.n, seed=args.seed, device=args.device, resume=args.resume,
+    s = train_stage2(args.stage1, args.out, perceptual=args.perceptual, preset=args.config, sets=args.sets, steps=args.steps or 0,
+                     epochs=args.epochs or 0.0, minutes=args.minutes or 0.0, n=args.n, seed=args.seed, device=args.device, resume=args.resume,
                      classifiers=args.classifiers, progress=not args.no_progress, command_line='crvae ' + ' '.join(sys.argv[1:]))
     print(f"stage2: {s['step']} steps ({s['epochs']} epochs) in {s['seconds']} s ({s['stop']}); run folder {s['run']}")
 
@@ -562,6 +562,8 @@ def _stage2_eval_cmd(args):
     from crvae.classifiers import load_classifiers
     from crvae.metrics import evaluate_model, result_row, crvae_table1, TABLE_COLUMNS
     check(args.n_samples is None or args.n_samples > 0, f"--n-samples must be a positive integer, got {args.n_samples}")
+    check(args.batch_size >= 1, f"--batch-size must be a positive integer, got {args.batch_size}")
+    check_seed(args.seed)
     device, results, clfs = get_device(args.device), [], {}
     for run in args.runs:
         model = load_any(run, device)

@@ -19,16 +19,15 @@ from .core import (UserError, check, did_you_mean, atomic_write, atomic_write_by
                         save_json, load_json, get_device, apply_overrides, config_from_dict, command, data_home, checkpoints_home,
                         markdown_table, check_range, check_seed, remove_stale_temps, SEED_MAX)
 from .data import FaceData, load_faces, to_float, to_uint8, random_flip, SPLITS
-from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
+from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES, MAX_PARAMS, meta_model
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
 
 # %% auto #0
-__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'MAX_PARAMS', 'LOG_KEYS_FIRST', 'TRAIN_RANGES', 'TrainConfig',
-           'split_sets', 'build_optimizers', 'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights',
-           'read_weights', 'read_state', 'load_weights_into', 'find_run', 'read_run', 'check_buildable',
-           'model_from_run', 'load', 'NonFiniteError', 'Trainer', 'truncate_log', 'plot_curves', 'write_block_table',
-           'curves_from_snapshots', 'sample_grid', 'save_png', 'run_plots', 'plot_losses', 'init_distributed',
-           'make_configs', 'train']
+__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'LOG_KEYS_FIRST', 'TRAIN_RANGES', 'TrainConfig', 'split_sets',
+           'build_optimizers', 'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights', 'read_weights',
+           'read_state', 'load_weights_into', 'find_run', 'read_run', 'check_buildable', 'model_from_run', 'load',
+           'NonFiniteError', 'Trainer', 'truncate_log', 'plot_curves', 'write_block_table', 'curves_from_snapshots',
+           'sample_grid', 'save_png', 'run_plots', 'plot_losses', 'init_distributed', 'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -259,22 +258,11 @@ def read_run(run) -> dict:
     if info.get('data') is not None: _check_run_data(info['data'], f"{run}/run.json")
     return info
 
-MAX_PARAMS = 10**9     # a model beyond this many parameters (4 GB of float32 weights) is a typo in a config, not a plan
-
 def check_buildable(cfg:ModelConfig, fix:str) -> int:
-    """Build the model `cfg` describes on PyTorch's 'meta' device (shapes only, no memory, no random numbers drawn) and
-    return its parameter count: a config that describes no model, or an absurdly large one, is a `UserError` ending in
-    `fix`, before anything is allocated."""
+    """The parameter count of the model `cfg` describes, built on the 'meta' device (`meta_model`): a config that
+    describes no model, or an absurdly large one, is a `UserError` ending in `fix`, before anything is allocated."""
     from crvae.models import count_params
-    try:
-        with torch.device('meta'): n = count_params(build_model(cfg.model, cfg))
-    except UserError: raise
-    except Exception as e:
-        why = (str(e).splitlines() or [''])[0][:160]
-        raise UserError(f"the model config does not describe a model ({type(e).__name__}: {why}); {fix}") from None
-    check(n <= MAX_PARAMS, f"the model config makes a {cfg.model} of {n:,} parameters ({n * 4 / 1e9:,.0f} GB of weights; "
-                           f"at most {MAX_PARAMS:,}); {fix}")
-    return n
+    return count_params(meta_model(cfg, fix))
 
 def _run_model_config(info:dict) -> ModelConfig:
     "The checked `ModelConfig` of a run.json (a `UserError` if it describes no model, or an absurd one)."

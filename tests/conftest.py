@@ -154,3 +154,21 @@ def one_thread():
     n = torch.get_num_threads(); torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """`small_disk(size)`: a real file system of `size` (a tmpfs, e.g. '8m') mounted in the test's folder, so ENOSPC comes
+    from the kernel, not from a patched call; `small_disk.grow(size)` frees space by remounting it larger. Mounting needs
+    root and CAP_SYS_ADMIN: elsewhere the test is skipped with the reason."""
+    import subprocess
+    mounted = []
+    def mount(size):
+        where = tmp_path/f'disk{len(mounted)}'; where.mkdir()
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(where)], capture_output=True, text=True)
+        if r.returncode: pytest.skip(f'cannot mount a tmpfs here (root and CAP_SYS_ADMIN needed): {r.stderr.strip()[:100]}')
+        mounted.append(where)
+        return where
+    mount.grow = lambda size: subprocess.run(['mount', '-o', f'remount,size={size}', str(mounted[-1])], check=True)
+    yield mount
+    for where in mounted: subprocess.run(['umount', str(where)])

@@ -270,24 +270,19 @@ def _in_a_child(f) -> tuple[int|None, str]:
     return (os.WTERMSIG(status) if os.WIFSIGNALED(status) else None), msg
 
 
-def test_a_full_tmpfs_is_a_message_not_a_signal(tmp_path, monkeypatch):
+def test_a_full_tmpfs_is_a_message_not_a_signal(small_disk, monkeypatch):
     "On a real 256 kB file system (a tmpfs; root only): the free-space check's message; with the check off, the ENOSPC of "
     "the image writes as a `UserError`, never the SIGBUS (exit 135) of a memory-mapped images.npy; no temporary left."
-    import subprocess
-    small = tmp_path/'small'; small.mkdir()
-    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', str(small)], capture_output=True, text=True)
-    if r.returncode: pytest.skip(f'cannot mount a tmpfs here (root and CAP_SYS_ADMIN needed): {r.stderr.strip()[:100]}')
-    try:
-        build = lambda: D.build_avatars(n=2000, size=32, root=small/'av', workers=1, progress=False)
-        sig, msg = _in_a_child(build)
-        assert sig is None and msg.startswith('not enough free space for the avatars cache: it needs about 7.3 MB'), (sig, msg)
-        assert ' has 0.3 MB free; free some space or choose a folder on a bigger disk (--out DIR)' in msg, msg
-        monkeypatch.setattr(D, '_check_space', lambda *a, **k: None)
-        sig, msg = _in_a_child(build)
-        assert sig is None, f'the build died of signal {sig}'
-        assert msg.startswith('no space left on the device while writing') and 'free some space' in msg, msg
-        assert [q.name for q in small.rglob('*')] == ['av'] and list((small/'av').iterdir()) == []
-    finally: subprocess.run(['umount', str(small)])
+    small = small_disk('256k')
+    build = lambda: D.build_avatars(n=2000, size=32, root=small/'av', workers=1, progress=False)
+    sig, msg = _in_a_child(build)
+    assert sig is None and msg.startswith('not enough free space for the avatars cache: it needs about 7.3 MB'), (sig, msg)
+    assert ' has 0.3 MB free; free some space or choose a folder on a bigger disk (--out DIR)' in msg, msg
+    monkeypatch.setattr(D, '_check_space', lambda *a, **k: None)
+    sig, msg = _in_a_child(build)
+    assert sig is None, f'the build died of signal {sig}'
+    assert msg.startswith('no space left on the device while writing') and 'free some space' in msg, msg
+    assert [q.name for q in small.rglob('*')] == ['av'] and list((small/'av').iterdir()) == []
 
 
 def _same_size_edit(path, old, new):

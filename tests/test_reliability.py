@@ -162,6 +162,26 @@ def test_full_disk_during_a_checkpoint(tmp_path, faces_1k, monkeypatch, run_cli)
     assert train('cvae', out, steps=4, faces=faces_1k, ckpt_every=2, resume=True, **QUICK)['step'] == 4
 
 
+def test_a_full_small_disk_while_training_and_shipping(small_disk, faces_1k, tmp_path, capsys):
+    """A real 8 MB file system (run.json, the log and the step-1 checkpoint take 6 MB): the kernel's ENOSPC at the step-2
+    checkpoint is a one-line `UserError`; the step-1 checkpoint is whole, no temporary is left; once the disk grows,
+    --resume goes on to step 3. Shipping onto a full 256 kB disk: the same error, and no half-shipped folder."""
+    from crvae.reliability import SMALL_RUN
+    disk, small = small_disk('8m'), dict(QUICK, sets=SMALL_RUN)
+    out = disk/'r'
+    with pytest.raises(UserError, match='no space left on the device.*free some space') as e:
+        train('cvae', out, steps=3, faces=faces_1k, ckpt_every=1, keep_checkpoints=5, **small)
+    assert '\n' not in str(e.value)
+    assert _no_temporaries(disk) == [] and T._latest_checkpoint(out).name == 'step-0000001'
+    check_left_behind(out)
+    small_disk.grow('64m')
+    assert train('cvae', out, steps=3, faces=faces_1k, ckpt_every=1, resume=True, **small)['step'] == 3
+    from crvae.reproduce import ship
+    full = small_disk('256k')
+    with pytest.raises(UserError, match='no space left on the device.*free some space'): ship(out, 'small', out=full)
+    assert list(full.iterdir()) == []
+
+
 def test_full_disk_on_the_log_is_one_line(tmp_path, run_cli, monkeypatch):
     real = open
     def full(path, mode='r', *a, **k):
