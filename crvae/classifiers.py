@@ -468,7 +468,8 @@ def train_classifiers(data:FaceData, out=None, preset:str='default', train:Class
             p = (data.attrs[split == 2] > 0).float().mean(0) if counts['test'] else (data.attrs > 0).float().mean(0)
             acc['test_majority'] = {n: round(max(v, 1 - v), 5) for n, v in zip(names, p.tolist())}
         seen = [data.size] + ([64] if data.size > 64 and cfg.low_res_p > 0 else [])
-        card = dict(dataset=dict(identity=ident, id=folder.name, image_size=data.size, n=len(data), path=data.manifest.get('path'),
+        card = dict(dataset=dict(identity=ident, id=folder.name, image_size=data.size, n=len(data),
+                                 cache=Path(data.manifest['path']).name if data.manifest.get('path') else None,   # a name, not a machine path
                                  split=note, seen_resolutions=sorted(set(seen))),
                     training=dict(config=_config_dict(cfg), preset=preset, device=str(get_device(device)), **log,
                                   wall_seconds=round(time.time() - t0, 2)),

@@ -53,13 +53,19 @@ def snapshot_step(path) -> int:
 
 @torch.no_grad()
 def decode_snapshots(model, z, paths, a=None) -> torch.Tensor:
-    "Decode `z` with each snapshot of `paths` (B, K, 3, H, W); the model's own weights are restored afterwards."
+    """Decode `z` with each snapshot of `paths` (B, K, 3, H, W); the model's own weights are restored afterwards. A snapshot
+    holds the whole model (a run's) or only the weights `decode` reads (`decoder_keys`; a shipped one)."""
     from crvae.training import read_weights, load_weights_into
-    own = {k: v.clone() for k, v in model.state_dict().items()}
+    own, need = {k: v.clone() for k, v in model.state_dict().items()}, set(model.decoder_keys())
     cols = []
     try:
         for p in paths:
-            load_weights_into(model, read_weights(p), str(p))
+            w = read_weights(p)
+            lacking = sorted(need - set(w))
+            check(not lacking, f"the snapshot {p} lacks {len(lacking)} weights that decoding needs (e.g. {lacking[0] if lacking else ''}): "
+                               "it is not a snapshot of this model")
+            bad = load_weights_into(model, {k: w[k] for k in need}, str(p), strict=False)['shape']
+            check(not bad, f"the snapshot {p} holds {bad[0] if bad else ''} in another shape: it is not a snapshot of this model")
             cols.append(model.decode(z.to(model.device), a).cpu())
     finally:
         model.load_state_dict(own)

@@ -216,6 +216,22 @@ class FaceModel(nn.Module):
         a = self._attrs(a, n)
         return self.decode(self.sample_z(a, n, generator), a)
 
+    def decoder_keys(self) -> list[str]:
+        """The state-dict keys that `decode` reads: the parameters that get a gradient from one decoded image, and the
+        buffers (BatchNorm statistics) of the modules it runs. A weight snapshot for decoding needs only these."""
+        called, hooks = set(), [m.register_forward_hook(lambda m, i, o: called.add(m)) for m in self.modules()]
+        was = self.training
+        try:
+            self.eval(); self.zero_grad(set_to_none=True)
+            a = torch.zeros(1, self.n_attrs, device=self.device) if self.conditional else None
+            with torch.enable_grad(): self.decode(torch.zeros(1, *self.latent_shape, device=self.device), a).sum().backward()
+            keys = [k for k, p in self.named_parameters() if p.grad is not None]
+            keys += [f'{n}.{b}' if n else b for n, m in self.named_modules() if m in called for b, _ in m.named_buffers(recurse=False)]
+        finally:
+            for h in hooks: h.remove()
+            self.zero_grad(set_to_none=True); self.train(was)
+        return sorted(keys)
+
     def decode(self, z, a=None):
         "x = G(z, a): the transformed code u, then the convolutional decoder."
         return self.render(self.transformed(z, a))

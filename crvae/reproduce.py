@@ -21,10 +21,10 @@ from .classifiers import load_classifiers, CLASSIFIER_KINDS
 
 # %% auto #0
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'CLAIMS', 'RESPONSIBLE_USE', 'CSS',
-           'shipped_name', 'machine_info', 'train_command', 'data_manifest', 'cast_weights', 'sha256_file',
-           'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint', 'recipe',
-           'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims', 'merge_seeds',
-           'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'reproduce']
+           'shipped_name', 'machine_info', 'portable_command', 'train_command', 'data_manifest', 'cast_weights',
+           'sha256_file', 'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint',
+           'recipe', 'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims',
+           'merge_seeds', 'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'reproduce']
 
 # %% ../nbs/90_reproduce.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -52,9 +52,19 @@ def machine_info() -> dict:
     return dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(), gpu=gpu, torch=torch.__version__,
                 python=platform.python_version(), crvae=crvae.__version__, platform=platform.platform(terse=True))
 
+def portable_command(cmd:str) -> str:
+    "`cmd` with the folders of `--out` and `--init-from` given by their names (`--out /home/me/runs/x` -> `--out x`)."
+    words, flags = shlex.split(cmd), ('--out', '--init-from')
+    def name(i, w):
+        if i and words[i - 1] in flags: return Path(w).name
+        flag, eq, v = w.partition('=')
+        return f'{flag}={Path(v).name}' if eq and flag in flags else w
+    return shlex.join(name(i, w) for i, w in enumerate(words))
+
 def train_command(info:dict, recorded:bool=True) -> str:
-    "The `crvae train` command that made a run: the recorded one, else (or with `recorded=False`) rebuilt from its configs."
-    if recorded and info.get('command'): return info['command']
+    """The `crvae train` command that made a run: the recorded one, else (or with `recorded=False`) rebuilt from its configs.
+    Its run folders (`--out`, `--init-from`) are given by their names: a card carries no machine path."""
+    if recorded and info.get('command'): return portable_command(info['command'])
     from crvae.training import make_configs, TRAIN_FIELDS
     tc, mc, d = info['train_config'], info['model_config'], info.get('data') or {}
     m0, t0 = make_configs(info['model'], tc.get('preset', 'tiny'), data_attrs=mc.get('n_attrs'))
@@ -259,7 +269,7 @@ def _ci_check(model, info:dict, classifiers_root=None) -> dict|None:
 def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:EvalConfig|None=None, faces:FaceData|None=None,
          classifiers_root=None, force:bool=False, progress:bool=False) -> Path:
     "Ship run folder `run` as `out`/`name` (default `checkpoints_home()`): cast weights, run.json, the model card."
-    from crvae.training import find_run, read_run, read_weights, load, safetensors_bytes
+    from crvae.training import find_run, read_run, read_weights, load, safetensors_bytes, model_from_run
     from crvae.figures import run_role
     src = find_run(run)
     info = read_run(src)
@@ -282,10 +292,15 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
         meta = dict(model=info['model'], step=step, dtype=dtype, source=Path(src).name)   # the run's name, not a machine path
         blob = safetensors_bytes(cast_weights(weights, dtype), meta)
         atomic_write_bytes(tmp/'model.safetensors', blob)
-        for p in snaps: atomic_write_bytes(tmp/'snapshots'/p.name, safetensors_bytes(cast_weights(read_weights(p), dtype), dict(dtype=dtype)))
+        keep = model_from_run(info).decoder_keys() if snaps else []    # a snapshot is shipped for decoding (crVAE Fig. 6): its decoder
+        for p in snaps:
+            w = read_weights(p)
+            atomic_write_bytes(tmp/'snapshots'/p.name, safetensors_bytes(cast_weights({k: w[k] for k in keep}, dtype), dict(dtype=dtype, part='decoder')))
         shipped = dict(source=Path(src).name, step=step, dtype=dtype, sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
                        snapshots=[p.name for p in snaps], created=time.strftime('%Y-%m-%d %H:%M:%S'), crvae_version=crvae.__version__)
-        save_json(tmp/'run.json', {**{k: v for k, v in info.items() if k != 'path'}, 'shipped': shipped})
+        portable = {k: v for k, v in info.items() if k != 'path'}
+        if info.get('command'): portable['command'] = portable_command(info['command'])
+        save_json(tmp/'run.json', {**portable, 'shipped': shipped})
         model = load(tmp)                                        # the shipped (fp16-cast) weights are what the card scores
         role = run_role(model)
         if faces is None:

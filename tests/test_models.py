@@ -137,3 +137,21 @@ def test_info_cli(run_cli):
     assert code == 2 and 'tiny or paper' in err
     code, out, err = run_cli('info', 'crvae-gan', '--set', 'kappa=0', '--set', 'lstm_hidden=128', '--json')
     assert code == 0 and json.loads(out)['total'] < model_info('crvae-gan')['total']
+
+
+@pytest.mark.parametrize('name', ['crvae-gan', 'acvae-gan', 'vae-gan', 'cvae-gan', 'conv-vae'])
+def test_decoding_reads_only_the_decoder_keys(name):
+    "Two models differing in every weight and BatchNorm statistic decode alike once the `decoder_keys` entries are copied."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0); a = build_model(name)
+        torch.manual_seed(1); b = build_model(name)
+        for m in (a, b):
+            for buf in m.buffers():
+                if buf.is_floating_point(): buf.uniform_(0.5, 1.5)
+        keys, sd = a.decoder_keys(), a.state_dict()
+        assert 0 < len(keys) < len(sd) and not any(k.startswith(('D.', 'encoder.')) for k in keys)
+        b.load_state_dict({k: sd[k] for k in keys}, strict=False)
+        a.eval(); b.eval()
+        z = torch.randn(3, *a.latent_shape)
+        attrs = torch.randn(3, a.n_attrs).sign() if a.conditional else None
+        assert torch.equal(a.decode(z, attrs), b.decode(z, attrs))

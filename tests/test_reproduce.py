@@ -39,6 +39,12 @@ def test_cast_weights_keeps_integers_and_refuses_overflow():
     with pytest.raises(UserError, match='use one of'): cast_weights({}, 'int8')
 
 
+def test_commands_on_cards_name_their_folders():
+    from crvae.reproduce import portable_command
+    assert portable_command("crvae train vae-gan --set 'w=[1, 2]' --out /home/me/runs/vae-gan-seed0 --init-from=/home/me/r/a") == \
+        "crvae train vae-gan --set 'w=[1, 2]' --out vae-gan-seed0 --init-from=a"
+
+
 def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
     from crvae.training import load, read_weights
     dest = setup/'assets'/'checkpoints'/'acvae-gan-avatars64'
@@ -51,6 +57,12 @@ def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
     for (k, a), b in zip(src.state_dict().items(), m.state_dict().values()):
         assert b.dtype == a.dtype
         if a.is_floating_point(): torch.testing.assert_close(b, a, atol=2e-3 * max(1.0, a.abs().max().item()), rtol=1e-3)
+    from crvae.fig_mi import decode_snapshots, snapshot_paths    # shipped snapshots hold only what decoding reads, in fp16
+    snaps = snapshot_paths(m, 2)
+    assert all(set(read_weights(p)) == set(m.decoder_keys()) for p in snaps)
+    z, a = torch.randn(2, *m.latent_shape), torch.ones(2, m.n_attrs)
+    x_run, x_ship = decode_snapshots(src, z, snapshot_paths(src, 2), a), decode_snapshots(m, z, snaps, a)
+    assert x_ship.shape == (2, 2, 3, 64, 64) and (x_run - x_ship).abs().max() < 0.05
     info, card = load_json(dest/'run.json'), load_json(dest/'card.json')
     assert info['shipped']['dtype'] == 'float16' and info['shipped']['step'] == 2 and info['shipped']['source'].endswith('acvae-gan')
     assert card['command'].startswith('crvae train acvae-gan --data avatars --n 1000 --size 64 --config tiny --steps 2 --seed 0')
@@ -58,6 +70,7 @@ def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
     assert card['shipping_machine']['torch'] == torch.__version__ and card['evaluation']['n_test'] == TINY.n_test
     assert 0 <= card['metrics']['attribute_accuracy'] <= 1 and card['attention']['T'] == m.T
     assert '## Intended use' in (dest/'card.md').read_text() and 'real people' in card['limits']
+    for f in ('card.json', 'card.md', 'run.json'): assert str(setup) not in (dest/f).read_text(), f'a machine path in {f}'
     # the bytes are canonical: writing the shipped tensors and metadata again gives the same bytes (and sha256)
     import hashlib
     from safetensors import safe_open
