@@ -16,7 +16,8 @@ from .figures import (RunSet, FigureConfig, MissingRuns, register_figure, image_
                            figure_generator, draw_z)
 
 # %% auto #0
-__all__ = ['MI_CAPTIONS', 'fig5_mi_vaegan', 'snapshot_paths', 'snapshot_step', 'decode_snapshots', 'fig6_snapshots']
+__all__ = ['MI_CAPTIONS', 'fig5_mi_vaegan', 'snapshot_paths', 'snapshot_step', 'decode_snapshots', 'snapshot_stability',
+           'fig6_snapshots']
 
 # %% ../nbs/12_fig_mi.ipynb #a79c9d29
 MI_CAPTIONS = {'vae-gan': 'no MI', 'vae-gan-mi-z': 'MI on z', 'vae-gan-mi': 'MI on FC_gen(z)'}
@@ -70,6 +71,27 @@ def decode_snapshots(model, z, paths, a=None) -> torch.Tensor:
     finally:
         model.load_state_dict(own)
     return torch.stack(cols, 1)
+
+@torch.no_grad()
+def snapshot_stability(model, clf, k:int=5, n:int=256, seed:int=0) -> dict|None:
+    """crVAE Fig. 6 as numbers: the same `n` prior codes decoded by each of the last `k` weight snapshots, and how much
+    they change from one snapshot to the next: the mean absolute pixel change (images in [0, 1]) and the share of
+    recognised parts (the recognition classifier's heads: top, hair colour, glasses, ...) that switch. Colour oscillation
+    shows in the first, mode hopping in both. Each is given per consecutive pair, with its mean and standard error.
+    None for a conditional model or a run with fewer than two snapshots."""
+    if model.conditional: return None
+    try: paths = snapshot_paths(model, k)
+    except MissingRuns: return None
+    if len(paths) < 2: return None
+    z = torch.randn(n, *model.latent_shape, generator=figure_generator(seed, 'crvae-fig6-stability'))
+    x = decode_snapshots(model, z, paths).clamp(-1, 1)                    # (n, K, 3, H, W)
+    parts = [{h: p.argmax(1) for h, p in clf.score(x[:, i])['probs'].items()} for i in range(len(paths))]
+    pix = [((x[:, i + 1] - x[:, i]).abs() / 2).mean().item() for i in range(len(paths) - 1)]
+    switch = [float(torch.stack([(parts[i + 1][h] != parts[i][h]).float() for h in parts[i]]).mean()) for i in range(len(paths) - 1)]
+    se = lambda v: float(torch.tensor(v).std() / len(v) ** 0.5) if len(v) > 1 else 0.0
+    return dict(steps=[snapshot_step(p) for p in paths], n=n, pixel_change=pix, part_switch=switch,
+                pixel_change_mean=sum(pix) / len(pix), pixel_change_se=se(pix),
+                part_switch_mean=sum(switch) / len(switch), part_switch_se=se(switch))
 
 @register_figure('crvae-fig6-snapshots', 'crVAE Fig. 6', 'the same z decoded by the last K snapshots of crvae-gan without (a) and with (b) MI',
                  roles=('crvae-gan-nomi', 'crvae-gan'))

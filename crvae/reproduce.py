@@ -158,6 +158,7 @@ def _attention_summary(model) -> dict|None:
 def evaluate_checkpoint(model, data:FaceData, clf, cfg:EvalConfig, progress:bool=False) -> dict:
     "`evaluate_model` on the fixed subset of `data`, plus the run's steps, train time, weights checksum and attention summary."
     from crvae.metrics import evaluate_model
+    from crvae.fig_mi import snapshot_stability
     sub = eval_subset(data, cfg.n_test)
     res = evaluate_model(model, sub, clf, None, cfg.seed, cfg.batch_size, cfg.splits, progress=progress)
     run = getattr(model, 'run', None) or {}
@@ -166,6 +167,7 @@ def evaluate_checkpoint(model, data:FaceData, clf, cfg:EvalConfig, progress:bool
                train_seconds=run.get('train_seconds'), attention=_attention_summary(model),
                steps_total=_steps_total(run), train_seconds_total=_seconds_total(run),   # with the runs it started from (--init-from)
                weights_sha256=sha256_file(w) if w is not None and w.exists() else None,
+               stability=snapshot_stability(model, clf, seed=cfg.seed),                # crVAE Fig. 6 as numbers (runs with snapshots)
                eval=dict(n_test=len(sub), seed=cfg.seed, splits=cfg.splits, subset=f'first {len(sub)} test faces'))
     return res
 
@@ -371,10 +373,11 @@ CLAIMS = [
          paper='acVAE Table 3: 90.4 % generated vs 90.4 % real'),
     dict(id='attention', claim='each attribute attends one latent block, spread over the blocks', kind='attention', a='acvae-gan',
          paper='acVAE Table 1 (about N/T attributes per step, no extra regulariser)'),
-    dict(id='mi-stable', claim='the MI term stabilises training (no colour oscillation or mode collapse across snapshots)',
-         kind='figure', a='crvae-gan', b='crvae-gan-nomi', figure='crvae-fig6-snapshots', paper='crVAE Fig. 6 (visual)'),
-    dict(id='completion', claim='crVAE-GAN completes occluded faces better than VAE-GAN', kind='figure', a='crvae-gan', b='vae-gan',
-         figure='crvae-fig8-completion', paper='crVAE Table 2 (human raters prefer crVAE-GAN)'),
+    dict(id='mi-stable', claim='the MI term stabilises training: the same codes change less from one weight snapshot to the next',
+         kind='stability', a='crvae-gan', b='crvae-gan-nomi', figure='crvae-fig6-snapshots',
+         paper='crVAE Fig. 6 (visual: colour oscillation and mode collapse without MI)'),
+    dict(id='completion', claim='crVAE-GAN completes occluded faces better than VAE-GAN (closer to the hidden pixels)', kind='completion',
+         a='crvae-gan', b='vae-gan', figure='crvae-fig8-completion', paper='crVAE Table 2 (human raters prefer crVAE-GAN)'),
 ]
 
 def _spread(res:dict, kind:str) -> tuple[float, float]:
@@ -390,13 +393,27 @@ def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
     "The verdict and evidence of one claim from `by_role` (role -> list of results, one per seed); `figures`: `make_figures`' record."
     out = dict(claim=claim['claim'], paper=claim['paper'])
     A, B = by_role.get(claim['a'], []), by_role.get(claim.get('b'), []) if claim.get('b') else []
-    if claim['kind'] == 'figure':
-        drawn = (figures or {}).get('written', {}).get(claim['figure'])
-        if figures is not None and not drawn:
-            return dict(out, seeds='-', evidence=f"{claim['figure']} not drawn: {(figures.get('skipped') or {}).get(claim['figure'], 'its runs are missing')}",
-                        verdict='not run')
-        ev = f"see [{claim['figure']}](figures/{drawn[0]})" if drawn else f"see figure {claim['figure']}"
-        return dict(out, seeds='-', evidence=ev, verdict='judge by eye (not scored)')
+    if claim['kind'] == 'completion':     # from the figure's table: seed 0's checkpoints, each mask over the same test faces
+        comp = (figures or {}).get('completion') or {}
+        by = {(r['model'], r['mask']): r for r in comp.get('rows', [])}
+        pairs = [(k, by[claim['a'], k], by[claim['b'], k]) for (m, k) in by if m == claim['a'] and (claim['b'], k) in by]
+        if not pairs:
+            why = (figures or {}).get('skipped', {}).get(claim['figure'], 'its runs are missing') if figures else 'figures not drawn'
+            return dict(out, seeds='0', evidence=f"{claim['figure']} not drawn: {why}", verdict='not run')
+        ahead = behind = 0; ev = []
+        for k, ra, rb in pairs:
+            d, s = rb['masked_mse'] - ra['masked_mse'], ra.get('masked_mse_se', 0.0) + rb.get('masked_mse_se', 0.0)
+            ahead += d > s; behind += -d > s
+            kept = (f", attributes kept {100 * ra['attr_agreement']:.1f} vs {100 * rb['attr_agreement']:.1f} %"
+                    if 'attr_agreement' in ra and 'attr_agreement' in rb else '')
+            ev.append(f"{k}: masked MSE {ra['masked_mse']:.4f} ± {ra.get('masked_mse_se', 0):.4f} vs {rb['masked_mse']:.4f} ± "
+                      f"{rb.get('masked_mse_se', 0):.4f}{kept}")
+        n = len(pairs)
+        if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} masks'
+        elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} masks'
+        else: verdict = 'too short to judge: the errors overlap or the masks disagree'
+        return dict(out, seeds='1', evidence=f"{claim['a']} vs {claim['b']}, {comp.get('n_faces')} test faces per mask: " + '; '.join(ev),
+                    verdict=verdict)
     missing = [r for r, xs in ((claim['a'], A), (claim.get('b'), B)) if r and not xs]
     if missing: return dict(out, seeds='0', evidence=f"no run of {', '.join(missing)}", verdict='not run')
     if claim['kind'] in ('is', 'acc'):
@@ -410,6 +427,21 @@ def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
         if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} seeds'
         elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} seeds'
         else: verdict = f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds ahead in the mean)'
+        return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
+    if claim['kind'] == 'stability':      # lower is steadier; the spread of each is its standard error over snapshot pairs
+        pairs = [(ra['stability'], rb['stability']) for ra, rb in zip(A, B) if ra.get('stability') and rb.get('stability')]
+        if not pairs: return dict(out, seeds='0', evidence='no weight snapshots in the runs (train with --set snapshot_every=N, '
+                                                        'ship with --snapshots K)', verdict='not run')
+        ahead = behind = lead = 0; ev = []
+        for sa, sb in pairs:
+            (va, ea), (vb, eb) = ((s['pixel_change_mean'], s['pixel_change_se']) for s in (sa, sb))
+            ahead += (vb - va) > ea + eb; behind += (va - vb) > ea + eb; lead += va < vb
+            ev.append(f"pixel change {va:.4f} ± {ea:.4f} vs {vb:.4f} ± {eb:.4f}, parts switched {100 * sa['part_switch_mean']:.1f} vs "
+                      f"{100 * sb['part_switch_mean']:.1f} % ({len(sa['steps'])} and {len(sb['steps'])} snapshots)")
+        n = len(pairs)
+        if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} seeds'
+        elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} seeds'
+        else: verdict = f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds steadier in the mean)'
         return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
     if claim['kind'] == 'acc_vs_real':
         ratios = [r['attribute_accuracy']['mean'] / r['reference']['attribute_accuracy']['mean'] for r in A]
@@ -732,6 +764,8 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
         figures = make_figures(runs, out/'figures', seed=cfg.seed, cfg=fcfg, verbose=False)
         save_json(fk, fig_key)
     prog.finish('figures')
+    if (out/'figures'/'crvae-table2-completion.json').exists() and figures['written'].get('crvae-fig8-completion'):
+        figures['completion'] = load_json(out/'figures'/'crvae-table2-completion.json')
     claims = judge_claims(by_role, figures=figures)
     wall = time.time() - t0
     mode = (f"retrained from scratch, {steps_per_model} steps per model and seed, {seeds} seed(s), {preset} config" if train

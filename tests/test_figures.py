@@ -23,7 +23,7 @@ EXPECTED = {'crvae-fig3-latent.png', 'crvae-fig4-samples.png', 'acvae-fig1-condi
             'crvae-fig5-mi-vaegan.png', 'crvae-fig6-snapshots.png', 'acvae-fig6-interpolation.png', 'acvae-fig7-progression.png',
             'acvae-table1-attention.md', 'acvae-table1-attention.png', 'crvae-fig9-progressive.png', 'crvae-fig10-block-interp.png',
             'crvae-fig11-block-styles.png', 'crvae-fig8-completion.png', 'crvae-fig8-completion-loss.png',
-            'crvae-table2-completion.md', 'figures.json'}
+            'crvae-table2-completion.md', 'crvae-table2-completion.json', 'figures.json'}
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -144,7 +144,7 @@ def test_completion_keeps_visible_pixels_and_scores(models, faces_1k):
     st = completion_study({'crvae-gan': m}, x, faces_1k.attrs[:2], masks=('eyes', 'right-half'), steps=1,
                           realism=lambda im, at: dict(mean=im.mean((1, 2, 3))))
     assert [(r['model'], r['mask']) for r in st['rows']] == [('real faces', '-'), ('crvae-gan', 'eyes'), ('crvae-gan', 'right-half')]
-    assert set(st['rows'][1]) == {'model', 'mask', 'masked_mse', 'mean'}
+    assert set(st['rows'][1]) == {'model', 'mask', 'masked_mse', 'masked_mse_se', 'mean'}
     with pytest.raises(UserError, match='eyes, mouth, right-half'): completion_mask('nose')
 
 
@@ -226,3 +226,21 @@ def test_block_effects_table(models, faces_1k):
     with torch.no_grad():
         for p in dead.gen_path.rnn.proj.parameters(): p.zero_()              # u = 0 whatever z is
     assert blocks_with_effect(block_effects(dead, clf, n=16), share=0.01) == 0
+
+
+def test_snapshot_stability_measures_the_change_between_snapshots(run_dirs, faces_1k, tiny_classifiers, tmp_path):
+    "crVAE Fig. 6 as numbers: pixel change and part switches per consecutive snapshot pair; all zero for identical snapshots."
+    import shutil
+    from crvae.classifiers import load_classifiers
+    from crvae.fig_mi import snapshot_stability
+    from crvae.training import load
+    clf = load_classifiers(faces_1k, root=tiny_classifiers(faces_1k))
+    s = snapshot_stability(load(run_dirs['crvae-gan']), clf, k=3, n=8)
+    assert len(s['steps']) >= 2 and len(s['pixel_change']) == len(s['part_switch']) == len(s['steps']) - 1
+    assert 0 < s['pixel_change_mean'] <= 1 and 0 <= s['part_switch_mean'] <= 1
+    same = Path(shutil.copytree(run_dirs['crvae-gan'], tmp_path/'same'))
+    first, *rest = sorted((same/'snapshots').glob('*.safetensors'))
+    for p in rest: shutil.copy(first, p)
+    s = snapshot_stability(load(same), clf, k=3, n=8)
+    assert s['pixel_change_mean'] == 0 and s['part_switch_mean'] == 0
+    assert snapshot_stability(load(run_dirs['vae-gan']), clf) is None and snapshot_stability(load(run_dirs['acvae-gan']), clf) is None

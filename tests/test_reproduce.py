@@ -8,7 +8,7 @@ import torch
 import crvae
 from crvae.core import UserError, load_json
 from crvae.reproduce import (COMPARISON, CLAIMS, cast_weights, eval_config, reproduce, ship, ship_classifiers, shipped_name,
-                             checkpoints_home, evaluate_checkpoint, eval_classifiers, judge_claims, md_to_html)
+                             checkpoints_home, evaluate_checkpoint, eval_classifiers, judge_claims, judge_claim, md_to_html)
 
 TINY = eval_config('tiny')
 
@@ -156,9 +156,34 @@ def test_reproduce_train_equal_steps_never_retrains(setup, faces_1k, capsys):
 def test_claims_and_html_helpers():
     assert len({c['id'] for c in CLAIMS}) == len(CLAIMS)
     assert all(c['a'] in COMPARISON and c.get('b', 'vae-gan') in COMPARISON for c in CLAIMS)
-    assert {r['verdict'] for r in judge_claims({})} == {'not run', 'judge by eye (not scored)'}
-    rows = judge_claims({}, figures=dict(written={'crvae-fig6-snapshots': ['crvae-fig6-snapshots.png']}, skipped={}))
-    assert {r['evidence'] for r in rows if r['verdict'] == 'judge by eye (not scored)'} == {'see [crvae-fig6-snapshots](figures/crvae-fig6-snapshots.png)'}
+    assert {r['verdict'] for r in judge_claims({})} == {'not run'}      # every claim is judged from numbers: none by eye
+    assert {c['kind'] for c in CLAIMS} == {'is', 'acc', 'acc_vs_real', 'attention', 'stability', 'completion'}
+
+
+@pytest.mark.parametrize('with_mi,without_mi,verdict', [
+    ([0.010, 0.012], [0.030, 0.020], 'supported, 2/2 seeds'),
+    ([0.030, 0.020], [0.010, 0.012], 'not supported: the opposite holds, 2/2 seeds'),
+    ([0.010, 0.030], [0.030, 0.010], 'too short to judge'),
+    ([0.010, None], [0.030, 0.020], 'supported, 1/1 seeds'),           # a seed without snapshots is left out
+])
+def test_the_stability_claim_is_judged_from_measured_change(with_mi, without_mi, verdict):
+    stab = lambda v: None if v is None else dict(steps=[1, 2, 3], pixel_change_mean=v, pixel_change_se=0.001, part_switch_mean=0.1)
+    by_role = {'crvae-gan': [dict(stability=stab(v)) for v in with_mi], 'crvae-gan-nomi': [dict(stability=stab(v)) for v in without_mi]}
+    row = judge_claim(next(c for c in CLAIMS if c['id'] == 'mi-stable'), by_role)
+    assert row['verdict'].startswith(verdict) and row['evidence'].startswith('crvae-gan vs crvae-gan-nomi: pixel change')
+    none = judge_claim(next(c for c in CLAIMS if c['id'] == 'mi-stable'), {r: [dict(stability=None)] for r in by_role})
+    assert none['verdict'] == 'not run' and 'snapshot_every' in none['evidence']
+
+
+@pytest.mark.parametrize('crvae_mse,verdict', [([0.10, 0.12, 0.20], 'supported, 3/3 masks'), ([0.30, 0.32, 0.40], 'not supported: the opposite'),
+                                                ([0.10, 0.30, 0.25], 'too short to judge')])
+def test_the_completion_claim_is_judged_from_the_masked_error(crvae_mse, verdict):
+    rows = [dict(model=m, mask=k, masked_mse=v, masked_mse_se=0.01, attr_agreement=0.9) for m, vs in
+            (('crvae-gan', crvae_mse), ('vae-gan', [0.20, 0.22, 0.25])) for k, v in zip(('eyes', 'mouth', 'right half'), vs)]
+    claim = next(c for c in CLAIMS if c['id'] == 'completion')
+    row = judge_claim(claim, {}, figures=dict(written={'crvae-fig8-completion': ['x.png']}, skipped={}, completion=dict(n_faces=8, rows=rows)))
+    assert row['verdict'].startswith(verdict) and row['evidence'].startswith('crvae-gan vs vae-gan, 8 test faces per mask: eyes: masked MSE')
+    assert judge_claim(claim, {}, figures=dict(written={}, skipped={'crvae-fig8-completion': 'no vae-gan'}))['verdict'] == 'not run'
     page = md_to_html('a <b> & c\n\n```\n<x>\n```')
     assert '<p>a &lt;b&gt; &amp; c</p>' in page and '<pre><code>&lt;x&gt;</code></pre>' in page
 
