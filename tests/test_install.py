@@ -32,3 +32,20 @@ def test_wheel_installs_and_runs(tmp_path):
     assert Path(r.stdout.strip()).is_relative_to(env_dir), r.stdout   # the wheel's copy, not the checkout
     r = subprocess.run([str(env_dir/'bin'/'crvae'), '--help'], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0 and 'data' in r.stdout, r.stderr
+
+
+# distribution name -> the module the library imports (where they differ)
+IMPORT_NAMES = {'pillow': 'PIL', 'python-avatars': 'python_avatars', 'resvg-py': 'resvg_py'}
+
+
+def test_every_runtime_dependency_is_used_by_the_library():
+    "Each of pyproject's `dependencies` is imported somewhere in crvae/ (voila: started by `crvae app`); the notebooks' own "
+    "helpers (pandas) are in the dev extra."
+    import re, tomllib
+    deps = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['dependencies']
+    names = [re.match(r'[A-Za-z0-9_.-]+', d).group(0).lower() for d in deps]
+    src = '\n'.join(p.read_text() for p in (ROOT/'crvae').glob('*.py'))
+    for name in names:
+        mod = IMPORT_NAMES.get(name, name.replace('-', '_'))
+        used = re.search(rf'(^|;)\s*(import|from) [^\n;]*\b{mod}\b', src, re.M) or (name == 'voila' and "find_spec('voila')" in src)
+        assert used, f'{name} is a dependency that crvae/ never imports: drop it, or move it to the dev extra'
