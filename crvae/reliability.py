@@ -326,6 +326,8 @@ BAD_INPUTS = [
     ('reproduce', '--size 100000', lambda s: ['reproduce', '--size', 100000, '--out', s.path('r')], '--size must be an integer from 16'),
     ('ship', '--snapshots -1', lambda s: ['ship', s.run(), '--name', 'x', '--snapshots', -1, '--out', s.path('ship')],
      '--snapshots must be an integer from 0'),
+    ('ship-results', '--seed -1', lambda s: ['ship-results', s.run(), '--role', 'vae-gan', '--seed', -1, '--out', s.path('res')],
+     '--seed must be an integer from 0 to 100'),
     ('ship-classifiers', '--size 0', lambda s: ['ship-classifiers', '--size', 0, '--out', s.path('c')], '--size must be a positive integer'),
     ('bench', '--steps 0', lambda s: ['bench', '--steps', 0], '--steps must be a positive integer'),
     ('bench', '--batch -1', lambda s: ['bench', '--batch', -1], '--batch must be a positive integer'),

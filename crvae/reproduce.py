@@ -24,7 +24,8 @@ __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CH
            'shipped_name', 'machine_info', 'portable_command', 'train_command', 'data_manifest', 'cast_weights',
            'sha256_file', 'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint',
            'recipe', 'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims',
-           'merge_seeds', 'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'reproduce']
+           'merge_seeds', 'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'results_home', 'ship_results',
+           'shipped_results', 'reproduce']
 
 # %% ../nbs/90_reproduce.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -706,6 +707,61 @@ def _run_row(role:str, run_dir:Path) -> tuple[dict, list[str]]:
                 steps=_steps_total(info), **{'train min': round(secs / 60, 1) if secs else None},
                 machine=info.get('machine'), card=f'IS {card["metrics"]["inception_score"]:.3f}' if card else None), cmds
 
+# %% ../nbs/90_reproduce.ipynb #5d1c7a20
+def results_home(assets=None) -> Path:
+    "The folder of the shipped per-seed results: `assets`/results (default `assets_home()`)."
+    return Path(assets or assets_home())/'results'
+
+def _result_key(cfg:EvalConfig, clf) -> dict:
+    "What makes two results comparable: the evaluation config and the classifiers' versions (not the weights)."
+    return dict(eval=dataclasses.asdict(cfg), classifiers=clf.versions)
+
+def ship_results(run, role:str, seed:int, out=None, cfg:EvalConfig|None=None, faces:FaceData|None=None, classifiers_root=None,
+                 progress:bool=False) -> Path:
+    """Score run folder `run` (seed `seed` of comparison model `role`) as `crvae reproduce` scores a checkpoint, and ship the
+    result as a small JSON, `results_home()`/<role>-seed<seed>.json: the seeds that do not ship as checkpoints still
+    count in the default report's means and verdicts."""
+    from crvae.training import load, read_run
+    check(role in COMPARISON, f"unknown model {role!r}{did_you_mean(role, COMPARISON)}; the comparison: {', '.join(COMPARISON)}")
+    check_range(seed, '--seed', 0, 100)
+    cfg, src = cfg or eval_config(), Path(run)
+    info = read_run(src)
+    if faces is None:
+        d = info['data']
+        faces = load_faces(d['data'], d.get('root'), d.get('size', 64), d.get('n'), d.get('seed', 0), progress=progress)
+    clf = eval_classifiers(faces, root=classifiers_root)
+    res = evaluate_checkpoint(load(src), faces, clf, cfg, progress=progress)
+    res.update(role=role, seed=seed, run=src.name, source=src.name)                  # names, not this machine's paths
+    dest = Path(out) if out is not None else results_home()
+    d = info.get('data') or {}
+    save_json(dest/f'{role}-seed{seed}.json', dict(key=_result_key(cfg, clf), command=train_command(dict(info, path=str(src))),
+                                                  data=f"{d.get('data')} n={d.get('n')} {d.get('size')} px", machine=info.get('machine'),
+                                                  device=info.get('device'), result=res))
+    return dest/f'{role}-seed{seed}.json'
+
+def shipped_results(roles, cfg:EvalConfig, clf, assets=None) -> tuple[dict, list[str]]:
+    """{role: [result of seed 1, seed 2, ...]} from the shipped per-seed results that were scored like this report (the same
+    evaluation config and classifiers), and a note for each one left out."""
+    home, got, notes = results_home(assets), {}, []
+    for r in roles:
+        for f in sorted(home.glob(f'{r}-seed*.json'), key=lambda p: int(re.search(r'seed(\d+)', p.name).group(1))):
+            if not re.fullmatch(rf'{re.escape(r)}-seed[1-9]\d*\.json', f.name): continue     # seed 0 is the shipped checkpoint
+            rec = load_json(f)
+            if not isinstance(rec, dict) or not isinstance(rec.get('result'), dict):
+                notes.append(f"{f.name}: not a results file (left out; ship it again with `crvae ship-results`)"); continue
+            if rec.get('key') != json.loads(json.dumps(_result_key(cfg, clf))):
+                notes.append(f"{f.name}: scored with another evaluation config or classifiers (left out)"); continue
+            got.setdefault(r, []).append(rec['result'])
+    return got, notes
+
+def _result_row(role:str, f:Path) -> tuple[dict, list[str]]:
+    "`_run_row` for a shipped per-seed result (`ship_results`): the run itself is not shipped, only its scores and command."
+    rec = load_json(f); res = rec['result']
+    secs = res.get('train_seconds_total') or res.get('train_seconds')
+    return dict(model=role, checkpoint=f'{f.name} (scores only)', command=f"`{rec.get('command')}`", data=rec.get('data'), seed=res.get('seed'),
+                steps=res.get('steps_total') or res.get('step'), **{'train min': round(secs / 60, 1) if secs else None},
+                machine=rec.get('machine'), card=None), [rec.get('command')]
+
 # %% ../nbs/90_reproduce.ipynb #2f527f2a
 def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, preset:str='tiny', data:str='avatars', root=None,
               n:int=30000, size:int=64, roles=None, assets=None, classifiers_root=None, cfg:EvalConfig|None=None,
@@ -753,6 +809,12 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
             prog.start(next(it)[0])
             by_role.setdefault(r, []).append(_score(Path(p), r, s, faces, clf, cfg, out, dev, progress=False))
             prog.finish('score')
+    shipped_notes = []
+    if not train:       # the other seeds of the comparison, trained and scored elsewhere: their shipped results
+        more, shipped_notes = shipped_results(roles, cfg, clf, assets)
+        for r, rs in more.items():
+            by_role[r].extend(rs)
+            sources[r] = sources[r] + [results_home(assets)/f"{r}-seed{x['seed']}.json" for x in rs]
     prog.start(next(it)[0])
     fig_key = dict(runs=[_results_key(Path(sources[r][0]), cfg, clf)['weights_sha256'] for r in roles], eval=dataclasses.asdict(cfg))
     fk = out/'figures'/'key.json'
@@ -773,9 +835,11 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
     how = f' --train --steps-per-model {steps_per_model} --seeds {seeds} --config {preset}' if train else ''
     cmd = command_line or ('crvae reproduce' + how +
                            f' --out {out}')
-    runs = {(r, p): _run_row(r, Path(p)) for r in roles for p in sources[r]}
+    runs = {(r, p): (_result_row if Path(p).suffix == '.json' else _run_row)(r, Path(p)) for r in roles for p in sources[r]}
     meta = dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'), machine=machine_info(),
-                what=f"The comparison of the crVAE-GAN and acVAE-GAN papers on {faces.name} ({len(faces)} faces, {faces.size} px), {mode}.",
+                what=f"The comparison of the crVAE-GAN and acVAE-GAN papers on {faces.name} ({len(faces)} faces, {faces.size} px), {mode}."
+                     + (' Seeds after the first: the scores shipped with them (`crvae ship-results`).' if not train else '')
+                     + (f" Left out: {'; '.join(shipped_notes)}." if shipped_notes else ''),
                 eval=dataclasses.asdict(cfg), data=f"{faces.name} ({Path(faces.manifest.get('path', '')).name or len(faces)})",
                 classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})', sources={r: [str(p) for p in ps] for r, ps in sources.items()},
                 runs=[row for row, _ in runs.values()],
@@ -849,6 +913,21 @@ def _ship_cmd(args):
     size = sum(f.stat().st_size for f in dest.rglob('*') if f.is_file())
     print(markdown_table([dict(metric=k, value=v) for k, v in card['metrics'].items()]))
     print(f"shipped {args.run} as {dest} ({size / 1e6:.1f} MB, {card['shipped']['dtype']}, step {card['steps']}) in {time.time() - t0:.0f} s")
+
+def _ship_results_args(p):
+    p.add_argument('run', help='the run folder to score (a seed of the comparison)')
+    p.add_argument('--role', required=True, help=f"its model in the comparison ({', '.join(COMPARISON)})")
+    p.add_argument('--seed', type=int, required=True, help='its seed (1, 2, ...: seed 0 ships as the checkpoint)')
+    p.add_argument('--out', default=None, help='folder of shipped results (default: crvae/assets/results, or $CRVAE_ASSETS/results)')
+    _eval_args(p)
+
+@command('ship-results', "Score a run of the comparison and ship its result (small JSON), so the default report counts its seed", _ship_results_args)
+def _ship_results_cmd(args):
+    f = ship_results(args.run, args.role, args.seed, args.out, eval_config(args.eval_preset, args.sets), classifiers_root=args.classifiers,
+                     progress=True)
+    r = load_json(f)['result']
+    print(f"shipped the scores of {args.run} ({args.role}, seed {args.seed}) as {f}: IS {r['inception_score']['mean']:.3f}, "
+          f"FD_crvae {r['frechet_distance']['value']:.1f}")
 
 def _ship_classifiers_args(p):
     p.add_argument('--data', default='avatars', help='the dataset whose classifiers to ship (avatars)')

@@ -67,3 +67,16 @@ def test_the_checks_can_fail():
     assert DATE.search('created 2026-11-30 23:10:02') and not DATE.search('seed 2026')
     assert is_picture(dict(data={'image/png': ''})) and is_picture(dict(text='| a | b |\n|---|---|\n| 1 | 2 |\n'))
     assert not is_picture(dict(text='done\n'))
+
+
+SHIPPED_TEXT = ('crvae/assets', 'nbs/results', 'README.md', 'data/README.md')
+
+
+def test_shipped_files_carry_no_machine_path():
+    "The model and classifier cards, run.json files and committed results name runs and caches, never this machine's folders."
+    root = NBS.parent
+    files = [p for s in SHIPPED_TEXT for p in ([root/s] if (root/s).is_file() else sorted((root/s).rglob('*')))
+             if p.is_file() and p.suffix in ('.json', '.md', '.csv', '.txt')]
+    assert len(files) > 10
+    hits = [f'{p.relative_to(root)}: {m.group(0)}' for p in files for m in [MACHINE_PATH.search(p.read_text(errors='replace'))] if m]
+    assert not hits, f'machine paths in shipped files: {hits[:5]}'

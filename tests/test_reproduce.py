@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import crvae
-from crvae.core import UserError, load_json
+from crvae.core import UserError, load_json, save_json
 from crvae.reproduce import (COMPARISON, CLAIMS, cast_weights, eval_config, reproduce, ship, ship_classifiers, shipped_name,
                              checkpoints_home, evaluate_checkpoint, eval_classifiers, judge_claims, judge_claim, md_to_html)
 
@@ -127,6 +127,27 @@ def test_reproduce_shipped_report_resumes(setup, run_cli, monkeypatch):
     code, _, err = run_cli('reproduce', '--out', setup/'r2', '--eval', 'tiny')
     assert code == 2 and 'missing shipped checkpoints crvae-gan-avatars64' in err and 'crvae ship' in err and '--train' in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_shipped_seed_scores_count_in_the_default_report(setup, faces_1k, tmp_path, run_cli):
+    "`crvae ship-results` of a second vae-gan run: the report over the shipped checkpoints has two vae-gan seeds; a result "
+    "scored with another evaluation config is left out, and the report says so."
+    import shutil
+    from crvae.reproduce import ship_results
+    assets = Path(shutil.copytree(setup/'assets', tmp_path/'assets'))
+    f = ship_results(setup/'runs'/'vae-gan', 'vae-gan', 1, assets/'results', cfg=TINY, faces=faces_1k, classifiers_root=setup/'clf')
+    rec = load_json(f)
+    assert f.name == 'vae-gan-seed1.json' and rec['result']['seed'] == 1 and rec['command'].startswith('crvae train vae-gan')
+    assert str(setup) not in f.read_text()
+    res = reproduce(tmp_path/'report', roles=['vae-gan', 'acvae-gan'], assets=assets, classifiers_root=setup/'clf', cfg=TINY, progress=False)
+    row = {r['model']: r for r in res['summary']}['vae-gan']
+    assert row['seeds'] == 2 and row['source'] == 'vae-gan-avatars64, vae-gan-seed1.json'
+    md = (tmp_path/'report'/'report.md').read_text()
+    assert 'vae-gan-seed1.json (scores only)' in md and 'Left out' not in md
+    rec['key']['eval']['n_test'] += 1; save_json(f, rec)
+    res = reproduce(tmp_path/'report', roles=['vae-gan', 'acvae-gan'], assets=assets, classifiers_root=setup/'clf', cfg=TINY, progress=False)
+    assert {r['model']: r for r in res['summary']}['vae-gan']['seeds'] == 1
+    assert 'Left out: vae-gan-seed1.json: scored with another evaluation config' in (tmp_path/'report'/'report.md').read_text()
 
 
 def test_reproduce_train_equal_steps_never_retrains(setup, faces_1k, capsys):
