@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/bench.html.md"""
 
 # %% ../nbs/80_bench.ipynb #2efd1c1a
 from __future__ import annotations
-import argparse, contextlib, dataclasses, functools, json, math, os, platform, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, dataclasses, functools, json, math, os, statistics, subprocess, sys, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import torch
 import crvae
 import crvae.layers
 import crvae.training
-from .core import UserError, check, did_you_mean, save_json, load_json, get_device, markdown_table, command
+from .core import UserError, check, did_you_mean, save_json, load_json, get_device, markdown_table, command, machine_info
 from .data import FaceData, to_float
 from .models import MODEL_NAMES, check_model_name, build_model, count_params, param_table
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
@@ -25,9 +25,9 @@ from .training import Trainer, make_configs
 # %% auto #0
 __all__ = ['PAPER_COSTS', 'GOALS', 'PROJECTION', 'BENCH_FORMAT', 'ABLATIONS', 'loadavg', 'sync', 'timed', 'median',
            'matmul_flops', 'synthetic_faces', 'bench_faces', 'make_trainer', 'step_flops', 'warm_up', 'time_steps',
-           'data_share', 'eval_times', 'activation_memory', 'cpu_peak_memory', 'machine_info', 'bench_models',
-           'paper_comparison', 'memory_breakdown', 'Ablation', 'check_ablations', 'bench_ablations',
-           'project_wall_time', 'projection', 'bench_data', 'run_bench', 'bench_report', 'compare_results']
+           'data_share', 'eval_times', 'activation_memory', 'cpu_peak_memory', 'bench_models', 'paper_comparison',
+           'memory_breakdown', 'Ablation', 'check_ablations', 'bench_ablations', 'project_wall_time', 'projection',
+           'bench_data', 'run_bench', 'bench_report', 'compare_results']
 
 # %% ../nbs/80_bench.ipynb #65f8bc56
 PAPER_COSTS = dict(                # crVAE paper section 5: (crVAE-GAN, VAE-GAN), Titan X, batch 128, 64 x 64
@@ -270,20 +270,6 @@ def _resident_bytes(trainer:Trainer) -> int:
         for s in o.state.values():
             n += sum(v.numel() * v.element_size() for v in s.values() if torch.is_tensor(v) and v.dim() > 0)
     return n
-
-def machine_info(device) -> dict:
-    "What the figures were measured on."
-    dev = torch.device(device)
-    cpu = platform.processor() or platform.machine()
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): pass
-    info = dict(cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), platform=platform.platform(),
-                python=platform.python_version(), torch=torch.__version__, crvae=crvae.__version__, device=str(dev), device_name=cpu)
-    if dev.type == 'cuda':
-        p = torch.cuda.get_device_properties(dev)
-        info.update(device_name=p.name, device_memory_gb=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version())
-    return info
 
 def bench_models(models, preset:str='tiny', device='cpu', batch:int=128, steps:int=3, warmup:int=1, repeats:int=5,
                  eval_batch:int=128, memory:bool=True, source:str='synthetic', sets=(), matmul:dict|None=None, log=None) -> dict:
@@ -537,8 +523,8 @@ def _f(x, scale=1.0, nd=3):
 def bench_report(res:dict) -> str:
     "The benchmark as printed tables (figures with their load averages)."
     s, mach, out = res['settings'], res['machine'], []
-    la, ncpu = res['loadavg_start'], mach['cpu_count'] or 1
-    out.append(f"crvae bench: {s['preset']} config on {mach['device']} ({mach['device_name']}, {mach['torch_threads']} threads, torch "
+    la, ncpu = res['loadavg_start'], mach['cores'] or 1
+    out.append(f"crvae bench: {s['preset']} config on {mach['device']} ({mach['device_name']}, {mach['threads']} threads, torch "
                f"{mach['torch']}); batch {s['batch']}, {s['steps']} timed step(s) after {s['warmup']} warm-up; eval batch "
                f"{s['eval_batch']}, median of {s['repeats']}; load average {res['loadavg_start']} -> {res['loadavg_end']}")
     mm = res['matmul']
@@ -546,8 +532,8 @@ def bench_report(res:dict) -> str:
     out.append(f"matmul {mm['n']}x{mm['n']} fp32: {mm['flops'] / 1e9:.1f} GFLOP/s (median of the better of {len(runs)} measurement(s): "
                + ', '.join(f"{r['flops'] / 1e9:.1f} at load {(r['loadavg'] or ['?'])[0]}" for r in runs) + ")"
                + (f"; bf16: {res['matmul_bf16']['flops'] / 1e12:.1f} TFLOP/s" if 'matmul_bf16' in res else ''))
-    if mach['device'] == 'cpu' and la and la[0] > ncpu and mach['torch_threads'] > 1:
-        out.append(f"warning: the load average {la[0]} exceeds the {ncpu} cores; {mach['torch_threads']} threads then wait on each other "
+    if mach['device'] == 'cpu' and la and la[0] > ncpu and mach['threads'] > 1:
+        out.append(f"warning: the load average {la[0]} exceeds the {ncpu} cores; {mach['threads']} threads then wait on each other "
                    "and every figure is slowed unevenly: --threads 1 gives steadier numbers on a shared machine")
     if res.get('models'):
         rows = []

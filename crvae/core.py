@@ -16,8 +16,8 @@ import torch
 # %% auto #0
 __all__ = ['SEED_MAX', 'COMMANDS', 'UserError', 'check', 'did_you_mean', 'check_range', 'check_seed', 'atomic_write',
            'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'atomic_dir', 'remove_stale_temps',
-           'data_home', 'assets_home', 'checkpoints_home', 'get_device', 'seed_everything', 'apply_overrides',
-           'config_from_dict', 'markdown_table', 'command', 'command_index', 'build_parser', 'main']
+           'data_home', 'assets_home', 'checkpoints_home', 'get_device', 'machine_info', 'seed_everything',
+           'apply_overrides', 'config_from_dict', 'markdown_table', 'command', 'command_index', 'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -240,6 +240,26 @@ def get_device(name:str|torch.device='auto') -> torch.device:
         return torch.device('mps')
     check(name == 'cpu', f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
     return torch.device('cpu')
+
+def machine_info(device=None) -> dict:
+    """What a number was measured on: the CPU model, cores, PyTorch threads, the GPU if any, the versions and the platform;
+    with `device`, that device and its name (a CUDA device: also its memory, CUDA and cuDNN versions)."""
+    import platform, crvae
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f: cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
+    except OSError: pass
+    info = dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(),
+                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, torch=torch.__version__,
+                python=platform.python_version(), crvae=crvae.__version__, platform=platform.platform(terse=True))
+    if device is not None:
+        dev = torch.device(device)
+        info.update(device=str(dev), device_name=cpu)
+        if dev.type == 'cuda':
+            p = torch.cuda.get_device_properties(dev)
+            info.update(device_name=p.name, device_memory_gb=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
+                        cudnn=torch.backends.cudnn.version())
+    return info
 
 def seed_everything(seed:int):
     "Seed Python, NumPy and PyTorch (all devices)."

@@ -15,16 +15,16 @@ import torch
 
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, save_json, load_json,
-                        atomic_dir, apply_overrides, get_device, markdown_table, command, assets_home, checkpoints_home, check_range)
+                        atomic_dir, apply_overrides, get_device, markdown_table, command, assets_home, checkpoints_home, check_range, machine_info)
 from .data import FaceData, load_faces
 from .classifiers import load_classifiers, CLASSIFIER_KINDS
 
 # %% auto #0
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'CLAIMS', 'RESPONSIBLE_USE', 'CSS',
-           'shipped_name', 'machine_info', 'portable_command', 'train_command', 'data_manifest', 'cast_weights',
-           'sha256_file', 'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint',
-           'recipe', 'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims',
-           'merge_seeds', 'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'results_home', 'ship_results',
+           'shipped_name', 'portable_command', 'train_command', 'data_manifest', 'cast_weights', 'sha256_file',
+           'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint', 'recipe',
+           'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims', 'merge_seeds',
+           'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'results_home', 'ship_results',
            'shipped_results', 'reproduce']
 
 # %% ../nbs/90_reproduce.ipynb #3d17a0fa
@@ -43,16 +43,6 @@ def shipped_name(role:str, data:str='avatars', size:int=64) -> str:
     return f'{role}-{data}{size}'
 
 # %% ../nbs/90_reproduce.ipynb #bcc424de
-def machine_info() -> dict:
-    "CPU model, cores, torch threads, torch/python/crvae versions and the platform of this machine."
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f: cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
-    except OSError: pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(), gpu=gpu, torch=torch.__version__,
-                python=platform.python_version(), crvae=crvae.__version__, platform=platform.platform(terse=True))
-
 def portable_command(cmd:str) -> str:
     "`cmd` with the folders of `--out` and `--init-from` given by their names (`--out /home/me/runs/x` -> `--out x`)."
     words, flags = shlex.split(cmd), ('--out', '--init-from')

@@ -32,7 +32,7 @@ def test_json_structure_and_positive_figures(tiny_run):
     assert code == 0
     assert json.loads(stdout) == res                                   # --json prints what --out writes
     assert res['format'] == bench.BENCH_FORMAT and res['settings']['batch'] == 4 and res['settings']['preset'] == 'tiny'
-    assert res['machine']['device'] == 'cpu' and res['machine']['torch_threads'] == 1
+    assert res['machine']['device'] == 'cpu' and res['machine']['threads'] == 1
     assert pos(res['matmul']['flops']) and res['matmul']['n'] == 128
     for la in (res['loadavg_start'], res['loadavg_end']): assert la is None or len(la) == 3
     assert set(res['models']) == {'crvae-gan', 'vae-gan'}
