@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import UserError, check, check_seed, save_json, atomic_write_text, get_device, markdown_table, command
+from .bound import kl_diag_gaussians
 from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
 
@@ -23,7 +24,7 @@ __all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'TABLE_COLUMNS', 'CURVE_KEYS'
            'CRVAE_TABLE1_LABELS', 'ACVAE_TABLE2_LABELS', 'CELEBA_TABLE3_COLUMNS', 'PAPER_ACVAE_TABLE3', 'split_indices',
            'mean_kl', 'inception_score', 'attribute_accuracy', 'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product',
            'feature_statistics', 'frechet_distance', 'knn_radii', 'precision_recall', 'total_variation',
-           'exploded_threshold', 'exploded_share', 'gaussian_kl', 'gaussian_log_likelihood', 'reconstruction_metrics',
+           'exploded_threshold', 'exploded_share', 'gaussian_log_likelihood', 'reconstruction_metrics',
            'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows',
            'validation_faces', 'curve_point', 'crvae_table1', 'acvae_table2', 'acvae_table3']
 
@@ -139,13 +140,6 @@ def exploded_share(tv:torch.Tensor, threshold:float) -> dict:
     return dict(share=float((tv > threshold).float().mean()), threshold=threshold, n=len(tv), max_tv=float(tv.max()))
 
 # %% ../nbs/08_metrics.ipynb #cf3b2807
-def gaussian_kl(mu:torch.Tensor, logvar:torch.Tensor, mu_p:torch.Tensor|None=None, logvar_p:torch.Tensor|None=None) -> torch.Tensor:
-    "KL(N(mu, exp(logvar)) || N(mu_p, exp(logvar_p))) per sample (B,), summed over the other dims; the prior defaults to N(0, I)."
-    mu_p = torch.zeros_like(mu) if mu_p is None else mu_p.expand_as(mu)
-    logvar_p = torch.zeros_like(logvar) if logvar_p is None else logvar_p.expand_as(logvar)
-    kl = 0.5 * (logvar_p - logvar + (logvar.exp() + (mu - mu_p) ** 2) / logvar_p.exp() - 1)
-    return kl.flatten(1).sum(1)
-
 def gaussian_log_likelihood(sse:torch.Tensor, dims:int, var:float) -> torch.Tensor:
     "log N(x; x_hat, var I) per image from its summed squared error `sse` over `dims` values."
     return -0.5 * (dims * math.log(2 * math.pi * var) + sse / var)
@@ -164,7 +158,7 @@ def _recon_batch(model, data:FaceData, s:int, batch_size:int, g, dev) -> tuple:
     z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g, device=dev)
     sse = ((model.decode(z, a).float() - x) ** 2).flatten(1).sum(1).double().cpu()
     mu_p, logvar_p = model.prior(a=a) if model.conditional else model.prior(n=len(x))
-    return sse_mean, sse, gaussian_kl(mu.double(), logvar.double(), mu_p.double(), logvar_p.double()).cpu(), len(x), x[0].numel()
+    return sse_mean, sse, kl_diag_gaussians(mu.double(), logvar.double(), mu_p.double(), logvar_p.double(), 'sum').cpu(), len(x), x[0].numel()
 
 @torch.no_grad()
 def reconstruction_metrics(model:nn.Module, data:FaceData, batch_size:int=200, seed:int=0) -> dict:
