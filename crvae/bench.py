@@ -607,7 +607,7 @@ def _bench_args(p):
     p.add_argument('--out', default=None, help='also write the JSON results to this file')
     p.add_argument('--compare', default=None, metavar='OLD.json', help='print each figure against an earlier --out file')
 
-@command('bench', 'Benchmark training, inference, generation, memory and FLOP/s per model (the crVAE paper section 5 comparison)', _bench_args)
+@command('bench', _bench_args)
 def _bench_cmd(args):
     models = [] if args.models.strip().lower() in ('', 'none') else [m.strip() for m in args.models.split(',') if m.strip()]
     for m in models: check_model_name(m)

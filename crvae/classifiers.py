@@ -506,7 +506,7 @@ def _classifiers_args(p):
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
 
-@command('classifiers', 'Train the evaluation classifiers (attributes; recognition heads) of a dataset and report their test accuracy', _classifiers_args)
+@command('classifiers', _classifiers_args)
 def _classifiers_cmd(args):
     t0 = time.time()
     check(args.epochs is None or args.epochs > 0, f"--epochs must be a positive integer, got {args.epochs}")

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SEED_MAX', 'COMMANDS', 'UserError', 'check', 'did_you_mean', 'check_range', 'check_seed', 'atomic_write',
-           'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'atomic_dir', 'remove_stale_temps',
-           'data_home', 'assets_home', 'checkpoints_home', 'get_device', 'machine_info', 'seed_everything',
-           'apply_overrides', 'config_from_dict', 'markdown_table', 'command', 'command_index', 'build_parser', 'main']
+__all__ = ['SEED_MAX', 'COMMAND_TABLE', 'COMMANDS', 'UserError', 'check', 'did_you_mean', 'check_range', 'check_seed',
+           'atomic_write', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'atomic_dir',
+           'remove_stale_temps', 'data_home', 'assets_home', 'checkpoints_home', 'get_device', 'machine_info',
+           'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table', 'command', 'command_index',
+           'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -327,42 +328,51 @@ def markdown_table(rows:list[dict], columns:list[str]|None=None, floatfmt:str='.
     return '\n'.join(lines)
 
 # %% ../nbs/01_core.ipynb #a9acca0a
+# Every command: its module and its help line. This table is the one place a command is declared (the module's
+# `@command` decorator adds the function and its arguments), so `crvae --help` lists them without importing anything.
+COMMAND_TABLE: dict[str, tuple[str, str]] = {
+    'app': ('crvae.tool', 'Serve the 2-stage face tool (acVAE Fig. 8) as a local web page with Voila, on 127.0.0.1 only'),
+    'bench': ('crvae.bench', 'Benchmark training, inference, generation, memory and FLOP/s per '
+                             'model (the crVAE paper section 5 comparison)'),
+    'classifiers': ('crvae.classifiers', 'Train the evaluation classifiers (attributes; recognition heads) of a '
+                                         'dataset and report their test accuracy'),
+    'data': ('crvae.data', 'Build or preprocess datasets: avatars (embedded, offline), celeba, folder'),
+    'edit': ('crvae.sampling', 'Encode a face image with its attributes, change some (--set Eyeglasses=1) and decode'),
+    'evaluate': ('crvae.metrics', 'Score trained runs: inception score, attribute accuracy, Frechet '
+                                  'distance (crvae features), recon error, ELBO'),
+    'figures': ('crvae.figures', "Write the papers' figures (PNG) and tables (markdown) from trained runs"),
+    'info': ('crvae.models', 'Print per-module and total parameter counts of a model (--config tiny|paper)'),
+    'reconstruct': ('crvae.sampling', 'Encode a face image and decode it again (the posterior mean)'),
+    'reproduce': ('crvae.reproduce', 'The main job: score the shipped checkpoints (or --train the '
+                                     'comparison), draw the figures, write report.md/html'),
+    'sample': ('crvae.sampling', 'Sample faces from a run for named attributes (the rest follow the training prevalence)'),
+    'ship': ('crvae.reproduce', 'Package a run as a small shipped checkpoint: fp16 weights, run.json, '
+                                'model card with command, data, machine and metrics'),
+    'ship-classifiers': ('crvae.reproduce', 'Copy the evaluation classifiers (fp16) into the shipped assets, with their cards'),
+    'ship-results': ('crvae.reproduce', 'Score a run of the comparison and ship its result (small JSON), so '
+                                        'the default report counts its seed'),
+    'stage2': ('crvae.stage2', "Train the crVAE paper's Stage 2 (64 -> 128 px) on a stage-1 run; optional perceptual loss"),
+    'stage2-evaluate': ('crvae.stage2', 'Score Stage 2 runs (and stage-1 runs) at their resolution; crVAE Table 1 layout'),
+    'train': ('crvae.training', 'Train a model (vae ... acvae-gan) on avatars, CelebA or a folder; resumable'),
+    'version': ('crvae.core', 'Print the versions of crvae, Python, PyTorch and the devices it sees'),
+}
+
 COMMANDS: dict[str, dict] = {}
 
-def command(name:str, help:str, args:Callable[[argparse.ArgumentParser], None]|None=None):
-    "Register the decorated `f(namespace)` as the `crvae name` subcommand; `args(parser)` adds its arguments."
+def command(name:str, args:Callable[[argparse.ArgumentParser], None]|None=None):
+    "Register the decorated `f(namespace)` as `crvae name` (a name of `COMMAND_TABLE`); `args(parser)` adds its arguments."
+    if name not in COMMAND_TABLE: raise ValueError(f"crvae {name}: add it to core.COMMAND_TABLE (its module and help line)")
     def deco(f):
-        COMMANDS[name] = dict(run=f, help=help, args=args, module=f.__module__)
+        module, help = COMMAND_TABLE[name]
+        if f.__module__ not in (module, '__main__'):
+            raise ValueError(f"crvae {name} is registered by {f.__module__}, but COMMAND_TABLE says {module}")
+        COMMANDS[name] = dict(run=f, help=help, args=args, module=module)
         return f
     return deco
 
-_INDEX_CACHE: dict = {}
-_DEF_LINE = re.compile(r'^(async )?def ', re.M)      # where a decorated function's `def` starts
-
 def command_index() -> dict[str, dict]:
-    """Every `@command` of the package's modules, found by reading their source: name -> {module, help} (read again when
-    a file changes). Only the decorator lines are parsed (each `@command(...)` up to its `def`), not whole modules:
-    every `crvae` start runs this."""
-    import ast, crvae
-    out = {}
-    for py in sorted(Path(crvae.__file__).parent.glob('*.py')):
-        if py.name.startswith('_'): continue
-        st = py.stat()
-        key = (str(py), st.st_mtime_ns, st.st_size)
-        if key not in _INDEX_CACHE:
-            found, text = {}, py.read_text(encoding='utf-8')
-            for m in re.finditer(r'^@command\(', text, flags=re.M):
-                end = _DEF_LINE.search(text, m.end())
-                if end is None: continue
-                try: tree = ast.parse(text[m.start():end.start()] + 'def _f(): pass\n')
-                except SyntaxError: continue
-                for d in tree.body[0].decorator_list:
-                    if (isinstance(d, ast.Call) and getattr(d.func, 'id', None) == 'command' and len(d.args) >= 2
-                            and all(isinstance(a, ast.Constant) for a in d.args[:2])):
-                        found[d.args[0].value] = dict(module=f'crvae.{py.stem}', help=d.args[1].value)
-            _INDEX_CACHE[key] = found
-        out.update(_INDEX_CACHE[key])
-    return {k: dict(v) for k, v in out.items()}
+    "Every command of the package: name -> {module, help}, from `COMMAND_TABLE` (nothing is imported or read)."
+    return {k: dict(module=m, help=h) for k, (m, h) in COMMAND_TABLE.items()}
 
 def _int_arg(text:str) -> int:
     "argparse's `type=int`, bounded: a number a user types is never an overflow deep inside the library."
@@ -435,7 +445,7 @@ def main(argv:list[str]|None=None) -> int:
         return 130
 
 # %% ../nbs/01_core.ipynb #3d2699dc
-@command('version', 'Print the versions of crvae, Python, PyTorch and the devices it sees')
+@command('version')
 def _version_cmd(args):
     import platform, crvae
     print(f"crvae {crvae.__version__}  python {platform.python_version()}  torch {torch.__version__}  "

@@ -761,7 +761,7 @@ def _data_args(p):
         c.add_argument('--workers', type=int, default=None)
     sub.add_parser('list', help='list the caches under the data folder')
 
-@command('data', 'Build or preprocess datasets: avatars (embedded, offline), celeba, folder', _data_args)
+@command('data', _data_args)
 def _data_cmd(args):
     t0 = time.time()
     if args.what == 'list':

@@ -380,7 +380,7 @@ def _shipped_runs() -> list[str]:
     "The shipped checkpoints on the embedded data (`crvae/assets/checkpoints/*-avatars64`), one per model."
     return sorted(str(p) for p in checkpoints_home().glob('*-avatars64') if (p/'run.json').exists())
 
-@command('figures', 'Write the papers\' figures (PNG) and tables (markdown) from trained runs', _figures_args)
+@command('figures', _figures_args)
 def _figures_cmd(args):
     load_figure_modules()
     if args.list: print(figure_list()); return 0

@@ -454,7 +454,7 @@ def _csv_text(rows:list) -> str:
     buf = io.StringIO(); w = csv.DictWriter(buf, cols); w.writeheader(); w.writerows(rows)
     return buf.getvalue()
 
-@command('evaluate', 'Score trained runs: inception score, attribute accuracy, Frechet distance (crvae features), recon error, ELBO', _evaluate_args)
+@command('evaluate', _evaluate_args)
 def _evaluate_cmd(args):
     try: from crvae.training import load
     except ImportError as e: raise UserError(f'crvae evaluate needs the training module (crvae.training: {e})') from None

@@ -498,7 +498,7 @@ def _info_args(p:argparse.ArgumentParser):
     p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='override a config field (repeatable)')
     p.add_argument('--json', action='store_true', help='print JSON instead of a table')
 
-@command('info', 'Print per-module and total parameter counts of a model (--config tiny|paper)', _info_args)
+@command('info', _info_args)
 def _info_cmd(args):
     names = MODEL_NAMES if args.model == 'all' else [check_model_name(args.model)]
     infos = [model_info(n, args.config, args.sets) for n in names]

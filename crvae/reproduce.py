@@ -867,7 +867,7 @@ def _reproduce_args(p):
     p.add_argument('--quiet', action='store_true', help='no progress display')
     _eval_args(p)
 
-@command('reproduce', "The main job: score the shipped checkpoints (or --train the comparison), draw the figures, write report.md/html", _reproduce_args)
+@command('reproduce', _reproduce_args)
 def _reproduce_cmd(args):
     for flag, v, lo, hi, what in [('--steps-per-model', args.steps_per_model, 1, 10**10, 'steps'), ('--seeds', args.seeds, 1, 100, 'seeds'),
                                   ('--n', args.n, 1, 10**7, 'faces'), ('--size', args.size, 16, 1024, 'px'),
@@ -893,7 +893,7 @@ def _ship_args(p):
     p.add_argument('--force', action='store_true', help='replace an existing checkpoint of that name')
     _eval_args(p)
 
-@command('ship', 'Package a run as a small shipped checkpoint: fp16 weights, run.json, model card with command, data, machine and metrics', _ship_args)
+@command('ship', _ship_args)
 def _ship_cmd(args):
     t0 = time.time()
     check_range(args.snapshots, '--snapshots', 0, 1000, 'snapshots')
@@ -911,7 +911,7 @@ def _ship_results_args(p):
     p.add_argument('--out', default=None, help='folder of shipped results (default: crvae/assets/results, or $CRVAE_ASSETS/results)')
     _eval_args(p)
 
-@command('ship-results', "Score a run of the comparison and ship its result (small JSON), so the default report counts its seed", _ship_results_args)
+@command('ship-results', _ship_results_args)
 def _ship_results_cmd(args):
     f = ship_results(args.run, args.role, args.seed, args.out, eval_config(args.eval_preset, args.sets), classifiers_root=args.classifiers,
                      progress=True)
@@ -929,7 +929,7 @@ def _ship_classifiers_args(p):
     p.add_argument('--dtype', default='float16', help='float16 (default), bfloat16 or float32')
     p.add_argument('--force', action='store_true', help='replace the shipped classifiers')
 
-@command('ship-classifiers', 'Copy the evaluation classifiers (fp16) into the shipped assets, with their cards', _ship_classifiers_args)
+@command('ship-classifiers', _ship_classifiers_args)
 def _ship_classifiers_cmd(args):
     data = load_faces(args.data, args.root, args.size, args.n, progress=True)
     dest = ship_classifiers(data, args.src, args.out, args.dtype, args.force)

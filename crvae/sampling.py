@@ -239,7 +239,7 @@ def _load_model(args):
     _check_finite_weights(model)
     return model
 
-@command('sample', 'Sample faces from a run for named attributes (the rest follow the training prevalence)', _sample_args)
+@command('sample', _sample_args)
 def _sample_cmd(args):
     from crvae.figures import save_image
     check(args.n >= 1, f"--n must be at least 1, got {args.n}")
@@ -298,7 +298,7 @@ def _write_face(x, path, scale):
     from crvae.figures import image_grid, save_image
     save_image(image_grid([[x]], scale=scale, pad=0), path)
 
-@command('edit', 'Encode a face image with its attributes, change some (--set Eyeglasses=1) and decode', _edit_args)
+@command('edit', _edit_args)
 def _edit_cmd(args):
     from crvae.figures import image_grid, save_image
     model = _load_model(args)
@@ -318,7 +318,7 @@ def _edit_cmd(args):
     print(f"wrote the edit ({label}) to {args.out}" + (f"; {args.compare}" if args.compare else '') +
           (f"; note: the face already had {', '.join(same)} as asked" if same else ''))
 
-@command('reconstruct', 'Encode a face image and decode it again (the posterior mean)', _reconstruct_args)
+@command('reconstruct', _reconstruct_args)
 def _reconstruct_cmd(args):
     from crvae.figures import image_grid, save_image
     model = _load_model(args)

@@ -536,7 +536,7 @@ def _stage2_args(p:argparse.ArgumentParser):
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N or mps')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
 
-@command('stage2', "Train the crVAE paper's Stage 2 (64 -> 128 px) on a stage-1 run; optional perceptual loss", _stage2_args)
+@command('stage2', _stage2_args)
 def _stage2_cmd(args):
     for k, (lo, hi, what) in TRAIN_RANGES.items():     # every numeric option, before any work: the ranges of `crvae train`
         if getattr(args, k, None) is not None: check_range(getattr(args, k), f'--{k}', lo, hi, what, integer=k not in ('epochs', 'minutes'))
@@ -557,7 +557,7 @@ def _stage2_eval_args(p:argparse.ArgumentParser):
     p.add_argument('--device', default='auto')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
 
-@command('stage2-evaluate', 'Score Stage 2 runs (and stage-1 runs) at their resolution; crVAE Table 1 layout', _stage2_eval_args)
+@command('stage2-evaluate', _stage2_eval_args)
 def _stage2_eval_cmd(args):
     from crvae.classifiers import load_classifiers
     from crvae.metrics import evaluate_model, result_row, crvae_table1, TABLE_COLUMNS

@@ -702,7 +702,7 @@ def _app_args(p:argparse.ArgumentParser):
     p.add_argument('--threads', type=int, default=1, help='PyTorch CPU threads of the measurement and the page kernel (default 1: steady latency)')
     p.add_argument('--recompute', action='store_true', help='measure the fine-tuning block again')
 
-@command('app', 'Serve the 2-stage face tool (acVAE Fig. 8) as a local web page with Voila, on 127.0.0.1 only', _app_args)
+@command('app', _app_args)
 def _app_cmd(args):
     import importlib.util
     check(importlib.util.find_spec('voila') is not None, "the app needs Voila: pip install voila")

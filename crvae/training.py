@@ -1088,7 +1088,7 @@ def _train_args(p):
 TRAIN_RANGES = dict(steps=(1, 10**10, 'steps'), epochs=(0.001, 10**6, 'epochs'), minutes=(0.01, 10**7, 'minutes'),
                     n=(1, 10**7, 'faces'), size=(16, 1024, 'px'), seed=(0, SEED_MAX, ''))   # `crvae train`'s numeric options
 
-@command('train', 'Train a model (vae ... acvae-gan) on avatars, CelebA or a folder; resumable', _train_args)
+@command('train', _train_args)
 def _train_cmd(args):
     for k, (lo, hi, what) in TRAIN_RANGES.items():     # every numeric option, before any work
         if getattr(args, k) is not None: check_range(getattr(args, k), f'--{k}', lo, hi, what, integer=k not in ('epochs', 'minutes'))

@@ -141,3 +141,16 @@ def test_get_device():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match='CUDA is not available'): core.get_device('cuda')
     with pytest.raises(UserError, match='unknown device'): core.get_device('gpu0')
+
+
+def test_the_command_table_is_what_the_modules_register():
+    "Importing every module of `COMMAND_TABLE` registers exactly its commands, each from the module the table names."
+    import importlib
+    from crvae.core import COMMAND_TABLE, COMMANDS, command
+    for module in {m for m, _ in COMMAND_TABLE.values()}: importlib.import_module(module)
+    assert sorted(COMMANDS) == sorted(COMMAND_TABLE)
+    assert all(COMMANDS[k]['module'] == m and COMMANDS[k]['help'] == h for k, (m, h) in COMMAND_TABLE.items())
+    with pytest.raises(ValueError, match='add it to core.COMMAND_TABLE'): command('trian')
+    def f(args): pass
+    f.__module__ = 'crvae.data'
+    with pytest.raises(ValueError, match='COMMAND_TABLE says crvae.training'): command('train')(f)
