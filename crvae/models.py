@@ -20,8 +20,8 @@ from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRec
 
 # %% auto #0
 __all__ = ['MODEL_NAMES', 'PRESETS', 'CONDITIONAL', 'WITH_GAN', 'PROGRESSIVE_MODELS', 'FAMILY', 'CR_ALPHAS', 'TINY_BETA',
-           'CR_MI_WEIGHTS', 'MAX_PARAMS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'check_model_name', 'ModelConfig',
-           'model_config', 'FaceModel', 'Discriminator', 'ChannelRecurrentEncoder', 'GenerationPath',
+           'CR_MI_WEIGHTS', 'SIZE_BUILDERS', 'MAX_PARAMS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'check_model_name',
+           'ModelConfig', 'model_config', 'FaceModel', 'Discriminator', 'ChannelRecurrentEncoder', 'GenerationPath',
            'ChannelRecurrentModel', 'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model',
            'count_params', 'param_table', 'meta_model', 'model_info']
 
@@ -445,14 +445,17 @@ class ConvVAE(FaceModel):
     def render(self, u): return self.decoder(u)
 
 # %% ../nbs/04_models.ipynb #31d9f351
+SIZE_BUILDERS: dict = {}   # image size -> builder(name, cfg) of the models at other sizes than 64 (crvae.progressive adds 128)
+
 def build_model(name:str, cfg:ModelConfig|None=None) -> FaceModel:
     "The model `name` built from `cfg` (default: `model_config(name)`, the tiny preset)."
     check_model_name(name)
     cfg = model_config(name) if cfg is None else cfg
     check(cfg.model == name, f"the config is for {cfg.model}, not {name}: build it with model_config({name!r}, ...)")
-    if cfg.image_size != 64:
-        from crvae.progressive import build_grown_model   # lazy: crvae.progressive builds on this module
-        return build_grown_model(name, cfg)
+    if cfg.image_size != 64:     # this module knows only 64 px; the module that grows a model registers the larger sizes
+        check(cfg.image_size in SIZE_BUILDERS, f"image_size={cfg.image_size}: the 64 px models are built here; "
+                                               f"import crvae.progressive for 128 px ({', '.join(PROGRESSIVE_MODELS)})")
+        return SIZE_BUILDERS[cfg.image_size](name, cfg)
     return {'cr': ChannelRecurrentModel, 'fc': FCModel, 'conv': ConvVAE}[FAMILY[name]](name, cfg)
 
 def count_params(m:nn.Module|None) -> int:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .core import UserError, check
 from .layers import CReLU, EncoderConvStack, DecoderUpStack, DiscriminatorTrunk
 from .models import (ModelConfig, PROGRESSIVE_MODELS, FAMILY, FaceModel, ChannelRecurrentModel, FCModel,
-                          model_config, build_model, count_params)
+                          model_config, build_model, count_params, SIZE_BUILDERS)
 
 # %% auto #0
 __all__ = ['UNBOUNDED_STEPS', 'fade_alpha', 'fade', 'FadeIn', 'DecoderGrowBlock', 'GrowingDecoder', 'EncoderGrowBlock',
@@ -164,6 +164,8 @@ def build_grown_model(name:str, cfg:ModelConfig) -> FaceModel:
     check(cfg.enc_stem > 0 and cfg.d_stem > 0, "progressive growing fades against the 64 px from-RGB layers of the acVAE "
                                                "encoder and discriminator: keep enc_stem > 0 and d_stem > 0")
     return {'cr': GrownChannelRecurrentModel, 'fc': GrownFCModel}[FAMILY[name]](name, cfg)
+
+SIZE_BUILDERS[128] = build_grown_model      # `build_model` builds 128 px models once this module is imported
 
 def grow(model:FaceModel) -> FaceModel:
     "A 128 px model initialised from the 64 px `model`'s weights (what `crvae train --init-from RUN_64 --size 128` does)."

@@ -20,6 +20,7 @@ from .core import (UserError, check, did_you_mean, atomic_write, atomic_write_by
                         markdown_table, check_range, check_seed, remove_stale_temps, SEED_MAX)
 from .data import FaceData, load_faces, to_float, to_uint8, random_flip, SPLITS
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES, MAX_PARAMS, meta_model
+from . import progressive as _progressive     # noqa: F401 -- registers the 128 px models (runs of any size load and train)
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
 
 # %% auto #0
