@@ -56,7 +56,7 @@ def snapshot_step(path) -> int:
 def decode_snapshots(model, z, paths, a=None) -> torch.Tensor:
     """Decode `z` with each snapshot of `paths` (B, K, 3, H, W); the model's own weights are restored afterwards. A snapshot
     holds the whole model (a run's) or only the weights `decode` reads (`decoder_keys`; a shipped one)."""
-    from crvae.training import read_weights, load_weights_into
+    from crvae.runs import read_weights, load_weights_into
     own, need = {k: v.clone() for k, v in model.state_dict().items()}, set(model.decoder_keys())
     cols = []
     try:

@@ -205,7 +205,7 @@ class RunSet:
     @classmethod
     def load(cls, paths, device='cpu', faces:FaceData|None=None, classifiers_root=None) -> 'RunSet':
         "Load each run folder (or shipped checkpoint name) of `paths`."
-        from crvae.training import load
+        from crvae.runs import load
         check(len(paths) > 0, "give at least one run folder")
         return cls([load(p, device=device) for p in paths], faces=faces, classifiers_root=classifiers_root)
 

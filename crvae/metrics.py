@@ -438,7 +438,8 @@ def _evaluate_args(p):
 
 def _print_curves(runs, device, quiet:bool):
     "The learning-curve table of each run: its curves.csv, or the points computed from its weight snapshots."
-    from crvae.training import find_run, curves_from_snapshots
+    from crvae.runs import find_run
+    from crvae.training import curves_from_snapshots
     for run in runs:
         path = find_run(run)/'curves.csv'
         if not path.exists(): path = curves_from_snapshots(run, device=device, progress=not quiet)
@@ -456,8 +457,7 @@ def _csv_text(rows:list) -> str:
 
 @command('evaluate', _evaluate_args)
 def _evaluate_cmd(args):
-    try: from crvae.training import load
-    except ImportError as e: raise UserError(f'crvae evaluate needs the training module (crvae.training: {e})') from None
+    from crvae.runs import load
     check(args.n_samples is None or args.n_samples > 0, f"--n-samples must be a positive integer, got {args.n_samples}")
     check(args.batch_size >= 1, f"--batch-size must be a positive integer, got {args.batch_size}")
     check_seed(args.seed)

@@ -14,7 +14,7 @@ import torch
 
 from .core import UserError, check, did_you_mean, markdown_table
 from .data import FaceData, to_uint8
-from .training import load
+from .runs import load
 from .tool import render, run_attribute_table, face_png, GuardedUI, _blank_png, _CSS
 
 # %% auto #0

@@ -37,7 +37,7 @@ def fail_writes(err:int=errno.ENOSPC, match:str=''):
 def verify_run(run) -> dict:
     "Check every file of run folder `run` (after a crash, say): whole under its final name, loadable; returns what `--resume` would use."
     from PIL import Image
-    from crvae.training import read_run, model_from_run, read_weights, read_state, load_weights_into, _latest_checkpoint
+    from crvae.runs import read_run, model_from_run, read_weights, read_state, load_weights_into, _latest_checkpoint
     run = Path(run)
     model = model_from_run(read_run(run))
     out = dict(checkpoints=[], temporaries=[], files=0)

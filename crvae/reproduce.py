@@ -262,7 +262,7 @@ def _ci_check(model, info:dict, classifiers_root=None) -> dict|None:
 def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:EvalConfig|None=None, faces:FaceData|None=None,
          classifiers_root=None, force:bool=False, progress:bool=False) -> Path:
     "Ship run folder `run` as `out`/`name` (default `checkpoints_home()`): cast weights, run.json, the model card."
-    from crvae.training import find_run, read_run, read_weights, load, safetensors_bytes, model_from_run
+    from crvae.runs import find_run, read_run, read_weights, load, safetensors_bytes, model_from_run
     from crvae.figures import run_role
     src = find_run(run)
     info = read_run(src)
@@ -647,7 +647,7 @@ def _results_key(path:Path, cfg:EvalConfig, clf) -> dict:
 
 def _score(run_dir:Path, role:str, seed_i:int, faces, clf, cfg, out:Path, device, progress:bool) -> dict:
     "The result of one checkpoint: reused from out/results when its key matches, else evaluated and saved atomically."
-    from crvae.training import load
+    from crvae.runs import load
     f = out/'results'/f'{role}-seed{seed_i}.json'
     key = _results_key(run_dir, cfg, clf)
     if f.exists():
@@ -664,7 +664,8 @@ def _score(run_dir:Path, role:str, seed_i:int, faces, clf, cfg, out:Path, device
 def _train_run(role:str, run_dir:Path, steps:int, seed:int, faces, preset:str, data:str, root, n:int, size:int,
                snapshot_every:int, device:str, progress:bool) -> str:
     "Train (or resume, or skip) one run of the comparison for `steps` steps (the same for every model): returns what was done."
-    from crvae.training import train, read_run, read_state, _latest_checkpoint
+    from crvae.runs import read_run, read_state, _latest_checkpoint
+    from crvae.training import train
     spec = COMPARISON[role]
     sets = list(spec['sets']) + ([f'snapshot_every={snapshot_every}', 'keep_snapshots=10'] if snapshot_every and spec['model'] == 'crvae-gan' else [])
     if (run_dir/'run.json').exists():
@@ -687,7 +688,7 @@ def _train_run(role:str, run_dir:Path, steps:int, seed:int, faces, preset:str, d
 
 def _run_row(role:str, run_dir:Path) -> tuple[dict, list[str]]:
     "A row of the checkpoints table (data, seed, steps and wall time of a run or shipped checkpoint), and the commands that made it."
-    from crvae.training import read_run
+    from crvae.runs import read_run
     info = read_run(run_dir)
     card = load_json(run_dir/'card.json') if (run_dir/'card.json').exists() else None
     tc, d, secs = info.get('train_config') or {}, info.get('data') or {}, _seconds_total(info)
@@ -711,7 +712,7 @@ def ship_results(run, role:str, seed:int, out=None, cfg:EvalConfig|None=None, fa
     """Score run folder `run` (seed `seed` of comparison model `role`) as `crvae reproduce` scores a checkpoint, and ship the
     result as a small JSON, `results_home()`/<role>-seed<seed>.json: the seeds that do not ship as checkpoints still
     count in the default report's means and verdicts."""
-    from crvae.training import load, read_run
+    from crvae.runs import load, read_run
     check(role in COMPARISON, f"unknown model {role!r}{did_you_mean(role, COMPARISON)}; the comparison: {', '.join(COMPARISON)}")
     check_range(seed, '--seed', 0, 100)
     cfg, src = cfg or eval_config(), Path(run)
@@ -757,7 +758,7 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
               n:int=30000, size:int=64, roles=None, assets=None, classifiers_root=None, cfg:EvalConfig|None=None,
               device:str='cpu', snapshot_every:int=50, progress:bool=True, command_line:str|None=None) -> dict:
     "Evaluate the shipped checkpoints (or `train` the comparison from scratch), draw the figures, write DIR/report.{md,html}."
-    from crvae.training import load, read_run
+    from crvae.runs import load, read_run
     from crvae.figures import RunSet, make_figures, figure_config
     t0, out = time.time(), Path(out)
     roles = list(roles or COMPARISON)

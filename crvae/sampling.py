@@ -232,7 +232,7 @@ def _check_finite_weights(model):
                    "restore the weights, or train the run again with a lower learning rate (--set lr=...)")
 
 def _load_model(args):
-    from crvae.training import load
+    from crvae.runs import load
     check(args.scale >= 1, f"--scale must be at least 1, got {args.scale}")
     check_range(args.scale, '--scale', 1, SAMPLE_LIMITS['scale'], 'times')
     model = load(args.run, device=get_device(args.device))

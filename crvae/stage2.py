@@ -20,8 +20,8 @@ from .core import (UserError, check, did_you_mean, apply_overrides, config_from_
 from .data import FaceData, load_faces, to_float, to_uint8, SPLITS
 from .bound import reparameterize
 from .objectives import g_gan_loss, d_gan_loss, d_error_rate, pixel_loss
-from .training import (FORMAT_VERSION, find_run, load, save_weights, read_weights, read_state, load_weights_into,
-                            save_png, run_plots, plot_losses, truncate_log, TRAIN_RANGES)
+from .runs import FORMAT_VERSION, find_run, load, save_weights, read_weights, read_state, load_weights_into
+from .training import save_png, run_plots, plot_losses, truncate_log, TRAIN_RANGES
 
 # %% auto #0
 __all__ = ['STAGE2_IN', 'STAGE2_OUT', 'STAGE2_PRESETS', 'SKIP_CLIP', 'Stage2Config', 'stage2_config', 'ResBlock',

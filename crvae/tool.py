@@ -18,7 +18,7 @@ from .core import (UserError, check, did_you_mean, save_json, load_json, data_ho
 from .bound import reparameterize
 from .data import FaceData, to_uint8, to_float, SPLITS
 from .models import FAMILY
-from .training import load, find_run, read_run
+from .runs import load, find_run, read_run
 from .sampling import parse_attrs, attribute_prevalence, sample_attributes
 
 # %% auto #0

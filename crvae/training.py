@@ -6,29 +6,27 @@ Docs: https://crvae.github.io/crvae/training.html.md"""
 
 # %% ../nbs/06_training.ipynb #976bd6a0
 from __future__ import annotations
-import argparse, csv, dataclasses, io, json, math, os, platform, shutil, signal, sys, time
-from dataclasses import dataclass, field
+import csv, dataclasses, io, math, os, platform, shutil, signal, sys, time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 import crvae
-from .core import (UserError, check, did_you_mean, atomic_write, atomic_write_bytes, atomic_write_text, atomic_dir,
-                        save_json, load_json, get_device, apply_overrides, config_from_dict, command, data_home, checkpoints_home,
-                        markdown_table, check_range, check_seed, remove_stale_temps, SEED_MAX)
-from .data import FaceData, load_faces, to_float, to_uint8, random_flip, SPLITS
-from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES, MAX_PARAMS, meta_model
-from . import progressive as _progressive     # noqa: F401 -- registers the 128 px models (runs of any size load and train)
+from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, atomic_dir, save_json, get_device,
+                        apply_overrides, config_from_dict, command, check_range, check_seed, remove_stale_temps, SEED_MAX)
+from .data import FaceData, load_faces, to_float, to_uint8, SPLITS
+from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
+from .runs import (FORMAT_VERSION, save_weights, read_weights, read_state, load_weights_into, find_run, read_run, check_buildable,
+                   load, _latest_checkpoint, _run_model_config)
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
 
 # %% auto #0
-__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'FORMAT_VERSION', 'LOG_KEYS_FIRST', 'TRAIN_RANGES', 'TrainConfig', 'split_sets',
-           'build_optimizers', 'gan_warmup', 'set_learning_rates', 'safetensors_bytes', 'save_weights', 'read_weights',
-           'read_state', 'load_weights_into', 'find_run', 'read_run', 'check_buildable', 'model_from_run', 'load',
-           'NonFiniteError', 'Trainer', 'truncate_log', 'plot_curves', 'write_block_table', 'curves_from_snapshots',
-           'sample_grid', 'save_png', 'run_plots', 'plot_losses', 'init_distributed', 'make_configs', 'train']
+__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'LOG_KEYS_FIRST', 'TRAIN_RANGES', 'TrainConfig', 'split_sets', 'build_optimizers',
+           'gan_warmup', 'set_learning_rates', 'NonFiniteError', 'Trainer', 'truncate_log', 'plot_curves',
+           'write_block_table', 'curves_from_snapshots', 'sample_grid', 'save_png', 'run_plots', 'plot_losses',
+           'init_distributed', 'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -155,166 +153,6 @@ def set_learning_rates(opts:dict, epoch:float, halve_every:float, gan_updates:in
     for name, o in opts.items():
         w = gan_warmup(gan_updates) if (name == 'd_gan' and warmup) else 1.0
         for g in o.param_groups: g['lr'] = g['base_lr'] * decay * w
-
-# %% ../nbs/06_training.ipynb #31ee893a
-FORMAT_VERSION = 1
-
-def _weights(model) -> dict:
-    return {k: v.detach().to('cpu').contiguous().clone() for k, v in model.state_dict().items()}
-
-def safetensors_bytes(tensors:dict, meta:dict|None=None) -> bytes:
-    """safetensors bytes whose header lists the metadata keys sorted. The library writes them in a random order
-    (a Rust hash map), so the same weights shipped twice got a different sha256; these bytes are the same every time."""
-    from safetensors.torch import save
-    blob = save(tensors, metadata={k: str(v) for k, v in (meta or {}).items()})
-    n = int.from_bytes(blob[:8], 'little')                # layout: header length (u64 LE), JSON header, tensor data
-    head = json.loads(blob[8:8 + n])
-    if '__metadata__' in head: head['__metadata__'] = dict(sorted(head['__metadata__'].items()))
-    text = json.dumps(head, separators=(',', ':')).encode()
-    text += b' ' * (-len(text) % 8)                       # the format pads the header with spaces to 8 bytes
-    return len(text).to_bytes(8, 'little') + text + blob[8 + n:]   # data offsets count from the data: unchanged
-
-def save_weights(model, path, meta:dict|None=None):
-    "Write `model`'s state dict to a safetensors file, atomically."
-    atomic_write_bytes(path, safetensors_bytes(_weights(model), meta))
-
-def read_weights(path) -> dict:
-    "Read a safetensors file (never unpickles); a `UserError` naming the file if it is missing or damaged."
-    from safetensors.torch import load
-    path = Path(path)
-    check(path.exists(), f"missing weights file {path}")
-    try: return load(path.read_bytes())
-    except Exception as e: raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-                                           "it is truncated or not a crvae checkpoint: restore it, or use an earlier checkpoint of the run (checkpoints/step-N)") from None
-
-def read_state(path) -> dict:
-    "Read a training-state file with `weights_only=True` (tensors and plain containers only, no code)."
-    path = Path(path)
-    check(path.exists(), f"missing training state {path}")
-    try: return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise UserError(f"{path} could not be loaded safely ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); "
-                                           f"it is damaged or not a crvae checkpoint (crvae never unpickles code): restore it, or delete {path.parent} "
-                                           "to resume from the checkpoint before it") from None
-
-def load_weights_into(model, weights:dict, where:str, strict:bool=True):
-    "Load `weights` into `model`, with a `UserError` naming what does not match."
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    extra = [k for k in weights if k not in own]
-    shape = [k for k in own if k in weights and weights[k].shape != own[k].shape]
-    if strict and (missing or extra or shape):
-        what = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else '') + (f" {len(extra)} unexpected (e.g. {extra[0]})" if extra else '') + \
-               (f" {len(shape)} of another shape (e.g. {shape[0]}: {tuple(weights[shape[0]].shape)} vs {tuple(own[shape[0]].shape)})" if shape else '')
-        raise UserError(f"the weights in {where} do not fit this {model.name} model: {what.strip()}; "
-                        "the checkpoint was made with another model or config: load it with the run.json it was trained with")
-    model.load_state_dict({k: v for k, v in weights.items() if k in own and v.shape == own[k].shape}, strict=False)
-    return dict(missing=missing, unexpected=extra, shape=shape)
-
-# %% ../nbs/06_training.ipynb #73331d48
-def find_run(path_or_name) -> Path:
-    "The run folder for a path (a run folder or a file inside it) or the name of a shipped checkpoint."
-    p = Path(path_or_name).expanduser()
-    if p.is_file(): p = p.parent
-    if (p/'run.json').exists(): return p
-    shipped = checkpoints_home()/str(path_or_name)
-    if (shipped/'run.json').exists(): return shipped
-    names = sorted(q.name for q in checkpoints_home().glob('*') if (q/'run.json').exists())
-    raise UserError(f"{path_or_name} is not a crvae run (no run.json there)" +
-                    (f"; shipped checkpoints: {', '.join(names)}{did_you_mean(str(path_or_name), names)}" if names else '; train one with `crvae train`'))
-
-def _is_count(v, lo:int=1, hi:int=10**7) -> bool: return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-def _check_run_data(d, where:str):
-    "The `data` entry of a run.json (untrusted input): an object whose fields have the types the readers expect."
-    fix = f"{where} was edited or damaged: restore it, or train the run again"
-    check(isinstance(d, dict), f"{where}: 'data' must be an object, not {type(d).__name__}; {fix}")
-    names = d.get('attr_names')
-    check(names is None or (isinstance(names, list) and all(isinstance(x, str) for x in names)),
-          f"{where}: data.attr_names must be a list of names; {fix}")
-    prev = d.get('attr_prevalence')
-    fraction = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1
-    check(prev is None or (isinstance(prev, list) and all(fraction(x) for x in prev) and (names is None or len(prev) == len(names))),
-          f"{where}: data.attr_prevalence must be one fraction per attribute; {fix}")
-    for k in ('data', 'root', 'name'):
-        check(d.get(k) is None or isinstance(d[k], str), f"{where}: data.{k} must be a text, not {d.get(k)!r}; {fix}")
-    check(d.get('n') is None or _is_count(d['n']), f"{where}: data.n must be a number of faces from 1 to 10,000,000, not {d.get('n')!r}; {fix}")
-    check(d.get('size') is None or _is_count(d['size'], 16, 1024),
-          f"{where}: data.size must be an image size from 16 to 1,024, not {d.get('size')!r}; {fix}")
-    check(d.get('seed') is None or _is_count(d['seed'], 0, SEED_MAX),
-          f"{where}: data.seed must be an integer from 0 to {SEED_MAX:,}; {fix}")
-
-def read_run(run) -> dict:
-    "The `run.json` of a run folder, checked (it is untrusted input: every field a reader uses has the expected type)."
-    info = load_json(Path(run)/'run.json')
-    check(isinstance(info, dict) and 'model' in info and 'model_config' in info, f"{run}/run.json is not a crvae run description")
-    v = info.get('format_version')
-    check(v == FORMAT_VERSION, f"{run} was written in checkpoint format {v!r}; this crvae ({crvae.__version__}) reads format {FORMAT_VERSION}: "
-                               "use the crvae version that wrote it")
-    check(isinstance(info['model'], str), f"{run}/run.json: 'model' must be a model name; restore run.json")
-    check_model_name(info['model'])
-    check(isinstance(info['model_config'], dict),
-          f"{run}/run.json: 'model_config' must be an object; restore run.json, or train the run again")
-    check(not isinstance(info.get('train_config'), (list, str, int, float, bool)),
-          f"{run}/run.json: 'train_config' must be an object; restore run.json, or train the run again")
-    if info.get('data') is not None: _check_run_data(info['data'], f"{run}/run.json")
-    return info
-
-def check_buildable(cfg:ModelConfig, fix:str) -> int:
-    """The parameter count of the model `cfg` describes, built on the 'meta' device (`meta_model`): a config that
-    describes no model, or an absurdly large one, is a `UserError` ending in `fix`, before anything is allocated."""
-    from crvae.models import count_params
-    return count_params(meta_model(cfg, fix))
-
-def _run_model_config(info:dict) -> ModelConfig:
-    "The checked `ModelConfig` of a run.json (a `UserError` if it describes no model, or an absurd one)."
-    fix = "run.json was edited or damaged: restore it, or train the run again"
-    try:
-        cfg = config_from_dict(ModelConfig, info['model_config'], what='run.json model_config')
-        check(cfg.model == info['model'], f"run.json says model {info['model']} but its config is for {cfg.model}: restore run.json")
-    except UserError: raise
-    except Exception as e:
-        raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-                        "it was edited or damaged: restore it, or train the run again") from None
-    check_buildable(cfg, fix)
-    return cfg
-
-def model_from_run(info:dict):
-    "Build the (untrained) model a `run.json` describes (a `UserError` if it describes none: run.json is untrusted input)."
-    cfg = _run_model_config(info)
-    try: return build_model(info['model'], cfg)
-    except UserError: raise
-    except Exception as e:
-        raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-                        "it was edited or damaged: restore it, or train the run again") from None
-
-def load(path_or_name, device='cpu', attr_names:list|None=None, step:int|None=None):
-    "A trained model ready to sample (eval mode), from a run folder or a shipped checkpoint's name; `model.run` is its run.json."
-    run = find_run(path_or_name)
-    info = read_run(run)
-    theirs = info['data'].get('attr_names') if isinstance(info.get('data'), dict) else None
-    if attr_names is not None and theirs is not None:
-        check(list(theirs) == list(attr_names), f"{run} was trained on attributes {theirs[:4]}... ({len(theirs)}), not the {len(attr_names)} asked for "
-                                                f"({list(attr_names)[:4]}...): use a run trained on this dataset")
-    model = model_from_run(info)
-    wpath = run/'model.safetensors' if step is None else run/'checkpoints'/f'step-{step:07d}'/'model.safetensors'
-    if step is None and not wpath.exists():
-        latest = _latest_checkpoint(run)
-        check(latest is not None, f"{run} has no weights yet (no model.safetensors, no complete checkpoint): restore them, or delete {run} and train again")
-        wpath = latest/'model.safetensors'
-    load_weights_into(model, read_weights(wpath), str(wpath))
-    model.run = dict(info, path=str(run))
-    return model.to(get_device(device)).eval()
-
-def _latest_checkpoint(run) -> Path|None:
-    "The checkpoint `checkpoints/latest` names; if it is missing or names an incomplete folder, the newest complete one."
-    d = Path(run)/'checkpoints'
-    whole = lambda ck: (ck/'model.safetensors').exists() and (ck/'state.pt').exists()
-    try:
-        ck = d/(d/'latest').read_text().strip()
-        if ck.parent == d and ck.name.startswith('step-') and whole(ck): return ck
-    except (OSError, UnicodeDecodeError, ValueError): pass     # absent or damaged: every step-* folder is whole (atomic_dir)
-    cks = sorted(c for c in d.glob('step-*') if c.is_dir() and whole(c))
-    return cks[-1] if cks else None
 
 # %% ../nbs/06_training.ipynb #f52a41b8
 class NonFiniteError(UserError):

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import crvae.core as core
 import crvae.training as T
+from crvae.models import MAX_PARAMS
 from crvae.core import UserError
 from crvae.reliability import BAD_INPUTS, SMALL_RUN, Scene, case_problems, run_case
 
@@ -170,7 +171,7 @@ def test_set_items_give_a_buildable_config_or_one_line(model, items):
     try: mcfg, tcfg = T.make_configs(model, 'tiny', [f'{k}={v}' for k, v in items], data_attrs=40)
     except UserError as e:
         assert '\n' not in str(e); return
-    assert T.check_buildable(mcfg, '') <= T.MAX_PARAMS
+    assert T.check_buildable(mcfg, '') <= MAX_PARAMS
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import crvae.data as D
+import crvae.runs as R
 import crvae.training as T
 from crvae.core import UserError
 from crvae.reliability import fail_writes
@@ -531,9 +532,9 @@ def resumable(cvae_run, faces_1k, tmp_path_factory):
     "A trainer for the cvae run and a copy of its last checkpoint, for state.pt fuzzing."
     r = Path(shutil.copytree(cvae_run, tmp_path_factory.mktemp('resumable')/'r'))
     info = T.read_run(r)
-    mcfg = T.model_from_run(info).cfg
+    mcfg = R.model_from_run(info).cfg
     tcfg = T.config_from_dict(T.TrainConfig, info['train_config'])
-    trainer = T.Trainer(T.model_from_run(info), faces_1k, tcfg, r)
+    trainer = T.Trainer(R.model_from_run(info), faces_1k, tcfg, r)
     ck = T._latest_checkpoint(r)
     return trainer, ck, read_state(ck/'state.pt')
 

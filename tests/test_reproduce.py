@@ -74,7 +74,7 @@ def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
     # the bytes are canonical: writing the shipped tensors and metadata again gives the same bytes (and sha256)
     import hashlib
     from safetensors import safe_open
-    from crvae.training import safetensors_bytes
+    from crvae.runs import safetensors_bytes
     blob = (dest/'model.safetensors').read_bytes()
     with safe_open(str(dest/'model.safetensors'), 'pt') as f: meta = f.metadata()
     assert set(meta) == {'model', 'step', 'dtype', 'source'} and hashlib.sha256(blob).hexdigest() == info['shipped']['sha256']
