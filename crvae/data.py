@@ -24,7 +24,7 @@ __all__ = ['LONG_HAIR', 'SHORT_HAIR', 'HATS', 'TOPS', 'HAIR_COLORS', 'FACIAL_HAI
            'CELEBA_LAYOUTS', 'IMAGE_SUFFIXES', 'DATASETS', 'attribute_table_markdown', 'sample_avatar_spec',
            'avatar_attributes', 'avatar_parts', 'avatar_svg', 'render_avatar', 'build_avatars', 'to_float', 'to_uint8',
            'FaceData', 'random_flip', 'iterate_batches', 'load_avatars', 'show_faces', 'FaceDataset', 'find_celeba',
-           'load_celeba', 'make_fake_celeba', 'load_folder', 'load_faces']
+           'image_too_large', 'load_celeba', 'make_fake_celeba', 'load_folder', 'load_faces']
 
 # %% ../nbs/02_data.ipynb #ca8bc9c2
 import python_avatars as pa
@@ -580,6 +580,12 @@ def _check_lists_agree(files:dict, names:list, lines:list, part:dict, part_lines
                              f"looks cut short; download it again, or remove the images it does not list")
 
 # %% ../nbs/02_data.ipynb #959025b3
+def image_too_large(path) -> UserError:
+    "The error for an image over Pillow's decompression-bomb limit (a header claiming, say, 15000 x 15000 pixels)."
+    from PIL import Image
+    return UserError(f"image {path} is too large to read safely (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, PIL's "
+                     f"decompression-bomb limit); shrink it or remove the file")
+
 def _load_image(path, size:int, box=None) -> np.ndarray:
     "Read an image, crop `box` (default: the centred square), resize to `size` (bilinear, antialiased): (3, size, size) uint8."
     from PIL import Image, UnidentifiedImageError
@@ -596,9 +602,7 @@ def _load_image(path, size:int, box=None) -> np.ndarray:
                   f"replace it with the dataset's own image or remove it")
             im = im.convert('RGB').crop(box).resize((size, size), Image.BILINEAR, reducing_gap=None)
             return np.asarray(im).transpose(2, 0, 1).copy()
-    except Image.DecompressionBombError:
-        raise UserError(f"image {path} is too large to read safely (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, PIL's "
-                        f"decompression-bomb limit); shrink it or remove the file") from None
+    except Image.DecompressionBombError: raise image_too_large(path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(f"cannot read image {path} ({type(e).__name__}: {e}); replace or remove the file") from None
 

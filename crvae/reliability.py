@@ -171,6 +171,15 @@ def _swapped_weights(d):
     sha = hashlib.sha256((d/'attributes.safetensors').read_bytes()).hexdigest()
     _edit_json(d/'attributes.json', lambda c: c['weights'].update(sha256=sha))
 
+def _huge_png(s) -> Path:
+    "A PNG whose header claims 15000 x 15000 pixels (Pillow refuses it before reading a pixel)."
+    import struct, zlib
+    chunk = lambda t, d: struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+    p = s.path('huge.png')
+    p.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 15000, 15000, 8, 2, 0, 0, 0)) +
+                  chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
+    return p
+
 def _train(s, *a): return ['train', 'cvae', '--n', 1000, '--steps', 2, '--out', s.path('new'), '--no-progress', '--set', 'batch_size=8', *a]
 def _resume(s, damage=None, *a): return ['train', 'cvae', '--out', s.run(damage), '--resume', '--steps', 2, '--no-progress', *a]
 def _sample(s, run=None, *a): return ['sample', run or s.run(), '--out', s.path('x.png'), *a]
@@ -283,6 +292,10 @@ BAD_INPUTS = [
      'no such image file'),
     ('edit', 'no --set', lambda s: ['edit', s.run(), s.face(), '--out', s.path('e.png')], 'say what to change with --set NAME=VALUE'),
     ('edit', '--out ""', lambda s: ['edit', s.run(), s.face(), '--set', 'Eyeglasses=1', '--out', ''], '--out is empty'),
+    ('edit', 'a 15000x15000 PNG', lambda s: ['edit', s.run(), _huge_png(s), '--set', 'Eyeglasses=1', '--out', s.path('e.png')],
+     'is too large to read safely'),
+    ('reconstruct', 'a 15000x15000 PNG', lambda s: ['reconstruct', s.run(), _huge_png(s), '--out', s.path('r.png')],
+     'is too large to read safely'),
     ('reconstruct', 'a folder as the image', lambda s: ['reconstruct', s.run(), s.root, '--attrs', 'Smiling', '--out', s.path('r.png')],
      'is a folder, not an image file'),
     # evaluate: the classifier cards

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .core import UserError, check, get_device, command, check_range, check_seed
-from .data import FaceData, load_faces, to_float, to_uint8
+from .data import FaceData, load_faces, to_float, to_uint8, image_too_large
 
 # %% auto #0
 __all__ = ['ATTR_VALUES', 'UNNAMED', 'DECODE_BATCH', 'SAMPLE_LIMITS', 'parse_attrs', 'run_attr_names', 'run_faces',
@@ -142,6 +142,7 @@ def load_face_image(path, size:int=64) -> torch.Tensor:
     check(path.is_file(), f"{path} is a folder, not an image file")
     try:
         with Image.open(path) as im: im = im.convert('RGB')
+    except Image.DecompressionBombError: raise image_too_large(path) from None
     except (UnidentifiedImageError, OSError) as e:
         raise UserError(f"{path} is not an image Pillow can read (PNG, JPEG, ...): {e}") from None
     w, h = im.size; s = min(w, h)
