@@ -15,7 +15,7 @@ import torch
 from .core import UserError, check, did_you_mean, markdown_table
 from .data import FaceData, to_uint8
 from .runs import load
-from .tool import render, run_attribute_table, face_png, GuardedUI, _blank_png, _CSS
+from .tool import render, run_attribute_table, face_png, GuardedUI, blank_png, TOOL_CSS
 
 # %% auto #0
 __all__ = ['CHOICE_COLUMNS', 'wilson_interval', 'append_row', 'read_rows', 'preference_table', 'table2_column', 'PreferenceStudy',
@@ -201,7 +201,7 @@ class PreferenceWidget(GuardedUI):
         import ipywidgets as W
         self.W, self.study, self.cell_px = W, study, cell_px
         self._init_guard(W)
-        self.css = W.HTML(_CSS)
+        self.css = W.HTML(TOOL_CSS)
         self.title = W.HTML(f"<h3>Which face looks most real?</h3><small>study {study.study}: {study.n_trials} trials; "
                             f"choices go to {study.csv_path}</small>")
         self.rater = W.Text(value=rater, description='your name', placeholder='a name or a nickname')
@@ -211,7 +211,7 @@ class PreferenceWidget(GuardedUI):
         k = len(study.models)
         self.imgs, self.cells, self.choose = [], [], []
         for i in range(k):
-            img = W.Image(value=_blank_png(), format='png', width=cell_px, height=cell_px)
+            img = W.Image(value=blank_png(), format='png', width=cell_px, height=cell_px)
             over = W.Button(description='', tooltip=f'choose face {"ABC"[i]}',
                             layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
             over.add_class('crvae-pick'); over.add_class(f'crvae-pick-{i}')
@@ -240,7 +240,7 @@ def _pw_next(self, after:int=-1) -> int|None:
 def _pw_show(self):
     st = self.study
     if self.t is None:
-        for img in self.imgs: img.value = _blank_png()
+        for img in self.imgs: img.value = blank_png()
         for b in self.choose: b.disabled = True
         return
     tr = st.trial(self.t)

@@ -22,10 +22,10 @@ from .runs import load, find_run, read_run
 from .sampling import parse_attrs, attribute_prevalence, sample_attributes
 
 # %% auto #0
-__all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'DEFAULT_ATTRS', 'APP_SOURCE', 'resample_block', 'render', 'BlockSearch', 'choose_block',
-           'attending', 'measure_blocks', 'run_attribute_table', 'fine_tuning_block', 'block_table', 'ToolState',
-           'FaceTool', 'badge_html', 'grid_png', 'face_png', 'time_grid', 'GuardedUI', 'FaceToolUI', 'run_label',
-           'app_notebook', 'app_from_env', 'free_port', 'voila_command']
+__all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'DEFAULT_ATTRS', 'APP_SOURCE', 'resample_block', 'render', 'BlockSearch',
+           'choose_block', 'attending', 'measure_blocks', 'run_attribute_table', 'fine_tuning_block', 'block_table',
+           'ToolState', 'FaceTool', 'badge_html', 'grid_png', 'face_png', 'time_grid', 'blank_png', 'GuardedUI',
+           'FaceToolUI', 'run_label', 'app_notebook', 'app_from_env', 'free_port', 'voila_command']
 
 # %% ../nbs/30_face_tool.ipynb #373cfffb
 def resample_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
@@ -430,7 +430,7 @@ def time_grid(tool:FaceTool, n:int=9, reps:int=5) -> dict:
     return dict(stage1_s=round(s1, 4), stage2_s=round(s2, 4), n=n, threads=torch.get_num_threads())
 
 # %% ../nbs/30_face_tool.ipynb #8de5e644
-_CSS = """<style>
+TOOL_CSS = """<style>
 .crvae-face { position: relative; }
 .crvae-cell img { image-rendering: pixelated; border: 3px solid transparent; }
 .crvae-face .crvae-pick { position: absolute; top: 0; left: 0; width: 100%; height: 100%; margin: 0; padding: 0;
@@ -449,7 +449,7 @@ _STATES = (0.0, 1.0, -1.0)                                   # a toggle's cycle:
 DEFAULT_ATTRS = {'Eyeglasses': 1.0, 'Smiling': 1.0}         # ticked on loading a run, for the first grid (those the run has)
 _BLANK = None
 
-def _blank_png(size:int=64) -> bytes:
+def blank_png(size:int=64) -> bytes:
     global _BLANK
     if _BLANK is None: _BLANK = face_png(torch.full((3, size, size), 235, dtype=torch.uint8))
     return _BLANK
@@ -485,7 +485,7 @@ class FaceToolUI(GuardedUI):
         self.default_attrs = DEFAULT_ATTRS if attrs is None else dict(attrs)
         self._init_guard(W)
         self.values, self._syncing = {}, False
-        self.css = W.HTML(_CSS)
+        self.css = W.HTML(TOOL_CSS)
         self.title = W.HTML()
         self.run_box = W.Text(value=str(run or ''), placeholder='run folder or shipped checkpoint name', description='run',
                               layout=W.Layout(width='420px'))
@@ -498,7 +498,7 @@ class FaceToolUI(GuardedUI):
         self.undo_btn = W.Button(description='Undo', tooltip='take back the last action')
         self.cells, self.imgs, self.badge_rows, self.picks = [], [], [], []    # per face: its cell, picture, badges, pick button
         for i in range(n):
-            img = W.Image(value=_blank_png(), format='png', width=cell_px, height=cell_px)
+            img = W.Image(value=blank_png(), format='png', width=cell_px, height=cell_px)
             pick = W.Button(description='', tooltip=f'pick face {i}', layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
             pick.add_class('crvae-pick'); pick.add_class(f'crvae-pick-{i}')
             pick.on_click(lambda _, i=i: self._guard('picking a face', self.pick, i))
@@ -512,7 +512,7 @@ class FaceToolUI(GuardedUI):
         cols = max(1, round(math.sqrt(n)))
         self.grid = W.GridBox(self.cells, layout=W.Layout(grid_template_columns=f'repeat({cols}, {cell_px + 10}px)'))
         self.grid.add_class('crvae-grid')
-        self.picked_img = W.Image(value=_blank_png(), format='png', width=2 * cell_px, height=2 * cell_px)
+        self.picked_img = W.Image(value=blank_png(), format='png', width=2 * cell_px, height=2 * cell_px)
         self.picked_img.add_class('crvae-picked-face')
         self.picked_label = W.HTML('<b>picked</b>: none yet')
         self.timing = W.HTML('')
@@ -644,13 +644,13 @@ def _ui_show(self):
     badges = self.tool.badges() if st is not None else []
     for i, (cell, img, row) in enumerate(zip(self.cells, self.imgs, self.badge_rows)):
         has = st is not None and i < len(st.images)
-        img.value = face_png(st.images[i]) if has else _blank_png()
+        img.value = face_png(st.images[i]) if has else blank_png()
         row.value = badge_html(badges[i]) if has and badges[i] else ''
         (cell.add_class if (st is not None and st.picked == i) else cell.remove_class)('crvae-picked')
     if st is not None and st.picked is not None: face, what = st.images[st.picked], f'face {st.picked}'
     elif st is not None and st.base is not None: face, what = st.base['image'], 'the face being varied'
     else: face, what = None, 'none yet'
-    self.picked_img.value = face_png(face) if face is not None else _blank_png()
+    self.picked_img.value = face_png(face) if face is not None else blank_png()
     self.picked_label.value = f'<b>picked</b>: {what}'
 
 FaceToolUI.load, FaceToolUI.toggle, FaceToolUI.generate, FaceToolUI.pick = _ui_load, _ui_toggle, _ui_generate, _ui_pick

@@ -10,7 +10,7 @@ import crvae.core
 from crvae.core import UserError, main
 from crvae.core import assets_home, checkpoints_home
 from crvae.tool import (BLOCK_FILE, BlockSearch, FaceTool, FaceToolUI, fine_tuning_block, measure_blocks, resample_block,
-                        choose_block, app_notebook, voila_command, APP_SOURCE, badge_html, _blank_png, _resolve_classifier)
+                        choose_block, app_notebook, voila_command, APP_SOURCE, badge_html, blank_png, _resolve_classifier)
 from crvae.training import train, load, find_run, read_run
 
 QUICK = dict(search=BlockSearch(n_faces=8), classifier=None)
@@ -310,7 +310,7 @@ def test_ui_opens_on_a_grid_with_badges_and_time(acvae_run):
     st = ui.tool.state
     assert st is not None and st.stage == 'faces' and st.seed == 0 and st.requested == {'Eyeglasses': 1.0, 'Smiling': 1.0}
     assert ui.errors == [] and 'faces for +Eyeglasses, +Smiling (seed 0)' in ui.messages[-1][1]
-    assert all(im.value != _blank_png() for im in ui.imgs)
+    assert all(im.value != blank_png() for im in ui.imgs)
     assert ui.attr_buttons['Eyeglasses'].description == '+ Eyeglasses' and ui.seed.value == 0
     kinds = [re.findall(r'crvae-badge-(\w+)" data-attr="(\w+)"', r.value) for r in ui.badge_rows]
     assert kinds == [[('ok', 'Eyeglasses'), ('miss', 'Smiling')], [('miss', 'Eyeglasses'), ('miss', 'Smiling')],
