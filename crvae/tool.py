@@ -22,13 +22,13 @@ from .runs import load, find_run, read_run
 from .sampling import parse_attrs, attribute_prevalence, sample_attributes
 
 # %% auto #0
-__all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'DEFAULT_ATTRS', 'APP_SOURCE', 'resample_block', 'render', 'BlockSearch',
+__all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'DEFAULT_ATTRS', 'APP_SOURCE', 'redraw_block', 'render', 'BlockSearch',
            'choose_block', 'attending', 'measure_blocks', 'run_attribute_table', 'fine_tuning_block', 'block_table',
            'ToolState', 'FaceTool', 'badge_html', 'grid_png', 'face_png', 'time_grid', 'blank_png', 'GuardedUI',
            'FaceToolUI', 'run_label', 'app_notebook', 'app_from_env', 'free_port', 'voila_command']
 
 # %% ../nbs/30_face_tool.ipynb #373cfffb
-def resample_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
+def redraw_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
     "`z` with block `t` redrawn from its prior block p(z_t|a) (eq. 2; N(0, I) when unconditional); every other block kept bit for bit."
     check(isinstance(t, (int, np.integer)) and 0 <= t < model.T, f"block {t} does not exist: {model.name} has blocks 0..{model.T - 1}")
     mu, logvar = model.prior(a if model.conditional else None, z.shape[0])   # (B, *latent_shape)
@@ -90,7 +90,7 @@ def measure_blocks(model, attr_rows:torch.Tensor|None=None, classifier=None, sea
         base = score(x)
     rows = []
     for t in range(model.T):
-        y = render(model, resample_block(model, z, a, t, g), a)
+        y = render(model, redraw_block(model, z, a, t, g), a)
         rows.append(dict(block=t, pixel_change=change(y), attr_score=score(y) if decide is not None else None))
     block, rule = choose_block(rows, full_change, base if decide is not None else None, search.tol, search.min_visible)
     att = attending(model)
@@ -354,7 +354,7 @@ def _variations(self, n:int|None=None, seed:int=0) -> torch.Tensor:
     base = st.face(st.picked) if st.picked is not None else st.base     # again on a variations grid: the same face
     g = torch.Generator().manual_seed(int(seed))
     a = None if base['a'] is None else base['a'].expand(n, -1)
-    z = resample_block(self.model, base['z'].expand(n, *base['z'].shape[1:]), a, t, g)
+    z = redraw_block(self.model, base['z'].expand(n, *base['z'].shape[1:]), a, t, g)
     imgs = _images(self, z, a)
     self.history.append(ToolState('variations', z, a, imgs, int(seed), block=t, base=base, requested=st.requested,
                                   logits=_seen(self, imgs, st.requested)))

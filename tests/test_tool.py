@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import crvae.core
 from crvae.core import UserError, main
 from crvae.core import assets_home, checkpoints_home
-from crvae.tool import (BLOCK_FILE, BlockSearch, FaceTool, FaceToolUI, fine_tuning_block, measure_blocks, resample_block,
+from crvae.tool import (BLOCK_FILE, BlockSearch, FaceTool, FaceToolUI, fine_tuning_block, measure_blocks, redraw_block,
                         choose_block, app_notebook, voila_command, APP_SOURCE, badge_html, blank_png, _resolve_classifier)
 from crvae.training import train, load, find_run, read_run
 
@@ -219,7 +219,7 @@ def test_resample_block_keeps_the_rest(tool):
     a = torch.ones(3, 32); g = torch.Generator().manual_seed(0)
     z = m.sample_z(a, 3, g); z0 = z.clone()
     for t in range(m.T):
-        z2 = resample_block(m, z, a, t, g)
+        z2 = redraw_block(m, z, a, t, g)
         assert torch.equal(z, z0)                                               # the input is not modified
         assert (m.blocks(z2) != m.blocks(z)).any(-1).any(0).tolist() == [b == t for b in range(m.T)]
 
