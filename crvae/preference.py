@@ -1,4 +1,4 @@
-"""The papers' human evaluation for a classroom: the same attributes rendered by 2 or 3 runs in a seeded random order, each choice appended to a CSV that is never overwritten, and preference percentages with Wilson confidence intervals, as the columns of the papers' Table 2.
+"""The papers' human evaluation for a classroom: seeded trials of 2 or 3 runs, an append-only CSV, Wilson intervals.
 
 Docs: https://crvae.github.io/crvae/preference.html.md"""
 
@@ -135,7 +135,8 @@ class PreferenceStudy:
         if cond:
             info = cond[0].run
             names = [list(m.run['data']['attr_names']) for m in cond]
-            check(all(n == names[0] for n in names), "the conditional runs were trained on different attributes: compare runs of one dataset")
+            check(all(n == names[0] for n in names),
+                  "the conditional runs were trained on different attributes: compare runs of one dataset")
             self.attr_names = names[0]
             rows = run_attribute_table(info, data)['test_rows']                      # (M, N)
             self.rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.seed))]
@@ -151,7 +152,8 @@ class PreferenceStudy:
 # %% ../nbs/31_preference.ipynb #83e469bb
 def _order(self, t:int) -> list[int]:
     "The runs of trial `t` in the order they are shown (indices into the study's runs): seeded, random per trial."
-    check(isinstance(t, (int, np.integer)) and 0 <= t < self.n_trials, f"there is no trial {t}: the study has trials 0..{self.n_trials - 1}")
+    check(isinstance(t, (int, np.integer)) and 0 <= t < self.n_trials,
+          f"there is no trial {t}: the study has trials 0..{self.n_trials - 1}")
     return np.random.default_rng([self.seed, int(t)]).permutation(len(self.models)).tolist()
 
 @torch.no_grad()

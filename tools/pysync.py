@@ -10,6 +10,7 @@ import json, re, sys
 from pathlib import Path
 
 MARK = re.compile(r'^# %% (\S+\.ipynb) #(\w+)\s*$')
+ABS = re.compile(r'^(\s*)from \.([\w.]*) import', re.M)     # nbdev exports `from crvae.x import` as `from .x import`
 
 def blocks(py: Path):
     "{(notebook, cell id): code} of an exported module."
@@ -28,7 +29,7 @@ def blocks(py: Path):
     return out
 
 def sync(py: Path) -> int:
-    changed, by_nb = 0, {}
+    changed, by_nb, lib = 0, {}, py.parent.name
     for (nb, cid), code in blocks(py).items(): by_nb.setdefault(nb, {})[cid] = code
     for nb, codes in by_nb.items():
         d = json.loads(nb.read_text())
@@ -37,7 +38,8 @@ def sync(py: Path) -> int:
             src = ''.join(c['source']).splitlines()
             head = []
             while src and src[0].startswith('#|'): head.append(src.pop(0))
-            new = '\n'.join(head + [codes.pop(c['id'])])
+            code = ABS.sub(lambda m: f"{m.group(1)}from {lib}{'.' if m.group(2) else ''}{m.group(2)} import", codes.pop(c['id']))
+            new = '\n'.join(head + [code])
             if new != ''.join(c['source']):
                 c['source'] = new.splitlines(True); changed += 1
         if codes: sys.exit(f'{py}: cells {sorted(codes)} not found in {nb.name}')
