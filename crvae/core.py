@@ -346,9 +346,9 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
     'reproduce': ('crvae.reproduce', 'The main job: score the shipped checkpoints (or --train the '
                                      'comparison), draw the figures, write report.md/html'),
     'sample': ('crvae.sampling', 'Sample faces from a run for named attributes (the rest follow the training prevalence)'),
-    'ship': ('crvae.reproduce', 'Package a run as a small shipped checkpoint: fp16 weights, run.json, '
-                                'model card with command, data, machine and metrics'),
-    'ship-classifiers': ('crvae.reproduce', 'Copy the evaluation classifiers (fp16) into the shipped assets, with their cards'),
+    'ship': ('crvae.shipping', 'Package a run as a small shipped checkpoint: fp16 weights, run.json, '
+                               'model card with command, data, machine and metrics'),
+    'ship-classifiers': ('crvae.shipping', 'Copy the evaluation classifiers (fp16) into the shipped assets, with their cards'),
     'ship-results': ('crvae.reproduce', 'Score a run of the comparison and ship its result (small JSON), so '
                                         'the default report counts its seed'),
     'stage2': ('crvae.stage2', "Train the crVAE paper's Stage 2 (64 -> 128 px) on a stage-1 run; optional perceptual loss"),

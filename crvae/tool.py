@@ -144,7 +144,7 @@ def _resolve_classifier(classifier, info:dict) -> tuple:
         d = info.get('data') or {}
         ident = json.dumps([{k: d.get(k) for k in ('data', 'attr_names', 'size')}, str(assets_home()), str(data_home())], sort_keys=True)
         try:
-            from crvae.reproduce import eval_classifiers
+            from crvae.shipping import eval_classifiers
             if ident not in _CLASSIFIERS: _CLASSIFIERS[ident] = eval_classifiers(info['data'])
             classifier = _CLASSIFIERS[ident]
         except (UserError, ImportError, KeyError) as e:

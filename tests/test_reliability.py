@@ -177,7 +177,7 @@ def test_a_full_small_disk_while_training_and_shipping(small_disk, faces_1k, tmp
     check_left_behind(out)
     small_disk.grow('64m')
     assert train('cvae', out, steps=3, faces=faces_1k, ckpt_every=1, resume=True, **small)['step'] == 3
-    from crvae.reproduce import ship
+    from crvae.shipping import ship
     full = small_disk('256k')
     with pytest.raises(UserError, match='no space left on the device.*free some space'): ship(out, 'small', out=full)
     assert list(full.iterdir()) == []
