@@ -331,7 +331,7 @@ def markdown_table(rows:list[dict], columns:list[str]|None=None, floatfmt:str='.
 # Every command: its module and its help line. This table is the one place a command is declared (the module's
 # `@command` decorator adds the function and its arguments), so `crvae --help` lists them without importing anything.
 COMMAND_TABLE: dict[str, tuple[str, str]] = {
-    'app': ('crvae.tool', 'Serve the 2-stage face tool (acVAE Fig. 8) as a local web page with Voila, on 127.0.0.1 only'),
+    'app': ('crvae.app', 'Serve the 2-stage face tool (acVAE Fig. 8) as a local web page with Voila, on 127.0.0.1 only'),
     'bench': ('crvae.bench', 'Benchmark training, inference, generation, memory and FLOP/s per '
                              'model (the crVAE paper section 5 comparison)'),
     'classifiers': ('crvae.classifiers', 'Train the evaluation classifiers (attributes; recognition heads) of a '
