@@ -341,7 +341,7 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
     'evaluate': ('crvae.metrics', 'Score trained runs: inception score, attribute accuracy, Frechet '
                                   'distance (crvae features), recon error, ELBO'),
     'figures': ('crvae.figures', "Write the papers' figures (PNG) and tables (markdown) from trained runs"),
-    'info': ('crvae.models', 'Print per-module and total parameter counts of a model (--config tiny|paper)'),
+    'info': ('crvae.param_counts', 'Print per-module and total parameter counts of a model (--config tiny|paper)'),
     'reconstruct': ('crvae.sampling', 'Encode a face image and decode it again (the posterior mean)'),
     'reproduce': ('crvae.reproduce', 'The main job: score the shipped checkpoints (or --train the '
                                      'comparison), draw the figures, write report.md/html'),

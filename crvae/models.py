@@ -6,13 +6,13 @@ Docs: https://crvae.github.io/crvae/models.html.md"""
 
 # %% ../nbs/04_models.ipynb #21fe94ea
 from __future__ import annotations
-import argparse, dataclasses, json, math
+import dataclasses, math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from .core import UserError, check, did_you_mean, apply_overrides, markdown_table, command
+from .core import UserError, check, did_you_mean, apply_overrides
 from .bound import reparameterize
 from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRecurrentPath, AttributeEmbedding,
                           AttributeAttention, concat_blocks, to_blocks, from_blocks, DiscriminatorTrunk, GANHead, MIHead,
@@ -20,10 +20,10 @@ from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRec
 
 # %% auto #0
 __all__ = ['MODEL_NAMES', 'PRESETS', 'CONDITIONAL', 'WITH_GAN', 'PROGRESSIVE_MODELS', 'FAMILY', 'CR_ALPHAS', 'TINY_BETA',
-           'CR_MI_WEIGHTS', 'SIZE_BUILDERS', 'MAX_PARAMS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'check_model_name',
-           'ModelConfig', 'model_config', 'FaceModel', 'Discriminator', 'ChannelRecurrentEncoder', 'GenerationPath',
+           'CR_MI_WEIGHTS', 'SIZE_BUILDERS', 'MAX_PARAMS', 'check_model_name', 'ModelConfig', 'model_config',
+           'FaceModel', 'Discriminator', 'AttributeBlocksEncoder', 'ChannelRecurrentEncoder', 'GenerationPath',
            'ChannelRecurrentModel', 'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model',
-           'count_params', 'param_table', 'meta_model', 'model_info']
+           'count_params', 'param_table', 'meta_model']
 
 # %% ../nbs/04_models.ipynb #9fc73956
 MODEL_NAMES = ('vae', 'conv-vae', 'crvae', 'vae-gan', 'crvae-gan', 'cvae', 'cgan', 'cvae-gan', 'ccrvae-gan', 'acvae-gan')
@@ -284,8 +284,8 @@ class Discriminator(nn.Module):
         return dict(logit=logit, prob=torch.sigmoid(logit), mi=self.mi_head(f) if self.mi_head is not None else None)
 
 # %% ../nbs/04_models.ipynb #e89f5dde
-class ChannelRecurrentEncoder(nn.Module):
-    "Conv stack, [attribute blocks], mean path mu = conv3x3 + per-element bias: x -> (features h', mu)."
+class AttributeBlocksEncoder(nn.Module):
+    "The encoders' shared front: the conv stack and, when conditional, an attribute embedding of c_a x s x s per block."
     def __init__(self, cfg:ModelConfig, n_attrs:int=0):
         super().__init__()
         s, T = cfg.latent_side, cfg.T
@@ -293,9 +293,14 @@ class ChannelRecurrentEncoder(nn.Module):
         C = self.conv.out_channels
         self.attr_embed = AttributeEmbedding(n_attrs, cfg.attr_channels * s * s) if n_attrs else None
         self.attr_shape, self.T = (cfg.attr_channels, s, s), T
-        self.out_channels = C + T * cfg.attr_channels if n_attrs else C
+        self.out_channels = C + T * cfg.attr_channels if n_attrs else C      # channels of [h_t, emb_t] over the T blocks
+
+class ChannelRecurrentEncoder(AttributeBlocksEncoder):
+    "Conv stack, [attribute blocks], mean path mu = conv3x3 + per-element bias: x -> (features h', mu)."
+    def __init__(self, cfg:ModelConfig, n_attrs:int=0):
+        super().__init__(cfg, n_attrs)
         self.mu = nn.Conv2d(self.out_channels, cfg.z_channels, 3, 1, 1)
-        self.mu_bias = LearnableBias(cfg.z_channels, s, s)
+        self.mu_bias = LearnableBias(cfg.z_channels, cfg.latent_side, cfg.latent_side)
     def forward(self, x, y_steps=None):
         h = self.conv(x)                                                   # (B, C, s, s)
         if self.attr_embed is not None:
@@ -362,16 +367,11 @@ class ChannelRecurrentModel(FaceModel):
         return self.prior_net(self.attn(a)) if self.name == 'acvae-gan' else self.prior_net(a)
 
 # %% ../nbs/04_models.ipynb #ae7a9410
-class FCEncoder(nn.Module):
+class FCEncoder(AttributeBlocksEncoder):
     "Conv stack, [attribute blocks], flatten, two Linear layers: x -> (mu, logvar), each (B, z_dim)."
     def __init__(self, cfg:ModelConfig, n_attrs:int=0):
-        super().__init__()
-        s, T = cfg.latent_side, cfg.T
-        self.conv = EncoderConvStack(cfg.enc_widths, cfg.enc_stem, cfg.bn_eps, cfg.bn_momentum)
-        C = self.conv.out_channels
-        self.attr_embed = AttributeEmbedding(n_attrs, cfg.attr_channels * s * s) if n_attrs else None
-        self.attr_shape, self.T = (cfg.attr_channels, s, s), T
-        F_ = (C + T * cfg.attr_channels if n_attrs else C) * s * s
+        super().__init__(cfg, n_attrs)
+        F_ = self.out_channels * cfg.latent_side ** 2
         self.mu, self.logvar = nn.Linear(F_, cfg.z_dim), nn.Linear(F_, cfg.z_dim)
     def forward(self, x, a=None):
         h = self.conv(x)                                                   # (B, C, s, s)
@@ -484,36 +484,3 @@ def meta_model(cfg:ModelConfig, fix:str) -> FaceModel:
     check(n <= MAX_PARAMS, f"the model config makes a {cfg.model} of {n:,} parameters ({n * 4 / 1e9:,.0f} GB of weights; "
                            f"at most {MAX_PARAMS:,}); {fix}")
     return model
-
-def model_info(name:str, preset:str='tiny', sets:list[str]|None=None) -> dict:
-    "`param_table` of model `name` built on the meta device (no memory, no initialisation cost)."
-    cfg = model_config(name, preset, sets)
-    return param_table(meta_model(cfg, "change the --set values (sizes and widths are positive and moderate)"))
-
-# %% ../nbs/04_models.ipynb #08f61633
-RELEASED_COUNTS = {'crvae-gan': 20.53e6, 'vae-gan': 22.80e6, 'ccrvae-gan': 20.43e6, 'acvae-gan': 18.55e6}
-RELEASED_GENERATOR = {'crvae-gan': 13.00e6, 'vae-gan': 17.54e6}
-
-# %% ../nbs/04_models.ipynb #c60dbe57
-def _info_args(p:argparse.ArgumentParser):
-    p.add_argument('model', help=f"a model name ({', '.join(MODEL_NAMES)}) or 'all'")
-    p.add_argument('--config', default='tiny', help='preset: tiny or paper (default tiny)')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='override a config field (repeatable)')
-    p.add_argument('--json', action='store_true', help='print JSON instead of a table')
-
-@command('info', _info_args)
-def _info_cmd(args):
-    names = MODEL_NAMES if args.model == 'all' else [check_model_name(args.model)]
-    infos = [model_info(n, args.config, args.sets) for n in names]
-    if args.json:
-        print(json.dumps(infos if args.model == 'all' else infos[0], indent=2)); return
-    if args.model == 'all':
-        print(markdown_table([dict(model=i['model'], generator=i['generator'], discriminator=i['discriminator'],
-                                   total=i['total'], total_M=round(i['total'] / 1e6, 2)) for i in infos]))
-        return
-    i = infos[0]
-    rows = [dict(module=k, params=v, M=round(v / 1e6, 3)) for k, v in i['parts'].items()]
-    rows += [dict(module='generator side', params=i['generator'], M=round(i['generator'] / 1e6, 3)),
-             dict(module='discriminator', params=i['discriminator'], M=round(i['discriminator'] / 1e6, 3)),
-             dict(module='total', params=i['total'], M=round(i['total'] / 1e6, 3))]
-    print(f"{i['model']} ({i['preset']} preset)\n" + markdown_table(rows))

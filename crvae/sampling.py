@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from .core import UserError, check, get_device, command, check_range, check_seed
-from .data import FaceData, load_faces, to_float, to_uint8, image_too_large
+from .data import FaceData, load_faces, to_float, to_uint8
+from .images import image_too_large
 
 # %% auto #0
 __all__ = ['ATTR_VALUES', 'UNNAMED', 'DECODE_BATCH', 'SAMPLE_LIMITS', 'parse_attrs', 'run_attr_names', 'run_faces',
