@@ -253,7 +253,8 @@ def _app_args(p:argparse.ArgumentParser):
     p.add_argument('--block', type=int, default=None, help='fine-tuning block to use instead of the measured one')
     p.add_argument('--n', type=int, default=9, help='faces per grid (default 9)')
     p.add_argument('--device', default='cpu', help='cpu (default), cuda or mps')
-    p.add_argument('--threads', type=int, default=1, help='PyTorch CPU threads of the measurement and the page kernel (default 1: steady latency)')
+    p.add_argument('--threads', type=int, default=1, help='PyTorch CPU threads of the measurement and the page kernel '
+                                                          '(default 1: steady latency)')
     p.add_argument('--recompute', action='store_true', help='measure the fine-tuning block again')
 
 @command('app', _app_args)
@@ -294,5 +295,6 @@ def _app_cmd(args):
             try: proc.wait(10)
             except subprocess.TimeoutExpired: proc.kill(); proc.wait()
         shutil.rmtree(folder, ignore_errors=True)
-    check(rc in (0, -signal.SIGTERM, -signal.SIGINT), f"Voila stopped with exit code {rc}: is port {port} free? (choose another with --port)")
+    check(rc in (0, -signal.SIGTERM, -signal.SIGINT), f"Voila stopped with exit code {rc}: is port {port} free? (choose "
+                                                      f"another with --port)")
     return 0

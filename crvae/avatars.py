@@ -56,7 +56,8 @@ _STRAIGHT = {'BOB', 'LONG_NOT_TOO_LONG', 'MIA_WALLACE', 'STRAIGHT_1', 'STRAIGHT_
              'CAESAR_SIDE_PART', 'HALF_SHAVED', 'SHORT_ROUND'}
 _WAVY = {'BIG_HAIR', 'CURVY', 'SHORT_WAVED', 'LOOSE_HAIR', 'BRIDE', 'LONG_HAIR_CURLY', 'SHAGGY', 'SHAGGY_MULLET', 'WILD', 'MOWGLI'}
 _CURLY = {'CURLY', 'CURLY_2', 'FRO', 'FRO_BAND', 'FRIZZLE', 'SHORT_CURLY', 'SHORT_DREADS_2', 'FRIDA'}
-_CLEAR_GLASSES, _DARK_GLASSES = {'PRESCRIPTION_1', 'PRESCRIPTION_2', 'ROUND'}, {'KURT', 'SUNGLASSES', 'SUNGLASSES_2', 'WAYFARERS', 'WAYFARERS_2'}
+_CLEAR_GLASSES = {'PRESCRIPTION_1', 'PRESCRIPTION_2', 'ROUND'}
+_DARK_GLASSES = {'KURT', 'SUNGLASSES', 'SUNGLASSES_2', 'WAYFARERS', 'WAYFARERS_2'}
 
 # name: (part family, the parts for which the attribute is +1, meaning)
 ATTRIBUTE_TABLE = {
@@ -71,7 +72,8 @@ ATTRIBUTE_TABLE = {
     'Eyeglasses':          ('accessory', _CLEAR_GLASSES | _DARK_GLASSES, 'any glasses, sunglasses included (as CelebA)'),
     'Goatee':              ('facial_hair', {'WICK_BEARD'}, 'beard around the mouth and chin'),
     'Gray_Hair':           ('hair_color', {'SILVER_GRAY', 'PLATINUM'}, 'visible head hair is grey or platinum'),
-    'Mouth_Slightly_Open': ('mouth', {'DEFAULT', 'SMILE', 'BIG_SMILE', 'TONGUE', 'DISBELIEF', 'SCREAM_OPEN', 'CONCERNED'}, 'the mouth shows an opening'),
+    'Mouth_Slightly_Open': ('mouth', {'DEFAULT', 'SMILE', 'BIG_SMILE', 'TONGUE', 'DISBELIEF', 'SCREAM_OPEN', 'CONCERNED'},
+                            'the mouth shows an opening'),
     'Mustache':            ('facial_hair', {'MOUSTACHE_FANCY', 'MOUSTACHE_MAGNUM', 'EINSTEIN_MOUSTACHE'}, 'moustache without beard'),
     'Narrow_Eyes':         ('eyes', {'SQUINT'}, 'squinting eyes'),
     'No_Beard':            ('facial_hair', {'NONE'}, 'no facial hair'),
@@ -134,21 +136,25 @@ def sample_avatar_spec(rng:np.random.Generator) -> dict:
     if mood == 'happy':
         s['mouth'] = _pick(rng, ['SMILE', 'BIG_SMILE', 'TWINKLE', 'TONGUE'], [0.35, 0.35, 0.2, 0.1])
         s['eyes'] = 'HAPPY' if rng.random() < 0.4 else _pick(rng, ['DEFAULT', 'SIDE', 'SQUINT', 'WINK', 'SURPRISED'])
-        s['eyebrows'] = _pick(rng, ['RAISED_EXCITED', 'RAISED_EXCITED_NATURAL', 'UP_DOWN', 'UP_DOWN_NATURAL']) if rng.random() < 0.4 else None
+        arched = ['RAISED_EXCITED', 'RAISED_EXCITED_NATURAL', 'UP_DOWN', 'UP_DOWN_NATURAL']
+        s['eyebrows'] = _pick(rng, arched) if rng.random() < 0.4 else None
     elif mood == 'sad':
         s['mouth'] = _pick(rng, ['SAD', 'CONCERNED'])
         s['eyes'] = _pick(rng, ['DEFAULT', 'CRY', 'CLOSED', 'SIDE', 'SQUINT'], [0.4, 0.2, 0.15, 0.1, 0.15])
         s['eyebrows'] = _pick(rng, ['SAD_CONCERNED', 'SAD_CONCERNED_NATURAL']) if rng.random() < 0.5 else None
     else:
         s['mouth'] = _pick(rng, ['DEFAULT', 'SERIOUS', 'DISBELIEF', 'SCREAM_OPEN', 'EATING', 'GRIMACE'], [0.35, 0.25, 0.12, 0.08, 0.1, 0.1])
-        s['eyes'] = _pick(rng, ['DEFAULT', 'SIDE', 'SQUINT', 'SURPRISED', 'CLOSED', 'EYE_ROLL', 'WINK'], [0.35, 0.1, 0.15, 0.12, 0.12, 0.08, 0.08])
+        s['eyes'] = _pick(rng, ['DEFAULT', 'SIDE', 'SQUINT', 'SURPRISED', 'CLOSED', 'EYE_ROLL', 'WINK'],
+                          [0.35, 0.1, 0.15, 0.12, 0.12, 0.08, 0.08])
         s['eyebrows'] = None
     if s['eyebrows'] is None:
         bushy = ['UNIBROW_NATURAL', 'FLAT_NATURAL', 'FROWN_NATURAL', 'ANGRY_NATURAL']
-        s['eyebrows'] = _pick(rng, bushy) if rng.random() < (0.3 if m else 0.08) else _pick(rng, ['DEFAULT', 'DEFAULT_NATURAL', 'ANGRY', 'UP_DOWN'])
+        s['eyebrows'] = (_pick(rng, bushy) if rng.random() < (0.3 if m else 0.08)
+                         else _pick(rng, ['DEFAULT', 'DEFAULT_NATURAL', 'ANGRY', 'UP_DOWN']))
     if s['accessory'] in _DARK_GLASSES: s['eyes'] = 'DEFAULT'  # hidden behind dark lenses
     tie = rng.random() < (0.22 if m else 0.06)
-    s['clothing'] = _pick(rng, ['BOND_SUIT', 'SHIRT_WICK']) if tie else _pick(rng, [c for c in CLOTHES if c not in ('BOND_SUIT', 'SHIRT_WICK')])
+    s['clothing'] = (_pick(rng, ['BOND_SUIT', 'SHIRT_WICK']) if tie
+                     else _pick(rng, [c for c in CLOTHES if c not in ('BOND_SUIT', 'SHIRT_WICK')]))
     s['clothing_color'] = _pick(rng, CLOTHING_COLORS)
     s['background'] = _pick(rng, BACKGROUNDS)
     s['graphic'] = _pick(rng, GRAPHICS)      # drawn only on GRAPHIC_SHIRT; not a labelled family

@@ -219,7 +219,8 @@ class FaceData:
 
     def attr_index(self, name:str) -> int:
         "The column of attribute `name` (a `UserError` listing the valid names otherwise)."
-        check(name in self.attr_names, f"unknown attribute {name!r}{did_you_mean(name, self.attr_names)}; valid: {', '.join(self.attr_names)}")
+        check(name in self.attr_names, f"unknown attribute {name!r}{did_you_mean(name, self.attr_names)}; valid: "
+                                       f"{', '.join(self.attr_names)}")
         return self.attr_names.index(name)
 
     def __repr__(self):
@@ -239,7 +240,8 @@ def iterate_batches(data:FaceData, batch_size:int, shuffle:bool=True, flip:bool=
     "One epoch of (images in [-1, 1], attributes) batches from `data`, converted and flipped on `device`."
     n = len(data)
     _check_positive('batch size', batch_size)
-    check(not drop_last or batch_size <= n, f"batch size {batch_size} is larger than the {n} images of {data.name}; use a smaller --set batch_size")
+    check(not drop_last or batch_size <= n, f"batch size {batch_size} is larger than the {n} images of {data.name}; use a "
+                                            f"smaller --set batch_size")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
     for s in range(0, stop, batch_size):
@@ -339,7 +341,8 @@ def _celeba_cache(root, size, out, workers, progress, limit) -> tuple[Path, bool
     _check_lists_agree(files, names, lines, part, part_lines)
     if limit: names, attrs = names[:limit], attrs[:limit]
     missing = [f for f in names if f not in part]
-    if missing: raise UserError(f"{files['partition']} has no partition for {len(missing)} image(s), e.g. {missing[0]}; use CelebA's own file")
+    if missing: raise UserError(f"{files['partition']} has no partition for {len(missing)} image(s), e.g. {missing[0]}; "
+                                f"use CelebA's own file")
     images, absent = _image_list(files['images'], names)
     if absent: raise UserError(f"{len(absent)} image(s) listed in {files['attrs'].name} are missing from {files['images']}, e.g. "
                                f"{absent[0]}; restore them or fix the folder; {CELEBA_LAYOUTS}")
@@ -441,7 +444,8 @@ def _data_args(p):
     a.add_argument('--out', default=None, help='cache root folder (default: $CRVAE_DATA/avatars or ~/.cache/crvae/avatars)')
     a.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
     a.add_argument('--rebuild', action='store_true', help='rebuild even if the cache exists')
-    for name, h in (('celeba', 'preprocess a local CelebA folder (official or Kaggle layout)'), ('folder', 'preprocess a folder of images')):
+    for name, h in (('celeba', 'preprocess a local CelebA folder (official or Kaggle layout)'),
+                    ('folder', 'preprocess a folder of images')):
         c = sub.add_parser(name, help=h)
         c.add_argument('--root', required=True, help='the dataset folder')
         c.add_argument('--size', type=int, default=64)

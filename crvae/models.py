@@ -110,8 +110,10 @@ class ModelConfig:
         check(self.z_dim % self.T == 0, f"T={self.T} must divide z_dim={self.z_dim}")
         check(self.enc_widths[-1] % self.T == 0 and self.d_widths[-1] % self.T == 0,
               f"T={self.T} must divide the encoder and discriminator output channels ({self.enc_widths[-1]}, {self.d_widths[-1]})")
-        check(len(self.kl_alphas) == self.T, f"kl_alphas has {len(self.kl_alphas)} values for T={self.T}: --set kl_alphas=[...] with T values")
-        check(len(self.mi_weights) == self.T, f"mi_weights has {len(self.mi_weights)} values for T={self.T}: --set mi_weights=[...] with T values")
+        check(len(self.kl_alphas) == self.T, f"kl_alphas has {len(self.kl_alphas)} values for T={self.T}: --set "
+                                             f"kl_alphas=[...] with T values")
+        check(len(self.mi_weights) == self.T, f"mi_weights has {len(self.mi_weights)} values for T={self.T}: --set "
+                                              f"mi_weights=[...] with T values")
         check(self.kl_form in ('code', 'paper'), f"kl_form={self.kl_form!r}: use 'code' or 'paper'")
         check(self.decoder_batch in ('joint', 'separate'), f"decoder_batch={self.decoder_batch!r}: use 'joint' or 'separate'")
         check(self.d_gate in ('all', 'head'), f"d_gate={self.d_gate!r}: use 'all' or 'head'")
@@ -139,7 +141,8 @@ def _preset(name:str, preset:str) -> dict:
                  d_stem=8 if acv else 0, d_widths=(8, 16, 32, 64) if (acv or fam == 'fc') else (16, 32, 64, 64),
                  d_fc=256, mbd_kernels=32, mi_channels=16, batch_size=64,
                  bn_momentum=0.1,      # running statistics averaged over about 10 batches, not one (training notebook)
-                 lstm_lr_factor=1.0,   # LSTMs at the full lr: at lr/8 acvae-gan's LSTM prior learns the attributes too slowly for a CPU budget (training notebook)
+                 lstm_lr_factor=1.0,   # LSTMs at the full lr: at lr/8 acvae-gan's LSTM prior learns the attributes too slowly
+                                       # for a CPU budget (training notebook)
                  dropout=0.0)   # behind 0.5 (Lua) dropout the narrow tiny D learns nothing: its GAN loss stays at log 2 (training notebook)
     # loss weights and learning rates of the released runs
     if name in ('crvae', 'crvae-gan'): d.update(kl_alphas=CR_ALPHAS, beta=0.0125, kappa=0.02, lr=3e-4, lr_d=1.5e-4, lr_d_heads=3e-4)
@@ -192,7 +195,8 @@ class FaceModel(nn.Module):
         check(a is not None, f"{self.name} is conditional: pass the attributes a, shape (B, {self.n_attrs}), values +-1")
         a = torch.as_tensor(a, dtype=torch.float32, device=self.device)
         if a.dim() == 1: a = a.unsqueeze(0)
-        check(a.dim() == 2 and a.shape[1] == self.n_attrs, f"{self.name} expects attributes of shape (B, {self.n_attrs}); got {tuple(a.shape)}")
+        check(a.dim() == 2 and a.shape[1] == self.n_attrs, f"{self.name} expects attributes of shape (B, {self.n_attrs}); "
+                                                           f"got {tuple(a.shape)}")
         if n is not None and a.shape[0] != n:
             check(a.shape[0] == 1, f"{a.shape[0]} attribute rows for n={n} samples: give one row or n rows")
             a = a.expand(n, -1)

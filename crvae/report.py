@@ -64,7 +64,8 @@ def summary_rows(by_role:dict, sources:dict) -> list[dict]:
         mins = [(r.get('train_seconds_total') or r['train_seconds']) / 60 for r in rs if r.get('train_seconds')]
         rec = [r['reconstruction']['recon_mse'] for r in rs if r.get('reconstruction')]
         rows.append({'model': role, 'paper label': f"{COMPARISON[role]['label']} ({COMPARISON[role]['paper']})",
-                     'seeds': S, 'steps': int(np.mean(steps)) if steps else None, 'train min': round(float(np.mean(mins)), 1) if mins else None,
+                     'seeds': S, 'steps': int(np.mean(steps)) if steps else None,
+                     'train min': round(float(np.mean(mins)), 1) if mins else None,
                      'IS': _pm(np.mean(isv), sd(isv) if S > 1 else rs[0]['inception_score']['std']),
                      'attr acc %': _pm(np.mean(acc), sd(acc) if S > 1 else None, 1) if acc else None,
                      'real attr acc %': round(100 * rs[0]['reference']['attribute_accuracy']['mean'], 1) if acc else None,

@@ -69,7 +69,8 @@ def _train_run(role:str, run_dir:Path, steps:int, seed:int, faces, preset:str, d
     from crvae.runs import read_run, read_state, _latest_checkpoint
     from crvae.training import train
     spec = COMPARISON[role]
-    sets = list(spec['sets']) + ([f'snapshot_every={snapshot_every}', 'keep_snapshots=10'] if snapshot_every and spec['model'] == 'crvae-gan' else [])
+    snaps = [f'snapshot_every={snapshot_every}', 'keep_snapshots=10'] if snapshot_every and spec['model'] == 'crvae-gan' else []
+    sets = list(spec['sets']) + snaps
     if (run_dir/'run.json').exists():
         info = read_run(run_dir)
         done = int(info.get('last_step') or 0)
@@ -151,7 +152,8 @@ def _result_row(role:str, f:Path) -> tuple[dict, list[str]]:
     "`_run_row` for a shipped per-seed result (`ship_results`): the run itself is not shipped, only its scores and command."
     rec = load_json(f); res = rec['result']
     secs = res.get('train_seconds_total') or res.get('train_seconds')
-    return dict(model=role, checkpoint=f'{f.name} (scores only)', command=f"`{rec.get('command')}`", data=rec.get('data'), seed=res.get('seed'),
+    return dict(model=role, checkpoint=f'{f.name} (scores only)', command=f"`{rec.get('command')}`", data=rec.get('data'),
+                seed=res.get('seed'),
                 steps=res.get('steps_total') or res.get('step'), **{'train min': round(secs / 60, 1) if secs else None},
                 machine=rec.get('machine'), card=None), [rec.get('command')]
 
@@ -229,15 +231,17 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
     cmd = command_line or ('crvae reproduce' + how +
                            f' --out {out}')
     runs = {(r, p): (_result_row if Path(p).suffix == '.json' else _run_row)(r, Path(p)) for r in roles for p in sources[r]}
-    meta = dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'), machine=machine_info(),
+    meta = dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'),
+                machine=machine_info(),
                 what=f"The comparison of the crVAE-GAN and acVAE-GAN papers on {faces.name} ({len(faces)} faces, {faces.size} px), {mode}."
                      + (' Seeds after the first: the scores shipped with them (`crvae ship-results`).' if not train else '')
                      + (f" Left out: {'; '.join(shipped_notes)}." if shipped_notes else ''),
                 eval=dataclasses.asdict(cfg), data=f"{faces.name} ({Path(faces.manifest.get('path', '')).name or len(faces)})",
-                classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})', sources={r: [str(p) for p in ps] for r, ps in sources.items()},
+                classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})',
+                sources={r: [str(p) for p in ps] for r, ps in sources.items()},
                 runs=[row for row, _ in runs.values()],
                 commands=[cmd, '', '# how each checkpoint was made' + ('' if train else ' (then: crvae ship RUN_DIR --name NAME)')] +
-                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run on its own line
+                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run: a line
     md = report_markdown(by_role, claims, figures, meta)
     atomic_write_text(out/'report.md', md)
     atomic_write_text(out/'report.html', md_to_html(md, f'crvae reproduce: {mode}'))
@@ -259,8 +263,10 @@ def _reproduce_args(p):
     p.add_argument('--n', type=int, default=30000, help='with --train: number of avatar faces (30000)')
     p.add_argument('--size', type=int, default=64, help='image size (64)')
     p.add_argument('--models', default=None, help=f"comma-separated subset of the comparison ({','.join(COMPARISON)})")
-    p.add_argument('--assets', default=None, help='folder of the shipped checkpoints/ and classifiers/ (default $CRVAE_ASSETS or crvae/assets)')
-    p.add_argument('--snapshot-every', type=int, default=50, help='with --train: keep crvae-gan weight snapshots every N steps for crVAE Fig. 6 (0: none)')
+    p.add_argument('--assets', default=None, help='folder of the shipped checkpoints/ and classifiers/ (default '
+                                                  '$CRVAE_ASSETS or crvae/assets)')
+    p.add_argument('--snapshot-every', type=int, default=50, help='with --train: keep crvae-gan weight snapshots every N steps for '
+                                                                  'crVAE Fig. 6 (0: none)')
     p.add_argument('--device', default='cpu', help='cpu (default), auto, cuda, mps')
     p.add_argument('--quiet', action='store_true', help='no progress display')
     _eval_args(p)

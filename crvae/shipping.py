@@ -209,7 +209,8 @@ def model_card(name:str, info:dict, res:dict, faces:FaceData|None, shipped:dict,
     tc = info.get('train_config') or {}
     return dict(name=name, model=info['model'], role=role, paper=COMPARISON.get(role or '', {}).get('paper'),
                 command=train_command(info), data=data_manifest(info, faces), seed=tc.get('seed'),
-                steps=shipped.get('step'), epochs=_epochs(shipped.get('step'), (info.get('model_config') or {}).get('batch_size'), (info.get('data') or {}).get('n_train')),
+                steps=shipped.get('step'), epochs=_epochs(shipped.get('step'), (info.get('model_config') or {}).get('batch_size'),
+                                                          (info.get('data') or {}).get('n_train')),
                 train_seconds=info.get('train_seconds'), recipe=recipe(info), train_seconds_total=_seconds_total(info),
                 training_machine=dict(machine=info.get('machine'), device=info.get('device'), torch=info.get('torch_version'),
                                       crvae=info.get('crvae_version'), created=info.get('created')),
@@ -255,7 +256,8 @@ def _ci_check(model, info:dict, classifiers_root=None) -> dict|None:
     if d.get('data') != 'avatars': return None
     small = load_faces('avatars', None, d.get('size', 64), 1000, d.get('seed', 0), progress=False)
     res = evaluate_checkpoint(model, small, eval_classifiers(small, root=classifiers_root), CHECK_CONFIG)
-    return dict(data=dict(data='avatars', n=1000, size=d.get('size', 64), seed=d.get('seed', 0)), evaluation=dataclasses.asdict(CHECK_CONFIG),
+    return dict(data=dict(data='avatars', n=1000, size=d.get('size', 64), seed=d.get('seed', 0)),
+                evaluation=dataclasses.asdict(CHECK_CONFIG),
                 classifiers=res['classifier_versions'], metrics=_metrics_summary(res))
 
 def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:EvalConfig|None=None, faces:FaceData|None=None,
@@ -287,7 +289,8 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
         keep = model_from_run(info).decoder_keys() if snaps else []    # a snapshot is shipped for decoding (crVAE Fig. 6): its decoder
         for p in snaps:
             w = read_weights(p)
-            atomic_write_bytes(tmp/'snapshots'/p.name, safetensors_bytes(cast_weights({k: w[k] for k in keep}, dtype), dict(dtype=dtype, part='decoder')))
+            blob_p = safetensors_bytes(cast_weights({k: w[k] for k in keep}, dtype), dict(dtype=dtype, part='decoder'))
+            atomic_write_bytes(tmp/'snapshots'/p.name, blob_p)
         shipped = dict(source=Path(src).name, step=step, dtype=dtype, sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
                        snapshots=[p.name for p in snaps], created=time.strftime('%Y-%m-%d %H:%M:%S'), crvae_version=crvae.__version__)
         portable = {k: v for k, v in info.items() if k != 'path'}
@@ -335,7 +338,8 @@ def ship_classifiers(data:FaceData, src=None, out=None, dtype:str='float16', for
         test = eval_subset(data, check_n)
         a, b = clf.score(test.images), small.score(test.images)
         agree = dict(attributes=float(((a['attr_logits'] > 0) == (b['attr_logits'] > 0)).double().mean()),
-                     recognition=float(np.mean([(a['probs'][h].argmax(1) == b['probs'][h].argmax(1)).double().mean().item() for h in a['probs']])))
+                     recognition=float(np.mean([(a['probs'][h].argmax(1) == b['probs'][h].argmax(1)).double().mean().item()
+                                                for h in a['probs']])))
         for k in CLASSIFIER_KINDS:
             c = load_json(tmp/f'{k}.json'); c['shipped']['agreement_with_source'] = dict(n_test_faces=len(test), **agree)
             save_json(tmp/f'{k}.json', c)
@@ -346,13 +350,15 @@ def ship_classifiers(data:FaceData, src=None, out=None, dtype:str='float16', for
 # %% ../nbs/88_shipping.ipynb #a1f00008
 def _eval_args(p):
     p.add_argument('--eval', dest='eval_preset', default='default', help='evaluation preset: default (1,000 test faces) or tiny')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='change an EvalConfig field, e.g. n_test=500')
+    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='change an EvalConfig '
+                                                                                                'field, e.g. n_test=500')
     p.add_argument('--classifiers', default=None, help='evaluation classifiers folder (default: shipped, else $CRVAE_DATA/classifiers)')
 
 def _ship_args(p):
     p.add_argument('run', help='the run folder to ship')
     p.add_argument('--name', required=True, help='checkpoint name, e.g. acvae-gan-avatars64')
-    p.add_argument('--out', default=None, help='folder of shipped checkpoints (default: crvae/assets/checkpoints, or $CRVAE_ASSETS/checkpoints)')
+    p.add_argument('--out', default=None, help='folder of shipped checkpoints (default: crvae/assets/checkpoints, or '
+                                               '$CRVAE_ASSETS/checkpoints)')
     p.add_argument('--dtype', default='float16', help='weights dtype: float16 (default), bfloat16 or float32')
     p.add_argument('--snapshots', type=int, default=0, help='also ship the last K weight snapshots (crVAE Fig. 6)')
     p.add_argument('--force', action='store_true', help='replace an existing checkpoint of that name')
@@ -367,7 +373,8 @@ def _ship_cmd(args):
     card = load_json(dest/'card.json')
     size = sum(f.stat().st_size for f in dest.rglob('*') if f.is_file())
     print(markdown_table([dict(metric=k, value=v) for k, v in card['metrics'].items()]))
-    print(f"shipped {args.run} as {dest} ({size / 1e6:.1f} MB, {card['shipped']['dtype']}, step {card['steps']}) in {time.time() - t0:.0f} s")
+    print(f"shipped {args.run} as {dest} ({size / 1e6:.1f} MB, {card['shipped']['dtype']}, step {card['steps']}) in "
+          f"{time.time() - t0:.0f} s")
 
 def _ship_classifiers_args(p):
     p.add_argument('--data', default='avatars', help='the dataset whose classifiers to ship (avatars)')
@@ -386,5 +393,6 @@ def _ship_classifiers_cmd(args):
     c = load_json(dest/'attributes.json')
     size = sum(f.stat().st_size for f in dest.rglob('*') if f.is_file())
     print(f"shipped classifiers to {dest} ({size / 1e6:.1f} MB, {args.dtype}); agreement with the originals on "
-          f"{c['shipped']['agreement_with_source']['n_test_faces']} test faces: attributes {c['shipped']['agreement_with_source']['attributes']:.4f}, "
+          f"{c['shipped']['agreement_with_source']['n_test_faces']} test faces: attributes "
+          f"{c['shipped']['agreement_with_source']['attributes']:.4f}, "
           f"recognition {c['shipped']['agreement_with_source']['recognition']:.4f}")

@@ -57,7 +57,8 @@ def choose_block(rows:list[dict], full_change:float, base_score:float|None, tol:
     keeps = [r for r in rows if base_score is None or r['attr_score'] >= base_score - tol]
     visible = [r for r in keeps if r['pixel_change'] >= min_visible * full_change]
     if visible: return min(visible, key=lambda r: r['pixel_change'])['block'], 'smallest visible change that keeps the attributes'
-    if keeps: return min(keeps, key=lambda r: r['pixel_change'])['block'], 'no block passed the visibility floor: smallest change that keeps the attributes'
+    if keeps: return (min(keeps, key=lambda r: r['pixel_change'])['block'],
+                      'no block passed the visibility floor: smallest change that keeps the attributes')
     best = max(rows, key=lambda r: (r['attr_score'], -r['pixel_change']))
     return best['block'], 'no block kept the attributes within tol: the best attribute score'
 
@@ -77,7 +78,8 @@ def measure_blocks(model, attr_rows:torch.Tensor|None=None, classifier=None, sea
     check(n >= 1, f"n_faces={n}: measure at least one face")
     a = None
     if model.conditional:
-        check(attr_rows is not None and len(attr_rows) > 0, f"{model.name} is conditional: give attribute vectors (attr_rows) to measure with")
+        check(attr_rows is not None and len(attr_rows) > 0, f"{model.name} is conditional: give attribute vectors "
+                                                            f"(attr_rows) to measure with")
         a = torch.as_tensor(attr_rows, dtype=torch.float32)[torch.arange(n) % len(attr_rows)].to(model.device)   # (n, N)
     z = model.sample_z(a, n, g)                                            # (n, *latent_shape)
     x = render(model, z, a)                                                # (n, 3, H, W)
@@ -126,7 +128,8 @@ def run_attribute_table(info:dict, data:FaceData|None=None, n_avatars:int=1000) 
     if data is None:
         from crvae.data import load_avatars, load_faces
         if d.get('data', 'avatars') == 'avatars':        # the first n faces of a bigger avatar set are the n-face set
-            data = load_avatars(n=min(int(d.get('n') or n_avatars), n_avatars), size=int(d.get('size', 64)), seed=int(d.get('seed', 0)), progress=False)
+            data = load_avatars(n=min(int(d.get('n') or n_avatars), n_avatars), size=int(d.get('size', 64)), seed=int(d.get('seed', 0)),
+                                progress=False)
         else: data = load_faces(d['data'], d.get('root'), int(d.get('size', 64)), d.get('n'), progress=False)
     check(list(data.attr_names) == list(names), f"the data's attributes ({len(data.attr_names)}) are not the run's ({len(names)}): "
                                                 f"pass the data the run was trained on")
@@ -155,7 +158,8 @@ def _resolve_classifier(classifier, info:dict) -> tuple:
         if names and list(classifier.attr_names) != list(names):
             return None, None, "the classifiers' attributes differ from the run's: pixel change only, no badges"
         net = classifier.attributes.eval()
-        return (lambda y: net(y.to(classifier.device))), classifier.versions['attributes'], 'attribute classifier ' + classifier.versions['attributes']
+        version = classifier.versions['attributes']
+        return (lambda y: net(y.to(classifier.device))), version, 'attribute classifier ' + version
     check(callable(classifier), f"classifier: expected 'auto', None, a Classifiers or a callable, got {type(classifier).__name__}")
     version = getattr(classifier, 'version', getattr(classifier, '__name__', type(classifier).__name__))
     return classifier, str(version), f'classifier {version}'
