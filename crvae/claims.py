@@ -47,6 +47,12 @@ def _spread(res:dict, kind:str) -> tuple[float, float]:
 def _show(v:float, s:float, kind:str) -> str:
     return f'{v:.3f} ± {s:.3f}' if kind == 'is' else f'{100 * v:.1f} ± {100 * s:.1f} %'
 
+def _majority(ahead:int, behind:int, n:int, unit:str, tie:str) -> str:
+    "The verdict over n seeds (or masks): supported when most are ahead and none behind, the opposite likewise, else `tie`."
+    if ahead > n / 2 and not behind: return f'supported, {ahead}/{n} {unit}'
+    if behind > n / 2 and not ahead: return f'not supported: the opposite holds, {behind}/{n} {unit}'
+    return tie
+
 def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
     "The verdict and evidence of one claim from `by_role` (role -> list of results, one per seed); `figures`: `make_figures`' record."
     out = dict(claim=claim['claim'], paper=claim['paper'])
@@ -67,9 +73,7 @@ def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
             ev.append(f"{k}: masked MSE {ra['masked_mse']:.4f} ± {ra.get('masked_mse_se', 0):.4f} vs {rb['masked_mse']:.4f} ± "
                       f"{rb.get('masked_mse_se', 0):.4f}{kept}")
         n = len(pairs)
-        if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} masks'
-        elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} masks'
-        else: verdict = 'too short to judge: the errors overlap or the masks disagree'
+        verdict = _majority(ahead, behind, n, 'masks', 'too short to judge: the errors overlap or the masks disagree')
         return dict(out, seeds='1', evidence=f"{claim['a']} vs {claim['b']}, {comp.get('n_faces')} test faces per mask: " + '; '.join(ev),
                     verdict=verdict)
     missing = [r for r, xs in ((claim['a'], A), (claim.get('b'), B)) if r and not xs]
@@ -82,9 +86,8 @@ def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
             ahead += (va - vb) > sa + sb; behind += (vb - va) > sa + sb; lead += va > vb
             ev.append(f"{_show(va, sa, claim['kind'])} vs {_show(vb, sb, claim['kind'])}")
         n = len(pairs)
-        if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} seeds'
-        elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} seeds'
-        else: verdict = f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds ahead in the mean)'
+        verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} '
+                                                       f'seeds ahead in the mean)')
         return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
     if claim['kind'] == 'stability':      # lower is steadier; the spread of each is its standard error over snapshot pairs
         pairs = [(ra['stability'], rb['stability']) for ra, rb in zip(A, B) if ra.get('stability') and rb.get('stability')]
@@ -97,9 +100,8 @@ def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
             ev.append(f"pixel change {va:.4f} ± {ea:.4f} vs {vb:.4f} ± {eb:.4f}, parts switched {100 * sa['part_switch_mean']:.1f} vs "
                       f"{100 * sb['part_switch_mean']:.1f} % ({len(sa['steps'])} and {len(sb['steps'])} snapshots)")
         n = len(pairs)
-        if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} seeds'
-        elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} seeds'
-        else: verdict = f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds steadier in the mean)'
+        verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds '
+                                                       f'steadier in the mean)')
         return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
     if claim['kind'] == 'acc_vs_real':
         ratios = [r['attribute_accuracy']['mean'] / r['reference']['attribute_accuracy']['mean'] for r in A]
