@@ -1,4 +1,4 @@
-"""The main job: the comparison's checkpoints shipped small and documented (`crvae ship`, model cards), `crvae reproduce` evaluating them (or retraining the comparison with equal wall-clock budgets) on a fixed subset, drawing the figures and writing `report.md` / `report.html` with the papers' tables, our numbers beside theirs, a verdict per claim and a note on responsible use.
+"""The main job: `crvae reproduce` scoring the comparison's shipped checkpoints (notebook 88), or retraining the comparison for the same number of steps per model, on a fixed subset; drawing the figures and writing `report.md` / `report.html` with the papers' tables, our numbers beside theirs, a verdict per claim (notebook 89) and a note on responsible use.
 
 Docs: https://crvae.github.io/crvae/reproduce.html.md"""
 
