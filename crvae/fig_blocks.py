@@ -206,14 +206,19 @@ def default_block(model, block:int=0) -> int:
     "The block of crVAE Fig. 10/11: `block` if given, else T//2 + 1 (t = 5 for T = 8, the paper's pose block)."
     return block or model.T // 2 + 1
 
+def _one_block_start(runs:RunSet, cfg:FigureConfig, seed:int, name:str, what:str):
+    "crVAE Fig. 10 and 11 start alike: (role, model, block t (checked), cfg.rows prior codes z)."
+    r, m = _unconditional_cr(runs, what)
+    t = default_block(m, cfg.block); _check_block(m, t)
+    z = draw_z(m, n=cfg.rows, generator=figure_generator(seed, name, 'z'))
+    return r, m, t, z
+
 # %% ../nbs/13_fig_blocks.ipynb #e5b2160e
 @register_figure('crvae-fig10-block-interp', 'crVAE Fig. 10', 'interpolating one block z_t towards one shared target, '
                                                               'the other blocks fixed',
                  roles=('crvae-gan', 'crvae-gan-nomi', 'crvae'))
 def crvae_fig10(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
-    r, m = _unconditional_cr(runs, 'crVAE Fig. 10')
-    t = default_block(m, cfg.block); _check_block(m, t)
-    z = draw_z(m, n=cfg.rows, generator=figure_generator(seed, 'crvae-fig10', 'z'))
+    r, m, t, z = _one_block_start(runs, cfg, seed, 'crvae-fig10', 'crVAE Fig. 10')
     target = m.blocks(draw_z(m, n=1, generator=figure_generator(seed, 'crvae-fig10', 'target')))[0, t - 1]
     Z = interpolate_block(m, z, target, t, cfg.interp_steps)              # (k, B, *latent)
     x = torch.stack([m.decode(Z[j]).cpu() for j in range(len(Z))], 1)     # (B, k, 3, H, W)
@@ -225,9 +230,7 @@ def crvae_fig10(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
 @register_figure('crvae-fig11-block-styles', 'crVAE Fig. 11', 'resampling one block z_t: styles of one factor; (b) every block of one face',
                  roles=('crvae-gan', 'crvae-gan-nomi', 'crvae'))
 def crvae_fig11(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
-    r, m = _unconditional_cr(runs, 'crVAE Fig. 11')
-    t = default_block(m, cfg.block); _check_block(m, t)
-    z = draw_z(m, n=cfg.rows, generator=figure_generator(seed, 'crvae-fig11', 'z'))
+    r, m, t, z = _one_block_start(runs, cfg, seed, 'crvae-fig11', 'crVAE Fig. 11')
     Z = resample_block(m, z, t, cfg.styles, figure_generator(seed, 'crvae-fig11', 'styles'))       # (S, B, *latent)
     xa = torch.cat([m.decode(z).cpu()[:, None], torch.stack([m.decode(Z[j]).cpu() for j in range(len(Z))], 1)], 1)
     cols = ['sample'] + [f'new z_{t} #{j + 1}' for j in range(cfg.styles)]
