@@ -26,7 +26,8 @@ def reparameterize(mu:torch.Tensor, logvar:torch.Tensor, generator:torch.Generat
 # %% ../nbs/00_bound.ipynb #92e09035
 def kl_diag_gaussians(mu_q:torch.Tensor, logvar_q:torch.Tensor, mu_p:torch.Tensor|None=None,
                       logvar_p:torch.Tensor|None=None, reduction:str='none') -> torch.Tensor:
-    "KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) per dimension ('none') or summed over non-batch axes ('sum' -> (B,)); p defaults to N(0, I)."
+    """KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) per dimension ('none') or summed over non-batch axes ('sum' -> (B,));
+    p defaults to N(0, I)."""
     check(reduction in ('none', 'sum'), f"reduction={reduction!r}: use 'none' or 'sum'")
     if mu_p is None and logvar_p is None:
         kl = -0.5 * (1 + logvar_q - mu_q ** 2 - logvar_q.exp())

@@ -132,7 +132,8 @@ def completion_study(models:dict, x:torch.Tensor, attrs:torch.Tensor, masks=tupl
     images = {k: {'occluded': occlude(x, ms[i * B:(i + 1) * B])} for i, k in enumerate(masks)}
     rows, curves = [], {}
     if realism is not None:
-        rows.append(dict(model='real faces', mask='-', masked_mse=0.0, masked_mse_se=0.0, **{k: float(v.mean()) for k, v in realism(x, attrs).items()}))
+        rows.append(dict(model='real faces', mask='-', masked_mse=0.0, masked_mse_se=0.0,
+                         **{k: float(v.mean()) for k, v in realism(x, attrs).items()}))
     for r, model in models.items():
         res = complete(model, X, ms, A if model.conditional else None, steps, lr, gamma, tau, warm_start,
                        figure_generator(seed, 'completion', r), progress)
@@ -149,7 +150,8 @@ def completion_study(models:dict, x:torch.Tensor, attrs:torch.Tensor, masks=tupl
     rows = rows[:1 if realism is not None else 0] + sorted(rows[1 if realism is not None else 0:], key=lambda r: masks.index(r['mask']))
     return dict(images=images, rows=rows, curves=curves)
 
-@register_figure('crvae-fig8-completion', 'crVAE Fig. 8, Table 2', 'completion of eyes, mouth and right half by optimising z; masked error and a classifier realism proxy, vae-gan vs crvae-gan',
+@register_figure('crvae-fig8-completion', 'crVAE Fig. 8, Table 2', 'completion of eyes, mouth and right half by optimising z; masked error '
+                                                                   'and a classifier realism proxy, vae-gan vs crvae-gan',
                  roles=('vae-gan', 'crvae-gan'))
 def crvae_fig8(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     got = runs.pick('vae-gan', 'crvae-gan', what='crVAE Fig. 8')
@@ -159,7 +161,8 @@ def crvae_fig8(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
                           cfg.gamma, cfg.tau, cfg.warm_start, seed, realism)
     grids = [image_grid(list(v.values()), row_labels=list(v), scale=cfg.scale) for v in st['images'].values()]
     out = Path(out)
-    save_image(vstack(grids, [f'crVAE Fig. 8: {k} occluded, completed by optimising z' for k in st['images']]), out/'crvae-fig8-completion.png')
+    save_image(vstack(grids, [f'crVAE Fig. 8: {k} occluded, completed by optimising z' for k in st['images']]),
+               out/'crvae-fig8-completion.png')
     atomic_write_bytes(out/'crvae-fig8-completion-loss.png', figure_png(loss_curves(st['curves'])))
     md = (f"# crVAE Table 2 (proxy): image completion, {len(test)} test faces per mask\n\n"
           f"Objective minimised: mean visible-pixel MSE + gamma * prior NLL per dimension + tau * log(1 - D(x_hat)); "

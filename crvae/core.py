@@ -55,7 +55,8 @@ def check_seed(seed, flag:str='--seed'):
 # %% ../nbs/01_core.ipynb #8dc482c3
 def _io_error(e:OSError, path) -> UserError:
     "Turn an `OSError` from writing `path` into a `UserError` naming the fix."
-    if e.errno == errno.ENOSPC: return UserError(f"no space left on the device while writing {path}: free some space or write elsewhere (--out)")
+    if e.errno == errno.ENOSPC: return UserError(f"no space left on the device while writing {path}: free some space or "
+                                                 f"write elsewhere (--out)")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return UserError(f"cannot write {path}: the folder is not writable; choose another folder (--out) or fix its permissions")
     if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
@@ -230,10 +231,12 @@ def get_device(name:str|torch.device='auto') -> torch.device:
         if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
         return torch.device('cpu')
     if name.startswith('cuda'):
-        check(torch.cuda.is_available(), f"--device {name} was asked for but CUDA is not available on this machine; use --device cpu (or auto)")
+        check(torch.cuda.is_available(), f"--device {name} was asked for but CUDA is not available on this machine; use "
+                                         f"--device cpu (or auto)")
         dev = torch.device(name)
         check(dev.index is None or dev.index < torch.cuda.device_count(),
-              f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 .. cuda:{torch.cuda.device_count()-1}")
+              f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 .. "
+              f"cuda:{torch.cuda.device_count()-1}")
         return dev
     if name == 'mps':
         check(getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(),
@@ -289,8 +292,10 @@ def _coerce(value:str, current, name:str):
         if not isinstance(v, list): v = [v]
         check(v or not current, f"--set {name}={value}: expected a non-empty list like {list(current)}")
         if current and isinstance(current[0], (int, float)) and not isinstance(current[0], bool):
-            check(all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v), f"--set {name}={value}: expected a list of numbers like [1,2]")
-            if isinstance(current[0], int): check(all(_is_int(x) for x in v), f"--set {name}={value}: expected a list of integers like {list(current)}")
+            check(all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v), f"--set {name}={value}: expected a list "
+                                                                                           f"of numbers like [1,2]")
+            if isinstance(current[0], int): check(all(_is_int(x) for x in v), f"--set {name}={value}: expected a list of integers "
+                                                                              f"like {list(current)}")
             check(all(abs(x) < 1e308 for x in v), f"--set {name}={value}: expected finite numbers")
             v = [type(current[0])(x) for x in v]
         return type(current)(v)
@@ -313,7 +318,8 @@ def config_from_dict(cls, d:dict, what:str='config'):
     check(isinstance(d, dict), f"{what}: expected a JSON object")
     names = {f.name for f in dataclasses.fields(cls)}
     extra = sorted(set(d) - names)
-    check(not extra, f"{what}: unknown keys {extra}; it was written by another crvae version or edited by hand: use that version or remove the keys")
+    check(not extra, f"{what}: unknown keys {extra}; it was written by another crvae version or edited by hand: use that "
+                     f"version or remove the keys")
     kw = {k: (tuple(v) if isinstance(v, list) and isinstance(getattr(cls, k, None), tuple) else v) for k, v in d.items()}
     return cls(**kw)
 
@@ -331,7 +337,7 @@ def markdown_table(rows:list[dict], columns:list[str]|None=None, floatfmt:str='.
 # Every command: its module and its help line. This table is the one place a command is declared (the module's
 # `@command` decorator adds the function and its arguments), so `crvae --help` lists them without importing anything.
 COMMAND_TABLE: dict[str, tuple[str, str]] = {
-    'app': ('crvae.tool', 'Serve the 2-stage face tool (acVAE Fig. 8) as a local web page with Voila, on 127.0.0.1 only'),
+    'app': ('crvae.app', 'Serve the 2-stage face tool (acVAE Fig. 8) as a local web page with Voila, on 127.0.0.1 only'),
     'bench': ('crvae.bench', 'Benchmark training, inference, generation, memory and FLOP/s per '
                              'model (the crVAE paper section 5 comparison)'),
     'classifiers': ('crvae.classifiers', 'Train the evaluation classifiers (attributes; recognition heads) of a '
@@ -341,14 +347,14 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
     'evaluate': ('crvae.metrics', 'Score trained runs: inception score, attribute accuracy, Frechet '
                                   'distance (crvae features), recon error, ELBO'),
     'figures': ('crvae.figures', "Write the papers' figures (PNG) and tables (markdown) from trained runs"),
-    'info': ('crvae.models', 'Print per-module and total parameter counts of a model (--config tiny|paper)'),
+    'info': ('crvae.param_counts', 'Print per-module and total parameter counts of a model (--config tiny|paper)'),
     'reconstruct': ('crvae.sampling', 'Encode a face image and decode it again (the posterior mean)'),
     'reproduce': ('crvae.reproduce', 'The main job: score the shipped checkpoints (or --train the '
                                      'comparison), draw the figures, write report.md/html'),
     'sample': ('crvae.sampling', 'Sample faces from a run for named attributes (the rest follow the training prevalence)'),
-    'ship': ('crvae.reproduce', 'Package a run as a small shipped checkpoint: fp16 weights, run.json, '
-                                'model card with command, data, machine and metrics'),
-    'ship-classifiers': ('crvae.reproduce', 'Copy the evaluation classifiers (fp16) into the shipped assets, with their cards'),
+    'ship': ('crvae.shipping', 'Package a run as a small shipped checkpoint: fp16 weights, run.json, '
+                               'model card with command, data, machine and metrics'),
+    'ship-classifiers': ('crvae.shipping', 'Copy the evaluation classifiers (fp16) into the shipped assets, with their cards'),
     'ship-results': ('crvae.reproduce', 'Score a run of the comparison and ship its result (small JSON), so '
                                         'the default report counts its seed'),
     'stage2': ('crvae.stage2', "Train the crVAE paper's Stage 2 (64 -> 128 px) on a stage-1 run; optional perceptual loss"),

@@ -6,208 +6,25 @@ Docs: https://crvae.github.io/crvae/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #cd1992de
 from __future__ import annotations
-import argparse, csv, hashlib, io, json, math, multiprocessing as mp, os, re, shutil, sys, time
+import hashlib, json, math, multiprocessing as mp, os, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import python_avatars as pa
 import torch
 
 from .core import (UserError, check, did_you_mean, atomic_dir, remove_stale_temps, save_json, load_json, data_home, command,
                    markdown_table)
+from .avatars import AVATAR_ATTRIBUTES, PART_FAMILIES, CROP_BOX, sample_avatar_spec, render_avatar, avatar_attributes, avatar_parts
+from .images import (CELEBA_CROP, CELEBA_LAYOUTS, find_celeba, _check_folder, _read_attr_file, _read_pairs, _check_lists_agree,
+                          _load_chunk)
 
 # %% auto #0
-__all__ = ['LONG_HAIR', 'SHORT_HAIR', 'HATS', 'TOPS', 'HAIR_COLORS', 'FACIAL_HAIR', 'ACCESSORIES', 'EYES', 'EYEBROWS', 'MOUTHS',
-           'SKINS', 'CLOTHES', 'CLOTHING_COLORS', 'BACKGROUNDS', 'GRAPHICS', 'PART_FAMILIES', 'ATTRIBUTE_TABLE',
-           'AVATAR_ATTRIBUTES', 'CROP_BOX', 'AVATAR_GENERATOR_VERSION', 'SPLITS', 'SIZE_RANGE', 'CELEBA_CROP',
-           'CELEBA_LAYOUTS', 'IMAGE_SUFFIXES', 'DATASETS', 'attribute_table_markdown', 'sample_avatar_spec',
-           'avatar_attributes', 'avatar_parts', 'avatar_svg', 'render_avatar', 'build_avatars', 'to_float', 'to_uint8',
-           'FaceData', 'random_flip', 'iterate_batches', 'load_avatars', 'show_faces', 'FaceDataset', 'find_celeba',
-           'image_too_large', 'load_celeba', 'make_fake_celeba', 'load_folder', 'load_faces']
-
-# %% ../nbs/02_data.ipynb #ca8bc9c2
-import python_avatars as pa
-
-LONG_HAIR = ('BIG_HAIR BOB CURLY CURVY DREADS LONG_NOT_TOO_LONG MIA_WALLACE STRAIGHT_1 STRAIGHT_STRAND BRIDE CURLY_2 '
-             'LONG_HAIR_CURLY LOOSE_HAIR TWIST_LONG_HAIR TWIST_LONG_HAIR_2 WICK WILD CORNROWS').split()
-SHORT_HAIR = ('BUN CAESAR_SIDE_PART CAESAR FRIDA FRIZZLE FRO_BAND FRO SHAGGY_MULLET SHAGGY SHORT_CURLY SHORT_DREADS_1 '
-              'SHORT_DREADS_2 SHORT_FLAT SHORT_ROUND SHORT_WAVED BUZZCUT BRAIDS DREADLOCKS EINSTEIN_HAIR ELVIS '
-              'EVIL_SPIKE HALF_SHAVED MOHAWK MOWGLI PIXIE POMPADOUR QUIFF').split()
-HATS = ['HAT', 'HIJAB', 'TURBAN', 'WINTER_HAT_1', 'WINTER_HAT_2', 'WINTER_HAT_3', 'WINTER_HAT_4', 'WIDE_HAT']
-# `top` family: bald, receding (the `SIDES` drawing), the hair styles, then the hats
-TOPS = ['NONE', 'SIDES'] + LONG_HAIR + SHORT_HAIR + HATS
-HAIR_COLORS = ['BLACK', 'BROWN', 'BROWN_DARK', 'BLONDE', 'BLONDE_GOLDEN', 'AUBURN', 'RED', 'SILVER_GRAY', 'PLATINUM']
-FACIAL_HAIR = ['NONE', 'BEARD_LIGHT', 'BEARD_MEDIUM', 'BEARD_MAGESTIC', 'MOUSTACHE_FANCY', 'MOUSTACHE_MAGNUM',
-               'EINSTEIN_MOUSTACHE', 'WICK_BEARD']
-ACCESSORIES = ['NONE', 'PRESCRIPTION_1', 'PRESCRIPTION_2', 'ROUND', 'KURT', 'SUNGLASSES', 'SUNGLASSES_2', 'WAYFARERS', 'WAYFARERS_2']
-EYES = ['DEFAULT', 'HAPPY', 'SIDE', 'SQUINT', 'SURPRISED', 'WINK', 'CLOSED', 'EYE_ROLL', 'CRY']
-EYEBROWS = ['DEFAULT', 'DEFAULT_NATURAL', 'RAISED_EXCITED', 'RAISED_EXCITED_NATURAL', 'UP_DOWN', 'UP_DOWN_NATURAL',
-            'ANGRY', 'ANGRY_NATURAL', 'SAD_CONCERNED', 'SAD_CONCERNED_NATURAL', 'UNIBROW_NATURAL', 'FLAT_NATURAL', 'FROWN_NATURAL']
-MOUTHS = ['DEFAULT', 'SMILE', 'BIG_SMILE', 'TWINKLE', 'TONGUE', 'SERIOUS', 'DISBELIEF', 'SCREAM_OPEN', 'EATING',
-          'GRIMACE', 'SAD', 'CONCERNED']
-SKINS = ['PALE', 'LIGHT', 'YELLOW', 'TANNED', 'BROWN', 'DARK_BROWN', 'BLACK']
-CLOTHES = ['BLAZER_SHIRT', 'BLAZER_SWEATER', 'COLLAR_SWEATER', 'GRAPHIC_SHIRT', 'HOODIE', 'OVERALL', 'SHIRT_CREW_NECK',
-           'SHIRT_SCOOP_NECK', 'SHIRT_V_NECK', 'BOND_SUIT', 'SHIRT_WICK']
-CLOTHING_COLORS = ['BLACK', 'BLUE_01', 'BLUE_02', 'BLUE_03', 'GRAY_01', 'GRAY_02', 'HEATHER', 'PASTEL_BLUE',
-                   'PASTEL_GREEN', 'PASTEL_ORANGE', 'PASTEL_YELLOW', 'PINK', 'RED', 'WHITE']
-BACKGROUNDS = ['#d9d4cc', '#b8c4cc', '#c9b8a8', '#a9b7a0', '#e3d9c6', '#9fa8b5', '#cdb4b4', '#8d9a8f']
-GRAPHICS = ['BAT', 'BEAR', 'CUMBIA', 'DEER', 'DIAMOND', 'PIZZA', 'RESIST', 'SELENA', 'SKULL_OUTLINE', 'SKULL']
-
-PART_FAMILIES = dict(top=TOPS, hair_color=HAIR_COLORS, facial_hair=FACIAL_HAIR, accessory=ACCESSORIES, eyes=EYES,
-                     eyebrows=EYEBROWS, mouth=MOUTHS, skin=SKINS, clothing=CLOTHES, clothing_color=CLOTHING_COLORS,
-                     background=BACKGROUNDS)
-
-# %% ../nbs/02_data.ipynb #99ae777c
-_BANGS = {'MIA_WALLACE', 'CURVY', 'LOOSE_HAIR', 'SHAGGY', 'SHAGGY_MULLET', 'MOWGLI', 'PIXIE', 'WILD'}
-_STRAIGHT = {'BOB', 'LONG_NOT_TOO_LONG', 'MIA_WALLACE', 'STRAIGHT_1', 'STRAIGHT_STRAND', 'WICK', 'SHORT_FLAT', 'CAESAR',
-             'CAESAR_SIDE_PART', 'HALF_SHAVED', 'SHORT_ROUND'}
-_WAVY = {'BIG_HAIR', 'CURVY', 'SHORT_WAVED', 'LOOSE_HAIR', 'BRIDE', 'LONG_HAIR_CURLY', 'SHAGGY', 'SHAGGY_MULLET', 'WILD', 'MOWGLI'}
-_CURLY = {'CURLY', 'CURLY_2', 'FRO', 'FRO_BAND', 'FRIZZLE', 'SHORT_CURLY', 'SHORT_DREADS_2', 'FRIDA'}
-_CLEAR_GLASSES, _DARK_GLASSES = {'PRESCRIPTION_1', 'PRESCRIPTION_2', 'ROUND'}, {'KURT', 'SUNGLASSES', 'SUNGLASSES_2', 'WAYFARERS', 'WAYFARERS_2'}
-
-# name: (part family, the parts for which the attribute is +1, meaning)
-ATTRIBUTE_TABLE = {
-    '5_o_Clock_Shadow':    ('facial_hair', {'BEARD_LIGHT'}, 'stubble'),
-    'Arched_Eyebrows':     ('eyebrows', {'RAISED_EXCITED', 'RAISED_EXCITED_NATURAL', 'UP_DOWN', 'UP_DOWN_NATURAL'}, 'raised, arched brows'),
-    'Bald':                ('top', {'NONE'}, 'no hair, no hat'),
-    'Bangs':               ('top', _BANGS, 'a fringe over the forehead'),
-    'Black_Hair':          ('hair_color', {'BLACK'}, 'visible head hair is black'),
-    'Blond_Hair':          ('hair_color', {'BLONDE', 'BLONDE_GOLDEN'}, 'visible head hair is blond'),
-    'Brown_Hair':          ('hair_color', {'BROWN', 'BROWN_DARK'}, 'visible head hair is brown'),
-    'Bushy_Eyebrows':      ('eyebrows', {'UNIBROW_NATURAL', 'FLAT_NATURAL', 'FROWN_NATURAL', 'ANGRY_NATURAL'}, 'thick, straight brows'),
-    'Eyeglasses':          ('accessory', _CLEAR_GLASSES | _DARK_GLASSES, 'any glasses, sunglasses included (as CelebA)'),
-    'Goatee':              ('facial_hair', {'WICK_BEARD'}, 'beard around the mouth and chin'),
-    'Gray_Hair':           ('hair_color', {'SILVER_GRAY', 'PLATINUM'}, 'visible head hair is grey or platinum'),
-    'Mouth_Slightly_Open': ('mouth', {'DEFAULT', 'SMILE', 'BIG_SMILE', 'TONGUE', 'DISBELIEF', 'SCREAM_OPEN', 'CONCERNED'}, 'the mouth shows an opening'),
-    'Mustache':            ('facial_hair', {'MOUSTACHE_FANCY', 'MOUSTACHE_MAGNUM', 'EINSTEIN_MOUSTACHE'}, 'moustache without beard'),
-    'Narrow_Eyes':         ('eyes', {'SQUINT'}, 'squinting eyes'),
-    'No_Beard':            ('facial_hair', {'NONE'}, 'no facial hair'),
-    'Pale_Skin':           ('skin', {'PALE'}, 'the palest skin tone'),
-    'Receding_Hairline':   ('top', {'SIDES'}, 'hair only at the sides'),
-    'Smiling':             ('mouth', {'SMILE', 'BIG_SMILE', 'TWINKLE', 'TONGUE'}, 'a smiling mouth'),
-    'Straight_Hair':       ('top', _STRAIGHT, 'straight hair'),
-    'Wavy_Hair':           ('top', _WAVY, 'wavy hair'),
-    'Wearing_Hat':         ('top', set(HATS), 'any hat, hijab or turban'),
-    'Wearing_Necktie':     ('clothing', {'BOND_SUIT', 'SHIRT_WICK'}, 'a suit with a tie or bow tie'),
-    # avatar-specific
-    'Sunglasses':          ('accessory', _DARK_GLASSES, 'glasses with dark lenses'),
-    'Red_Hair':            ('hair_color', {'AUBURN', 'RED'}, 'visible head hair is red or auburn'),
-    'Dark_Skin':           ('skin', {'BROWN', 'DARK_BROWN', 'BLACK'}, 'the three darkest skin tones'),
-    'Long_Hair':           ('top', set(LONG_HAIR), 'hair below the ears'),
-    'Curly_Hair':          ('top', _CURLY, 'curly hair'),
-    'Eyes_Closed':         ('eyes', {'CLOSED', 'HAPPY'}, 'closed or laughing eyes'),
-    'Full_Beard':          ('facial_hair', {'BEARD_MEDIUM', 'BEARD_MAGESTIC'}, 'a full beard'),
-    'Frowning':            ('mouth', {'SAD', 'CONCERNED'}, 'a sad or worried mouth'),
-    'Wearing_Hoodie':      ('clothing', {'HOODIE'}, 'a hoodie'),
-    'Wearing_Blazer':      ('clothing', {'BLAZER_SHIRT', 'BLAZER_SWEATER'}, 'a blazer'),
-}
-AVATAR_ATTRIBUTES = list(ATTRIBUTE_TABLE)
-assert all(ps <= set(PART_FAMILIES[fam]) for fam, ps, _ in ATTRIBUTE_TABLE.values())
-
-# %% ../nbs/02_data.ipynb #d0447d1e
-def attribute_table_markdown() -> str:
-    "The attribute definitions as a markdown table (also pasted in data/README.md; a test keeps them equal)."
-    rows = []
-    for k, (fam, ps, meaning) in ATTRIBUTE_TABLE.items():
-        kind = 'avatar-specific' if AVATAR_ATTRIBUTES.index(k) >= 22 else 'CelebA name'
-        rows.append(dict(attribute=f'`{k}`', kind=kind, family=fam, parts=', '.join(sorted(ps)), meaning=meaning))
-    return markdown_table(rows)
-
-# %% ../nbs/02_data.ipynb #e828b4de
-def _pick(rng, items, p=None): return items[rng.choice(len(items), p=p)]
-
-def sample_avatar_spec(rng:np.random.Generator) -> dict:
-    "Draw one face as a dict of part names (one per family of `PART_FAMILIES`)."
-    m, age = rng.random() < 0.5, rng.random()
-    mood = _pick(rng, ['happy', 'neutral', 'sad'], [0.45, 0.4, 0.15])
-    s = {}
-    s['skin'] = _pick(rng, SKINS, [0.15, 0.2, 0.1, 0.2, 0.15, 0.1, 0.1])
-    p_bald = m * (0.05 + 0.22 * age)
-    head = _pick(rng, ['hat', 'bald', 'receding', 'hair'], [0.12, p_bald, p_bald, 0.88 - 2 * p_bald])
-    if head == 'hat': s['top'] = _pick(rng, HATS)
-    elif head == 'bald': s['top'] = 'NONE'
-    elif head == 'receding': s['top'] = 'SIDES'
-    else: s['top'] = _pick(rng, LONG_HAIR) if rng.random() < (0.2 if m else 0.75) else _pick(rng, SHORT_HAIR)
-    if rng.random() < 0.02 + 0.5 * age**2: s['hair_color'] = _pick(rng, ['SILVER_GRAY', 'PLATINUM'])
-    else:
-        dark = s['skin'] in ('BROWN', 'DARK_BROWN', 'BLACK')
-        w = [0.6, 0.12, 0.12, 0.06, 0.04, 0.03, 0.03] if dark else [0.25, 0.15, 0.15, 0.11, 0.1, 0.12, 0.12]
-        s['hair_color'] = _pick(rng, HAIR_COLORS[:7], w)
-    s['facial_hair'] = (_pick(rng, FACIAL_HAIR[1:], [0.25, 0.15, 0.15, 0.09, 0.09, 0.07, 0.2]) if m and rng.random() < 0.75
-                        else 'NONE')
-    if rng.random() < 0.15 + 0.3 * age:
-        s['accessory'] = _pick(rng, sorted(_DARK_GLASSES)) if rng.random() < 0.45 else _pick(rng, sorted(_CLEAR_GLASSES))
-    else: s['accessory'] = 'NONE'
-    if mood == 'happy':
-        s['mouth'] = _pick(rng, ['SMILE', 'BIG_SMILE', 'TWINKLE', 'TONGUE'], [0.35, 0.35, 0.2, 0.1])
-        s['eyes'] = 'HAPPY' if rng.random() < 0.4 else _pick(rng, ['DEFAULT', 'SIDE', 'SQUINT', 'WINK', 'SURPRISED'])
-        s['eyebrows'] = _pick(rng, ['RAISED_EXCITED', 'RAISED_EXCITED_NATURAL', 'UP_DOWN', 'UP_DOWN_NATURAL']) if rng.random() < 0.4 else None
-    elif mood == 'sad':
-        s['mouth'] = _pick(rng, ['SAD', 'CONCERNED'])
-        s['eyes'] = _pick(rng, ['DEFAULT', 'CRY', 'CLOSED', 'SIDE', 'SQUINT'], [0.4, 0.2, 0.15, 0.1, 0.15])
-        s['eyebrows'] = _pick(rng, ['SAD_CONCERNED', 'SAD_CONCERNED_NATURAL']) if rng.random() < 0.5 else None
-    else:
-        s['mouth'] = _pick(rng, ['DEFAULT', 'SERIOUS', 'DISBELIEF', 'SCREAM_OPEN', 'EATING', 'GRIMACE'], [0.35, 0.25, 0.12, 0.08, 0.1, 0.1])
-        s['eyes'] = _pick(rng, ['DEFAULT', 'SIDE', 'SQUINT', 'SURPRISED', 'CLOSED', 'EYE_ROLL', 'WINK'], [0.35, 0.1, 0.15, 0.12, 0.12, 0.08, 0.08])
-        s['eyebrows'] = None
-    if s['eyebrows'] is None:
-        bushy = ['UNIBROW_NATURAL', 'FLAT_NATURAL', 'FROWN_NATURAL', 'ANGRY_NATURAL']
-        s['eyebrows'] = _pick(rng, bushy) if rng.random() < (0.3 if m else 0.08) else _pick(rng, ['DEFAULT', 'DEFAULT_NATURAL', 'ANGRY', 'UP_DOWN'])
-    if s['accessory'] in _DARK_GLASSES: s['eyes'] = 'DEFAULT'  # hidden behind dark lenses
-    tie = rng.random() < (0.22 if m else 0.06)
-    s['clothing'] = _pick(rng, ['BOND_SUIT', 'SHIRT_WICK']) if tie else _pick(rng, [c for c in CLOTHES if c not in ('BOND_SUIT', 'SHIRT_WICK')])
-    s['clothing_color'] = _pick(rng, CLOTHING_COLORS)
-    s['background'] = _pick(rng, BACKGROUNDS)
-    s['graphic'] = _pick(rng, GRAPHICS)      # drawn only on GRAPHIC_SHIRT; not a labelled family
-    s['hat_color'] = _pick(rng, CLOTHING_COLORS)
-    return s
-
-def avatar_attributes(spec:dict) -> np.ndarray:
-    "The +-1 attribute vector (in `AVATAR_ATTRIBUTES` order) of a face `spec`."
-    hair_visible = spec['top'] not in HATS and spec['top'] != 'NONE'
-    out = []
-    for name, (fam, parts, _) in ATTRIBUTE_TABLE.items():
-        on = spec[fam] in parts
-        if fam == 'hair_color': on = on and hair_visible
-        out.append(1 if on else -1)
-    return np.array(out, dtype=np.int8)
-
-def avatar_parts(spec:dict) -> np.ndarray:
-    "The categorical part labels (index into each family of `PART_FAMILIES`) of a face `spec`."
-    return np.array([PART_FAMILIES[f].index(spec[f]) for f in PART_FAMILIES], dtype=np.int16)
-
-# %% ../nbs/02_data.ipynb #12f2d35d
-CROP_BOX = (22, 14, 220, 220)
-
-def _enum(cls, name): return getattr(cls, name)
-
-def avatar_svg(spec:dict) -> str:
-    "The SVG text of face `spec`, cropped to `CROP_BOX`."
-    top = pa.HairType.HAT if spec['top'] == 'WIDE_HAT' else (
-        _enum(pa.HatType, spec['top']) if spec['top'] in HATS else _enum(pa.HairType, spec['top']))
-    hair = _enum(pa.HairColor, spec['hair_color'])
-    av = pa.Avatar(style=pa.AvatarStyle.TRANSPARENT, top=top, hair_color=hair, facial_hair_color=hair,
-                   hat_color=_enum(pa.ClothingColor, spec['hat_color']), eyebrows=_enum(pa.EyebrowType, spec['eyebrows']),
-                   eyes=_enum(pa.EyeType, spec['eyes']), mouth=_enum(pa.MouthType, spec['mouth']),
-                   facial_hair=_enum(pa.FacialHairType, spec['facial_hair']), skin_color=_enum(pa.SkinColor, spec['skin']),
-                   accessory=_enum(pa.AccessoryType, spec['accessory']), clothing=_enum(pa.ClothingType, spec['clothing']),
-                   clothing_color=_enum(pa.ClothingColor, spec['clothing_color']),
-                   shirt_graphic=_enum(pa.ClothingGraphic, spec['graphic']))
-    svg = av.render()
-    x, y, w, h = CROP_BOX
-    head = 'width="264px" height="280px" viewBox="0 0 264 280"'
-    assert head in svg, 'python-avatars changed its SVG header'
-    return svg.replace(head, f'width="{w}px" height="{h}px" viewBox="{x} {y} {w} {h}"', 1)
-
-def render_avatar(spec:dict, size:int=64) -> np.ndarray:
-    "Render face `spec` to a (3, size, size) uint8 array."
-    import resvg_py
-    from PIL import Image
-    png = resvg_py.svg_to_bytes(svg_string=avatar_svg(spec), width=size, height=size, background=spec['background'],
-                                skip_system_fonts=True)
-    im = np.asarray(Image.open(io.BytesIO(png)).convert('RGB'))
-    return np.ascontiguousarray(im.transpose(2, 0, 1))
+__all__ = ['AVATAR_GENERATOR_VERSION', 'SPLITS', 'SIZE_RANGE', 'IMAGE_SUFFIXES', 'DATASETS', 'build_avatars', 'to_float',
+           'to_uint8', 'FaceData', 'random_flip', 'iterate_batches', 'load_avatars', 'show_faces', 'FaceDataset',
+           'load_celeba', 'make_fake_celeba', 'load_folder', 'load_faces']
 
 # %% ../nbs/02_data.ipynb #ed3c34b4
 AVATAR_GENERATOR_VERSION = 1
@@ -402,7 +219,8 @@ class FaceData:
 
     def attr_index(self, name:str) -> int:
         "The column of attribute `name` (a `UserError` listing the valid names otherwise)."
-        check(name in self.attr_names, f"unknown attribute {name!r}{did_you_mean(name, self.attr_names)}; valid: {', '.join(self.attr_names)}")
+        check(name in self.attr_names, f"unknown attribute {name!r}{did_you_mean(name, self.attr_names)}; valid: "
+                                       f"{', '.join(self.attr_names)}")
         return self.attr_names.index(name)
 
     def __repr__(self):
@@ -422,7 +240,8 @@ def iterate_batches(data:FaceData, batch_size:int, shuffle:bool=True, flip:bool=
     "One epoch of (images in [-1, 1], attributes) batches from `data`, converted and flipped on `device`."
     n = len(data)
     _check_positive('batch size', batch_size)
-    check(not drop_last or batch_size <= n, f"batch size {batch_size} is larger than the {n} images of {data.name}; use a smaller --set batch_size")
+    check(not drop_last or batch_size <= n, f"batch size {batch_size} is larger than the {n} images of {data.name}; use a "
+                                            f"smaller --set batch_size")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
     for s in range(0, stop, batch_size):
@@ -477,142 +296,8 @@ class FaceDataset(torch.utils.data.Dataset):
         if self.target_transform is not None: a = self.target_transform(a)
         return x, a
 
-# %% ../nbs/02_data.ipynb #f2b44732
-CELEBA_CROP = (15, 35, 163, 183)
-CELEBA_LAYOUTS = ("expected the official layout (ROOT/img_align_celeba/*.jpg, ROOT/list_attr_celeba.txt, ROOT/list_eval_partition.txt, "
-                  "optionally ROOT/identity_CelebA.txt) or Kaggle's (ROOT/img_align_celeba/img_align_celeba/*.jpg, "
-                  "ROOT/list_attr_celeba.csv, ROOT/list_eval_partition.csv)")   # one line: errors are one line
-
-def _first(root:Path, names):
-    for n in names:
-        if (root/n).exists(): return root/n
-
-def _check_folder(root:Path, what:str, fix:str):
-    "A `UserError` unless `root` is a folder: one that says whether it is missing or a file."
-    if root.is_dir(): return
-    if root.exists():
-        unpack = ' (an archive: unpack it first)' if root.suffix.lower() in ('.zip', '.tar', '.gz', '.tgz', '.7z') else ''
-        raise UserError(f"{what} {root} is a file, not a folder{unpack}; {fix}")
-    raise UserError(f"{what} {root} does not exist; {fix}")
-
-def find_celeba(root) -> dict:
-    "Locate CelebA's files under `root`: a dict of paths and the layout name; a `UserError` naming what is missing."
-    root = Path(root).expanduser()
-    _check_folder(root, 'CelebA folder', f"pass --root DIR with the folder that holds img_align_celeba; {CELEBA_LAYOUTS}")
-    kaggle = (root/'list_attr_celeba.csv').exists()
-    if kaggle:
-        files = dict(layout='kaggle', attrs=root/'list_attr_celeba.csv', partition=_first(root, ['list_eval_partition.csv']),
-                     images=_first(root, ['img_align_celeba/img_align_celeba', 'img_align_celeba']), identities=None)
-        need = {'partition': 'list_eval_partition.csv', 'images': 'img_align_celeba/img_align_celeba/'}
-    else:
-        files = dict(layout='official', attrs=_first(root, ['list_attr_celeba.txt', 'Anno/list_attr_celeba.txt']),
-                     partition=_first(root, ['list_eval_partition.txt', 'Eval/list_eval_partition.txt']),
-                     images=_first(root, ['img_align_celeba', 'Img/img_align_celeba']),
-                     identities=_first(root, ['identity_CelebA.txt', 'Anno/identity_CelebA.txt']))
-        need = {'attrs': 'list_attr_celeba.txt', 'partition': 'list_eval_partition.txt', 'images': 'img_align_celeba/'}
-    missing = [f for k, f in need.items() if files[k] is None]
-    check(not missing, f"CelebA folder {root} lacks {', '.join(missing)}; {CELEBA_LAYOUTS}")
-    return files
-
-def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray, list]:
-    "Parse CelebA's attribute file (txt or csv): (file names, attribute names, +-1 int8 matrix, each row's line number)."
-    def bad(why, line=None):
-        at = f' line {line}' if line else ''
-        return UserError(f"{path}{at} is malformed: {why}; it should be CelebA's attribute file; {CELEBA_LAYOUTS}")
-    try: text = path.read_text(encoding='utf-8', errors='strict')
-    except UnicodeDecodeError: raise bad('it is not a text file') from None
-    if path.suffix == '.csv':
-        rows = [(k, r) for k, r in enumerate(csv.reader(io.StringIO(text)), 1) if r]
-        if not rows or len(rows[0][1]) < 2 or rows[0][1][0] != 'image_id': raise bad("the header should start with 'image_id'", 1)
-        names, body, head = rows[0][1][1:], rows[1:], rows[0][0]
-    else:
-        lines = text.splitlines()
-        if len(lines) < 2 or not lines[0].strip().isdigit(): raise bad('the first line should be the number of images', 1)
-        names, body, head = lines[1].split(), [(k, l.split()) for k, l in enumerate(lines[2:], 3) if l.strip()], 2
-        if len(body) != int(lines[0]): raise bad(f'it announces {lines[0].strip()} images but lists {len(body)}', 1)
-    if not names or not all(re.fullmatch(r'[A-Za-z0-9_]+', n) for n in names):
-        raise bad('the attribute-name header is not a list of names', head)
-    first = {}
-    for j, n in enumerate(names):
-        if n in first: raise bad(f'the header names the attribute {n} twice (attributes {first[n] + 1} and {j + 1})', head)
-        first[n] = j
-    files, vals, where, seen = [], [], [], {}
-    for k, r in body:
-        if len(r) != len(names) + 1: raise bad(f'{len(r)-1} values for {len(names)} attributes', k)
-        try: v = [int(x) for x in r[1:]]
-        except ValueError: raise bad('a value is not an integer', k) from None
-        if not set(v) <= {-1, 0, 1}: raise bad('a value is not -1, 0 or 1', k)
-        if r[0] in seen: raise bad(f'{r[0]} is listed again (first at line {seen[r[0]]})', k)
-        seen[r[0]] = k; files.append(r[0]); vals.append(v); where.append(k)
-    a = np.array(vals, dtype=np.int8).reshape(len(vals), len(names))
-    return files, names, np.where(a > 0, 1, -1).astype(np.int8), where  # {0,1} files become +-1 too
-
-_PARTITIONS = {v: k for k, v in SPLITS.items()}   # CelebA's partition codes: 0 train, 1 valid, 2 test
-
-def _read_pairs(path:Path, what:str, valid:dict|None=None) -> tuple[dict, dict]:
-    "Parse a 'file value' text or 'file,value' csv (partition, identity): ({file: value}, {file: line number})."
-    out, where = {}, {}
-    try:
-        with open(path, encoding='utf-8') as f:
-            for k, line in enumerate(f, 1):
-                parts = line.strip().replace(',', ' ').split()
-                if not parts or (k == 1 and not parts[-1].lstrip('-').isdigit()): continue  # blank line or csv header
-                try: v = int(parts[1])
-                except (IndexError, ValueError): raise UserError(f"{path} line {k} is malformed: expected '<file> <{what}>'") from None
-                if valid is not None and v not in valid:
-                    ok = ', '.join(f'{c} ({m})' for c, m in valid.items())
-                    raise UserError(f"{path} line {k}: {what} {v} (of {parts[0]}) is not one of {ok}; restore CelebA's own file")
-                out[parts[0]], where[parts[0]] = v, k
-    except UnicodeDecodeError: raise UserError(f"{path} is not a text file; restore CelebA's own file") from None
-    return out, where
-
-def _check_lists_agree(files:dict, names:list, lines:list, part:dict, part_lines:dict):
-    """The partition file and the image folder list no image that the attribute file lacks: a Kaggle csv has no count line,
-    so one cut at a line boundary is seen only this way."""
-    listed = set(names)
-    ends = f"{files['attrs']} ends at line {lines[-1]} ({names[-1]})" if names else f"{files['attrs']} lists no image"
-    extra = [f for f in part if f not in listed]
-    if extra: raise UserError(f"{ends}, but {files['partition']} line {part_lines[extra[0]]} goes on with {extra[0]} "
-                              f"({len(extra)} image(s) it lacks): the attribute file looks cut short; download it again")
-    more = sorted(e.name for e in os.scandir(files['images'])
-                  if e.name.lower().endswith(('.jpg', '.jpeg', '.png')) and e.name not in listed)
-    if more: raise UserError(f"{ends}, but {files['images']} also holds {len(more)} image(s) it lacks, e.g. {more[0]}: the attribute file "
-                             f"looks cut short; download it again, or remove the images it does not list")
-
 # %% ../nbs/02_data.ipynb #959025b3
-def image_too_large(path) -> UserError:
-    "The error for an image over Pillow's decompression-bomb limit (a header claiming, say, 15000 x 15000 pixels)."
-    from PIL import Image
-    return UserError(f"image {path} is too large to read safely (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, PIL's "
-                     f"decompression-bomb limit); shrink it or remove the file")
-
-def _load_image(path, size:int, box=None) -> np.ndarray:
-    "Read an image, crop `box` (default: the centred square), resize to `size` (bilinear, antialiased): (3, size, size) uint8."
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if box is None:     # the centred square; upscaled at most 4x (a smaller image holds too little)
-                s = min(w, h); l, t = (w - s) // 2, (h - s) // 2
-                check(4 * s >= size, f"image {path} is {w}x{h} px: too small for --size {size} (its centred square must be at "
-                                     f"least {math.ceil(size / 4)} px, a quarter of --size); remove it or use a smaller --size")
-                box = (l, t, l + s, t + s)
-            check(0 <= box[0] and 0 <= box[1] and box[2] <= w and box[3] <= h,
-                  f"image {path} is {w}x{h} px, too small for the crop box {tuple(box)} (at least {box[2]}x{box[3]} px); "
-                  f"replace it with the dataset's own image or remove it")
-            im = im.convert('RGB').crop(box).resize((size, size), Image.BILINEAR, reducing_gap=None)
-            return np.asarray(im).transpose(2, 0, 1).copy()
-    except Image.DecompressionBombError: raise image_too_large(path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"cannot read image {path} ({type(e).__name__}: {e}); replace or remove the file") from None
-
-def _load_chunk(args):
-    paths, size, box = args
-    out = np.empty((len(paths), 3, size, size), np.uint8)
-    for j, p in enumerate(paths):
-        try: out[j] = _load_image(p, size, box)
-        except UserError as e: return None, str(e)
-    return out, None
+_PARTITIONS = {v: k for k, v in SPLITS.items()}   # CelebA's partition codes: 0 train, 1 valid, 2 test
 
 def _images_to_cache(paths:list, size:int, box, out:Path, workers:int|None, progress:bool, desc:str) -> float:
     "Crop/resize `paths` into `out/images.npy` in parallel; returns images/s."
@@ -656,7 +341,8 @@ def _celeba_cache(root, size, out, workers, progress, limit) -> tuple[Path, bool
     _check_lists_agree(files, names, lines, part, part_lines)
     if limit: names, attrs = names[:limit], attrs[:limit]
     missing = [f for f in names if f not in part]
-    if missing: raise UserError(f"{files['partition']} has no partition for {len(missing)} image(s), e.g. {missing[0]}; use CelebA's own file")
+    if missing: raise UserError(f"{files['partition']} has no partition for {len(missing)} image(s), e.g. {missing[0]}; "
+                                f"use CelebA's own file")
     images, absent = _image_list(files['images'], names)
     if absent: raise UserError(f"{len(absent)} image(s) listed in {files['attrs'].name} are missing from {files['images']}, e.g. "
                                f"{absent[0]}; restore them or fix the folder; {CELEBA_LAYOUTS}")
@@ -758,7 +444,8 @@ def _data_args(p):
     a.add_argument('--out', default=None, help='cache root folder (default: $CRVAE_DATA/avatars or ~/.cache/crvae/avatars)')
     a.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
     a.add_argument('--rebuild', action='store_true', help='rebuild even if the cache exists')
-    for name, h in (('celeba', 'preprocess a local CelebA folder (official or Kaggle layout)'), ('folder', 'preprocess a folder of images')):
+    for name, h in (('celeba', 'preprocess a local CelebA folder (official or Kaggle layout)'),
+                    ('folder', 'preprocess a folder of images')):
         c = sub.add_parser(name, help=h)
         c.add_argument('--root', required=True, help='the dataset folder')
         c.add_argument('--size', type=int, default=64)

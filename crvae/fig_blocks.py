@@ -41,7 +41,8 @@ def interpolate_codes(z1:torch.Tensor, z2:torch.Tensor, k:int) -> torch.Tensor:
 def _psi_labels(k:int) -> list[str]:
     return [f"psi={90 * i / (k - 1):.0f}°" for i in range(k)]
 
-@register_figure('acvae-fig6-interpolation', 'acVAE Fig. 6', 'interpolation between two samples of one conditional prior, Z = cos^2(psi) Z1 + (1 - cos^2(psi)) Z2',
+@register_figure('acvae-fig6-interpolation', 'acVAE Fig. 6', 'interpolation between two samples of one conditional prior, Z = cos^2(psi) '
+                                                             'Z1 + (1 - cos^2(psi)) Z2',
                  roles=('cvae-gan', 'ccrvae-gan', 'acvae-gan'))
 def acvae_fig6(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     got = runs.pick('cvae-gan', 'ccrvae-gan', 'acvae-gan', what='acVAE Fig. 6')
@@ -54,7 +55,8 @@ def acvae_fig6(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
             rows.append(m.decode(Z, a[None].expand(len(Z), -1)).cpu())
             labels.append(f"{r}\n{short_attrs(a, test.attr_names, 2, ', ')}")
     g = image_grid(rows, row_labels=labels, col_labels=_psi_labels(cfg.interp_steps), scale=cfg.scale)
-    return [save_image(vstack([g], ['acVAE Fig. 6: Z = cos^2(psi) Z1 + (1 - cos^2(psi)) Z2, with Z1, Z2 ~ p(z|a)']), Path(out)/'acvae-fig6-interpolation.png')]
+    return [save_image(vstack([g], ['acVAE Fig. 6: Z = cos^2(psi) Z1 + (1 - cos^2(psi)) Z2, with Z1, Z2 ~ p(z|a)']),
+                       Path(out)/'acvae-fig6-interpolation.png')]
 
 # %% ../nbs/13_fig_blocks.ipynb #9041eb25
 CHANNEL_RECURRENT = ('crvae', 'crvae-gan', 'ccrvae-gan', 'acvae-gan')
@@ -126,7 +128,8 @@ def attention_heatmap(M:torch.Tensor, names, title:str='attention M (T x N)'):
     return fig
 
 # %% ../nbs/13_fig_blocks.ipynb #992c1090
-@register_figure('acvae-table1-attention', 'acVAE Table 1', 'which attributes attend each step (argmax of M), a heatmap of M, each attribute\'s attention entropy',
+@register_figure('acvae-table1-attention', 'acVAE Table 1', 'which attributes attend each step (argmax of M), a heatmap of M, each '
+                                                            'attribute\'s attention entropy',
                  roles=('acvae-gan',))
 def acvae_table1(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     (r, m), = runs.pick('acvae-gan', what='acVAE Table 1')
@@ -143,7 +146,8 @@ def acvae_table1(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     return [out/'acvae-table1-attention.md', out/'acvae-table1-attention.png']
 
 # %% ../nbs/13_fig_blocks.ipynb #d5938e56
-@register_figure('acvae-fig7-progression', 'acVAE Fig. 7', 'decode [(z_1,a_1),...,(z_t,a_t),(0,0),...] for t = 1..T, captioned with the attending attributes',
+@register_figure('acvae-fig7-progression', 'acVAE Fig. 7', 'decode [(z_1,a_1),...,(z_t,a_t),(0,0),...] for t = 1..T, captioned with the '
+                                                           'attending attributes',
                  roles=('acvae-gan',))
 def acvae_fig7(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     (r, m), = runs.pick('acvae-gan', what='acVAE Fig. 7')
@@ -155,14 +159,16 @@ def acvae_fig7(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
              .replace('(none)', '') for t in range(m.T)] for a in test.attrs]
     g = image_grid(x, row_labels=[short_attrs(a, test.attr_names, 3) for a in test.attrs],
                    col_labels=[f't={t + 1} ({int((arg == t).sum())})' for t in range(m.T)], captions=caps, scale=cfg.scale)
-    return [save_image(vstack([g], [f'acVAE Fig. 7: {r}, blocks filled one step at a time; under each face the present attributes attending that step']),
+    return [save_image(vstack([g], [f'acVAE Fig. 7: {r}, blocks filled one step at a time; under each face the present '
+                                    f'attributes attending that step']),
                        Path(out)/'acvae-fig7-progression.png')]
 
 # %% ../nbs/13_fig_blocks.ipynb #f9e94b3b
 def _unconditional_cr(runs:RunSet, what:str):
     return runs.pick('crvae-gan', 'crvae-gan-nomi', 'crvae', what=what)[0]
 
-@register_figure('crvae-fig9-progressive', 'crVAE Fig. 9', 'progressive block sampling from N(0, I): blocks filled one at a time from all zeros',
+@register_figure('crvae-fig9-progressive', 'crVAE Fig. 9', 'progressive block sampling from N(0, I): blocks filled one at '
+                                                           'a time from all zeros',
                  roles=('crvae-gan', 'crvae-gan-nomi', 'crvae'))
 def crvae_fig9(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     r, m = _unconditional_cr(runs, 'crVAE Fig. 9')
@@ -200,26 +206,31 @@ def default_block(model, block:int=0) -> int:
     "The block of crVAE Fig. 10/11: `block` if given, else T//2 + 1 (t = 5 for T = 8, the paper's pose block)."
     return block or model.T // 2 + 1
 
+def _one_block_start(runs:RunSet, cfg:FigureConfig, seed:int, name:str, what:str):
+    "crVAE Fig. 10 and 11 start alike: (role, model, block t (checked), cfg.rows prior codes z)."
+    r, m = _unconditional_cr(runs, what)
+    t = default_block(m, cfg.block); _check_block(m, t)
+    z = draw_z(m, n=cfg.rows, generator=figure_generator(seed, name, 'z'))
+    return r, m, t, z
+
 # %% ../nbs/13_fig_blocks.ipynb #e5b2160e
-@register_figure('crvae-fig10-block-interp', 'crVAE Fig. 10', 'interpolating one block z_t towards one shared target, the other blocks fixed',
+@register_figure('crvae-fig10-block-interp', 'crVAE Fig. 10', 'interpolating one block z_t towards one shared target, '
+                                                              'the other blocks fixed',
                  roles=('crvae-gan', 'crvae-gan-nomi', 'crvae'))
 def crvae_fig10(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
-    r, m = _unconditional_cr(runs, 'crVAE Fig. 10')
-    t = default_block(m, cfg.block); _check_block(m, t)
-    z = draw_z(m, n=cfg.rows, generator=figure_generator(seed, 'crvae-fig10', 'z'))
+    r, m, t, z = _one_block_start(runs, cfg, seed, 'crvae-fig10', 'crVAE Fig. 10')
     target = m.blocks(draw_z(m, n=1, generator=figure_generator(seed, 'crvae-fig10', 'target')))[0, t - 1]
     Z = interpolate_block(m, z, target, t, cfg.interp_steps)              # (k, B, *latent)
     x = torch.stack([m.decode(Z[j]).cpu() for j in range(len(Z))], 1)     # (B, k, 3, H, W)
     g = image_grid(x, col_labels=[f'lambda={l:.2f}' for l in torch.linspace(0, 1, cfg.interp_steps).tolist()], scale=cfg.scale)
-    return [save_image(vstack([g], [f'crVAE Fig. 10: {r}, block z_{t} moved towards one shared z~_{t} (lambda = 0 to 1), the other blocks fixed']),
+    return [save_image(vstack([g], [f'crVAE Fig. 10: {r}, block z_{t} moved towards one shared z~_{t} (lambda = 0 to 1), '
+                                    f'the other blocks fixed']),
                        Path(out)/'crvae-fig10-block-interp.png')]
 
 @register_figure('crvae-fig11-block-styles', 'crVAE Fig. 11', 'resampling one block z_t: styles of one factor; (b) every block of one face',
                  roles=('crvae-gan', 'crvae-gan-nomi', 'crvae'))
 def crvae_fig11(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
-    r, m = _unconditional_cr(runs, 'crVAE Fig. 11')
-    t = default_block(m, cfg.block); _check_block(m, t)
-    z = draw_z(m, n=cfg.rows, generator=figure_generator(seed, 'crvae-fig11', 'z'))
+    r, m, t, z = _one_block_start(runs, cfg, seed, 'crvae-fig11', 'crVAE Fig. 11')
     Z = resample_block(m, z, t, cfg.styles, figure_generator(seed, 'crvae-fig11', 'styles'))       # (S, B, *latent)
     xa = torch.cat([m.decode(z).cpu()[:, None], torch.stack([m.decode(Z[j]).cpu() for j in range(len(Z))], 1)], 1)
     cols = ['sample'] + [f'new z_{t} #{j + 1}' for j in range(cfg.styles)]
@@ -228,8 +239,10 @@ def crvae_fig11(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     for b in range(1, m.T + 1):                                            # (b): every block of the first face
         Zb = resample_block(m, z[:1], b, cfg.styles, figure_generator(seed, 'crvae-fig11', 'every', b))[:, 0]
         rows.append(torch.cat([m.decode(z[:1]).cpu(), m.decode(Zb).cpu()]))
-    gb = image_grid(rows, row_labels=[f't={b}' for b in range(1, m.T + 1)], col_labels=['sample'] + [f'#{j + 1}' for j in range(cfg.styles)], scale=cfg.scale)
-    img = vstack([ga, gb], [f'crVAE Fig. 11 (a): {r}, block z_{t} resampled, the others fixed', '(b) each block t resampled in turn, first face'])
+    gb = image_grid(rows, row_labels=[f't={b}' for b in range(1, m.T + 1)],
+                    col_labels=['sample'] + [f'#{j + 1}' for j in range(cfg.styles)], scale=cfg.scale)
+    img = vstack([ga, gb], [f'crVAE Fig. 11 (a): {r}, block z_{t} resampled, the others fixed',
+                            '(b) each block t resampled in turn, first face'])
     return [save_image(img, Path(out)/'crvae-fig11-block-styles.png')]
 
 # %% ../nbs/13_fig_blocks.ipynb #b7e21c50

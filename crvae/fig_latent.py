@@ -48,7 +48,8 @@ def fig3_latent(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     return [save_image(img, Path(out)/'crvae-fig3-latent.png')]
 
 # %% ../nbs/11_fig_latent.ipynb #49e96f77
-@register_figure('crvae-fig4-samples', 'crVAE Fig. 4', '(a) real faces, (b) vae-gan and (c) crvae-gan generations', roles=('vae-gan', 'crvae-gan'))
+@register_figure('crvae-fig4-samples', 'crVAE Fig. 4', '(a) real faces, (b) vae-gan and (c) crvae-gan generations',
+                 roles=('vae-gan', 'crvae-gan'))
 def fig4_samples(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     got = runs.pick('vae-gan', 'crvae-gan', what='crVAE Fig. 4')
     k = cfg.rows * cfg.n
@@ -72,14 +73,17 @@ def conditional_grid(runs:RunSet, roles, k:int, samples:int, seed:int, name:str,
             labels.append(r if samples == 1 else f'{r} #{s + 1}')
     return image_grid(rows, row_labels=labels, col_labels=[short_attrs(a, test.attr_names) for a in test.attrs], scale=scale)
 
-@register_figure('acvae-fig1-conditional', 'acVAE Fig. 1', 'cgan, cvae, cvae-gan, ccrvae-gan and acvae-gan samples for test attribute vectors',
+@register_figure('acvae-fig1-conditional', 'acVAE Fig. 1', 'cgan, cvae, cvae-gan, ccrvae-gan and acvae-gan samples for '
+                                                           'test attribute vectors',
                  roles=('cgan', 'cvae', 'cvae-gan', 'ccrvae-gan', 'acvae-gan'))
 def acvae_fig1(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     g = conditional_grid(runs, ('cgan', 'cvae', 'cvae-gan', 'ccrvae-gan', 'acvae-gan'), cfg.attr_sets, 1, seed,
                          'acvae-fig1', cfg.scale, 'acVAE Fig. 1')
-    return [save_image(vstack([g], ['acVAE Fig. 1: generations for the attributes of the ground-truth test faces']), Path(out)/'acvae-fig1-conditional.png')]
+    return [save_image(vstack([g], ['acVAE Fig. 1: generations for the attributes of the ground-truth test faces']),
+                       Path(out)/'acvae-fig1-conditional.png')]
 
-@register_figure('acvae-fig5-conditional', 'acVAE Fig. 5', 'two samples each of cvae-gan, ccrvae-gan and acvae-gan for test attribute vectors (64 px)',
+@register_figure('acvae-fig5-conditional', 'acVAE Fig. 5', 'two samples each of cvae-gan, ccrvae-gan and acvae-gan for test '
+                                                           'attribute vectors (64 px)',
                  roles=('cvae-gan', 'ccrvae-gan', 'acvae-gan'))
 def acvae_fig5(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     g = conditional_grid(runs, ('cvae-gan', 'ccrvae-gan', 'acvae-gan'), cfg.attr_sets, 2, seed, 'acvae-fig5', cfg.scale, 'acVAE Fig. 5')

@@ -22,7 +22,8 @@ __all__ = ['MI_CAPTIONS', 'fig5_mi_vaegan', 'snapshot_paths', 'snapshot_step', '
 # %% ../nbs/12_fig_mi.ipynb #a79c9d29
 MI_CAPTIONS = {'vae-gan': 'no MI', 'vae-gan-mi-z': 'MI on z', 'vae-gan-mi': 'MI on FC_gen(z)'}
 
-@register_figure('crvae-fig5-mi-vaegan', 'crVAE Fig. 5', 'vae-gan generations without MI, with MI on z, with MI on FC(z); the same z for all',
+@register_figure('crvae-fig5-mi-vaegan', 'crVAE Fig. 5', 'vae-gan generations without MI, with MI on z, with MI on '
+                                                         'FC(z); the same z for all',
                  roles=('vae-gan', 'vae-gan-mi-z', 'vae-gan-mi'))
 def fig5_mi_vaegan(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     got = runs.pick('vae-gan', 'vae-gan-mi-z', 'vae-gan-mi', need=2, what='crVAE Fig. 5 (MI on VAE-GAN)')
@@ -93,7 +94,8 @@ def snapshot_stability(model, clf, k:int=5, n:int=256, seed:int=0) -> dict|None:
                 pixel_change_mean=sum(pix) / len(pix), pixel_change_se=se(pix),
                 part_switch_mean=sum(switch) / len(switch), part_switch_se=se(switch))
 
-@register_figure('crvae-fig6-snapshots', 'crVAE Fig. 6', 'the same z decoded by the last K snapshots of crvae-gan without (a) and with (b) MI',
+@register_figure('crvae-fig6-snapshots', 'crVAE Fig. 6', 'the same z decoded by the last K snapshots of crvae-gan '
+                                                         'without (a) and with (b) MI',
                  roles=('crvae-gan-nomi', 'crvae-gan'))
 def fig6_snapshots(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     got = runs.pick('crvae-gan-nomi', 'crvae-gan', what='crVAE Fig. 6')

@@ -194,7 +194,8 @@ class RunSet:
         self.models = {}
         for m in models:
             r = run_role(m)
-            if r in self.models: raise UserError(f"two runs have the role {r} ({_where(self.models[r])} and {_where(m)}): give one run per model")
+            if r in self.models: raise UserError(f"two runs have the role {r} ({_where(self.models[r])} and {_where(m)}): "
+                                                 f"give one run per model")
             self.models[r] = m
         infos = [m.run.get('data') for m in models if getattr(m, 'run', None) and m.run.get('data')]
         self.data_info = data_info or (infos[0] if infos else None)
@@ -385,7 +386,8 @@ def _figures_cmd(args):
     load_figure_modules()
     if args.list: print(figure_list()); return 0
     if not args.runs: args.runs = _shipped_runs()
-    check(args.runs, "give at least one run folder (crvae figures RUN_DIR ... --out DIR); no shipped checkpoints were found; --list shows the figures")
+    check(args.runs, "give at least one run folder (crvae figures RUN_DIR ... --out DIR); no shipped checkpoints were found; "
+                     "--list shows the figures")
     check(args.out, "--out DIR is required: the folder for the figures")
     check_seed(args.seed)
     cfg = figure_config(args.config, args.sets)

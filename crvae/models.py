@@ -1,4 +1,4 @@
-"""Every network of both papers behind one interface: `vae`, `conv-vae`, `crvae`, `vae-gan`, `crvae-gan`, `cvae`, `cgan`, `cvae-gan`, `ccrvae-gan` and `acvae-gan`, each with a `tiny` and a `paper` preset, the released parameter counts checked, and `crvae info`.
+"""Every network of both papers behind one interface: `vae`, `conv-vae`, `crvae`, `vae-gan`, `crvae-gan`, `cvae`, `cgan`, `cvae-gan`, `ccrvae-gan` and `acvae-gan`, each with a `tiny` and a `paper` preset (the `paper` presets' parameter counts are checked against the released models in notebook 04a).
 
 Docs: https://crvae.github.io/crvae/models.html.md"""
 
@@ -6,13 +6,13 @@ Docs: https://crvae.github.io/crvae/models.html.md"""
 
 # %% ../nbs/04_models.ipynb #21fe94ea
 from __future__ import annotations
-import argparse, dataclasses, json, math
+import dataclasses, math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from .core import UserError, check, did_you_mean, apply_overrides, markdown_table, command
+from .core import UserError, check, did_you_mean, apply_overrides
 from .bound import reparameterize
 from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRecurrentPath, AttributeEmbedding,
                           AttributeAttention, concat_blocks, to_blocks, from_blocks, DiscriminatorTrunk, GANHead, MIHead,
@@ -20,10 +20,10 @@ from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRec
 
 # %% auto #0
 __all__ = ['MODEL_NAMES', 'PRESETS', 'CONDITIONAL', 'WITH_GAN', 'PROGRESSIVE_MODELS', 'FAMILY', 'CR_ALPHAS', 'TINY_BETA',
-           'CR_MI_WEIGHTS', 'SIZE_BUILDERS', 'MAX_PARAMS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'check_model_name',
-           'ModelConfig', 'model_config', 'FaceModel', 'Discriminator', 'ChannelRecurrentEncoder', 'GenerationPath',
+           'CR_MI_WEIGHTS', 'SIZE_BUILDERS', 'MAX_PARAMS', 'check_model_name', 'ModelConfig', 'model_config',
+           'FaceModel', 'Discriminator', 'AttributeBlocksEncoder', 'ChannelRecurrentEncoder', 'GenerationPath',
            'ChannelRecurrentModel', 'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model',
-           'count_params', 'param_table', 'meta_model', 'model_info']
+           'count_params', 'param_table', 'meta_model']
 
 # %% ../nbs/04_models.ipynb #9fc73956
 MODEL_NAMES = ('vae', 'conv-vae', 'crvae', 'vae-gan', 'crvae-gan', 'cvae', 'cgan', 'cvae-gan', 'ccrvae-gan', 'acvae-gan')
@@ -110,8 +110,10 @@ class ModelConfig:
         check(self.z_dim % self.T == 0, f"T={self.T} must divide z_dim={self.z_dim}")
         check(self.enc_widths[-1] % self.T == 0 and self.d_widths[-1] % self.T == 0,
               f"T={self.T} must divide the encoder and discriminator output channels ({self.enc_widths[-1]}, {self.d_widths[-1]})")
-        check(len(self.kl_alphas) == self.T, f"kl_alphas has {len(self.kl_alphas)} values for T={self.T}: --set kl_alphas=[...] with T values")
-        check(len(self.mi_weights) == self.T, f"mi_weights has {len(self.mi_weights)} values for T={self.T}: --set mi_weights=[...] with T values")
+        check(len(self.kl_alphas) == self.T, f"kl_alphas has {len(self.kl_alphas)} values for T={self.T}: --set "
+                                             f"kl_alphas=[...] with T values")
+        check(len(self.mi_weights) == self.T, f"mi_weights has {len(self.mi_weights)} values for T={self.T}: --set "
+                                              f"mi_weights=[...] with T values")
         check(self.kl_form in ('code', 'paper'), f"kl_form={self.kl_form!r}: use 'code' or 'paper'")
         check(self.decoder_batch in ('joint', 'separate'), f"decoder_batch={self.decoder_batch!r}: use 'joint' or 'separate'")
         check(self.d_gate in ('all', 'head'), f"d_gate={self.d_gate!r}: use 'all' or 'head'")
@@ -139,7 +141,8 @@ def _preset(name:str, preset:str) -> dict:
                  d_stem=8 if acv else 0, d_widths=(8, 16, 32, 64) if (acv or fam == 'fc') else (16, 32, 64, 64),
                  d_fc=256, mbd_kernels=32, mi_channels=16, batch_size=64,
                  bn_momentum=0.1,      # running statistics averaged over about 10 batches, not one (training notebook)
-                 lstm_lr_factor=1.0,   # LSTMs at the full lr: at lr/8 acvae-gan's LSTM prior learns the attributes too slowly for a CPU budget (training notebook)
+                 lstm_lr_factor=1.0,   # LSTMs at the full lr: at lr/8 acvae-gan's LSTM prior learns the attributes too slowly
+                                       # for a CPU budget (training notebook)
                  dropout=0.0)   # behind 0.5 (Lua) dropout the narrow tiny D learns nothing: its GAN loss stays at log 2 (training notebook)
     # loss weights and learning rates of the released runs
     if name in ('crvae', 'crvae-gan'): d.update(kl_alphas=CR_ALPHAS, beta=0.0125, kappa=0.02, lr=3e-4, lr_d=1.5e-4, lr_d_heads=3e-4)
@@ -192,7 +195,8 @@ class FaceModel(nn.Module):
         check(a is not None, f"{self.name} is conditional: pass the attributes a, shape (B, {self.n_attrs}), values +-1")
         a = torch.as_tensor(a, dtype=torch.float32, device=self.device)
         if a.dim() == 1: a = a.unsqueeze(0)
-        check(a.dim() == 2 and a.shape[1] == self.n_attrs, f"{self.name} expects attributes of shape (B, {self.n_attrs}); got {tuple(a.shape)}")
+        check(a.dim() == 2 and a.shape[1] == self.n_attrs, f"{self.name} expects attributes of shape (B, {self.n_attrs}); "
+                                                           f"got {tuple(a.shape)}")
         if n is not None and a.shape[0] != n:
             check(a.shape[0] == 1, f"{a.shape[0]} attribute rows for n={n} samples: give one row or n rows")
             a = a.expand(n, -1)
@@ -284,8 +288,8 @@ class Discriminator(nn.Module):
         return dict(logit=logit, prob=torch.sigmoid(logit), mi=self.mi_head(f) if self.mi_head is not None else None)
 
 # %% ../nbs/04_models.ipynb #e89f5dde
-class ChannelRecurrentEncoder(nn.Module):
-    "Conv stack, [attribute blocks], mean path mu = conv3x3 + per-element bias: x -> (features h', mu)."
+class AttributeBlocksEncoder(nn.Module):
+    "The encoders' shared front: the conv stack and, when conditional, an attribute embedding of c_a x s x s per block."
     def __init__(self, cfg:ModelConfig, n_attrs:int=0):
         super().__init__()
         s, T = cfg.latent_side, cfg.T
@@ -293,9 +297,14 @@ class ChannelRecurrentEncoder(nn.Module):
         C = self.conv.out_channels
         self.attr_embed = AttributeEmbedding(n_attrs, cfg.attr_channels * s * s) if n_attrs else None
         self.attr_shape, self.T = (cfg.attr_channels, s, s), T
-        self.out_channels = C + T * cfg.attr_channels if n_attrs else C
+        self.out_channels = C + T * cfg.attr_channels if n_attrs else C      # channels of [h_t, emb_t] over the T blocks
+
+class ChannelRecurrentEncoder(AttributeBlocksEncoder):
+    "Conv stack, [attribute blocks], mean path mu = conv3x3 + per-element bias: x -> (features h', mu)."
+    def __init__(self, cfg:ModelConfig, n_attrs:int=0):
+        super().__init__(cfg, n_attrs)
         self.mu = nn.Conv2d(self.out_channels, cfg.z_channels, 3, 1, 1)
-        self.mu_bias = LearnableBias(cfg.z_channels, s, s)
+        self.mu_bias = LearnableBias(cfg.z_channels, cfg.latent_side, cfg.latent_side)
     def forward(self, x, y_steps=None):
         h = self.conv(x)                                                   # (B, C, s, s)
         if self.attr_embed is not None:
@@ -362,16 +371,11 @@ class ChannelRecurrentModel(FaceModel):
         return self.prior_net(self.attn(a)) if self.name == 'acvae-gan' else self.prior_net(a)
 
 # %% ../nbs/04_models.ipynb #ae7a9410
-class FCEncoder(nn.Module):
+class FCEncoder(AttributeBlocksEncoder):
     "Conv stack, [attribute blocks], flatten, two Linear layers: x -> (mu, logvar), each (B, z_dim)."
     def __init__(self, cfg:ModelConfig, n_attrs:int=0):
-        super().__init__()
-        s, T = cfg.latent_side, cfg.T
-        self.conv = EncoderConvStack(cfg.enc_widths, cfg.enc_stem, cfg.bn_eps, cfg.bn_momentum)
-        C = self.conv.out_channels
-        self.attr_embed = AttributeEmbedding(n_attrs, cfg.attr_channels * s * s) if n_attrs else None
-        self.attr_shape, self.T = (cfg.attr_channels, s, s), T
-        F_ = (C + T * cfg.attr_channels if n_attrs else C) * s * s
+        super().__init__(cfg, n_attrs)
+        F_ = self.out_channels * cfg.latent_side ** 2
         self.mu, self.logvar = nn.Linear(F_, cfg.z_dim), nn.Linear(F_, cfg.z_dim)
     def forward(self, x, a=None):
         h = self.conv(x)                                                   # (B, C, s, s)
@@ -484,36 +488,3 @@ def meta_model(cfg:ModelConfig, fix:str) -> FaceModel:
     check(n <= MAX_PARAMS, f"the model config makes a {cfg.model} of {n:,} parameters ({n * 4 / 1e9:,.0f} GB of weights; "
                            f"at most {MAX_PARAMS:,}); {fix}")
     return model
-
-def model_info(name:str, preset:str='tiny', sets:list[str]|None=None) -> dict:
-    "`param_table` of model `name` built on the meta device (no memory, no initialisation cost)."
-    cfg = model_config(name, preset, sets)
-    return param_table(meta_model(cfg, "change the --set values (sizes and widths are positive and moderate)"))
-
-# %% ../nbs/04_models.ipynb #08f61633
-RELEASED_COUNTS = {'crvae-gan': 20.53e6, 'vae-gan': 22.80e6, 'ccrvae-gan': 20.43e6, 'acvae-gan': 18.55e6}
-RELEASED_GENERATOR = {'crvae-gan': 13.00e6, 'vae-gan': 17.54e6}
-
-# %% ../nbs/04_models.ipynb #c60dbe57
-def _info_args(p:argparse.ArgumentParser):
-    p.add_argument('model', help=f"a model name ({', '.join(MODEL_NAMES)}) or 'all'")
-    p.add_argument('--config', default='tiny', help='preset: tiny or paper (default tiny)')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='override a config field (repeatable)')
-    p.add_argument('--json', action='store_true', help='print JSON instead of a table')
-
-@command('info', _info_args)
-def _info_cmd(args):
-    names = MODEL_NAMES if args.model == 'all' else [check_model_name(args.model)]
-    infos = [model_info(n, args.config, args.sets) for n in names]
-    if args.json:
-        print(json.dumps(infos if args.model == 'all' else infos[0], indent=2)); return
-    if args.model == 'all':
-        print(markdown_table([dict(model=i['model'], generator=i['generator'], discriminator=i['discriminator'],
-                                   total=i['total'], total_M=round(i['total'] / 1e6, 2)) for i in infos]))
-        return
-    i = infos[0]
-    rows = [dict(module=k, params=v, M=round(v / 1e6, 3)) for k, v in i['parts'].items()]
-    rows += [dict(module='generator side', params=i['generator'], M=round(i['generator'] / 1e6, 3)),
-             dict(module='discriminator', params=i['discriminator'], M=round(i['discriminator'] / 1e6, 3)),
-             dict(module='total', params=i['total'], M=round(i['total'] / 1e6, 3))]
-    print(f"{i['model']} ({i['preset']} preset)\n" + markdown_table(rows))

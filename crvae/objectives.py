@@ -108,6 +108,17 @@ def generator_loss(model, x:torch.Tensor, a:torch.Tensor|None=None, n_prior:int|
         us = [model.transformed(zz, aa) for zz, aa in zip(zs, as_)]
         xs = [model.render(u) for u in us]
     s = loss_scale(cfg)
+    def adversarial(total, x_f, a_f, u_f, z_f, name:str):
+        "Fakes `x_f` shown to D: the GAN term and, with MI, the MI term on their code, added to `total` (terms, fakes filled)."
+        out = D(x_f, a_f)
+        terms[f'gan_{name}'] = g_gan_loss(out['logit'])
+        total = total + s * cfg.beta * terms[f'gan_{name}']
+        if use_mi:
+            target = (u_f if cfg.mi_target == 'u' else z_f).detach()
+            terms[f'mi_{name}'] = mi_loss(out['mi'], target, cfg.mi_weights, T)
+            total = total + s * cfg.kappa * terms[f'mi_{name}']
+            fakes[f'u_{name}'] = target
+        return total
     if D is not None: _frozen(D, True)
     try:
         if model.has_encoder:
@@ -119,25 +130,10 @@ def generator_loss(model, x:torch.Tensor, a:torch.Tensor|None=None, n_prior:int|
             terms.update({f'kl_{t+1}': kl_t[t].detach() for t in range(T)})   # logged only (nats per block)
             total = total + s * (terms['pixel'] + terms['kl'])
             fakes.update(x_rec=x_rec.detach(), a_rec=a)
-            if D is not None:
-                out = D(x_rec, a)
-                terms['gan_rec'] = g_gan_loss(out['logit'])
-                total = total + s * cfg.beta * terms['gan_rec']
-                if use_mi:
-                    target = (u if cfg.mi_target == 'u' else z).detach()
-                    terms['mi_rec'] = mi_loss(out['mi'], target, cfg.mi_weights, T)
-                    total = total + s * cfg.kappa * terms['mi_rec']
-                    fakes['u_rec'] = target
+            if D is not None: total = adversarial(total, x_rec, a, u, z, 'rec')
         if D is not None:
             u_p, x_p = us[-1], xs[-1]
-            out = D(x_p, a_p)
-            terms['gan_prior'] = g_gan_loss(out['logit'])
-            total = total + s * cfg.beta * terms['gan_prior']
-            if use_mi:
-                target = (u_p if cfg.mi_target == 'u' else z_p).detach()
-                terms['mi_prior'] = mi_loss(out['mi'], target, cfg.mi_weights, T)
-                total = total + s * cfg.kappa * terms['mi_prior']
-                fakes['u_prior'] = target
+            total = adversarial(total, x_p, a_p, u_p, z_p, 'prior')
             fakes.update(x_prior=x_p.detach(), a_prior=a_p)
         for k, v in attention_losses(model).items():
             terms[k] = v

@@ -1,4 +1,4 @@
-"""The main job: the comparison's checkpoints shipped small and documented (`crvae ship`, model cards), `crvae reproduce` evaluating them (or retraining the comparison with equal wall-clock budgets) on a fixed subset, drawing the figures and writing `report.md` / `report.html` with the papers' tables, our numbers beside theirs, a verdict per claim and a note on responsible use.
+"""The main job: `crvae reproduce` scoring the comparison's shipped checkpoints (notebook 88), or retraining the comparison for the same number of steps per model, on a fixed subset; drawing the figures and writing `report.md` / `report.html` with the papers' tables, our numbers beside theirs, a verdict per claim (notebook 89) and a note on responsible use.
 
 Docs: https://crvae.github.io/crvae/reproduce.html.md"""
 
@@ -6,620 +6,22 @@ Docs: https://crvae.github.io/crvae/reproduce.html.md"""
 
 # %% ../nbs/90_reproduce.ipynb #64fad7f1
 from __future__ import annotations
-import argparse, dataclasses, hashlib, html, json, math, os, platform, re, shlex, shutil, sys, time
-from dataclasses import dataclass
+import dataclasses, json, re, shutil, sys, time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import crvae
-from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, save_json, load_json,
-                        atomic_dir, apply_overrides, get_device, markdown_table, command, assets_home, checkpoints_home, check_range, machine_info)
+from .core import (UserError, check, did_you_mean, atomic_write_text, save_json, load_json, get_device, markdown_table, command,
+                        assets_home, checkpoints_home, check_range, machine_info)
 from .data import FaceData, load_faces
-from .classifiers import load_classifiers, CLASSIFIER_KINDS
+from .shipping import (COMPARISON, EvalConfig, eval_config, eval_classifiers, evaluate_checkpoint, sha256_file, shipped_name,
+                            train_command, recipe, _steps_total, _seconds_total, _eval_args)
+from .claims import judge_claims
+from .report import summary_rows, report_markdown, md_to_html
 
 # %% auto #0
-__all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'CLAIMS', 'RESPONSIBLE_USE', 'CSS',
-           'shipped_name', 'portable_command', 'train_command', 'data_manifest', 'cast_weights', 'sha256_file',
-           'EvalConfig', 'eval_config', 'eval_subset', 'eval_classifiers', 'evaluate_checkpoint', 'recipe',
-           'model_card', 'card_markdown', 'ship', 'ship_classifiers', 'judge_claim', 'judge_claims', 'merge_seeds',
-           'summary_rows', 'report_markdown', 'md_to_html', 'Progress', 'results_home', 'ship_results',
-           'shipped_results', 'reproduce']
-
-# %% ../nbs/90_reproduce.ipynb #3d17a0fa
-COMPARISON = {  # role -> model, --set items, the paper's label
-    'vae-gan':        dict(model='vae-gan', sets=[], label='VAE-GAN', paper='crVAE'),
-    'crvae-gan':      dict(model='crvae-gan', sets=[], label='crVAE-GAN + MI', paper='crVAE'),
-    'crvae-gan-nomi': dict(model='crvae-gan', sets=['kappa=0'], label='crVAE-GAN', paper='crVAE'),
-    'cvae-gan':       dict(model='cvae-gan', sets=[], label='cVAE-GAN', paper='acVAE'),
-    'ccrvae-gan':     dict(model='ccrvae-gan', sets=[], label='crVAE-GAN', paper='acVAE'),
-    'acvae-gan':      dict(model='acvae-gan', sets=[], label='acVAE-GAN', paper='acVAE'),
-}
-
-def shipped_name(role:str, data:str='avatars', size:int=64) -> str:
-    "The name of the shipped checkpoint of `role`, e.g. 'acvae-gan-avatars64'."
-    check(role in COMPARISON, f"unknown role {role!r}{did_you_mean(role, COMPARISON)}; roles: {', '.join(COMPARISON)}")
-    return f'{role}-{data}{size}'
-
-# %% ../nbs/90_reproduce.ipynb #bcc424de
-def portable_command(cmd:str) -> str:
-    "`cmd` with the folders of `--out` and `--init-from` given by their names (`--out /home/me/runs/x` -> `--out x`)."
-    words, flags = shlex.split(cmd), ('--out', '--init-from')
-    def name(i, w):
-        if i and words[i - 1] in flags: return Path(w).name
-        flag, eq, v = w.partition('=')
-        return f'{flag}={Path(v).name}' if eq and flag in flags else w
-    return shlex.join(name(i, w) for i, w in enumerate(words))
-
-def train_command(info:dict, recorded:bool=True) -> str:
-    """The `crvae train` command that made a run: the recorded one, else (or with `recorded=False`) rebuilt from its configs.
-    Its run folders (`--out`, `--init-from`) are given by their names: a card carries no machine path."""
-    if recorded and info.get('command'): return portable_command(info['command'])
-    from crvae.training import make_configs, TRAIN_FIELDS
-    tc, mc, d = info['train_config'], info['model_config'], info.get('data') or {}
-    m0, t0 = make_configs(info['model'], tc.get('preset', 'tiny'), data_attrs=mc.get('n_attrs'))
-    m0, t0 = (json.loads(json.dumps(dataclasses.asdict(c))) for c in (m0, t0))   # tuples as the JSON lists run.json holds
-    flags = {'data', 'root', 'n', 'size', 'seed', 'steps', 'epochs', 'minutes', 'device', 'progress', 'preset', 'model'}
-    val = lambda v: json.dumps(v, separators=(',', ':')) if isinstance(v, (list, tuple, bool)) or v is None else str(v)
-    arg = lambda k, v: '--set ' + shlex.quote(f'{k}={val(v)}')      # quoted when it holds [ ] or spaces: a shell-ready command
-    sets = [arg(k, v) for k, v in mc.items() if k not in ('model', 'preset', 'n_attrs', 'image_size') and m0.get(k) != v]
-    sets += [arg(k, v) for k, v in tc.items() if k not in flags and k in TRAIN_FIELDS and t0.get(k) != v]
-    budget = next((f'--{k} {tc[k]}' for k in ('steps', 'epochs', 'minutes') if tc.get(k)), '')
-    parts = ['crvae train', info['model'], f"--data {tc.get('data', 'avatars')}", f"--root {tc['root']}" if tc.get('root') else '',
-             f"--n {d.get('n', tc.get('n'))}", f"--size {tc.get('size', 64)}", f"--config {tc.get('preset', 'tiny')}", budget,
-             f"--seed {tc.get('seed', 0)}", *sets, f"--out {Path(info.get('path', 'RUN')).name}",
-             f"--init-from {Path(info['init_from'].get('path', 'RUN')).name}" if info.get('init_from') else '']
-    return ' '.join(p for p in parts if p)
-
-def data_manifest(info:dict, faces:FaceData|None=None) -> dict:
-    "What a run was trained on: dataset, n, size, seed, the cache folder (its name carries the cache hash), split sizes."
-    d = dict(info.get('data') or {})
-    man = faces.manifest if faces is not None else {}
-    cache = Path(man['path']).name if man.get('path') else None
-    return dict(dataset=d.get('data', d.get('name')), root=d.get('root'), n=d.get('n'), size=d.get('size'), seed=d.get('seed'),
-                n_train=d.get('n_train'), cache=cache, cache_hash=cache.rsplit('-', 1)[-1] if cache else None,
-                renderer=man.get('versions'), n_attrs=len(d.get('attr_names') or []))
-
-# %% ../nbs/90_reproduce.ipynb #52093a7a
-DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16, 'float32': torch.float32}
-
-def cast_weights(weights:dict, dtype:str='float16') -> dict:
-    "Floating tensors of `weights` cast to `dtype` (integer buffers untouched); a `UserError` if a value does not fit."
-    check(dtype in DTYPES, f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
-    out = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
-    bad = [k for k, v in out.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    check(not bad, f"{bad[:1]} does not fit in {dtype} (values beyond its range); ship with --dtype float32")
-    return out
-
-def sha256_file(path) -> str:
-    "The SHA-256 of a file's bytes."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
-# %% ../nbs/90_reproduce.ipynb #3fd4cc43
-@dataclass(frozen=True)
-class EvalConfig:
-    "How checkpoints are scored and figures drawn by `ship` and `crvae reproduce`."
-    preset: str = 'default'
-    n_test: int = 1000          # the first n test faces; one generated face each
-    seed: int = 0
-    splits: int = 10            # inception score splits (the papers: 10)
-    batch_size: int = 200
-    figures: str = 'paper'      # figure preset (notebook 10)
-    completion_steps: int = 40  # Adam steps per completion (crVAE Fig. 8; the paper's 300 take minutes per model on a CPU)
-
-EVAL_PRESETS = {'default': {}, 'tiny': dict(n_test=40, splits=4, batch_size=40, figures='tiny', completion_steps=4)}
-
-def eval_config(preset:str='default', sets=None) -> EvalConfig:
-    "The `EvalConfig` of `preset` ('default' or 'tiny') with 'key=value' items applied."
-    check(preset in EVAL_PRESETS, f"unknown evaluation preset {preset!r}{did_you_mean(preset, EVAL_PRESETS)}: use default or tiny")
-    cfg = apply_overrides(EvalConfig(preset=preset, **EVAL_PRESETS[preset]), sets)
-    check(cfg.n_test >= cfg.splits >= 1, f"n_test={cfg.n_test} must be at least splits={cfg.splits}")
-    return cfg
-
-def eval_subset(data:FaceData, n:int) -> FaceData:
-    "The first `n` faces of `data`'s test split (all of them if fewer)."
-    test = data.subset('test')
-    check(len(test) > 0, f"{data.name} has no test split to evaluate on")
-    return test.subset(torch.arange(min(n, len(test))))
-
-def eval_classifiers(data:FaceData, assets=None, root=None, device='cpu'):
-    "The classifiers that score `data`: `root` if given, else the shipped ones trained on this data, else the cache's."
-    if root is not None: return load_classifiers(data, root=root, device=device)
-    shipped = Path(assets or assets_home())/'classifiers'
-    if shipped.is_dir():
-        try: return load_classifiers(data, root=shipped, device=device)
-        except UserError: pass           # none shipped for this data: the cache's (load_classifiers names the fix)
-    return load_classifiers(data, device=device)
-
-# %% ../nbs/90_reproduce.ipynb #03376fe1
-def _attention_summary(model) -> dict|None:
-    "acVAE Table 1 in numbers: each attribute's attention entropy over log T (0 = one block, 1 = uniform), steps attended."
-    if getattr(model, 'attention', None) is None: return None
-    from crvae.fig_blocks import attention_of, attention_entropy
-    M = attention_of(model)
-    T = M.shape[0]
-    ratio = attention_entropy(M) / math.log(T)
-    return dict(T=T, n_attrs=M.shape[1], entropy_over_logT=round(float(ratio.mean()), 4),
-                steps_used=int(M.argmax(0).unique().numel()), max_per_step=int(torch.bincount(M.argmax(0), minlength=T).max()))
-
-def evaluate_checkpoint(model, data:FaceData, clf, cfg:EvalConfig, progress:bool=False) -> dict:
-    "`evaluate_model` on the fixed subset of `data`, plus the run's steps, train time, weights checksum and attention summary."
-    from crvae.metrics import evaluate_model
-    from crvae.fig_mi import snapshot_stability
-    sub = eval_subset(data, cfg.n_test)
-    res = evaluate_model(model, sub, clf, None, cfg.seed, cfg.batch_size, cfg.splits, progress=progress)
-    run = getattr(model, 'run', None) or {}
-    w = Path(run['path'])/'model.safetensors' if run.get('path') else None
-    res.update(run=run.get('path'), step=run.get('last_step') or (run.get('shipped') or {}).get('step'),
-               train_seconds=run.get('train_seconds'), attention=_attention_summary(model),
-               steps_total=_steps_total(run), train_seconds_total=_seconds_total(run),   # with the runs it started from (--init-from)
-               weights_sha256=sha256_file(w) if w is not None and w.exists() else None,
-               stability=snapshot_stability(model, clf, seed=cfg.seed),                # crVAE Fig. 6 as numbers (runs with snapshots)
-               eval=dict(n_test=len(sub), seed=cfg.seed, splits=cfg.splits, subset=f'first {len(sub)} test faces'))
-    return res
-
-# %% ../nbs/90_reproduce.ipynb #00440117
-INTENDED_USE = ("Teaching and research: reproducing the crVAE-GAN / acVAE-GAN comparisons on synthetic cartoon avatars, "
-                "trying the figures and the face tool without training.")
-LIMITS = ("Trained on synthetic avatars (python-avatars), not photographs: it says nothing about real faces. A small "
-          "CPU-sized network trained for a short time: samples are blurry and attributes are sometimes wrong. Scores "
-          "use crvae's own classifiers, not the papers' VGG/Inception networks, so they are not comparable to published "
-          "numbers. Not for identifying, describing or depicting real people (see the responsible-use note of the report).")
-
-def _metrics_summary(res:dict) -> dict:
-    "The card's headline numbers from an `evaluate_checkpoint` result."
-    acc, rec = res.get('attribute_accuracy'), res.get('reconstruction')
-    return dict(inception_score=res['inception_score']['mean'], inception_score_std=res['inception_score']['std'],
-                attribute_accuracy=None if acc is None else acc['mean'],
-                real_attribute_accuracy=res['reference']['attribute_accuracy']['mean'],
-                real_inception_score=res['reference']['inception_score']['mean'],
-                fd_crvae=res['frechet_distance']['value'], precision=res['precision_recall']['precision'],
-                recall=res['precision_recall']['recall'], recon_mse=None if rec is None else rec['recon_mse'],
-                elbo=None if rec is None else rec['elbo'])
-
-def recipe(info:dict) -> list[str]:
-    "Every command that made a run, oldest first (the runs it started from with `--init-from`, then its own), rebuilt from the "
-    "recorded configs: a `--set` for each value that differs from this version's preset, so they hold when a preset changes."
-    return [train_command(s, recorded=False) for s in _stages(info)]
-
-def _stages(info:dict) -> list[dict]:
-    "The run.json of a run and of every run it started from (`init_from`, recorded by `crvae train --init-from`), oldest first."
-    out = []
-    while info: out.insert(0, info); info = info.get('init_from')
-    return out
-
-def _steps_total(info:dict):
-    "Training steps including the runs it started from (None when one of them is unknown)."
-    n = [s.get('last_step') or (s.get('shipped') or {}).get('step') for s in _stages(info)]
-    return None if None in n else sum(n)
-
-def _seconds_total(info:dict):
-    "Training wall time including the runs it started from (None when one of them is unknown)."
-    t = [s.get('train_seconds') for s in _stages(info)]
-    return None if None in t else round(sum(t), 1)
-
-def _epochs(step, batch, n_train):
-    return round(step * batch / n_train, 2) if step and batch and n_train else None
-
-def model_card(name:str, info:dict, res:dict, faces:FaceData|None, shipped:dict, cfg:EvalConfig, role:str|None=None) -> dict:
-    "The model card (JSON) of a shipped checkpoint."
-    tc = info.get('train_config') or {}
-    return dict(name=name, model=info['model'], role=role, paper=COMPARISON.get(role or '', {}).get('paper'),
-                command=train_command(info), data=data_manifest(info, faces), seed=tc.get('seed'),
-                steps=shipped.get('step'), epochs=_epochs(shipped.get('step'), (info.get('model_config') or {}).get('batch_size'), (info.get('data') or {}).get('n_train')),
-                train_seconds=info.get('train_seconds'), recipe=recipe(info), train_seconds_total=_seconds_total(info),
-                training_machine=dict(machine=info.get('machine'), device=info.get('device'), torch=info.get('torch_version'),
-                                      crvae=info.get('crvae_version'), created=info.get('created')),
-                shipping_machine=machine_info(), evaluation=dict(dataclasses.asdict(cfg), classifiers=res['classifier_versions'],
-                                                               subset=res['eval']['subset'], n=res['eval']['n_test']),
-                metrics=_metrics_summary(res), attention=res.get('attention'), shipped=shipped,
-                intended_use=INTENDED_USE, limits=LIMITS, full_metrics=res)
-
-def _fmt(v, nd=4):
-    return '-' if v is None else (f'{v:.{nd}g}' if isinstance(v, float) else str(v))
-
-def card_markdown(card:dict) -> str:
-    "The model card as markdown."
-    m, d, tm = card['metrics'], card['data'], card['training_machine']
-    rows = [dict(metric=k, value=_fmt(v)) for k, v in m.items()]
-    mins = f"{card['train_seconds'] / 60:.1f} min" if card.get('train_seconds') else '-'
-    if len(card.get('recipe') or []) > 1 and card.get('train_seconds_total'):
-        mins += f" ({card['train_seconds_total'] / 60:.1f} min with the run{'s' if len(card['recipe']) > 2 else ''} it started from)"
-    return '\n'.join([
-        f"# Model card: {card['name']}", '',
-        f"`{card['model']}` ({card.get('role') or card['model']}) of the {card.get('paper') or 'crvae'} comparison, "
-        f"trained with crvae {tm.get('crvae')}; weights shipped as {card['shipped']['dtype']}.", '',
-        '## How it was made', '', '```', *(card.get('recipe') or [card['command']]), '```', '',
-        f"- data: {d['dataset']}, n = {d['n']} ({d.get('n_train')} for training), {d['size']} px, data seed {d['seed']}, "
-        f"cache {d.get('cache') or '-'} (hash {d.get('cache_hash') or '-'})",
-        f"- seed {card['seed']}, {card['steps']} steps, training wall time {mins}",
-        f"- machine: {tm.get('machine')} ({tm.get('device')}), torch {tm.get('torch')}; shipped on {card['shipping_machine']['cpu']} "
-        f"({card['shipping_machine']['threads']} threads, torch {card['shipping_machine']['torch']})",
-        f"- shipped from {card['shipped']['source']} at step {card['shipped']['step']}", '',
-        '## Metrics', '',
-        f"`evaluate_model` on the {card['evaluation']['subset']} (seed {card['evaluation']['seed']}, {card['evaluation']['splits']} "
-        f"splits), classifiers {', '.join(card['evaluation']['classifiers'].values())}:", '',
-        markdown_table(rows), '',
-        '## Intended use', '', card['intended_use'], '', '## Limits', '', card['limits'], '',
-        '## Load it', '', f"```python\nimport crvae\nmodel = crvae.load('{card['name']}')\n```", ''])
-
-# %% ../nbs/90_reproduce.ipynb #dc341429
-CHECK_CONFIG = EvalConfig(preset='check', n_test=64, splits=4, batch_size=64, figures='tiny', completion_steps=4)
-
-def _ci_check(model, info:dict, classifiers_root=None) -> dict|None:
-    "The card's quick check: the shipped model scored on the 1,000-face avatar set's test faces, which a test (and CI) can redo in seconds."
-    d = info['data']
-    if d.get('data') != 'avatars': return None
-    small = load_faces('avatars', None, d.get('size', 64), 1000, d.get('seed', 0), progress=False)
-    res = evaluate_checkpoint(model, small, eval_classifiers(small, root=classifiers_root), CHECK_CONFIG)
-    return dict(data=dict(data='avatars', n=1000, size=d.get('size', 64), seed=d.get('seed', 0)), evaluation=dataclasses.asdict(CHECK_CONFIG),
-                classifiers=res['classifier_versions'], metrics=_metrics_summary(res))
-
-def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:EvalConfig|None=None, faces:FaceData|None=None,
-         classifiers_root=None, force:bool=False, progress:bool=False) -> Path:
-    "Ship run folder `run` as `out`/`name` (default `checkpoints_home()`): cast weights, run.json, the model card."
-    from crvae.runs import find_run, read_run, read_weights, load, safetensors_bytes, model_from_run
-    from crvae.figures import run_role
-    src = find_run(run)
-    info = read_run(src)
-    check(re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', name or ''), f"--name {name!r}: use letters, digits, '-', '_' and '.'")
-    cfg = cfg or eval_config()
-    dest = Path(out) if out is not None else checkpoints_home()
-    dest = dest/name
-    check(force or not dest.exists(), f"{dest} already exists: pass --force to replace it, or choose another --name")
-    wsrc = src/'model.safetensors'
-    weights = read_weights(wsrc)
-    step = info.get('last_step')
-    if step is None:
-        from safetensors import safe_open
-        with safe_open(str(wsrc), 'pt') as f: step = int((f.metadata() or {}).get('step', 0)) or None
-    snaps = sorted((src/'snapshots').glob('step-*.safetensors'))[-snapshots:] if snapshots > 0 else []
-    check(snapshots <= 0 or snaps, f"--snapshots {snapshots}: {src} has no snapshots (train with --set snapshot_every=N)")
-    stage = dest.parent/f'.{name}.new'
-    if stage.exists(): shutil.rmtree(stage)                      # left by an interrupted ship
-    with atomic_dir(stage) as tmp:
-        meta = dict(model=info['model'], step=step, dtype=dtype, source=Path(src).name)   # the run's name, not a machine path
-        blob = safetensors_bytes(cast_weights(weights, dtype), meta)
-        atomic_write_bytes(tmp/'model.safetensors', blob)
-        keep = model_from_run(info).decoder_keys() if snaps else []    # a snapshot is shipped for decoding (crVAE Fig. 6): its decoder
-        for p in snaps:
-            w = read_weights(p)
-            atomic_write_bytes(tmp/'snapshots'/p.name, safetensors_bytes(cast_weights({k: w[k] for k in keep}, dtype), dict(dtype=dtype, part='decoder')))
-        shipped = dict(source=Path(src).name, step=step, dtype=dtype, sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
-                       snapshots=[p.name for p in snaps], created=time.strftime('%Y-%m-%d %H:%M:%S'), crvae_version=crvae.__version__)
-        portable = {k: v for k, v in info.items() if k != 'path'}
-        if info.get('command'): portable['command'] = portable_command(info['command'])
-        save_json(tmp/'run.json', {**portable, 'shipped': shipped})
-        model = load(tmp)                                        # the shipped (fp16-cast) weights are what the card scores
-        role = run_role(model)
-        if faces is None:
-            d = info['data']
-            faces = load_faces(d['data'], d.get('root'), d.get('size', 64), d.get('n'), d.get('seed', 0), progress=progress)
-        clf = eval_classifiers(faces, root=classifiers_root)
-        res = evaluate_checkpoint(model, faces, clf, cfg, progress=progress)
-        res['weights_sha256'], res['run'] = shipped['sha256'], name
-        card = model_card(name, dict(info, path=str(src)), res, faces, shipped, cfg, role)   # path: the recipe's --out
-        card['check'] = _ci_check(model, info, classifiers_root)
-        save_json(tmp/'card.json', card)
-        atomic_write_text(tmp/'card.md', card_markdown(card))
-    if dest.exists(): shutil.rmtree(dest)
-    os.replace(stage, dest)
-    return dest
-
-# %% ../nbs/90_reproduce.ipynb #1998aa12
-def ship_classifiers(data:FaceData, src=None, out=None, dtype:str='float16', force:bool=False, check_n:int=200) -> Path:
-    "Copy the classifiers of `data` (from `src`, default the cache) as `dtype` into `out` (default assets/classifiers/<dataset><size>)."
-    from safetensors.torch import save, load
-    from crvae.classifiers import classifiers_root
-    clf = load_classifiers(data, root=src if src is not None else classifiers_root())   # never the shipped ones themselves
-    dest = Path(out) if out is not None else assets_home()/'classifiers'/f"{clf.identity['dataset']}{data.size}"
-    check(force or not dest.exists(), f"{dest} already exists: pass --force to replace it")
-    stage = dest.parent/f'.{dest.name}.new'
-    if stage.exists(): shutil.rmtree(stage)
-    with atomic_dir(stage) as tmp:
-        for k in CLASSIFIER_KINDS:
-            card = clf.cards[k]
-            wsrc = Path(clf.folder)/card['weights']['file']
-            blob = save(cast_weights(load(wsrc.read_bytes()), dtype))
-            suffix = '' if dtype == 'float32' else f'-{dtype[0]}{dtype[-2:]}'
-            new = dict(card, classifier_version=card['classifier_version'] + suffix,
-                       weights=dict(file=card['weights']['file'], sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob)),
-                       shipped=dict(source=Path(clf.folder).name, source_version=card['classifier_version'],
-                                    source_sha256=card['weights']['sha256'], dtype=dtype, created=time.strftime('%Y-%m-%d %H:%M:%S')))
-            atomic_write_bytes(tmp/card['weights']['file'], blob)
-            save_json(tmp/f'{k}.json', new)
-        small = load_classifiers(data, root=tmp)
-        test = eval_subset(data, check_n)
-        a, b = clf.score(test.images), small.score(test.images)
-        agree = dict(attributes=float(((a['attr_logits'] > 0) == (b['attr_logits'] > 0)).double().mean()),
-                     recognition=float(np.mean([(a['probs'][h].argmax(1) == b['probs'][h].argmax(1)).double().mean().item() for h in a['probs']])))
-        for k in CLASSIFIER_KINDS:
-            c = load_json(tmp/f'{k}.json'); c['shipped']['agreement_with_source'] = dict(n_test_faces=len(test), **agree)
-            save_json(tmp/f'{k}.json', c)
-    if dest.exists(): shutil.rmtree(dest)
-    os.replace(stage, dest)
-    return dest
-
-# %% ../nbs/90_reproduce.ipynb #9405d4a8
-CLAIMS = [
-    dict(id='is-crvae', claim='crVAE-GAN IS > VAE-GAN IS', kind='is', a='crvae-gan-nomi', b='vae-gan',
-         paper='crVAE Table 1, CelebA 64 px: 24.16 ± 0.33 vs 21.70 ± 0.15 (both without MI)'),
-    dict(id='is-mi', claim='MI term: crVAE-GAN + MI IS > crVAE-GAN IS', kind='is', a='crvae-gan', b='crvae-gan-nomi',
-         paper='crVAE Table 1: 26.20 ± 0.19 vs 24.16 ± 0.33'),
-    dict(id='is-acvae-cvae', claim='acVAE-GAN IS > cVAE-GAN IS', kind='is', a='acvae-gan', b='cvae-gan',
-         paper='acVAE Table 2, 64 px: 55.12 ± 0.64 vs 37.48 ± 0.96'),
-    dict(id='is-ccrvae-cvae', claim='conditional crVAE-GAN IS > cVAE-GAN IS', kind='is', a='ccrvae-gan', b='cvae-gan',
-         paper='acVAE Table 2: 54.66 ± 0.67 vs 37.48 ± 0.96'),
-    dict(id='is-acvae-ccrvae', claim='acVAE-GAN IS > conditional crVAE-GAN IS', kind='is', a='acvae-gan', b='ccrvae-gan',
-         paper='acVAE Table 2: 55.12 ± 0.64 vs 54.66 ± 0.67 (within one std in the paper too)'),
-    dict(id='acc-acvae-cvae', claim='acVAE-GAN attribute accuracy > cVAE-GAN', kind='acc', a='acvae-gan', b='cvae-gan',
-         paper='acVAE Table 3, 64 px average: 90.4 vs 89.1 %'),
-    dict(id='acc-acvae-ccrvae', claim='acVAE-GAN attribute accuracy > conditional crVAE-GAN', kind='acc', a='acvae-gan', b='ccrvae-gan',
-         paper='acVAE Table 3: 90.4 vs 90.3 %'),
-    dict(id='acc-real', claim='acVAE-GAN attribute accuracy ≥ 0.9 × real-face accuracy', kind='acc_vs_real', a='acvae-gan',
-         paper='acVAE Table 3: 90.4 % generated vs 90.4 % real'),
-    dict(id='attention', claim='each attribute attends one latent block, spread over the blocks', kind='attention', a='acvae-gan',
-         paper='acVAE Table 1 (about N/T attributes per step, no extra regulariser)'),
-    dict(id='mi-stable', claim='the MI term stabilises training: the same codes change less from one weight snapshot to the next',
-         kind='stability', a='crvae-gan', b='crvae-gan-nomi', figure='crvae-fig6-snapshots',
-         paper='crVAE Fig. 6 (visual: colour oscillation and mode collapse without MI)'),
-    dict(id='completion', claim='crVAE-GAN completes occluded faces better than VAE-GAN (closer to the hidden pixels)', kind='completion',
-         a='crvae-gan', b='vae-gan', figure='crvae-fig8-completion', paper='crVAE Table 2 (human raters prefer crVAE-GAN)'),
-]
-
-def _spread(res:dict, kind:str) -> tuple[float, float]:
-    "(value, spread) of `res` for a claim kind: IS mean and split std, or attribute accuracy and its standard error."
-    if kind == 'is': return res['inception_score']['mean'], res['inception_score']['std']
-    p, n = res['attribute_accuracy']['mean'], res['n_generated']
-    return p, math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
-
-def _show(v:float, s:float, kind:str) -> str:
-    return f'{v:.3f} ± {s:.3f}' if kind == 'is' else f'{100 * v:.1f} ± {100 * s:.1f} %'
-
-def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
-    "The verdict and evidence of one claim from `by_role` (role -> list of results, one per seed); `figures`: `make_figures`' record."
-    out = dict(claim=claim['claim'], paper=claim['paper'])
-    A, B = by_role.get(claim['a'], []), by_role.get(claim.get('b'), []) if claim.get('b') else []
-    if claim['kind'] == 'completion':     # from the figure's table: seed 0's checkpoints, each mask over the same test faces
-        comp = (figures or {}).get('completion') or {}
-        by = {(r['model'], r['mask']): r for r in comp.get('rows', [])}
-        pairs = [(k, by[claim['a'], k], by[claim['b'], k]) for (m, k) in by if m == claim['a'] and (claim['b'], k) in by]
-        if not pairs:
-            why = (figures or {}).get('skipped', {}).get(claim['figure'], 'its runs are missing') if figures else 'figures not drawn'
-            return dict(out, seeds='0', evidence=f"{claim['figure']} not drawn: {why}", verdict='not run')
-        ahead = behind = 0; ev = []
-        for k, ra, rb in pairs:
-            d, s = rb['masked_mse'] - ra['masked_mse'], ra.get('masked_mse_se', 0.0) + rb.get('masked_mse_se', 0.0)
-            ahead += d > s; behind += -d > s
-            kept = (f", attributes kept {100 * ra['attr_agreement']:.1f} vs {100 * rb['attr_agreement']:.1f} %"
-                    if 'attr_agreement' in ra and 'attr_agreement' in rb else '')
-            ev.append(f"{k}: masked MSE {ra['masked_mse']:.4f} ± {ra.get('masked_mse_se', 0):.4f} vs {rb['masked_mse']:.4f} ± "
-                      f"{rb.get('masked_mse_se', 0):.4f}{kept}")
-        n = len(pairs)
-        if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} masks'
-        elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} masks'
-        else: verdict = 'too short to judge: the errors overlap or the masks disagree'
-        return dict(out, seeds='1', evidence=f"{claim['a']} vs {claim['b']}, {comp.get('n_faces')} test faces per mask: " + '; '.join(ev),
-                    verdict=verdict)
-    missing = [r for r, xs in ((claim['a'], A), (claim.get('b'), B)) if r and not xs]
-    if missing: return dict(out, seeds='0', evidence=f"no run of {', '.join(missing)}", verdict='not run')
-    if claim['kind'] in ('is', 'acc'):
-        pairs = list(zip(A, B))
-        ahead = behind = lead = 0; ev = []
-        for ra, rb in pairs:
-            (va, sa), (vb, sb) = _spread(ra, claim['kind']), _spread(rb, claim['kind'])
-            ahead += (va - vb) > sa + sb; behind += (vb - va) > sa + sb; lead += va > vb
-            ev.append(f"{_show(va, sa, claim['kind'])} vs {_show(vb, sb, claim['kind'])}")
-        n = len(pairs)
-        if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} seeds'
-        elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} seeds'
-        else: verdict = f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds ahead in the mean)'
-        return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
-    if claim['kind'] == 'stability':      # lower is steadier; the spread of each is its standard error over snapshot pairs
-        pairs = [(ra['stability'], rb['stability']) for ra, rb in zip(A, B) if ra.get('stability') and rb.get('stability')]
-        if not pairs: return dict(out, seeds='0', evidence='no weight snapshots in the runs (train with --set snapshot_every=N, '
-                                                        'ship with --snapshots K)', verdict='not run')
-        ahead = behind = lead = 0; ev = []
-        for sa, sb in pairs:
-            (va, ea), (vb, eb) = ((s['pixel_change_mean'], s['pixel_change_se']) for s in (sa, sb))
-            ahead += (vb - va) > ea + eb; behind += (va - vb) > ea + eb; lead += va < vb
-            ev.append(f"pixel change {va:.4f} ± {ea:.4f} vs {vb:.4f} ± {eb:.4f}, parts switched {100 * sa['part_switch_mean']:.1f} vs "
-                      f"{100 * sb['part_switch_mean']:.1f} % ({len(sa['steps'])} and {len(sb['steps'])} snapshots)")
-        n = len(pairs)
-        if ahead > n / 2 and not behind: verdict = f'supported, {ahead}/{n} seeds'
-        elif behind > n / 2 and not ahead: verdict = f'not supported: the opposite holds, {behind}/{n} seeds'
-        else: verdict = f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds steadier in the mean)'
-        return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
-    if claim['kind'] == 'acc_vs_real':
-        ratios = [r['attribute_accuracy']['mean'] / r['reference']['attribute_accuracy']['mean'] for r in A]
-        ok = sum(x >= 0.9 for x in ratios)
-        ev = '; '.join(f"{100 * r['attribute_accuracy']['mean']:.1f} % vs real {100 * r['reference']['attribute_accuracy']['mean']:.1f} % "
-                       f"(ratio {x:.3f})" for r, x in zip(A, ratios))
-        verdict = f'supported, {ok}/{len(A)} seeds' if ok > len(A) / 2 else f'not reached, {len(A) - ok}/{len(A)} seeds below 0.9'
-        return dict(out, seeds=str(len(A)), evidence=ev, verdict=verdict)
-    if claim['kind'] == 'attention':
-        atts = [r['attention'] for r in A if r.get('attention')]
-        if not atts: return dict(out, seeds='0', evidence='no attention recorded', verdict='not run')
-        ev = '; '.join(f"entropy/log T {a['entropy_over_logT']:.2f}, {a['steps_used']}/{a['T']} steps attended, "
-                       f"at most {a['max_per_step']} attributes on one step (N/T = {a['n_attrs'] / a['T']:.0f})" for a in atts)
-        sharp = sum(a['entropy_over_logT'] < 0.5 and a['steps_used'] >= a['T'] / 2 for a in atts)
-        flat = sum(a['entropy_over_logT'] > 0.95 for a in atts)
-        n = len(atts)
-        if sharp > n / 2: verdict = f'supported, {sharp}/{n} seeds'
-        elif flat > n / 2: verdict = 'too short to judge: the attention is still nearly uniform'
-        else: verdict = f'not supported, {n - sharp}/{n} seeds'
-        return dict(out, seeds=str(n), evidence=ev, verdict=verdict)
-    raise ValueError(claim['kind'])
-
-def judge_claims(by_role:dict, claims=None, figures:dict|None=None) -> list[dict]:
-    "The claims table: one row per claim with the paper's evidence, ours, the number of seeds and the verdict."
-    return [judge_claim(c, by_role, figures) for c in (claims or CLAIMS)]
-
-# %% ../nbs/90_reproduce.ipynb #a8927fcb
-def merge_seeds(results:list) -> dict:
-    "One result from the results of several seeds: means of IS and attribute accuracy, their std over seeds."
-    check(len(results) > 0, "no results to merge")
-    if len(results) == 1: return results[0]
-    r = json.loads(json.dumps(results[0], default=str))
-    sd = lambda xs: float(np.std(xs, ddof=1))
-    ism = [x['inception_score']['mean'] for x in results]
-    r['inception_score'] = dict(results[0]['inception_score'], mean=float(np.mean(ism)), std=sd(ism), over='seeds')
-    if r.get('attribute_accuracy'):
-        acc = [x['attribute_accuracy']['mean'] for x in results]
-        r['attribute_accuracy']['mean'], r['attribute_accuracy']['std'] = float(np.mean(acc)), sd(acc)
-        r['attribute_accuracy']['per_attribute'] = {k: float(np.mean([x['attribute_accuracy']['per_attribute'][k] for x in results]))
-                                                    for k in r['attribute_accuracy']['per_attribute']}
-    r['seeds'] = len(results)
-    return r
-
-RESPONSIBLE_USE = """The acVAE-GAN paper motivates attribute-conditioned face synthesis as a tool to help witnesses describe a
-suspect or a missing person. These models cannot do that, and tools like them can do harm:
-
-- **What they can do.** Draw cartoon avatars that, on average, show the requested attributes (hair colour, glasses,
-  beard, smile, ...) about as often as the table above says, and show how a latent block or an attention mask relates to
-  those attributes. They are trained on synthetic avatars only.
-- **What they cannot do.** Depict any real person. A generated face is a sample from a learnt distribution given a
-  short list of attributes: many different faces fit the same description, and the model picks one at random. Attribute
-  accuracy below 100 % means some requested attributes are simply missing or wrong.
-- **The risk of misleading composites.** A realistic-looking face built from a witness's description looks more
-  certain than the description is. Shown to a witness, it can overwrite their memory of the real face (composite
-  contamination); shown to the public, it can direct suspicion at innocent people who happen to resemble it, and
-  attribute lists such as skin colour can encode and amplify bias. Face synthesis for identification should only be
-  studied with the forensic-psychology literature on composites, with human oversight, and never as evidence.
-- Use these checkpoints for learning and research on generative models, not to depict, identify or profile people."""
-
-def _pm(m, s, nd=2): return None if m is None else (f'{m:.{nd}f}' if s is None else f'{m:.{nd}f} ± {s:.{nd}f}')
-
-def summary_rows(by_role:dict, sources:dict) -> list[dict]:
-    "The key table: one row per role (means ± std over seeds when there are several)."
-    rows = []
-    for role, rs in by_role.items():
-        S = len(rs)
-        isv = [r['inception_score']['mean'] for r in rs]
-        acc = [100 * r['attribute_accuracy']['mean'] for r in rs if r.get('attribute_accuracy')]
-        sd = lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None
-        steps = [s for r in rs if (s := r.get('steps_total') or r.get('step'))]   # all stages of a fine-tuned run
-        mins = [(r.get('train_seconds_total') or r['train_seconds']) / 60 for r in rs if r.get('train_seconds')]
-        rec = [r['reconstruction']['recon_mse'] for r in rs if r.get('reconstruction')]
-        rows.append({'model': role, 'paper label': f"{COMPARISON[role]['label']} ({COMPARISON[role]['paper']})",
-                     'seeds': S, 'steps': int(np.mean(steps)) if steps else None, 'train min': round(float(np.mean(mins)), 1) if mins else None,
-                     'IS': _pm(np.mean(isv), sd(isv) if S > 1 else rs[0]['inception_score']['std']),
-                     'attr acc %': _pm(np.mean(acc), sd(acc) if S > 1 else None, 1) if acc else None,
-                     'real attr acc %': round(100 * rs[0]['reference']['attribute_accuracy']['mean'], 1) if acc else None,
-                     'FD_crvae': round(float(np.mean([r['frechet_distance']['value'] for r in rs])), 1),
-                     'recall': round(float(np.mean([r['precision_recall']['recall'] for r in rs])), 3),
-                     'recon MSE': round(float(np.mean(rec)), 4) if rec else None,
-                     'source': ', '.join(Path(p).name for p in sources.get(role, []))})
-    return rows
-
-def _table(rows:list, columns=None) -> str:
-    return markdown_table([{k: ('' if v is None else v) for k, v in r.items()} for r in rows], columns)
-
-def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
-    "The report (markdown): key table, the papers' tables with our numbers, claims, figures, runs, machine, responsible use."
-    from crvae.metrics import crvae_table1, acvae_table2, acvae_table3
-    merged = {r: dict(merge_seeds(rs), label=COMPARISON[r]['label']) for r, rs in by_role.items()}
-    unc = [m for r, m in merged.items() if not m['conditional']]
-    con = [dict(m, label=None) for r, m in merged.items() if m['conditional']]
-    S = max(len(rs) for rs in by_role.values())
-    pm = 'mean ± std over the 10 splits of one run' if S == 1 else f'mean ± std over {S} seeds'
-    L = [f"# crvae reproduce: {meta['title']}", '',
-         f"{meta['what']} Wall time **{meta['wall_time']}** on {meta['machine']['cpu']} ({meta['machine']['threads']} threads), "
-         f"crvae {meta['machine']['crvae']}, torch {meta['machine']['torch']}, {meta['date']}.", '',
-         f"Evaluation: the first {meta['eval']['n_test']} test faces of {meta['data']}, one generated face each, seed "
-         f"{meta['eval']['seed']}, inception score over {meta['eval']['splits']} splits; classifiers {meta['classifiers']}. "
-         "Our numbers are avatar numbers with crvae's own classifiers; the papers' are CelebA numbers with a VGG network: "
-         "they sit side by side for orientation, and only the *ordering* of the models is compared.", '',
-         '## Key results', '', _table(summary_rows(by_role, meta['sources'])), '',
-         '## Claims of the papers', '', _table(claims, ['claim', 'paper', 'evidence', 'seeds', 'verdict']), '',
-         "A seed is *ahead* when the two intervals (IS ± split std; accuracy ± standard error) do not overlap; *supported* "
-         "needs a majority of seeds ahead and none behind.", '',
-         '## crVAE-GAN paper, Table 1: inception scores', '', f"Ours: {pm}.", '',
-         _table(crvae_table1(unc)) if unc else '(no unconditional models evaluated)', '',
-         '## acVAE-GAN paper, Table 2: inception scores from test-set attributes', '', f"Ours: {pm}.", '',
-         _table(acvae_table2(con)) if con else '(no conditional models evaluated)', '',
-         '## acVAE-GAN paper, Table 3: attribute accuracy (%) of generated faces', '',
-         "Columns are our 32 avatar attributes; the paper's CelebA value is shown where CelebA has the same attribute.", '',
-         _table(acvae_table3(con)) if con else '(no conditional models evaluated)', '']
-    L += ['## Figures', '']
-    for name, files in figures.get('written', {}).items():
-        for f in files:
-            if f.endswith('.png'): L += [f'![{name}: {f}](figures/{f})', '']
-            elif f.endswith('.md'):
-                text = (meta['out']/'figures'/f).read_text(encoding='utf-8').strip() if (meta['out']/'figures'/f).exists() else ''
-                text = re.sub(r'(?m)^(#{1,4}) ', r'##\1 ', text)          # its headings below the report's
-                L += [f'**{f}**', '', text, '']
-    if figures.get('skipped'):
-        L += ['Figures not drawn (their runs are not part of this comparison):', '']
-        L += [f"- {k}: {v}" for k, v in figures['skipped'].items()] + ['']
-    L += ['## Checkpoints and runs', '', _table(meta['runs']), '',
-          '## How to reproduce this report', '', '```', *meta['commands'], '```', '',
-          '## Machine and versions', '', _table([dict(key=k, value=v) for k, v in meta['machine'].items()]), '',
-          '## Responsible use', '', RESPONSIBLE_USE, '']
-    return '\n'.join(L)
-
-# %% ../nbs/90_reproduce.ipynb #1f131e6f
-def _inline(text:str) -> str:
-    "Markdown inline code, bold, italics, links and images of one line, as escaped HTML."
-    parts = re.split(r'(`[^`]*`)', text)
-    out = []
-    for p in parts:
-        if p.startswith('`') and p.endswith('`') and len(p) > 1: out.append(f'<code>{html.escape(p[1:-1])}</code>'); continue
-        p = html.escape(p, quote=False)
-        p = re.sub(r'!\[([^\]]*)\]\(([^)]+)\)', r'<img src="\2" alt="\1">', p)
-        p = re.sub(r'\[([^\]]+)\]\(([^)]+)\)', r'<a href="\2">\1</a>', p)
-        p = re.sub(r'\*\*([^*]+)\*\*', r'<strong>\1</strong>', p)
-        p = re.sub(r'(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])', r'<em>\1</em>', p)
-        out.append(p)
-    return ''.join(out)
-
-def _cells(line:str) -> list[str]: return [c.strip() for c in line.strip().strip('|').split(' | ')]
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em;display:block;overflow-x:auto}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}th{background:#f3f3f3}
-pre{background:#f6f6f6;padding:.7em;overflow-x:auto}code{background:#f6f6f6;padding:0 2px}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
-
-def md_to_html(md:str, title:str='crvae report') -> str:
-    "The report's markdown (headings, paragraphs, lists, fenced code, pipe tables, images) as one HTML page."
-    lines, out, i = md.split('\n'), [], 0
-    while i < len(lines):
-        l = lines[i]
-        if l.startswith('```'):
-            j = i + 1
-            while j < len(lines) and not lines[j].startswith('```'): j += 1
-            out.append('<pre><code>' + html.escape('\n'.join(lines[i + 1:j])) + '</code></pre>'); i = j + 1; continue
-        if m := re.match(r'(#{1,6}) (.*)', l):
-            k = len(m.group(1)); out.append(f'<h{k}>{_inline(m.group(2))}</h{k}>'); i += 1; continue
-        if l.startswith('|'):
-            j = i
-            while j < len(lines) and lines[j].startswith('|'): j += 1
-            rows = [_cells(x) for x in lines[i:j] if not re.fullmatch(r'\|[-|: ]*\|?', x.strip())]
-            head = ''.join(f'<th>{_inline(c)}</th>' for c in rows[0])
-            body = ''.join('<tr>' + ''.join(f'<td>{_inline(c)}</td>' for c in r) + '</tr>' for r in rows[1:])
-            out.append(f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'); i = j; continue
-        if m := re.fullmatch(r'!\[([^\]]*)\]\(([^)]+)\)', l.strip()):
-            out.append(f'<figure><img src="{html.escape(m.group(2))}" alt="{html.escape(m.group(1))}">'
-                       f'<figcaption>{html.escape(m.group(1))}</figcaption></figure>'); i += 1; continue
-        if l.startswith('- '):
-            items = []
-            while i < len(lines) and (lines[i].startswith('- ') or (lines[i].startswith('  ') and items)):
-                if lines[i].startswith('- '): items.append(lines[i][2:])
-                else: items[-1] += ' ' + lines[i].strip()
-                i += 1
-            out.append('<ul>' + ''.join(f'<li>{_inline(x)}</li>' for x in items) + '</ul>'); continue
-        if not l.strip(): i += 1; continue
-        j = i
-        while j < len(lines) and lines[j].strip() and not re.match(r'(#|\||```|- |!\[)', lines[j]): j += 1
-        out.append('<p>' + _inline(' '.join(lines[i:max(j, i + 1)])) + '</p>'); i = max(j, i + 1)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<style>{CSS}</style></head><body>\n' + '\n'.join(out) + '\n</body></html>\n')
+__all__ = ['Progress', 'results_home', 'ship_results', 'shipped_results', 'reproduce']
 
 # %% ../nbs/90_reproduce.ipynb #320447a1
 def _clock(s:float) -> str:
@@ -667,7 +69,8 @@ def _train_run(role:str, run_dir:Path, steps:int, seed:int, faces, preset:str, d
     from crvae.runs import read_run, read_state, _latest_checkpoint
     from crvae.training import train
     spec = COMPARISON[role]
-    sets = list(spec['sets']) + ([f'snapshot_every={snapshot_every}', 'keep_snapshots=10'] if snapshot_every and spec['model'] == 'crvae-gan' else [])
+    snaps = [f'snapshot_every={snapshot_every}', 'keep_snapshots=10'] if snapshot_every and spec['model'] == 'crvae-gan' else []
+    sets = list(spec['sets']) + snaps
     if (run_dir/'run.json').exists():
         info = read_run(run_dir)
         done = int(info.get('last_step') or 0)
@@ -749,7 +152,8 @@ def _result_row(role:str, f:Path) -> tuple[dict, list[str]]:
     "`_run_row` for a shipped per-seed result (`ship_results`): the run itself is not shipped, only its scores and command."
     rec = load_json(f); res = rec['result']
     secs = res.get('train_seconds_total') or res.get('train_seconds')
-    return dict(model=role, checkpoint=f'{f.name} (scores only)', command=f"`{rec.get('command')}`", data=rec.get('data'), seed=res.get('seed'),
+    return dict(model=role, checkpoint=f'{f.name} (scores only)', command=f"`{rec.get('command')}`", data=rec.get('data'),
+                seed=res.get('seed'),
                 steps=res.get('steps_total') or res.get('step'), **{'train min': round(secs / 60, 1) if secs else None},
                 machine=rec.get('machine'), card=None), [rec.get('command')]
 
@@ -827,15 +231,17 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
     cmd = command_line or ('crvae reproduce' + how +
                            f' --out {out}')
     runs = {(r, p): (_result_row if Path(p).suffix == '.json' else _run_row)(r, Path(p)) for r in roles for p in sources[r]}
-    meta = dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'), machine=machine_info(),
+    meta = dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'),
+                machine=machine_info(),
                 what=f"The comparison of the crVAE-GAN and acVAE-GAN papers on {faces.name} ({len(faces)} faces, {faces.size} px), {mode}."
                      + (' Seeds after the first: the scores shipped with them (`crvae ship-results`).' if not train else '')
                      + (f" Left out: {'; '.join(shipped_notes)}." if shipped_notes else ''),
                 eval=dataclasses.asdict(cfg), data=f"{faces.name} ({Path(faces.manifest.get('path', '')).name or len(faces)})",
-                classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})', sources={r: [str(p) for p in ps] for r, ps in sources.items()},
+                classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})',
+                sources={r: [str(p) for p in ps] for r, ps in sources.items()},
                 runs=[row for row, _ in runs.values()],
                 commands=[cmd, '', '# how each checkpoint was made' + ('' if train else ' (then: crvae ship RUN_DIR --name NAME)')] +
-                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run on its own line
+                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run: a line
     md = report_markdown(by_role, claims, figures, meta)
     atomic_write_text(out/'report.md', md)
     atomic_write_text(out/'report.html', md_to_html(md, f'crvae reproduce: {mode}'))
@@ -845,11 +251,6 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
                 figures=figures, wall_seconds=wall, by_role=by_role)
 
 # %% ../nbs/90_reproduce.ipynb #6bf8f44b
-def _eval_args(p):
-    p.add_argument('--eval', dest='eval_preset', default='default', help='evaluation preset: default (1,000 test faces) or tiny')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='change an EvalConfig field, e.g. n_test=500')
-    p.add_argument('--classifiers', default=None, help='evaluation classifiers folder (default: shipped, else $CRVAE_DATA/classifiers)')
-
 def _reproduce_args(p):
     p.add_argument('--out', required=True, help='folder for report.md, report.html, figures/, results/ (and runs/ with --train)')
     p.add_argument('--train', action='store_true', help='train the comparison from scratch instead of using the shipped checkpoints')
@@ -862,8 +263,10 @@ def _reproduce_args(p):
     p.add_argument('--n', type=int, default=30000, help='with --train: number of avatar faces (30000)')
     p.add_argument('--size', type=int, default=64, help='image size (64)')
     p.add_argument('--models', default=None, help=f"comma-separated subset of the comparison ({','.join(COMPARISON)})")
-    p.add_argument('--assets', default=None, help='folder of the shipped checkpoints/ and classifiers/ (default $CRVAE_ASSETS or crvae/assets)')
-    p.add_argument('--snapshot-every', type=int, default=50, help='with --train: keep crvae-gan weight snapshots every N steps for crVAE Fig. 6 (0: none)')
+    p.add_argument('--assets', default=None, help='folder of the shipped checkpoints/ and classifiers/ (default '
+                                                  '$CRVAE_ASSETS or crvae/assets)')
+    p.add_argument('--snapshot-every', type=int, default=50, help='with --train: keep crvae-gan weight snapshots every N steps for '
+                                                                  'crVAE Fig. 6 (0: none)')
     p.add_argument('--device', default='cpu', help='cpu (default), auto, cuda, mps')
     p.add_argument('--quiet', action='store_true', help='no progress display')
     _eval_args(p)
@@ -885,26 +288,6 @@ def _reproduce_cmd(args):
     print(markdown_table(res['claims'], ['claim', 'verdict']))
     print(f"\nwrote {res['report']} and {res['html']} in {res['wall_seconds']:.0f} s ({_clock(res['wall_seconds'])})")
 
-def _ship_args(p):
-    p.add_argument('run', help='the run folder to ship')
-    p.add_argument('--name', required=True, help='checkpoint name, e.g. acvae-gan-avatars64')
-    p.add_argument('--out', default=None, help='folder of shipped checkpoints (default: crvae/assets/checkpoints, or $CRVAE_ASSETS/checkpoints)')
-    p.add_argument('--dtype', default='float16', help='weights dtype: float16 (default), bfloat16 or float32')
-    p.add_argument('--snapshots', type=int, default=0, help='also ship the last K weight snapshots (crVAE Fig. 6)')
-    p.add_argument('--force', action='store_true', help='replace an existing checkpoint of that name')
-    _eval_args(p)
-
-@command('ship', _ship_args)
-def _ship_cmd(args):
-    t0 = time.time()
-    check_range(args.snapshots, '--snapshots', 0, 1000, 'snapshots')
-    dest = ship(args.run, args.name, args.out, args.dtype, args.snapshots, eval_config(args.eval_preset, args.sets),
-                classifiers_root=args.classifiers, force=args.force, progress=True)
-    card = load_json(dest/'card.json')
-    size = sum(f.stat().st_size for f in dest.rglob('*') if f.is_file())
-    print(markdown_table([dict(metric=k, value=v) for k, v in card['metrics'].items()]))
-    print(f"shipped {args.run} as {dest} ({size / 1e6:.1f} MB, {card['shipped']['dtype']}, step {card['steps']}) in {time.time() - t0:.0f} s")
-
 def _ship_results_args(p):
     p.add_argument('run', help='the run folder to score (a seed of the comparison)')
     p.add_argument('--role', required=True, help=f"its model in the comparison ({', '.join(COMPARISON)})")
@@ -919,23 +302,3 @@ def _ship_results_cmd(args):
     r = load_json(f)['result']
     print(f"shipped the scores of {args.run} ({args.role}, seed {args.seed}) as {f}: IS {r['inception_score']['mean']:.3f}, "
           f"FD_crvae {r['frechet_distance']['value']:.1f}")
-
-def _ship_classifiers_args(p):
-    p.add_argument('--data', default='avatars', help='the dataset whose classifiers to ship (avatars)')
-    p.add_argument('--root', default=None, help='dataset folder (celeba)')
-    p.add_argument('--n', type=int, default=None, help='faces of the dataset (avatars: 30000)')
-    p.add_argument('--size', type=int, default=64)
-    p.add_argument('--from', dest='src', default=None, help='classifier root or folder (default: $CRVAE_DATA/classifiers)')
-    p.add_argument('--out', default=None, help='destination folder (default: crvae/assets/classifiers/<data><size>)')
-    p.add_argument('--dtype', default='float16', help='float16 (default), bfloat16 or float32')
-    p.add_argument('--force', action='store_true', help='replace the shipped classifiers')
-
-@command('ship-classifiers', _ship_classifiers_args)
-def _ship_classifiers_cmd(args):
-    data = load_faces(args.data, args.root, args.size, args.n, progress=True)
-    dest = ship_classifiers(data, args.src, args.out, args.dtype, args.force)
-    c = load_json(dest/'attributes.json')
-    size = sum(f.stat().st_size for f in dest.rglob('*') if f.is_file())
-    print(f"shipped classifiers to {dest} ({size / 1e6:.1f} MB, {args.dtype}); agreement with the originals on "
-          f"{c['shipped']['agreement_with_source']['n_test_faces']} test faces: attributes {c['shipped']['agreement_with_source']['attributes']:.4f}, "
-          f"recognition {c['shipped']['agreement_with_source']['recognition']:.4f}")

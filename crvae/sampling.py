@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from .core import UserError, check, get_device, command, check_range, check_seed
-from .data import FaceData, load_faces, to_float, to_uint8, image_too_large
+from .data import FaceData, load_faces, to_float, to_uint8
+from .images import image_too_large
 
 # %% auto #0
 __all__ = ['ATTR_VALUES', 'UNNAMED', 'DECODE_BATCH', 'SAMPLE_LIMITS', 'parse_attrs', 'run_attr_names', 'run_faces',
@@ -150,8 +151,10 @@ def load_face_image(path, size:int=64) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
 
 # %% ../nbs/15_sampling.ipynb #f6557355
-def estimate_source_attributes(model, x:torch.Tensor, given:dict, attr_names, classifiers_root=None, faces:FaceData|None=None) -> tuple[torch.Tensor, dict]:
-    "The source face's attributes (N,): `given` ones, the rest by the attribute classifier, else their majority value; and how each was set."
+def estimate_source_attributes(model, x:torch.Tensor, given:dict, attr_names, classifiers_root=None,
+                               faces:FaceData|None=None) -> tuple[torch.Tensor, dict]:
+    """The source face's attributes (N,): `given` ones, the rest by the attribute classifier, else their majority value;
+    and how each was set."""
     names = list(attr_names)
     a, how = torch.zeros(len(names)), {}
     rest = [n for n in names if n not in given]
@@ -213,7 +216,8 @@ def _sample_args(p):
     p.add_argument('--attrs', default='', help='attributes, e.g. "Smiling,Eyeglasses,-Wearing_Hat" (Name, -Name, Name=1/0/-1/true/false)')
     p.add_argument('--n', type=int, default=16, help='number of faces (default 16)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--unnamed', default='prevalence', help='unnamed attributes: prevalence (default: +1 with their training frequency), match, absent')
+    p.add_argument('--unnamed', default='prevalence', help='unnamed attributes: prevalence (default: +1 with their training '
+                                                           'frequency), match, absent')
     p.add_argument('--nrow', type=int, default=None, help='faces per row (default: about square)')
     p.add_argument('--out', default='samples.png', help='PNG grid to write (default samples.png)')
 
@@ -270,7 +274,8 @@ def _edit_args(p):
     _common(p, True)
     p.add_argument('--set', dest='sets', action='append', default=[], metavar='NAME=VALUE',
                    help='an attribute to change, e.g. Eyeglasses=1 or Smiling=0 (repeatable; a leading minus needs --set=-Smiling)')
-    p.add_argument('--attrs', default='', help="the input face's attributes (others: the attribute classifier, else their most common value)")
+    p.add_argument('--attrs', default='', help="the input face's attributes (others: the attribute classifier, else "
+                                               "their most common value)")
     p.add_argument('--classifiers', default=None, help='evaluation classifiers folder (default $CRVAE_DATA/classifiers)')
     p.add_argument('--out', default='edited.png', help='PNG of the edited face (default edited.png)')
     p.add_argument('--compare', default=None, help='also write a strip: input, reconstruction, edit')
@@ -314,7 +319,9 @@ def _edit_cmd(args):
     e = edit_face(model, x, a, changes, names)
     _write_face(e['edited'], args.out, args.scale)
     label = ', '.join(f"{k}={v:+.0f}" for k, v in changes.items())
-    if args.compare: save_image(image_grid([[x, e['reconstruction'], e['edited']]], col_labels=['input', 'reconstruction', label], scale=args.scale), args.compare)
+    if args.compare:
+        grid = image_grid([[x, e['reconstruction'], e['edited']]], col_labels=['input', 'reconstruction', label], scale=args.scale)
+        save_image(grid, args.compare)
     same = [k for k, v in changes.items() if a[names.index(k)] == v]
     print(f"wrote the edit ({label}) to {args.out}" + (f"; {args.compare}" if args.compare else '') +
           (f"; note: the face already had {', '.join(same)} as asked" if same else ''))

@@ -1,4 +1,4 @@
-"""acVAE Section 6 and Fig. 8: tick attributes and get diverse faces from p(z|a); pick one and get variations that redraw only the fine-tuning block; the block found by a measured procedure and stored with the run; plain Python, an ipywidgets app, and a local page served by Voila (`crvae app`).
+"""acVAE Section 6 and Fig. 8: tick attributes and get diverse faces from p(z|a); pick one and get variations that redraw only the fine-tuning block; the block found by a measured procedure and stored with the run; the tool as plain Python, with the badges and the widget pieces its app (notebook 30a) draws with.
 
 Docs: https://crvae.github.io/crvae/face_tool.html.md"""
 
@@ -6,15 +6,16 @@ Docs: https://crvae.github.io/crvae/face_tool.html.md"""
 
 # %% ../nbs/30_face_tool.ipynb #28c76df9
 from __future__ import annotations
-import argparse, dataclasses, hashlib, io, json, math, os, shutil, signal, socket, subprocess, sys, tempfile, time
+import dataclasses, hashlib, io, json, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 from .core import (UserError, check, did_you_mean, save_json, load_json, data_home, assets_home, checkpoints_home, get_device,
-                   markdown_table, command)
+                   markdown_table)
 from .bound import reparameterize
 from .data import FaceData, to_uint8, to_float, SPLITS
 from .models import FAMILY
@@ -22,10 +23,9 @@ from .runs import load, find_run, read_run
 from .sampling import parse_attrs, attribute_prevalence, sample_attributes
 
 # %% auto #0
-__all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'DEFAULT_ATTRS', 'APP_SOURCE', 'redraw_block', 'render', 'BlockSearch',
-           'choose_block', 'attending', 'measure_blocks', 'run_attribute_table', 'fine_tuning_block', 'block_table',
-           'ToolState', 'FaceTool', 'badge_html', 'grid_png', 'face_png', 'time_grid', 'blank_png', 'GuardedUI',
-           'FaceToolUI', 'run_label', 'app_notebook', 'app_from_env', 'free_port', 'voila_command']
+__all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'redraw_block', 'render', 'BlockSearch', 'choose_block', 'attending',
+           'measure_blocks', 'run_attribute_table', 'fine_tuning_block', 'block_table', 'ToolState', 'FaceTool',
+           'badge_html', 'grid_png', 'face_png', 'time_grid', 'blank_png', 'GuardedUI']
 
 # %% ../nbs/30_face_tool.ipynb #373cfffb
 def redraw_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
@@ -57,7 +57,8 @@ def choose_block(rows:list[dict], full_change:float, base_score:float|None, tol:
     keeps = [r for r in rows if base_score is None or r['attr_score'] >= base_score - tol]
     visible = [r for r in keeps if r['pixel_change'] >= min_visible * full_change]
     if visible: return min(visible, key=lambda r: r['pixel_change'])['block'], 'smallest visible change that keeps the attributes'
-    if keeps: return min(keeps, key=lambda r: r['pixel_change'])['block'], 'no block passed the visibility floor: smallest change that keeps the attributes'
+    if keeps: return (min(keeps, key=lambda r: r['pixel_change'])['block'],
+                      'no block passed the visibility floor: smallest change that keeps the attributes')
     best = max(rows, key=lambda r: (r['attr_score'], -r['pixel_change']))
     return best['block'], 'no block kept the attributes within tol: the best attribute score'
 
@@ -77,7 +78,8 @@ def measure_blocks(model, attr_rows:torch.Tensor|None=None, classifier=None, sea
     check(n >= 1, f"n_faces={n}: measure at least one face")
     a = None
     if model.conditional:
-        check(attr_rows is not None and len(attr_rows) > 0, f"{model.name} is conditional: give attribute vectors (attr_rows) to measure with")
+        check(attr_rows is not None and len(attr_rows) > 0, f"{model.name} is conditional: give attribute vectors "
+                                                            f"(attr_rows) to measure with")
         a = torch.as_tensor(attr_rows, dtype=torch.float32)[torch.arange(n) % len(attr_rows)].to(model.device)   # (n, N)
     z = model.sample_z(a, n, g)                                            # (n, *latent_shape)
     x = render(model, z, a)                                                # (n, 3, H, W)
@@ -126,7 +128,8 @@ def run_attribute_table(info:dict, data:FaceData|None=None, n_avatars:int=1000) 
     if data is None:
         from crvae.data import load_avatars, load_faces
         if d.get('data', 'avatars') == 'avatars':        # the first n faces of a bigger avatar set are the n-face set
-            data = load_avatars(n=min(int(d.get('n') or n_avatars), n_avatars), size=int(d.get('size', 64)), seed=int(d.get('seed', 0)), progress=False)
+            data = load_avatars(n=min(int(d.get('n') or n_avatars), n_avatars), size=int(d.get('size', 64)), seed=int(d.get('seed', 0)),
+                                progress=False)
         else: data = load_faces(d['data'], d.get('root'), int(d.get('size', 64)), d.get('n'), progress=False)
     check(list(data.attr_names) == list(names), f"the data's attributes ({len(data.attr_names)}) are not the run's ({len(names)}): "
                                                 f"pass the data the run was trained on")
@@ -144,7 +147,7 @@ def _resolve_classifier(classifier, info:dict) -> tuple:
         d = info.get('data') or {}
         ident = json.dumps([{k: d.get(k) for k in ('data', 'attr_names', 'size')}, str(assets_home()), str(data_home())], sort_keys=True)
         try:
-            from crvae.reproduce import eval_classifiers
+            from crvae.shipping import eval_classifiers
             if ident not in _CLASSIFIERS: _CLASSIFIERS[ident] = eval_classifiers(info['data'])
             classifier = _CLASSIFIERS[ident]
         except (UserError, ImportError, KeyError) as e:
@@ -155,7 +158,8 @@ def _resolve_classifier(classifier, info:dict) -> tuple:
         if names and list(classifier.attr_names) != list(names):
             return None, None, "the classifiers' attributes differ from the run's: pixel change only, no badges"
         net = classifier.attributes.eval()
-        return (lambda y: net(y.to(classifier.device))), classifier.versions['attributes'], 'attribute classifier ' + classifier.versions['attributes']
+        version = classifier.versions['attributes']
+        return (lambda y: net(y.to(classifier.device))), version, 'attribute classifier ' + version
     check(callable(classifier), f"classifier: expected 'auto', None, a Classifiers or a callable, got {type(classifier).__name__}")
     version = getattr(classifier, 'version', getattr(classifier, '__name__', type(classifier).__name__))
     return classifier, str(version), f'classifier {version}'
@@ -288,7 +292,8 @@ class FaceTool:
         return int(n)
 
 # %% ../nbs/30_face_tool.ipynb #b3dd5cf6
-def _requested(self, attrs) -> dict:
+@patch
+def requested(self:FaceTool, attrs) -> dict:
     "`attrs` as name -> +1/-1: a dict (+1, -1, None = open), or text / a list in `crvae sample`'s form ('Smiling,-Wearing_Hat')."
     if attrs is None or (isinstance(attrs, (dict, list, tuple, str)) and len(attrs) == 0): return {}
     check(self.model.conditional, f"{self.model.name} is unconditional: it takes no attributes (leave them all open)")
@@ -302,15 +307,14 @@ def _requested(self, attrs) -> dict:
         v = _attr_value(k, v)
         if v is not None: out[k] = v
     return out
-FaceTool.requested = _requested
 
-def _attr_matrix(self, req:dict, n:int, g:torch.Generator) -> torch.Tensor|None:
+@patch
+def attr_matrix(self:FaceTool, req:dict, n:int, g:torch.Generator) -> torch.Tensor|None:
     "(n, N) attribute vectors: the requested values, the rest drawn per face from the training prevalence."
     if not self.model.conditional: return None
     names, prev = self.attr_names, self.block_info.get('prevalence') or {}
     p = torch.tensor([prev.get(k, 0.5) for k in names])                     # (N,) stored with the block
     return sample_attributes(req, names, n, p, g, 'prevalence').to(self.model.device)   # (n, N), as `crvae sample` draws
-FaceTool.attr_matrix = _attr_matrix
 
 # %% ../nbs/30_face_tool.ipynb #e5f401bb
 def _images(self, z, a) -> torch.Tensor: return to_uint8(render(self.model, z, a))
@@ -324,7 +328,8 @@ def _seen(self, images:torch.Tensor, req:dict) -> torch.Tensor|None:
           f"the attribute classifier gave logits {tuple(logits.shape)} for {len(images)} faces and {len(self.attr_names)} attributes")
     return logits
 
-def _generate(self, attrs=None, seed:int=0, n:int|None=None) -> torch.Tensor:
+@patch
+def generate(self:FaceTool, attrs=None, seed:int=0, n:int|None=None) -> torch.Tensor:
     "Stage 1: n faces z ~ p(z|a) for the requested attributes (eq. 1); returns their images (n, 3, H, W) uint8."
     self._need_model()
     n, req = self._n(n), self.requested(attrs)
@@ -335,7 +340,8 @@ def _generate(self, attrs=None, seed:int=0, n:int|None=None) -> torch.Tensor:
     self.history.append(ToolState('faces', z, a, imgs, int(seed), requested=req, logits=_seen(self, imgs, req)))
     return self.state.images
 
-def _pick(self, i:int) -> torch.Tensor:
+@patch
+def pick(self:FaceTool, i:int) -> torch.Tensor:
     "Pick face `i` of the current grid (stage 1 or 2); returns its image."
     self._need_model()
     check(self.state is not None, "nothing to pick yet: generate faces first")
@@ -344,7 +350,8 @@ def _pick(self, i:int) -> torch.Tensor:
     self.history.append(dataclasses.replace(self.state, picked=int(i)))
     return self.state.images[i]
 
-def _variations(self, n:int|None=None, seed:int=0) -> torch.Tensor:
+@patch
+def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
     "Stage 2: n copies of the picked face (or of the face being varied) with only the fine-tuning block redrawn from p(z_t|a) (eq. 2)."
     self._need_model()
     st = self.state
@@ -360,17 +367,17 @@ def _variations(self, n:int|None=None, seed:int=0) -> torch.Tensor:
                                   logits=_seen(self, imgs, st.requested)))
     return self.state.images
 
-def _undo(self) -> ToolState|None:
+@patch
+def undo(self:FaceTool) -> ToolState|None:
     "Take back the last action (generate, pick or variations); returns the state shown now (None: back to the start)."
     self._need_model()
     check(self.history, "nothing to undo")
     self.history.pop()
     return self.state
 
-FaceTool.generate, FaceTool.pick, FaceTool.variations, FaceTool.undo = _generate, _pick, _variations, _undo
-
 # %% ../nbs/30_face_tool.ipynb #b4d9e2a7
-def _badges(self, state:ToolState|None=None) -> list[list[dict]]:
+@patch
+def badges(self:FaceTool, state:ToolState|None=None) -> list[list[dict]]:
     "Per face of `state` (default: the current grid), per requested attribute: does the attribute classifier see it as requested?"
     st = self.state if state is None else state
     if st is None: return []
@@ -386,7 +393,6 @@ def _badges(self, state:ToolState|None=None) -> list[list[dict]]:
             row.append(dict(name=k, wanted=wanted, present=present, p=p, ok=None if present is None else present == wanted))
         out.append(row)
     return out
-FaceTool.badges = _badges
 
 def badge_html(row:list[dict]) -> str:
     "One face's badges (a row of `FaceTool.badges`) as HTML: green tick, red cross, or a grey '?' when no classifier fits."
@@ -445,8 +451,6 @@ TOOL_CSS = """<style>
 .crvae-badge-unknown { background: #eaecee; color: #5d6d7e; }
 .crvae-timing { color: #566573; font-size: 12px; }
 </style>"""
-_STATES = (0.0, 1.0, -1.0)                                   # a toggle's cycle: open -> wanted -> not wanted
-DEFAULT_ATTRS = {'Eyeglasses': 1.0, 'Smiling': 1.0}         # ticked on loading a run, for the first grid (those the run has)
 _BLANK = None
 
 def blank_png(size:int=64) -> bytes:
@@ -475,270 +479,3 @@ class GuardedUI:
         self.messages.append(('error' if error else 'info', msg))
         self.status.value = f"<span>{'⚠ ' if error else ''}{html.escape(msg)}</span>"
         (self.status.add_class if error else self.status.remove_class)('crvae-error')
-
-class FaceToolUI(GuardedUI):
-    "The ipywidgets app of the 2-stage tool: attribute toggles, seed, clickable grid, undo, block choice and messages."
-    def __init__(self, tool:FaceTool|None=None, run:str='', n:int=9, cell_px:int=112, attrs:dict|None=None):
-        "`attrs`: the attributes ticked on loading a run, for its first grid (default `DEFAULT_ATTRS`, those the run has)."
-        import ipywidgets as W
-        self.W, self.tool, self.n, self.cell_px = W, tool or FaceTool(n=n), n, cell_px
-        self.default_attrs = DEFAULT_ATTRS if attrs is None else dict(attrs)
-        self._init_guard(W)
-        self.values, self._syncing = {}, False
-        self.css = W.HTML(TOOL_CSS)
-        self.title = W.HTML()
-        self.run_box = W.Text(value=str(run or ''), placeholder='run folder or shipped checkpoint name', description='run',
-                              layout=W.Layout(width='420px'))
-        self.load_btn = W.Button(description='Load', tooltip='load the run and its fine-tuning block')
-        self.block_box = W.Dropdown(options=[('measured', -1)], value=-1, description='block', layout=W.Layout(width='200px'))
-        self.attr_box = W.Box(layout=W.Layout(display='flex', flex_flow='row wrap', max_width='760px'))
-        self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description='seed', layout=W.Layout(width='160px'))
-        self.gen_btn = W.Button(description='Generate', button_style='primary', tooltip='stage 1: faces for these attributes')
-        self.var_btn = W.Button(description='Variations', tooltip='stage 2: redraw the fine-tuning block of the picked face')
-        self.undo_btn = W.Button(description='Undo', tooltip='take back the last action')
-        self.cells, self.imgs, self.badge_rows, self.picks = [], [], [], []    # per face: its cell, picture, badges, pick button
-        for i in range(n):
-            img = W.Image(value=blank_png(), format='png', width=cell_px, height=cell_px)
-            pick = W.Button(description='', tooltip=f'pick face {i}', layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
-            pick.add_class('crvae-pick'); pick.add_class(f'crvae-pick-{i}')
-            pick.on_click(lambda _, i=i: self._guard('picking a face', self.pick, i))
-            face = W.Box([img, pick], layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
-            face.add_class('crvae-face')
-            badges = W.HTML('', layout=W.Layout(width=f'{cell_px + 6}px', margin='0'))
-            badges.add_class('crvae-cell-badges')
-            cell = W.VBox([face, badges], layout=W.Layout(width=f'{cell_px + 6}px', margin='2px'))
-            cell.add_class('crvae-cell'); cell.add_class(f'crvae-cell-{i}')
-            self.cells.append(cell); self.imgs.append(img); self.badge_rows.append(badges); self.picks.append(pick)
-        cols = max(1, round(math.sqrt(n)))
-        self.grid = W.GridBox(self.cells, layout=W.Layout(grid_template_columns=f'repeat({cols}, {cell_px + 10}px)'))
-        self.grid.add_class('crvae-grid')
-        self.picked_img = W.Image(value=blank_png(), format='png', width=2 * cell_px, height=2 * cell_px)
-        self.picked_img.add_class('crvae-picked-face')
-        self.picked_label = W.HTML('<b>picked</b>: none yet')
-        self.timing = W.HTML('')
-        self.timing.add_class('crvae-timing')
-        self.grid_seconds = None                             # (stage, n, seconds) of the last grid drawn
-        self.load_btn.on_click(lambda _: self._guard('loading the run', self.load))
-        self.gen_btn.on_click(lambda _: self._guard('generating', self.generate))
-        self.var_btn.on_click(lambda _: self._guard('making variations', self.variations))
-        self.undo_btn.on_click(lambda _: self._guard('undoing', self.undo))
-        self.block_box.observe(lambda ch: self._guard('choosing the block', self.choose_block, ch['new']), names='value')
-        self.widget = W.VBox([self.css, self.title, W.HBox([self.run_box, self.load_btn, self.block_box]), self.attr_box,
-                              W.HBox([self.seed, self.gen_btn, self.var_btn, self.undo_btn]), self.status, self.timing,
-                              W.HBox([self.grid, W.VBox([self.picked_label, self.picked_img], layout=W.Layout(margin='0 0 0 16px'))])])
-        self._refresh_header()
-        if self.tool.loaded: self._guard('drawing the first grid', self._after_load)
-        else: self._say('load a run to start')
-
-    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
-
-# %% ../nbs/30_face_tool.ipynb #fad8bc8d
-def _refresh_header(self):
-    import html
-    t = self.tool
-    if not t.loaded:
-        self.title.value = '<h3>crvae face tool</h3><i>acVAE Fig. 8: attributes → diverse faces → variations of one</i>'; return
-    bi = t.block_info
-    how = f"override; measured {bi['block']}" if t.override is not None else 'measured'
-    note = ' '.join(x for x in (bi.get('family_note'), bi.get('classifier_note')) if x)
-    self.title.value = (f"<h3>crvae face tool: {html.escape(Path(t.model.run['path']).name)}</h3>"
-                        f"{t.model.name}, T={t.model.T} blocks; fine-tuning block <b>{t.block}</b> ({how})"
-                        f"<br><small>{html.escape(note)}</small>")
-
-def _after_load(self):
-    W, t = self.W, self.tool
-    self.values = {k: 0.0 for k in t.attr_names}
-    btns = []
-    for k in t.attr_names:
-        b = W.Button(description=k.replace('_', ' '), tooltip=f'{k}: click to cycle open / wanted / not wanted',
-                     layout=W.Layout(width='auto', margin='1px'))
-        b.add_class('crvae-attr'); b.add_class(f'crvae-attr-{k}')
-        b.on_click(lambda _, k=k: self._guard('setting an attribute', self.toggle, k))
-        btns.append(b)
-    self.attr_buttons = dict(zip(t.attr_names, btns))
-    self.attr_box.children = btns if btns else [W.HTML(f'<i>{t.model.name} is unconditional: no attributes to set</i>')]
-    self._syncing = True                                     # rebuilding the menu is not a user's choice
-    try:
-        self.block_box.options = [(f"measured ({t.block_info['block']})", -1)] + [(f'block {b}', b) for b in range(t.model.T)]
-        self.block_box.value = -1 if t.override is None else t.override
-    finally: self._syncing = False
-    for k, v in self.default_attrs.items():                  # the first grid: the default attributes the run has, seed 0
-        if k in self.values: self._set_attr(k, _attr_value(k, v) or 0.0)
-    self.seed.value = 0
-    self._refresh_header()
-    return self.generate()
-
-def _set_attr(self, name:str, v:float):
-    "Show attribute `name` as open (0), wanted (+1) or not wanted (-1)."
-    self.values[name] = v
-    b = self.attr_buttons[name]
-    b.description = {0.0: '', 1.0: '+ ', -1.0: '− '}[v] + name.replace('_', ' ')
-    b.button_style = {0.0: '', 1.0: 'success', -1.0: 'danger'}[v]
-
-for _f in (_refresh_header, _after_load, _set_attr): setattr(FaceToolUI, _f.__name__, _f)
-
-# %% ../nbs/30_face_tool.ipynb #b5d0a3d1
-def run_label(path) -> str:
-    "A shipped checkpoint by its name (the page shows no machine path for it); any other run by its path as given."
-    p = Path(str(path))
-    try: return p.name if p.resolve().parent == checkpoints_home().resolve() else str(path)
-    except OSError: return str(path)
-
-def _ui_load(self, run=None):
-    "Load the run named in the run box (or `run`)."
-    run = self.run_box.value if run is None else run
-    self.tool.load(run)
-    self.run_box.value = run_label(self.tool.model.run['path'])
-    return f"loaded {self.tool.model.name} from {run_label(self.tool.model.run['path'])}; " + self._after_load()
-
-def _ui_toggle(self, name:str):
-    "Cycle attribute `name`: open -> wanted -> not wanted -> open."
-    self.tool._need_model()
-    check(name in self.values, f"{self.tool.model.name} has no attribute {name}")
-    v = _STATES[(_STATES.index(self.values[name]) + 1) % 3]
-    self._set_attr(name, v)
-    return f"{name}: {({0.0: 'open (follows the data)', 1.0: 'wanted', -1.0: 'not wanted'})[v]}"
-
-def _ui_generate(self):
-    "Stage 1 for the toggled attributes and the seed."
-    req = {k: v for k, v in self.values.items() if v}
-    t0 = time.perf_counter()
-    self.tool.generate(req, seed=self.seed.value, n=self.n)
-    self._show()
-    self._timed('stage 1', time.perf_counter() - t0)
-    ask = ', '.join(('+' if v > 0 else '−') + k for k, v in req.items()) or 'no attribute set'
-    return f"{self.n} faces for {ask} (seed {self.seed.value}) in {self.grid_seconds[2]:.2f} s: click one to pick it"
-
-def _ui_pick(self, i:int):
-    self.tool.pick(i); self._show()
-    return f"picked face {i}: Variations redraws its block {self.tool.block}, or Generate starts again"
-
-def _ui_variations(self):
-    t0 = time.perf_counter()
-    self.tool.variations(n=self.n, seed=self.seed.value * 1000 + len(self.tool.history))
-    self._show()
-    self._timed('stage 2', time.perf_counter() - t0)
-    return (f"{self.n} variations of the picked face (block {self.tool.block} redrawn) in {self.grid_seconds[2]:.2f} s: "
-            "pick one to refine further")
-
-def _ui_timed(self, stage:str, seconds:float):
-    "Show how long the grid just drawn took in the kernel: sampling, decoding, the badges' classifier, PNGs, widget updates."
-    self.grid_seconds = (stage, self.n, seconds)
-    self.timing.value = (f"<span title='in the kernel: sampling, decoding, the badges and the PNGs'>{stage}: "
-                         f"<b>{self.n} faces in {seconds:.2f} s</b></span>")
-
-def _ui_undo(self):
-    st = self.tool.undo(); self._show()
-    return 'undone: back to the start' if st is None else f"undone: back to the {'faces' if st.stage == 'faces' else 'variations'}" + \
-        (f" with face {st.picked} picked" if st.picked is not None else '')
-
-def _ui_choose_block(self, value):
-    if self._syncing or not self.tool.loaded: return None    # options are rebuilt on load
-    self.tool.set_block(None if value in (-1, None) else int(value))
-    self._refresh_header()
-    return f"variations now redraw block {self.tool.block}" + (' (the measured one)' if self.tool.override is None else ' (override)')
-
-def _ui_show(self):
-    "Draw the current state: the grid, the picked cell, the picked (or varied) face."
-    st = self.tool.state
-    badges = self.tool.badges() if st is not None else []
-    for i, (cell, img, row) in enumerate(zip(self.cells, self.imgs, self.badge_rows)):
-        has = st is not None and i < len(st.images)
-        img.value = face_png(st.images[i]) if has else blank_png()
-        row.value = badge_html(badges[i]) if has and badges[i] else ''
-        (cell.add_class if (st is not None and st.picked == i) else cell.remove_class)('crvae-picked')
-    if st is not None and st.picked is not None: face, what = st.images[st.picked], f'face {st.picked}'
-    elif st is not None and st.base is not None: face, what = st.base['image'], 'the face being varied'
-    else: face, what = None, 'none yet'
-    self.picked_img.value = face_png(face) if face is not None else blank_png()
-    self.picked_label.value = f'<b>picked</b>: {what}'
-
-FaceToolUI.load, FaceToolUI.toggle, FaceToolUI.generate, FaceToolUI.pick = _ui_load, _ui_toggle, _ui_generate, _ui_pick
-FaceToolUI.variations, FaceToolUI.undo, FaceToolUI.choose_block, FaceToolUI._show = _ui_variations, _ui_undo, _ui_choose_block, _ui_show
-FaceToolUI._timed = _ui_timed
-
-# %% ../nbs/30_face_tool.ipynb #e50f69af
-APP_SOURCE = "from crvae.tool import app_from_env\nui = app_from_env()"
-
-def app_notebook() -> dict:
-    "The one-cell notebook Voila serves."
-    return dict(cells=[dict(cell_type='code', execution_count=None, id='crvae-app', metadata={}, outputs=[], source=APP_SOURCE)],
-                metadata=dict(kernelspec=dict(display_name='Python 3', language='python', name='python3'),
-                              language_info=dict(name='python')), nbformat=4, nbformat_minor=5)
-
-def app_from_env(environ=None, show:bool=True) -> FaceToolUI:
-    "The app for the run named in $CRVAE_APP_RUN ($CRVAE_APP_BLOCK, $CRVAE_APP_DEVICE, $CRVAE_APP_N, $CRVAE_APP_THREADS), displayed."
-    from IPython.display import display
-    env = os.environ if environ is None else environ
-    if env.get('CRVAE_APP_THREADS'): torch.set_num_threads(int(env['CRVAE_APP_THREADS']))
-    n = int(env.get('CRVAE_APP_N') or 9)
-    ui = FaceToolUI(FaceTool(n=n, device=env.get('CRVAE_APP_DEVICE') or 'cpu'), run=run_label(env.get('CRVAE_APP_RUN', '')), n=n)
-    if ui.run_box.value:
-        ui._guard('loading the run', ui.load)
-        blk = env.get('CRVAE_APP_BLOCK')
-        if blk and ui.tool.loaded: ui.block_box.value = int(blk)
-    if show: display(ui.widget)
-    return ui
-
-def free_port(host:str='127.0.0.1') -> int:
-    "A TCP port free on `host` right now."
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0)); return s.getsockname()[1]
-
-def voila_command(notebook, port:int, open_browser:bool=False) -> list[str]:
-    "The Voila command line: this Python, bound to 127.0.0.1 on `port` (no retrying on another port)."
-    return [sys.executable, '-m', 'voila', str(notebook), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
-            '--theme=light'] + ([] if open_browser else ['--no-browser'])
-
-# %% ../nbs/30_face_tool.ipynb #cf1788a8
-def _app_args(p:argparse.ArgumentParser):
-    p.add_argument('run', nargs='?', default='acvae-gan-avatars64',
-                   help='a run folder (with run.json) or a shipped checkpoint name (default: the shipped acvae-gan-avatars64)')
-    p.add_argument('--port', type=int, default=0, help='port on 127.0.0.1 (default: a free one)')
-    p.add_argument('--no-browser', action='store_true', help='do not open a browser')
-    p.add_argument('--block', type=int, default=None, help='fine-tuning block to use instead of the measured one')
-    p.add_argument('--n', type=int, default=9, help='faces per grid (default 9)')
-    p.add_argument('--device', default='cpu', help='cpu (default), cuda or mps')
-    p.add_argument('--threads', type=int, default=1, help='PyTorch CPU threads of the measurement and the page kernel (default 1: steady latency)')
-    p.add_argument('--recompute', action='store_true', help='measure the fine-tuning block again')
-
-@command('app', _app_args)
-def _app_cmd(args):
-    import importlib.util
-    check(importlib.util.find_spec('voila') is not None, "the app needs Voila: pip install voila")
-    check(0 <= args.port < 65536, f"--port {args.port}: use 1..65535 (or leave it out for a free port)")
-    check(1 <= args.n <= 64, f"--n {args.n}: use 1 to 64 faces per grid")
-    check(args.threads >= 1, f"--threads {args.threads}: use 1 or more")
-    get_device(args.device)
-    torch.set_num_threads(args.threads)                      # the measurement below too
-    run = find_run(args.run)
-    model = load(run, args.device)
-    if args.block is not None:
-        check(0 <= args.block < model.T, f"--block {args.block}: {model.name} has blocks 0..{model.T - 1}")
-    print(f"crvae app: measuring the fine-tuning block of {run} (once; stored in {BLOCK_FILE}) ...", flush=True)
-    res = fine_tuning_block(run, model=model, recompute=args.recompute, device=args.device)
-    print(block_table(res))
-    print(f"fine-tuning block {res['block']} ({'reused ' if res['reused'] else ''}{res['path']}; {res['classifier_note']})"
-          + (f"; using --block {args.block}" if args.block is not None else ''))
-    if res.get('family_note'): print('note: ' + res['family_note'])
-    port = args.port or free_port()
-    folder = Path(tempfile.mkdtemp(prefix='crvae-app-'))
-    nb = folder/'crvae-face-tool.ipynb'
-    nb.write_text(json.dumps(app_notebook()))
-    env = dict(os.environ, CRVAE_APP_RUN=str(run.resolve()), CRVAE_APP_BLOCK='' if args.block is None else str(args.block),
-               CRVAE_APP_DEVICE=args.device, CRVAE_APP_N=str(args.n), CRVAE_APP_THREADS=str(args.threads),
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')]))   # the kernel: this Python
-    proc = subprocess.Popen(voila_command(nb, port, not args.no_browser), env=env, cwd=folder)
-    print(f"crvae app: serving on http://127.0.0.1:{port}/ (only this machine can open it); Ctrl-C stops it", flush=True)
-    old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try: rc = proc.wait()
-    except KeyboardInterrupt: rc = 0
-    finally:
-        signal.signal(signal.SIGTERM, old)
-        if proc.poll() is None:
-            proc.terminate()
-            try: proc.wait(10)
-            except subprocess.TimeoutExpired: proc.kill(); proc.wait()
-        shutil.rmtree(folder, ignore_errors=True)
-    check(rc in (0, -signal.SIGTERM, -signal.SIGINT), f"Voila stopped with exit code {rc}: is port {port} free? (choose another with --port)")
-    return 0

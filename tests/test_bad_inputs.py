@@ -178,7 +178,7 @@ def test_set_items_give_a_buildable_config_or_one_line(model, items):
 @given(st.lists(st.one_of(st.text(max_size=12), st.sampled_from(['Smiling', '-Smiling', 'Smiling=2', 'smiling=TRUE', '+Bald', '=1', ',,'])),
                 max_size=4).map(','.join))
 def test_attrs_parse_or_one_line(text):
-    from crvae.data import AVATAR_ATTRIBUTES
+    from crvae.avatars import AVATAR_ATTRIBUTES
     from crvae.sampling import parse_attrs
     try: out = parse_attrs(text, AVATAR_ATTRIBUTES)
     except UserError as e:

@@ -44,7 +44,7 @@ def _wait_http(url, proc, log, timeout=45):
 @pytest.fixture(scope='module')
 def app_url(shipped_run, tmp_path_factory):
     "`crvae app --no-browser` (the shipped acvae-gan) on a free 127.0.0.1 port; stopped (its whole process group) afterwards."
-    from crvae.tool import free_port
+    from crvae.app import free_port
     port, log = free_port(), tmp_path_factory.mktemp('app')/'app.log'
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     with open(log, 'wb') as f:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import crvae.avatars as A
 import crvae.data as D
 from crvae.core import UserError
 
@@ -21,20 +22,20 @@ def test_splits_and_shapes(faces_1k):
     assert set(faces_1k.attrs.unique().tolist()) == {-1.0, 1.0}
     counts = [(faces_1k.split == s).sum().item() for s in range(3)]
     assert 700 < counts[0] < 900 and 50 < counts[1] < 150 and 50 < counts[2] < 150
-    assert faces_1k.parts.shape == (1000, len(D.PART_FAMILIES))
-    for j, fam in enumerate(D.PART_FAMILIES):
+    assert faces_1k.parts.shape == (1000, len(A.PART_FAMILIES))
+    for j, fam in enumerate(A.PART_FAMILIES):
         assert faces_1k.parts[:, j].max() < len(faces_1k.part_names[fam])
 
 
 def test_attributes_follow_parts(faces_1k):
     "Each attribute is +1 exactly when its part is in the table's set (hair colours only when hair shows)."
-    fams = list(D.PART_FAMILIES)
-    for k, (name, (fam, parts, _)) in enumerate(D.ATTRIBUTE_TABLE.items()):
-        names = np.array(D.PART_FAMILIES[fam])[faces_1k.parts[:, fams.index(fam)].numpy()]
+    fams = list(A.PART_FAMILIES)
+    for k, (name, (fam, parts, _)) in enumerate(A.ATTRIBUTE_TABLE.items()):
+        names = np.array(A.PART_FAMILIES[fam])[faces_1k.parts[:, fams.index(fam)].numpy()]
         on = np.isin(names, list(parts))
         if fam == 'hair_color':
-            tops = np.array(D.TOPS)[faces_1k.parts[:, fams.index('top')].numpy()]
-            on &= ~np.isin(tops, D.HATS + ['NONE'])
+            tops = np.array(A.TOPS)[faces_1k.parts[:, fams.index('top')].numpy()]
+            on &= ~np.isin(tops, A.HATS + ['NONE'])
         assert ((faces_1k.attrs[:, k].numpy() > 0) == on).all(), name
 
 
@@ -218,7 +219,7 @@ def test_cli_data(run_cli, tmp_path):
 def test_data_readme_has_the_attribute_table():
     from pathlib import Path
     readme = (Path(__file__).resolve().parents[1]/'data'/'README.md').read_text()
-    assert D.attribute_table_markdown() in readme, 'data/README.md is out of date: paste crvae.data.attribute_table_markdown()'
+    assert A.attribute_table_markdown() in readme, 'data/README.md is out of date: paste crvae.avatars.attribute_table_markdown()'
 
 
 # -- reliability (issue 18): a full disk, stale caches, wrong data, leaked temporaries, one-line errors ----------------

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import crvae.avatars as A
 import crvae.data as D
 import crvae.training as T
 from crvae.core import UserError
@@ -142,4 +143,4 @@ def test_kill_data_cache_build(server, tmp_path):
     assert res['code'] == 0 and 'built' in (tmp_path/'d.log').read_text()
     d = D.load_avatars(n=200, size=32, seed=5, root=root, progress=False)
     for i in (0, 127, 128, 199):                   # both chunks, rendered again from scratch
-        assert (d.images[i].numpy() == D.render_avatar(D.sample_avatar_spec(np.random.default_rng([5, i])), 32)).all()
+        assert (d.images[i].numpy() == A.render_avatar(A.sample_avatar_spec(np.random.default_rng([5, i])), 32)).all()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import crvae.avatars as A
 import crvae.data as D
 import crvae.runs as R
 import crvae.training as T
@@ -177,7 +178,7 @@ def test_a_full_small_disk_while_training_and_shipping(small_disk, faces_1k, tmp
     check_left_behind(out)
     small_disk.grow('64m')
     assert train('cvae', out, steps=3, faces=faces_1k, ckpt_every=1, resume=True, **small)['step'] == 3
-    from crvae.reproduce import ship
+    from crvae.shipping import ship
     full = small_disk('256k')
     with pytest.raises(UserError, match='no space left on the device.*free some space'): ship(out, 'small', out=full)
     assert list(full.iterdir()) == []
@@ -287,7 +288,7 @@ def test_a_cache_made_with_other_settings_is_rebuilt_never_mixed(tmp_path):
     shutil.copytree(a, tmp_path/'av'/D._avatar_key(12, 32, 2)[0])
     d = D.load_avatars(n=12, size=32, seed=2, root=tmp_path/'av', workers=1, progress=False)
     assert d.manifest['seed'] == 2
-    assert (d.images[3].numpy() == D.render_avatar(D.sample_avatar_spec(np.random.default_rng([2, 3])), 32)).all()
+    assert (d.images[3].numpy() == A.render_avatar(A.sample_avatar_spec(np.random.default_rng([2, 3])), 32)).all()
     root = D.make_fake_celeba(tmp_path/'c', n=6)
     assert D.load_celeba(root, size=16, out=tmp_path/'cc', workers=1, progress=False).size == 16
     assert D.load_celeba(root, size=24, out=tmp_path/'cc', workers=1, progress=False).size == 24
@@ -446,7 +447,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from crvae.models import MODEL_NAMES  # noqa: E402
 from crvae.sampling import parse_attrs  # noqa: E402
 
-ATTRS = D.AVATAR_ATTRIBUTES
+ATTRS = A.AVATAR_ATTRIBUTES
 TOKEN = st.tuples(st.sampled_from(['', '+', '-', '--']),
                   st.sampled_from(ATTRS[:6] + ['smiling', 'EYEGLASSES', 'Smilng', 'Bald_', '', '=', 'x y']),
                   st.sampled_from(['', '=1', '=0', '=-1', '=+1', '=true', '=FALSE', '=2', '=yes', '=', '==1', '=1=1']))
@@ -524,7 +525,7 @@ def test_checkpoint_loader_random_input(scratch, case):
     if where == 'state.pt':
         st_path = T._latest_checkpoint(scratch)/'state.pt'
         _with_file(st_path, value, lambda: read_state(st_path))
-    else: _with_file(scratch/where, value, lambda: load(scratch, attr_names=list(D.AVATAR_ATTRIBUTES)))
+    else: _with_file(scratch/where, value, lambda: load(scratch, attr_names=list(A.AVATAR_ATTRIBUTES)))
 
 
 @pytest.fixture(scope='module')

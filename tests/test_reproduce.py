@@ -7,8 +7,11 @@ import torch
 
 import crvae
 from crvae.core import UserError, load_json, save_json
-from crvae.reproduce import (COMPARISON, CLAIMS, cast_weights, eval_config, reproduce, ship, ship_classifiers, shipped_name,
-                             checkpoints_home, evaluate_checkpoint, eval_classifiers, judge_claims, judge_claim, md_to_html)
+from crvae.reproduce import reproduce, checkpoints_home
+from crvae.shipping import (COMPARISON, cast_weights, eval_config, ship, ship_classifiers, shipped_name, evaluate_checkpoint,
+                            eval_classifiers)
+from crvae.claims import CLAIMS, judge_claims, judge_claim
+from crvae.report import md_to_html
 
 TINY = eval_config('tiny')
 
@@ -40,7 +43,7 @@ def test_cast_weights_keeps_integers_and_refuses_overflow():
 
 
 def test_commands_on_cards_name_their_folders():
-    from crvae.reproduce import portable_command
+    from crvae.shipping import portable_command
     assert portable_command("crvae train vae-gan --set 'w=[1, 2]' --out /home/me/runs/vae-gan-seed0 --init-from=/home/me/r/a") == \
         "crvae train vae-gan --set 'w=[1, 2]' --out vae-gan-seed0 --init-from=a"
 
@@ -219,7 +222,7 @@ def test_shipped_checkpoints_match_their_cards(faces_1k):
     "card's numbers (CPU: deterministic up to float summation order across thread counts, hence rel 1e-3 on IS and FD, "
     "0.002 on accuracies). The card's full metrics (1,000 test faces of the 30,000) are `crvae reproduce`'s to recompute."
     import crvae
-    from crvae.reproduce import EvalConfig
+    from crvae.shipping import EvalConfig
     clf = eval_classifiers(faces_1k)
     for role in ROLES_SHIPPED:
         card = load_json(SHIPPED/shipped_name(role)/'card.json')

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import crvae.core
 from crvae.core import UserError, main
 from crvae.core import assets_home, checkpoints_home
-from crvae.tool import (BLOCK_FILE, BlockSearch, FaceTool, FaceToolUI, fine_tuning_block, measure_blocks, redraw_block,
-                        choose_block, app_notebook, voila_command, APP_SOURCE, badge_html, blank_png, _resolve_classifier)
+from crvae.tool import (BLOCK_FILE, BlockSearch, FaceTool, fine_tuning_block, measure_blocks, redraw_block, choose_block, badge_html,
+                        blank_png, _resolve_classifier)
+from crvae.app import FaceToolUI, app_notebook, voila_command, APP_SOURCE
 from crvae.training import train, load, find_run, read_run
 
 QUICK = dict(search=BlockSearch(n_faces=8), classifier=None)
@@ -358,6 +359,6 @@ def test_no_classifier_fits_says_why(tmp_path, monkeypatch, data):
 
 def test_run_label_hides_the_machine_path_of_a_shipped_checkpoint(tmp_path):
     from crvae.core import checkpoints_home
-    from crvae.tool import run_label
+    from crvae.app import run_label
     assert run_label(checkpoints_home()/'acvae-gan-avatars64') == 'acvae-gan-avatars64'
     assert run_label(tmp_path/'my-run') == str(tmp_path/'my-run') and run_label('runs/x') == 'runs/x' and run_label('') == ''
