@@ -35,8 +35,24 @@ def test_wheel_installs_and_runs(tmp_path):
 
 
 # distribution name -> the module the library imports (where they differ)
-IMPORT_NAMES = {'pillow': 'PIL', 'python-avatars': 'python_avatars', 'resvg-py': 'resvg_py'}
+IMPORT_NAMES = {'pillow': 'PIL', 'ipython': 'IPython', 'python-avatars': 'python_avatars', 'resvg-py': 'resvg_py'}
 
+
+def test_every_import_of_the_library_is_a_declared_dependency():
+    "Each third-party module that crvae/ imports (at the top or inside a function) is one of pyproject's `dependencies`,"
+    " so a clean install of the README's command can import every module."
+    import ast, sys, tomllib, re
+    deps = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['dependencies']
+    declared = {IMPORT_NAMES.get(n, n.replace('-', '_')) for n in (re.match(r'[A-Za-z0-9_.-]+', d).group(0).lower() for d in deps)}
+    found = {}
+    for p in (ROOT/'crvae').glob('*.py'):
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for n in names: found.setdefault(n.split('.')[0], p.name)
+    extra = {'crvae'} | set(sys.stdlib_module_names)
+    undeclared = {m: f for m, f in found.items() if m not in extra and m not in declared}
+    assert not undeclared, f'imported by crvae/ but not in pyproject dependencies: {undeclared}'
 
 def test_every_runtime_dependency_is_used_by_the_library():
     "Each of pyproject's `dependencies` is imported somewhere in crvae/ (voila: started by `crvae app`); the notebooks' own "
