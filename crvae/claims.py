@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 # %% auto #0
-__all__ = ['CLAIMS', 'judge_claim', 'judge_claims']
+__all__ = ['CLAIMS', 'budget', 'seed_pairs', 'judge_claim', 'judge_claims']
 
 # %% ../nbs/89_claims.ipynb #9405d4a8
 CLAIMS = [
@@ -53,6 +53,20 @@ def _majority(ahead:int, behind:int, n:int, unit:str, tie:str) -> str:
     if behind > n / 2 and not ahead: return f'not supported: the opposite holds, {behind}/{n} {unit}'
     return tie
 
+def budget(res:dict) -> int|None:
+    "The training steps behind a result (with the runs it started from), None when it does not say."
+    return res.get('steps_total') or res.get('step')
+
+def seed_pairs(A:list, B:list) -> tuple[list, str|None]:
+    """The results of two models paired by training seed, and why they cannot be compared (None when they can): no seed in
+    common, or unequal budgets (the papers compare models trained for the same number of epochs)."""
+    a, b = ({r.get('seed', i): r for i, r in enumerate(X)} for X in (A, B))      # results without a seed: their order
+    seeds = sorted(set(a) & set(b), key=str)
+    if not seeds: return [], f"no seed trained for both models (seeds {sorted(a, key=str)} and {sorted(b, key=str)})"
+    bad = [f'seed {s}: {budget(a[s])} vs {budget(b[s])} steps' for s in seeds if budget(a[s]) != budget(b[s])]
+    if bad: return [], 'unequal budgets: ' + ', '.join(bad)
+    return [(a[s], b[s]) for s in seeds], None
+
 def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
     "The verdict and evidence of one claim from `by_role` (role -> list of results, one per seed); `figures`: `make_figures`' record."
     out = dict(claim=claim['claim'], paper=claim['paper'])
@@ -78,8 +92,10 @@ def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
                     verdict=verdict)
     missing = [r for r, xs in ((claim['a'], A), (claim.get('b'), B)) if r and not xs]
     if missing: return dict(out, seeds='0', evidence=f"no run of {', '.join(missing)}", verdict='not run')
+    if claim['kind'] in ('is', 'acc', 'stability'):
+        pairs, why = seed_pairs(A, B)
+        if why: return dict(out, seeds='0', evidence=why, verdict='not judged: ' + why.split(':')[0])
     if claim['kind'] in ('is', 'acc'):
-        pairs = list(zip(A, B))
         ahead = behind = lead = 0; ev = []
         for ra, rb in pairs:
             (va, sa), (vb, sb) = _spread(ra, claim['kind']), _spread(rb, claim['kind'])
@@ -90,7 +106,7 @@ def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
                                                        f'seeds ahead in the mean)')
         return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
     if claim['kind'] == 'stability':      # lower is steadier; the spread of each is its standard error over snapshot pairs
-        pairs = [(ra['stability'], rb['stability']) for ra, rb in zip(A, B) if ra.get('stability') and rb.get('stability')]
+        pairs = [(ra['stability'], rb['stability']) for ra, rb in pairs if ra.get('stability') and rb.get('stability')]
         if not pairs: return dict(out, seeds='0', evidence='no weight snapshots in the runs (train with --set snapshot_every=N, '
                                                         'ship with --snapshots K)', verdict='not run')
         ahead = behind = lead = 0; ev = []

@@ -55,11 +55,11 @@ def _score(run_dir:Path, role:str, seed_i:int, faces, clf, cfg, out:Path, device
     if f.exists():
         try:
             old = load_json(f)
-            if old.get('key') == key: return old['result']
+            if old.get('key') == key: return dict(old['result'], role=role, seed=seed_i)
         except UserError: pass
     model = load(run_dir, device=device)
     res = evaluate_checkpoint(model, faces, clf, cfg, progress=progress)
-    res.update(role=role, source=str(run_dir))
+    res.update(role=role, seed=seed_i, source=str(run_dir))        # the training seed (claims pair the models' results by it)
     save_json(f, dict(key=key, result=res))
     return res
 
