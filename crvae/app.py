@@ -1,4 +1,4 @@
-"""The 2-stage face tool of notebook 30 (acVAE Fig. 8) as an ipywidgets interface, `FaceToolUI`, whose every click is guarded, and as a local web page served by Voila on 127.0.0.1 (`crvae app RUN`).
+"""The 2-stage face tool of notebook 30 as a guarded ipywidgets interface and a local Voila page (`crvae app RUN`).
 
 Docs: https://crvae.github.io/crvae/face_app.html.md"""
 

@@ -1,4 +1,4 @@
-"""One Avataaars-style face, made offline: the parts we use, the 32 CelebA-style attributes they define, a face sampled with realistic correlations between its parts, and its rendering to pixels.
+"""One avatar face made offline: its parts, the 32 CelebA-style attributes they define, correlated sampling and rendering.
 
 Docs: https://crvae.github.io/crvae/avatars.html.md"""
 

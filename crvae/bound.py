@@ -1,4 +1,4 @@
-r"""From $\log p(x\mid a)$ to the objective both papers optimise: the derivation, its graphical model, the reparameterised sample, the closed-form KL per time step, a numerical check on a model whose likelihood is known, and where the papers and the released code differ.
+"""From log p(x|a) to the objective both papers optimise: derivation, reparameterised sample, per-step KL and a numeric check.
 
 Docs: https://crvae.github.io/crvae/bound.html.md"""
 

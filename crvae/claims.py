@@ -1,4 +1,4 @@
-"""Each claim of the crVAE-GAN and acVAE-GAN papers as a rule over our scores: which model should be ahead on which metric, and a verdict (supported, not supported, too short to judge, not run) counted over seeds.
+"""Each claim of both papers as a rule over our scores, with a verdict counted over seeds of equal budgets.
 
 Docs: https://crvae.github.io/crvae/claims.html.md"""
 

@@ -1,4 +1,4 @@
-"""crVAE §4.4, Fig. 8 and Table 2: occlude the eyes, the mouth or the right half of a test face, then search the latent space for a code whose decoding matches the visible pixels, stays likely under the prior and fools the discriminator; masked-region error and a classifier-based realism proxy for vae-gan against crvae-gan.
+"""crVAE Fig. 8 and Table 2: occluded test faces completed by a latent search; masked error and a realism proxy.
 
 Docs: https://crvae.github.io/crvae/completion.html.md"""
 

@@ -1,4 +1,4 @@
-"""One user-error type, atomic writes, the data cache, devices, seeds, configs and the `crvae` command line: the rules every other module follows.
+"""One user-error type, atomic writes, the data cache, devices, seeds, configs and the `crvae` command line.
 
 Docs: https://crvae.github.io/crvae/core.html.md"""
 

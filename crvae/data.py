@@ -1,4 +1,4 @@
-"""The embedded default dataset (Avataaars-style faces with CelebA-style attributes, made offline), readers for a local CelebA in both common layouts, and any folder of images.
+"""The embedded avatar dataset, readers for a local CelebA in both common layouts, and any folder of images.
 
 Docs: https://crvae.github.io/crvae/data.html.md"""
 

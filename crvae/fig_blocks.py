@@ -1,4 +1,4 @@
-"""Block operations on z = [z_1, ..., z_T] (prior interpolation, progressive filling, one-block interpolation and resampling, decoding with per-step attributes) and the figures built on them: acVAE Fig. 6 and 7 and Table 1 (attention), crVAE Fig. 9, 10 and 11.
+"""Operations on the latent blocks z_1..z_T and the figures built on them: acVAE Fig. 6, 7 and Table 1, crVAE Fig. 9-11.
 
 Docs: https://crvae.github.io/crvae/fig_blocks.html.md"""
 

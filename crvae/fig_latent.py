@@ -1,4 +1,4 @@
-"""crVAE Fig. 3 (reconstructions and prior samples of vae, conv-vae and crvae), crVAE Fig. 4 (real faces, vae-gan and crvae-gan samples) and acVAE Fig. 1 and 5 (the conditional models on test attribute vectors, under the ground-truth faces).
+"""crVAE Fig. 3 and 4 (reconstructions and prior samples) and acVAE Fig. 1 and 5 (conditional samples for test attributes).
 
 Docs: https://crvae.github.io/crvae/fig_latent.html.md"""
 

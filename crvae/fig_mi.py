@@ -1,4 +1,4 @@
-"""crVAE Fig. 5 (VAE-GAN samples without MI, with MI on z and with MI on FC(z)) and crVAE Fig. 6 (the same z's decoded by the last K snapshots of crVAE-GAN runs without and with MI: colour oscillation and mode collapse).
+"""crVAE Fig. 5 (VAE-GAN with and without MI) and Fig. 6 (the same codes across weight snapshots, with and without MI).
 
 Docs: https://crvae.github.io/crvae/fig_mi.html.md"""
 

@@ -1,4 +1,4 @@
-"""The machinery every figure notebook shares: labelled image grids written as byte-identical PNGs, the runs a figure draws from (one per model, MI variants told apart), seeded random streams per figure, a registry of figure functions by name and the `crvae figures RUN_DIR ... --out DIR` command.
+"""What every figure shares: labelled grids as byte-identical PNGs, runs, seeded streams, a registry and `crvae figures`.
 
 Docs: https://crvae.github.io/crvae/figures.html.md"""
 

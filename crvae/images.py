@@ -1,4 +1,4 @@
-"""A local CelebA found in either common layout, its list files read with every mistake named by file and line, and one image read: cropped, resized, or refused with its name.
+"""A local CelebA in either layout, its list files read with every mistake named, and one image read or refused.
 
 Docs: https://crvae.github.io/crvae/image_files.html.md"""
 

@@ -1,4 +1,4 @@
-"""CReLU, the learnable bias, the convolution stacks, the channel-recurrent latent paths, the attribute attention, minibatch discrimination, the discriminator heads and the conditional priors: each a small module, each checked.
+"""CReLU, convolution stacks, channel-recurrent paths, attribute attention, minibatch discrimination, heads and priors.
 
 Docs: https://crvae.github.io/crvae/layers.html.md"""
 

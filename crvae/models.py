@@ -1,4 +1,4 @@
-"""Every network of both papers behind one interface: `vae`, `conv-vae`, `crvae`, `vae-gan`, `crvae-gan`, `cvae`, `cgan`, `cvae-gan`, `ccrvae-gan` and `acvae-gan`, each with a `tiny` and a `paper` preset (the `paper` presets' parameter counts are checked against the released models in notebook 04a).
+"""Every network of both papers behind one interface, each with a `tiny` and a `paper` preset.
 
 Docs: https://crvae.github.io/crvae/models.html.md"""
 

@@ -1,4 +1,4 @@
-"""Every loss term of both papers, derived, named and logged: pixel reconstruction, the per-step weighted KL, the adversarial terms with the conditional discriminator's mismatched pairs, mutual information, and the attention regularisers.
+"""Every loss term of both papers: reconstruction, per-step KL, the conditional adversarial game, MI and attention terms.
 
 Docs: https://crvae.github.io/crvae/objectives.html.md"""
 

@@ -1,4 +1,4 @@
-"""The `paper` presets of notebook 04 checked against the parameter counts of the authors' released 64x64 models, module by module, what the crVAE paper's "130M vs 164M" means, and `crvae info`, the per-module table of any model and preset.
+"""The `paper` presets against the released models' parameter counts, module by module, and `crvae info`.
 
 Docs: https://crvae.github.io/crvae/param_counts.html.md"""
 

@@ -1,4 +1,4 @@
-"""Nothing lost, nothing executed, every bad input answered clearly: how crvae keeps those three promises, shown with a process killed mid-checkpoint, a pickle that would run code, a full disk and a table of bad inputs; `fail_writes` and `verify_run` for your own checks.
+"""Nothing lost, nothing executed, every bad input answered clearly: kills, pickles, full disks and a table of bad inputs.
 
 Docs: https://crvae.github.io/crvae/reliability.html.md"""
 

@@ -1,4 +1,4 @@
-"""`crvae reproduce`'s report: the key table, the papers' tables with our numbers beside theirs, the claims, figures, commands, machine and a note on responsible use, written as `report.md` and turned into one self-contained `report.html`.
+"""`crvae reproduce`'s report: the key table, the papers' tables beside ours, claims, figures, commands, as md and html.
 
 Docs: https://crvae.github.io/crvae/report.html.md"""
 

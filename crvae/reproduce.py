@@ -1,4 +1,4 @@
-"""The main job: `crvae reproduce` scoring the comparison's shipped checkpoints (notebook 88), or retraining the comparison for the same number of steps per model, on a fixed subset; drawing the figures and writing `report.md` / `report.html` with the papers' tables, our numbers beside theirs, a verdict per claim (notebook 89) and a note on responsible use.
+"""The main job, `crvae reproduce`: score the shipped checkpoints or retrain the comparison, draw figures, write the report.
 
 Docs: https://crvae.github.io/crvae/reproduce.html.md"""
 

@@ -1,4 +1,4 @@
-"""`crvae sample` (faces for named attributes, the rest drawn with their training prevalence), `crvae edit` (encode a face image with its attributes, change some, decode) and `crvae reconstruct`, with one attribute parser and its error messages.
+"""`crvae sample`, `crvae edit` and `crvae reconstruct`, with one attribute parser and its error messages.
 
 Docs: https://crvae.github.io/crvae/sampling.html.md"""
 

@@ -1,4 +1,4 @@
-"""The comparison's six models; a run shipped small and documented (`crvae ship`: float16 weights, `run.json`, a model card with the exact command, data, machine and the metrics of a fixed evaluation subset) and the evaluation classifiers shipped the same way (`crvae ship-classifiers`).
+"""The comparison's models shipped small and documented (`crvae ship`, model cards) and the classifiers (`ship-classifiers`).
 
 Docs: https://crvae.github.io/crvae/shipping.html.md"""
 

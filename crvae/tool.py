@@ -1,4 +1,4 @@
-"""acVAE Section 6 and Fig. 8: tick attributes and get diverse faces from p(z|a); pick one and get variations that redraw only the fine-tuning block; the block found by a measured procedure and stored with the run; the tool as plain Python, with the badges and the widget pieces its app (notebook 30a) draws with.
+"""acVAE Section 6: faces from p(z|a), then variations that redraw only the measured fine-tuning block; the tool as Python.
 
 Docs: https://crvae.github.io/crvae/face_tool.html.md"""
 
