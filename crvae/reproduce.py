@@ -16,7 +16,7 @@ from .core import (UserError, check, did_you_mean, atomic_write_text, save_json,
                         assets_home, checkpoints_home, check_range, machine_info)
 from .data import FaceData, load_faces
 from .shipping import (COMPARISON, EvalConfig, eval_config, eval_classifiers, evaluate_checkpoint, sha256_file, shipped_name,
-                            train_command, recipe, _steps_total, _seconds_total, _eval_args)
+                            train_command, recipe, _steps_total, _seconds_total, _eval_args, cast_weights)
 from .claims import judge_claims
 from .report import summary_rows, report_markdown, md_to_html
 
@@ -111,10 +111,10 @@ def _result_key(cfg:EvalConfig, clf) -> dict:
     return dict(eval=dataclasses.asdict(cfg), classifiers=clf.versions)
 
 def ship_results(run, role:str, seed:int, out=None, cfg:EvalConfig|None=None, faces:FaceData|None=None, classifiers_root=None,
-                 progress:bool=False) -> Path:
+                 progress:bool=False, dtype:str='float16') -> Path:
     """Score run folder `run` (seed `seed` of comparison model `role`) as `crvae reproduce` scores a checkpoint, and ship the
     result as a small JSON, `results_home()`/<role>-seed<seed>.json: the seeds that do not ship as checkpoints still
-    count in the default report's means and verdicts."""
+    count in the default report's means and verdicts. The weights are scored at `dtype`, the precision seed 0 ships in."""
     from crvae.runs import load, read_run
     check(role in COMPARISON, f"unknown model {role!r}{did_you_mean(role, COMPARISON)}; the comparison: {', '.join(COMPARISON)}")
     check_range(seed, '--seed', 0, 100)
@@ -124,8 +124,10 @@ def ship_results(run, role:str, seed:int, out=None, cfg:EvalConfig|None=None, fa
         d = info['data']
         faces = load_faces(d['data'], d.get('root'), d.get('size', 64), d.get('n'), d.get('seed', 0), progress=progress)
     clf = eval_classifiers(faces, root=classifiers_root)
-    res = evaluate_checkpoint(load(src), faces, clf, cfg, progress=progress)
-    res.update(role=role, seed=seed, run=src.name, source=src.name)                  # names, not this machine's paths
+    model = load(src)
+    model.load_state_dict(cast_weights(model.state_dict(), dtype))      # rounded as `crvae ship` rounds (loaded back as float32)
+    res = evaluate_checkpoint(model, faces, clf, cfg, progress=progress)
+    res.update(role=role, seed=seed, run=src.name, source=src.name, scored_dtype=dtype)   # names, not this machine's paths
     dest = Path(out) if out is not None else results_home()
     d = info.get('data') or {}
     save_json(dest/f'{role}-seed{seed}.json', dict(key=_result_key(cfg, clf), command=train_command(dict(info, path=str(src))),
