@@ -1,4 +1,4 @@
-"""`crvae bench`: what a training step, an encoding and a generation cost, measured per model in one process so the crVAE paper's cost comparison (section 5) can be checked as ratios; the CPU optimisations as an ablation table; the GPU fast paths; a wall-time projection; and the data pipeline's images/s.
+"""`crvae bench`: what a training step, an encoding and a generation cost per model; CPU ablations, GPU paths, projections
 
 Docs: https://crvae.github.io/crvae/bench.html.md"""
 
@@ -6,28 +6,25 @@ Docs: https://crvae.github.io/crvae/bench.html.md"""
 
 # %% ../nbs/80_bench.ipynb #2efd1c1a
 from __future__ import annotations
-import argparse, contextlib, dataclasses, functools, json, math, os, statistics, subprocess, sys, tempfile, time
+import contextlib, dataclasses, functools, json, os, sys, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import crvae
 import crvae.layers
 import crvae.training
 from .core import UserError, check, did_you_mean, save_json, load_json, get_device, markdown_table, command, machine_info
-from .data import FaceData, to_float
-from .models import MODEL_NAMES, check_model_name, build_model, count_params, param_table
-from .objectives import generator_loss, discriminator_batch, discriminator_loss
-from .training import Trainer, make_configs
+from .models import check_model_name, param_table
+from .training import Trainer
+from .measure import (loadavg, matmul_flops, bench_faces, make_trainer, warm_up, time_steps, data_share, eval_times,
+                           activation_memory, cpu_peak_memory)
 
 # %% auto #0
-__all__ = ['PAPER_COSTS', 'GOALS', 'PROJECTION', 'BENCH_FORMAT', 'ABLATIONS', 'loadavg', 'sync', 'timed', 'median',
-           'matmul_flops', 'synthetic_faces', 'bench_faces', 'make_trainer', 'step_flops', 'warm_up', 'time_steps',
-           'data_share', 'eval_times', 'activation_memory', 'cpu_peak_memory', 'bench_models', 'paper_comparison',
-           'memory_breakdown', 'Ablation', 'check_ablations', 'bench_ablations', 'project_wall_time', 'projection',
-           'bench_data', 'run_bench', 'bench_report', 'compare_results']
+__all__ = ['PAPER_COSTS', 'GOALS', 'PROJECTION', 'BENCH_FORMAT', 'ABLATIONS', 'bench_models', 'paper_comparison', 'Ablation',
+           'check_ablations', 'bench_ablations', 'project_wall_time', 'projection', 'bench_data', 'run_bench',
+           'bench_report', 'compare_results']
 
 # %% ../nbs/80_bench.ipynb #65f8bc56
 PAPER_COSTS = dict(                # crVAE paper section 5: (crVAE-GAN, VAE-GAN), Titan X, batch 128, 64 x 64
@@ -35,232 +32,6 @@ PAPER_COSTS = dict(                # crVAE paper section 5: (crVAE-GAN, VAE-GAN)
 GOALS = dict(generation_ratio=1.3, projection_hours=2.0)
 PROJECTION = dict(model='acvae-gan', epochs=150, n_images=163_000)   # stage 1 on a CelebA-sized set (162,770 training faces)
 BENCH_FORMAT = 1
-
-# %% ../nbs/80_bench.ipynb #d2788c4a
-def loadavg() -> list|None:
-    "The 1, 5 and 15 minute load averages (how busy the machine was while we measured); None where unknown."
-    try: return [round(x, 2) for x in os.getloadavg()]
-    except (OSError, AttributeError): return None
-
-def sync(device):
-    "Wait until the device has finished its queued work (CUDA and MPS run asynchronously)."
-    device = torch.device(device)
-    if device.type == 'cuda': torch.cuda.synchronize(device)
-    elif device.type == 'mps': torch.mps.synchronize()
-
-def timed(fn, repeats:int=5, warmup:int=1, device='cpu') -> list[float]:
-    "Seconds taken by each of `repeats` calls of `fn()` after `warmup` untimed ones, the device synchronised around each."
-    for _ in range(warmup): fn()
-    out = []
-    for _ in range(repeats):
-        sync(device); t0 = time.perf_counter()
-        fn()
-        sync(device); out.append(time.perf_counter() - t0)
-    return out
-
-def median(xs) -> float|None:
-    "The median of `xs` (None when empty)."
-    xs = [x for x in xs if x is not None]
-    return float(statistics.median(xs)) if xs else None
-
-# %% ../nbs/80_bench.ipynb #1cfa1393
-def matmul_flops(device='cpu', n:int=2048, repeats:int=5, dtype=torch.float32) -> dict:
-    "Measured FLOP/s of an n x n matmul (2 n^3 FLOPs): median and best of `repeats`, with the load average."
-    dev = get_device(device)
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(n, n, generator=g).to(dev, dtype) for _ in range(2))
-    ts = timed(lambda: a @ b, repeats, 1, dev)
-    return dict(n=n, dtype=str(dtype).replace('torch.', ''), flops=2 * n**3 / median(ts), best=2 * n**3 / min(ts), loadavg=loadavg())
-
-# %% ../nbs/80_bench.ipynb #266a5948
-def synthetic_faces(n:int, n_attrs:int, size:int=64, seed:int=0) -> FaceData:
-    "n random uint8 faces with +-1 attributes, all in the training split (a step's cost does not depend on the pixels)."
-    g = torch.Generator().manual_seed(seed)
-    return FaceData(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
-                    torch.randint(0, 2, (n, n_attrs), generator=g).float() * 2 - 1, torch.zeros(n, dtype=torch.int8),
-                    [f'attr{i}' for i in range(n_attrs)], 'synthetic')
-
-def bench_faces(source:str='synthetic', preset:str='tiny', batch:int=128) -> FaceData:
-    "The faces the benchmark trains on: synthetic (2 batches, the preset's attribute count) or the cached 1,000 avatars."
-    check(source in ('synthetic', 'avatars'), f"--source {source!r}: use synthetic or avatars")
-    if source == 'synthetic': return synthetic_faces(2 * batch, 40 if preset == 'paper' else 32)
-    from crvae.data import load_avatars
-    faces = load_avatars(n=1000, size=64, progress=False)
-    n_train = int((faces.split == 0).sum())
-    check(batch <= n_train, f"--batch {batch} is larger than the {n_train} training faces of the 1,000-face avatar set; use --source synthetic")
-    return faces
-
-def make_trainer(name:str, preset:str='tiny', batch:int=128, device='cpu', faces:FaceData|None=None, sets=(), seed:int=0) -> Trainer:
-    "A `Trainer` for model `name` at `preset` and `batch` that writes nothing: `trainer.step()` is the real training step."
-    faces = faces if faces is not None else bench_faces('synthetic', preset, batch)
-    mcfg, tcfg = make_configs(check_model_name(name), preset, [f'batch_size={batch}', *sets], data_attrs=faces.n_attrs,
-                              device=str(device), seed=seed, progress=False, log_every=10**9, sample_every=0, ckpt_every=0)
-    torch.manual_seed(seed)
-    return Trainer(build_model(name, mcfg), faces, tcfg, out=Path(tempfile.gettempdir())/'crvae-bench-never-written')
-
-# %% ../nbs/80_bench.ipynb #630c567f
-def step_flops(trainer:Trainer) -> int:
-    "FLOPs (matmuls and convolutions, forward and backward) of one real `trainer.step()`, counted by `FlopCounterMode`."
-    from torch.utils.flop_counter import FlopCounterMode
-    fc = FlopCounterMode(display=False)
-    no_cudnn = torch.backends.cudnn.flags(enabled=False) if trainer.device.type == 'cuda' else contextlib.nullcontext()
-    with no_cudnn, fc: trainer.step()
-    return int(fc.get_total_flops())
-
-def warm_up(trainer:Trainer, steps:int=1, count_flops:bool=True) -> dict:
-    "Run `steps` untimed steps (the first one under the FLOP counter); returns their seconds and the FLOPs of one step."
-    out = dict(warmup_s=[], flops=None, flops_error=None)
-    for i in range(steps):
-        sync(trainer.device); t0 = time.perf_counter()
-        if i == 0 and count_flops:
-            try: out['flops'] = step_flops(trainer)
-            except Exception as e:             # e.g. a compiled model under the counter: count nothing, still warm up
-                out['flops_error'] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-                trainer.step()
-        else: trainer.step()
-        sync(trainer.device); out['warmup_s'].append(round(time.perf_counter() - t0, 4))
-    return out
-
-def time_steps(trainers:dict, steps:int=3, run_ctx:dict|None=None) -> dict:
-    "Time `steps` rounds of one step per trainer, interleaved so every model sees the same load; CUDA peak memory too."
-    out = {k: dict(step_s=[], cuda_step_increase=None, loadavg_before=loadavg()) for k in trainers}
-    for _ in range(steps):
-        for k, tr in trainers.items():
-            dev, ctx = tr.device, (run_ctx or {}).get(k) or contextlib.nullcontext
-            with ctx():
-                sync(dev)
-                if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev); before = torch.cuda.memory_allocated(dev)
-                t0 = time.perf_counter(); tr.step(); sync(dev)
-                out[k]['step_s'].append(time.perf_counter() - t0)
-                if dev.type == 'cuda':
-                    inc = torch.cuda.max_memory_allocated(dev) - before
-                    out[k]['cuda_step_increase'] = max(inc, out[k]['cuda_step_increase'] or 0)
-    for k, tr in trainers.items():
-        o = out[k]
-        o.update(loadavg_after=loadavg(), step_s_median=median(o['step_s']), images_per_s=tr.B / median(o['step_s']))
-    return out
-
-def data_share(trainer:Trainer, step_s:float, repeats:int=5) -> dict:
-    "Median seconds of `trainer.get_batch` and its share of the median step time."
-    t = median(timed(lambda: trainer.get_batch(trainer.step_), repeats, 1, trainer.device))
-    return dict(get_batch_s=t, data_share=t / step_s)
-
-# %% ../nbs/80_bench.ipynb #4f7b0139
-@torch.no_grad()
-def eval_times(trainers:dict, batch:int=128, repeats:int=5, warmup:int=1, seed:int=0) -> dict:
-    "Median ms of `encode` (inference) and `decode` (generation) of a batch, models timed in alternation."
-    jobs = {}
-    for k, tr in trainers.items():
-        m, dev = tr.model, tr.device
-        m.eval()
-        g = torch.Generator().manual_seed(seed)
-        x = to_float(torch.randint(0, 256, (batch, 3, 64, 64), dtype=torch.uint8, generator=g)).to(dev)
-        if tr.tcfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        a = (torch.randint(0, 2, (batch, m.n_attrs), generator=g).float() * 2 - 1).to(dev) if m.conditional else None
-        z = m.sample_z(a, batch)
-        def run(f, tr=tr):
-            with tr.autocast: f()
-        jobs[k] = dict(dev=dev, enc=(lambda m=m, x=x, a=a: m.encode(x, a)) if m.has_encoder else None,
-                       dec=lambda m=m, z=z, a=a: m.decode(z, a), run=run, t_enc=[], t_dec=[])
-    for j in jobs.values():
-        for _ in range(warmup):
-            if j['enc']: j['run'](j['enc'])
-            j['run'](j['dec'])
-    for _ in range(repeats):
-        for j in jobs.values():
-            if j['enc']: j['t_enc'] += timed(lambda j=j: j['run'](j['enc']), 1, 0, j['dev'])
-            j['t_dec'] += timed(lambda j=j: j['run'](j['dec']), 1, 0, j['dev'])
-    for tr in trainers.values(): tr.model.train()
-    return {k: dict(batch=batch, inference_ms=median(j['t_enc']) * 1e3 if j['t_enc'] else None, generation_ms=median(j['t_dec']) * 1e3,
-                    inference_ms_all=[round(t * 1e3, 3) for t in j['t_enc']], generation_ms_all=[round(t * 1e3, 3) for t in j['t_dec']])
-            for k, j in jobs.items()}
-
-# %% ../nbs/80_bench.ipynb #a7a7e709
-def _storage_key(t:torch.Tensor) -> int: return t.untyped_storage()._cdata
-
-def activation_memory(name:str, preset:str='tiny', batch:int=128, sets=()) -> dict:
-    "Bytes autograd saves for backward in one training step, per phase and per part, counted on the meta device."
-    mcfg, _ = make_configs(check_model_name(name), preset, [f'batch_size={batch}', *sets])
-    with torch.device('meta'): model = build_model(name, mcfg)
-    model.train()
-    params = {_storage_key(p) for p in model.parameters()}
-    stack, seen, counts, handles = [], set(), {}, []
-    def enter(name): return lambda mod, inp: stack.append(name)      # hooks return None: outputs untouched
-    def leave(mod, inp, out): stack.pop()
-    for pname, mod in model.parts().items():
-        handles += [mod.register_forward_pre_hook(enter(pname)), mod.register_forward_hook(leave)]
-    def pack(t):
-        k = _storage_key(t)
-        if k not in params and k not in seen:
-            seen.add(k); part = stack[-1] if stack else 'losses'
-            counts[part] = counts.get(part, 0) + t.untyped_storage().nbytes()
-        return t
-    x = torch.zeros(batch, 3, mcfg.image_size, mcfg.image_size, device='meta')
-    a = torch.zeros(batch, model.n_attrs, device='meta') if model.conditional else None
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            _, _, fakes = generator_loss(model, x, a, batch // 2 if model.D is not None else None)
-            gen, counts, seen = dict(counts), {}, set()
-            if model.D is not None: discriminator_loss(model, discriminator_batch(model, x, a, fakes))
-            disc = dict(counts)
-    finally:
-        for h in handles: h.remove()
-    P = count_params(model)
-    return dict(model=name, preset=preset, batch=batch, params=P, static_bytes=16 * P, generator_phase=gen,
-                discriminator_phase=disc, generator_saved=sum(gen.values()), discriminator_saved=sum(disc.values()),
-                estimate_bytes=16 * P + max(sum(gen.values()), sum(disc.values())))
-
-# %% ../nbs/80_bench.ipynb #20c8568c
-def _proc_bytes(field:str) -> int|None:
-    "VmRSS / VmHWM of this process in bytes (Linux), else None."
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'): return int(line.split()[1]) * 1024
-    except OSError: pass
-    return None
-
-def _reset_peak_rss() -> bool:
-    "Reset the kernel's peak-RSS mark of this process (Linux >= 4.0); False where that is not possible."
-    try:
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-        return True
-    except OSError: return False
-
-def _prime_optimizers(trainer:Trainer):
-    "Give every Adam its moment tensors with one step on zero gradients (the weights do not move: m = v = 0)."
-    for o in trainer.opts.values():
-        for g in o.param_groups:
-            for p in g['params']: p.grad = torch.zeros_like(p)
-        o.step(); o.zero_grad(set_to_none=True)
-
-def _memory_probe(args:dict) -> dict:
-    "Run in a fresh process: peak RSS of one training step above the RSS before the model was built."
-    torch.set_num_threads(args['threads'])
-    faces = bench_faces(args['source'], args['preset'], args['batch'])
-    base = _proc_bytes('VmRSS')
-    tr = make_trainer(args['model'], args['preset'], args['batch'], 'cpu', faces, args['sets'])
-    _prime_optimizers(tr)
-    built, reset = _proc_bytes('VmRSS'), _reset_peak_rss()
-    t0 = time.perf_counter(); tr.step(); secs = time.perf_counter() - t0
-    peak = _proc_bytes('VmHWM')
-    if None in (base, built, peak): return dict(error='no /proc/self/status on this system')
-    return dict(method='cpu-peak-rss', base_rss=base, built_rss=built, peak_rss=peak, train_peak_bytes=peak - base,
-                model_bytes=built - base, hwm_reset=reset, step_s=secs)
-
-def cpu_peak_memory(name:str, preset:str='tiny', batch:int=128, source:str='synthetic', sets=(), threads:int|None=None,
-                    timeout:float=900) -> dict:
-    "Peak RSS increase of one training step of `name`, measured in a fresh process (see `_memory_probe`)."
-    args = dict(model=check_model_name(name), preset=preset, batch=batch, source=source, sets=list(sets),
-                threads=threads or torch.get_num_threads())
-    code = ('import json, sys; from crvae.bench import _memory_probe; '
-            'print("CRVAE-BENCH-MEMORY " + json.dumps(_memory_probe(json.loads(sys.argv[1]))))')
-    try: r = subprocess.run([sys.executable, '-c', code, json.dumps(args)], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired: return dict(method='cpu-peak-rss', error=f'the memory probe took over {timeout:.0f} s')
-    line = next((l for l in r.stdout.splitlines() if l.startswith('CRVAE-BENCH-MEMORY ')), None)
-    if r.returncode != 0 or line is None:
-        return dict(method='cpu-peak-rss', error=(r.stderr.strip().splitlines() or ['no output'])[-1][:300])
-    return json.loads(line.split(' ', 1)[1])
 
 # %% ../nbs/80_bench.ipynb #f7dbf3c0
 def _resident_bytes(trainer:Trainer) -> int:
@@ -337,18 +108,6 @@ def paper_comparison(results:dict) -> list[dict]:
                          crvae_gan=oc, vae_gan=ov, ratio=(oc / ov if (oc is not None and ov) else None), note=note))
     return rows
 
-# %% ../nbs/80_bench.ipynb #27d3af6b
-def memory_breakdown(names=('crvae-gan', 'vae-gan'), preset:str='paper', batch:int=128) -> list[dict]:
-    "Static bytes (16 per parameter) and the generator phase's saved activations per part, in GB, for each model."
-    rows = []
-    for n in names:
-        a = activation_memory(n, preset, batch)
-        row = dict(model=n, params_M=a['params'] / 1e6, static_GB=a['static_bytes'] / 1e9)
-        row.update({k: v / 1e9 for k, v in a['generator_phase'].items()})
-        row.update(activations_GB=a['generator_saved'] / 1e9, disc_phase_GB=a['discriminator_saved'] / 1e9, estimate_GB=a['estimate_bytes'] / 1e9)
-        rows.append(row)
-    return rows
-
 # %% ../nbs/80_bench.ipynb #27efa00c
 @contextlib.contextmanager
 def _patched(obj, attr:str, value):
@@ -385,7 +144,8 @@ ABLATIONS = {
     'channels-first': Ablation('TrainConfig.channels_last=False (NCHW; channels-last is the default)', sets=('channels_last=false',)),
     'compile': Ablation('TrainConfig.compile=True (torch.compile; warm-up = compile time)', sets=('compile=true',), min_warmup=3),
     'fp32': Ablation('no bf16 autocast (TrainConfig.amp=False)', ('cuda',), sets=('amp=false',)),
-    'cpu-bf16': Ablation('bf16 autocast on the CPU (TrainConfig.cpu_amp=True; fast only with AVX-512 BF16 or AMX)', ('cpu',), sets=('cpu_amp=true',)),
+    'cpu-bf16': Ablation('bf16 autocast on the CPU (TrainConfig.cpu_amp=True; fast only with AVX-512 BF16 or AMX)', ('cpu',),
+                         sets=('cpu_amp=true',)),
     'data-on-device': Ablation('uint8 training images held on the GPU', ('cuda',), after=_data_on_device),
     'cuda-graphs': Ablation("torch.compile(mode='reduce-overhead'): CUDA graphs", ('cuda',), sets=('compile=true',), min_warmup=3,
                             build=lambda: _patched(torch, 'compile', functools.partial(torch.compile, mode='reduce-overhead'))),
@@ -450,7 +210,8 @@ def projection(results:dict, preset:str, info:dict, batch:int) -> dict|None:
     fpi = _get(m, 'flops', 'per_image')
     need = p['images'] / (GOALS['projection_hours'] * 3600)            # images/s the goal needs
     p.update(model=PROJECTION['model'], preset=preset, device=info['device_name'], gpu_measured=gpu,
-             goal_hours=GOALS['projection_hours'], meets_goal=(p['hours'] < GOALS['projection_hours']) if (gpu and preset == 'paper') else None,
+             goal_hours=GOALS['projection_hours'],
+             meets_goal=(p['hours'] < GOALS['projection_hours']) if (gpu and preset == 'paper') else None,
              goal_images_per_s=need, flops_per_image=fpi, goal_flops_per_s=need * fpi if fpi else None)
     return p
 
@@ -544,7 +305,8 @@ def bench_report(res:dict) -> str:
                          'GFLOP/step': _f(m['flops']['per_step'], 1e-9, 1), 'GFLOP/s': _f(m['flops']['achieved_per_s'], 1e-9, 1),
                          '% matmul': _f(m['flops']['matmul_share'], 100, 1), 'encode ms': _f(m['eval']['inference_ms'], 1, 2),
                          'decode ms': _f(m['eval']['generation_ms'], 1, 2),
-                         'train mem GB': _f(mem.get('train_peak_bytes'), 1e-9, 2), 'est. GB': _f(mem['activations']['estimate_bytes'], 1e-9, 2),
+                         'train mem GB': _f(mem.get('train_peak_bytes'), 1e-9, 2),
+                         'est. GB': _f(mem['activations']['estimate_bytes'], 1e-9, 2),
                          'load': (m['loadavg']['after'] or [None])[0]})
         out += ['', markdown_table(rows, floatfmt='.4g')]
         errs = [f"  {n}: memory: {m['memory']['error']}" for n, m in res['models'].items() if m['memory'].get('error')]
@@ -564,11 +326,13 @@ def bench_report(res:dict) -> str:
             if p['goal_flops_per_s']:
                 out.append(f"  the goal (< {p['goal_hours']:g} h) needs {p['goal_images_per_s']:,.0f} images/s, i.e. "
                            f"{p['goal_flops_per_s'] / 1e12:.1f} TFLOP/s achieved at {p['flops_per_image'] / 1e9:.2f} GFLOP per image")
-            if not p['gpu_measured']: out.append("  one H100: unmeasured (no GPU here; run crvae bench --config paper --device cuda --models acvae-gan)")
+            if not p['gpu_measured']: out.append("  one H100: unmeasured (no GPU here; run crvae bench --config paper --device cuda "
+                                                 "--models acvae-gan)")
             elif p['meets_goal'] is not None: out.append(f"  goal < {p['goal_hours']:g} h: {'met' if p['meets_goal'] else 'not met'}")
     for n, rows in (res.get('ablations') or {}).items():
         out += ['', f"ablations, {n} (images/s per variant, steps interleaved)",
-                markdown_table(rows, ['variant', 'images_per_s', 'vs_baseline', 'step_s', 'warmup_s', 'loadavg', 'note', 'error'], floatfmt='.3g')]
+                markdown_table(rows, ['variant', 'images_per_s', 'vs_baseline', 'step_s', 'warmup_s', 'loadavg', 'note', 'error'],
+                               floatfmt='.3g')]
     if res.get('data'):
         out += ['', 'data pipeline', markdown_table([dict(stage=k, **v) for k, v in res['data'].items()], floatfmt='.4g')]
     return '\n'.join(out)
@@ -586,7 +350,8 @@ def compare_results(old:dict, new:dict) -> list[dict]:
 
 # %% ../nbs/80_bench.ipynb #0e6c0c3b
 def _bench_args(p):
-    p.add_argument('--models', default='crvae-gan,vae-gan,acvae-gan', help="comma-separated model names, or 'none' (default: crvae-gan,vae-gan,acvae-gan)")
+    p.add_argument('--models', default='crvae-gan,vae-gan,acvae-gan', help="comma-separated model names, or 'none' (default: "
+                                                                           "crvae-gan,vae-gan,acvae-gan)")
     p.add_argument('--config', default='tiny', help='preset: tiny (default) or paper')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
     p.add_argument('--batch', type=int, default=128, help='training batch size (default 128, the paper comparison)')
@@ -600,7 +365,8 @@ def _bench_args(p):
     p.add_argument('--n-data', type=int, default=300, help='faces for --data (default 300)')
     p.add_argument('--no-memory', action='store_true', help='skip the CPU peak-memory probe (a fresh process per model)')
     p.add_argument('--source', default='synthetic', help='training faces: synthetic (default) or avatars (the cached 1,000)')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='a model/training config override for every model')
+    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='a model/training config override for '
+                                                                                                'every model')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
     p.add_argument('--matmul-n', type=int, default=2048, help='matrix size of the peak FLOP/s measurement (default 2048)')
     p.add_argument('--json', action='store_true', help='print the results as JSON instead of tables')

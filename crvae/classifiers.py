@@ -1,4 +1,4 @@
-"""The two independent classifiers the papers score with, trained by crvae itself (never downloaded): an attribute classifier (acVAE Table 3) and a VGG-style recognition classifier whose softmax heads give the inception score and whose features give the Frechet distance.
+"""The two classifiers the papers score with, trained by crvae itself: attributes (acVAE Table 3) and VGG-style recognition
 
 Docs: https://crvae.github.io/crvae/classifiers.html.md"""
 
@@ -19,116 +19,14 @@ from . import __version__
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, save_json, load_json, data_home, assets_home, get_device,
                         seed_everything, apply_overrides, config_from_dict, markdown_table, command, check_range)
 from .data import FaceData, to_float, random_flip, load_faces
+from .classifier_nets import (CLASSIFIER_SIZE, CLASSIFIER_FORMAT, to_classifier_input, AttributeClassifierConfig,
+                                   AttributeClassifier, RecognitionClassifierConfig, RecognitionClassifier)
 
 # %% auto #0
-__all__ = ['CLASSIFIER_SIZE', 'CLASSIFIER_FORMAT', 'CLASSIFIER_KINDS', 'to_classifier_input', 'AttributeClassifierConfig',
-           'AttributeClassifier', 'RecognitionClassifierConfig', 'RecognitionClassifier', 'recognition_targets',
-           'recognition_split', 'dataset_identity', 'dataset_id', 'ClassifierTrainConfig', 'classifier_loss',
-           'output_names', 'classifier_accuracy', 'train_classifier', 'save_classifier', 'load_classifier',
-           'Classifiers', 'classifiers_root', 'load_classifiers', 'train_classifiers', 'classifier_report']
-
-# %% ../nbs/07_classifiers.ipynb #8a552b8e
-CLASSIFIER_SIZE = 128  # the papers' classifier input (acVAE §5.2)
-CLASSIFIER_FORMAT = 1  # bump when the architecture, the input protocol or the card layout changes
-
-def to_classifier_input(x:torch.Tensor, size:int=CLASSIFIER_SIZE) -> torch.Tensor:
-    "A batch of images (uint8, or floats in [-1, 1]) of any size as floats in [-1, 1] at `size` x `size` (bilinear)."
-    check(x.ndim == 4 and x.shape[1] == 3, f"the classifiers take image batches shaped (B, 3, H, W); got {tuple(x.shape)}")
-    x = to_float(x) if x.dtype == torch.uint8 else x.float()
-    if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=x.shape[-1] > size)
-    return x
-
-# %% ../nbs/07_classifiers.ipynb #1310ca6f
-@dataclass(frozen=True)
-class AttributeClassifierConfig:
-    "Attribute classifier: a strided conv encoder (128 -> 4 px) and one linear layer to the N attribute logits."
-    channels: tuple = (16, 32, 64, 128, 256)  # one 4x4 stride-2 conv + BN + LeakyReLU(0.2) per entry
-    dropout: float = 0.2                      # before the linear layer
-
-    @classmethod
-    def preset(cls, name:str='default') -> 'AttributeClassifierConfig':
-        "The named preset: 'tiny' (tests), 'default' (CPU), 'paper' (CelebA-sized, GPU)."
-        presets = dict(tiny=cls(channels=(8, 8, 16, 16, 32), dropout=0.0), default=cls(),
-                       paper=cls(channels=(64, 128, 256, 512, 512), dropout=0.3))
-        check(name in presets, f"unknown classifier preset {name!r}{did_you_mean(name, presets)}; use {', '.join(presets)}")
-        return presets[name]
-
-def _down(cin:int, cout:int) -> nn.Sequential:
-    "A 4x4 stride-2 convolution block: halves the side."
-    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True))
-
-class AttributeClassifier(nn.Module):
-    "The independent attribute classifier of acVAE Table 3: images (any size) -> N attribute logits."
-    kind = 'attributes'
-    def __init__(self, n_attrs:int, cfg:AttributeClassifierConfig=AttributeClassifierConfig()):
-        super().__init__()
-        check(n_attrs > 0, "the attribute classifier needs a dataset with attributes (avatars or CelebA)")
-        self.cfg, self.n_attrs = cfg, n_attrs
-        ch = (3,) + tuple(cfg.channels)
-        self.encoder = nn.Sequential(*[_down(a, b) for a, b in zip(ch, ch[1:])])
-        side = CLASSIFIER_SIZE >> len(cfg.channels)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.fc = nn.Linear(ch[-1] * side * side, n_attrs)
-        self.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
-
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
-        x = to_classifier_input(x).contiguous(memory_format=torch.channels_last)
-        h = self.encoder(x)                          # (B, C, 4, 4)
-        return self.fc(self.drop(h.flatten(1)))      # (B, C*4*4) -> (B, N) logits
-
-# %% ../nbs/07_classifiers.ipynb #ef734349
-@dataclass(frozen=True)
-class RecognitionClassifierConfig:
-    "VGG-style recognition net: `layers` ('sC' 4x4 stride-2 conv, C 3x3 conv, 'M' max-pool), two FC layers, softmax heads."
-    layers: tuple = ('s16', 's32', 's64', 's128', 's256')  # 128 px -> 256 x 4 x 4
-    hidden: int = 256      # width of the two FC layers; the second's output is the Frechet-distance feature space
-    dropout: float = 0.1
-
-    @classmethod
-    def preset(cls, name:str='default') -> 'RecognitionClassifierConfig':
-        "The named preset: 'tiny' (tests), 'default' (CPU), 'paper' (VGG11 at 128 px, GPU)."
-        presets = dict(tiny=cls(layers=('s8', 's8', 's16', 's16', 's32'), hidden=64, dropout=0.0), default=cls(),
-                       paper=cls(layers=(64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M'), hidden=4096, dropout=0.5))
-        check(name in presets, f"unknown classifier preset {name!r}{did_you_mean(name, presets)}; use {', '.join(presets)}")
-        return presets[name]
-
-def _vgg_trunk(layers) -> tuple[nn.Sequential, int]:
-    "The convolutional part of a VGG-style net from its layer list, and its flattened output size at 128 px."
-    mods, c, side = [], 3, CLASSIFIER_SIZE
-    for l in layers:
-        if l == 'M': mods.append(nn.MaxPool2d(2)); side //= 2; continue
-        if isinstance(l, str):
-            check(re.fullmatch(r's\d+', l) is not None, f"recognition layer {l!r}: use C, 'sC' or 'M'")
-            cout = int(l[1:]); mods.append(nn.Conv2d(c, cout, 4, 2, 1, bias=False)); side //= 2
-        else: cout = int(l); mods.append(nn.Conv2d(c, cout, 3, 1, 1, bias=False))
-        mods += [nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]; c = cout
-    check(side >= 1, f"recognition layers {layers} shrink 128 px below 1 px")
-    return nn.Sequential(*mods), c * side * side
-
-class RecognitionClassifier(nn.Module):
-    "The recognition classifier (the papers' VGG11): images -> {head: logits}; `features` -> the penultimate layer."
-    kind = 'recognition'
-    def __init__(self, heads:dict, cfg:RecognitionClassifierConfig=RecognitionClassifierConfig()):
-        super().__init__()
-        check(len(heads) > 0 and all(n >= 2 for n in heads.values()), f"recognition heads need 2+ classes each, got {heads}")
-        self.cfg, self.head_sizes = cfg, dict(heads)
-        self.trunk, flat = _vgg_trunk(cfg.layers)
-        self.fc = nn.Sequential(nn.Linear(flat, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout),
-                                nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(inplace=True))
-        self.drop = nn.Dropout(cfg.dropout)
-        self.heads = nn.ModuleDict({k: nn.Linear(cfg.hidden, n) for k, n in heads.items()})
-        self.to(memory_format=torch.channels_last)
-
-    def features(self, x:torch.Tensor) -> torch.Tensor:
-        "The penultimate features f(x): (B, hidden)."
-        h = self.trunk(to_classifier_input(x).contiguous(memory_format=torch.channels_last))  # (B, C, s, s)
-        return self.fc(h.flatten(1))                                                          # (B, C*s*s) -> (B, hidden)
-
-    def forward(self, x:torch.Tensor, return_features:bool=False):
-        f = self.features(x)
-        logits = {k: head(self.drop(f)) for k, head in self.heads.items()}  # each (B, classes)
-        return (logits, f) if return_features else logits
+__all__ = ['CLASSIFIER_KINDS', 'recognition_targets', 'recognition_split', 'dataset_identity', 'dataset_id',
+           'ClassifierTrainConfig', 'classifier_loss', 'output_names', 'classifier_accuracy', 'train_classifier',
+           'save_classifier', 'load_classifier', 'Classifiers', 'classifiers_root', 'load_classifiers',
+           'train_classifiers', 'classifier_report']
 
 # %% ../nbs/07_classifiers.ipynb #9891883c
 def recognition_targets(data:FaceData) -> tuple[dict, torch.Tensor]:
@@ -270,7 +168,8 @@ def train_classifier(net:nn.Module, data:FaceData, targets:torch.Tensor, split:t
             loss = classifier_loss(net, net(x), targets[idx].to(device))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             losses.append(loss.item()); step += 1; seen += len(idx)
-            bar.update(1); bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}', ips=f'{seen / (t_train + time.time() - t0):.0f}', refresh=False)
+            bar.update(1)
+            bar.set_postfix(loss=f'{np.mean(losses[-20:]):.3f}', ips=f'{seen / (t_train + time.time() - t0):.0f}', refresh=False)
             if step >= total: break
         t_train += time.time() - t0
         acc = classifier_accuracy(net, data.images[va], targets[va], device=device).mean().item() if len(va) else float('nan')
@@ -298,7 +197,8 @@ def save_classifier(net:nn.Module, card:dict, folder) -> dict:
                 n_params=sum(p.numel() for p in net.parameters()),
                 **({'n_attrs': net.n_attrs} if net.kind == 'attributes' else {'heads': net.head_sizes}))
     card = dict(kind=net.kind, classifier_version=f'{net.kind}-v{CLASSIFIER_FORMAT}-{sha[:10]}', format=CLASSIFIER_FORMAT,
-                crvae_version=__version__, architecture=arch, **card, weights=dict(file=f'{net.kind}.safetensors', sha256=sha, bytes=len(blob)))
+                crvae_version=__version__, architecture=arch, **card,
+                weights=dict(file=f'{net.kind}.safetensors', sha256=sha, bytes=len(blob)))
     atomic_write_bytes(folder/f'{net.kind}.safetensors', blob)
     save_json(folder/f'{net.kind}.json', card)
     return card
@@ -455,7 +355,8 @@ def train_classifiers(data:FaceData, out=None, preset:str='default', train:Class
     rsplit, rnote = recognition_split(data, labels, cfg.seed)
     folder = classifiers_root(out)/dataset_id(data)
     ident = dataset_identity(data)
-    jobs = [(AttributeClassifier(data.n_attrs, AttributeClassifierConfig.preset(preset)), data.attrs, data.split.long(), "the dataset's own split"),
+    jobs = [(AttributeClassifier(data.n_attrs, AttributeClassifierConfig.preset(preset)), data.attrs, data.split.long(), "the dataset's "
+                                                                                                                         "own split"),
             (RecognitionClassifier(heads, RecognitionClassifierConfig.preset(preset)), labels, rsplit, rnote)]
     nets, cards = {}, {}
     for net, targets, split, note in jobs:
@@ -469,7 +370,8 @@ def train_classifiers(data:FaceData, out=None, preset:str='default', train:Class
             acc['test_majority'] = {n: round(max(v, 1 - v), 5) for n, v in zip(names, p.tolist())}
         seen = [data.size] + ([64] if data.size > 64 and cfg.low_res_p > 0 else [])
         card = dict(dataset=dict(identity=ident, id=folder.name, image_size=data.size, n=len(data),
-                                 cache=Path(data.manifest['path']).name if data.manifest.get('path') else None,   # a name, not a machine path
+                                 # a name, not a machine path
+                                 cache=Path(data.manifest['path']).name if data.manifest.get('path') else None,
                                  split=note, seen_resolutions=sorted(set(seen))),
                     training=dict(config=_config_dict(cfg), preset=preset, device=str(get_device(device)), **log,
                                   wall_seconds=round(time.time() - t0, 2)),
@@ -482,14 +384,16 @@ def train_classifiers(data:FaceData, out=None, preset:str='default', train:Class
 def classifier_report(clf:Classifiers) -> str:
     "Markdown tables of the classifiers' test accuracy: per attribute (with the majority rate), per recognition head."
     a, r = clf.cards['attributes'], clf.cards['recognition']
-    rows = [dict(attribute=n, test_accuracy=a['accuracy']['test'][n], majority=a['accuracy']['test_majority'][n],
-                 valid=a['accuracy']['valid'][n] if a['accuracy']['valid'] else None) for n in a['outputs']] if a['accuracy']['test'] else []
+    acc = a['accuracy']
+    rows = [dict(attribute=n, test_accuracy=acc['test'][n], majority=acc['test_majority'][n],
+                 valid=acc['valid'][n] if acc['valid'] else None) for n in a['outputs']] if acc['test'] else []
     rows.append(dict(attribute='**average**', test_accuracy=a['accuracy']['test_mean'],
                      majority=float(np.mean(list(a['accuracy']['test_majority'].values()))), valid=a['accuracy']['valid_mean']))
     heads = [dict(head=h, classes=r['architecture']['heads'][h], test_accuracy=(r['accuracy']['test'] or {}).get(h),
                   valid=(r['accuracy']['valid'] or {}).get(h)) for h in r['outputs']]
     heads.append(dict(head='**average**', test_accuracy=r['accuracy']['test_mean'], valid=r['accuracy']['valid_mean']))
-    speed = lambda c: f"{c['training']['images_per_second']:.0f} images/s, best epoch {c['training']['best_epoch']}, {c['training']['wall_seconds']:.0f} s"
+    speed = lambda c: (f"{c['training']['images_per_second']:.0f} images/s, best epoch {c['training']['best_epoch']}, "
+                       f"{c['training']['wall_seconds']:.0f} s")
     return (f"attribute classifier ({a['classifier_version']}; {a['samples']['test']} test images; {speed(a)})\n\n"
             f"{markdown_table(rows, floatfmt='.3f')}\n\nrecognition classifier ({r['classifier_version']}; {r['samples']['test']} "
             f"test images; {speed(r)}; split: {r['dataset']['split']})\n\n{markdown_table(heads, floatfmt='.3f')}")

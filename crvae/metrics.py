@@ -1,4 +1,4 @@
-"""The papers' evaluation protocol written down and runnable offline: inception score over 10 splits (per recognition head and combined), attribute accuracy of generated faces, a Frechet distance in crvae's own feature space, precision and recall, reconstruction error and the ELBO; `evaluate_model`, the papers' table layouts and `crvae evaluate`.
+"""The papers' evaluation protocol, offline: inception score, attribute accuracy, Frechet distance, precision/recall, ELBO
 
 Docs: https://crvae.github.io/crvae/metrics.html.md"""
 
@@ -20,13 +20,12 @@ from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
 
 # %% auto #0
-__all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'TABLE_COLUMNS', 'CURVE_KEYS', 'PAPER_CRVAE_TABLE1', 'PAPER_ACVAE_TABLE2',
-           'CRVAE_TABLE1_LABELS', 'ACVAE_TABLE2_LABELS', 'CELEBA_TABLE3_COLUMNS', 'PAPER_ACVAE_TABLE3', 'split_indices',
-           'mean_kl', 'inception_score', 'attribute_accuracy', 'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product',
-           'feature_statistics', 'frechet_distance', 'knn_radii', 'precision_recall', 'total_variation',
-           'exploded_threshold', 'exploded_share', 'gaussian_log_likelihood', 'reconstruction_metrics',
-           'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows',
-           'validation_faces', 'curve_point', 'crvae_table1', 'acvae_table2', 'acvae_table3']
+__all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'TABLE_COLUMNS', 'CURVE_KEYS', 'split_indices', 'mean_kl', 'inception_score',
+           'attribute_accuracy', 'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product', 'feature_statistics',
+           'frechet_distance', 'knn_radii', 'precision_recall', 'total_variation', 'exploded_threshold',
+           'exploded_share', 'gaussian_log_likelihood', 'reconstruction_metrics', 'RealImagesModel', 'NoiseModel',
+           'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows', 'validation_faces', 'curve_point',
+           'curves_from_snapshots']
 
 # %% ../nbs/08_metrics.ipynb #ae86773c
 def split_indices(n:int, splits:int=10, generator:torch.Generator|None=None) -> list[torch.Tensor]:
@@ -158,7 +157,8 @@ def _recon_batch(model, data:FaceData, s:int, batch_size:int, g, dev) -> tuple:
     z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g, device=dev)
     sse = ((model.decode(z, a).float() - x) ** 2).flatten(1).sum(1).double().cpu()
     mu_p, logvar_p = model.prior(a=a) if model.conditional else model.prior(n=len(x))
-    return sse_mean, sse, kl_diag_gaussians(mu.double(), logvar.double(), mu_p.double(), logvar_p.double(), 'sum').cpu(), len(x), x[0].numel()
+    kl = kl_diag_gaussians(mu.double(), logvar.double(), mu_p.double(), logvar_p.double(), 'sum').cpu()
+    return sse_mean, sse, kl, len(x), x[0].numel()
 
 @torch.no_grad()
 def reconstruction_metrics(model:nn.Module, data:FaceData, batch_size:int=200, seed:int=0) -> dict:
@@ -249,7 +249,8 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
     n = n_samples or len(test)
     check(n >= max(splits, k + 1), f"--n-samples {n} is too small: use at least {max(splits, k + 1)}")
     if model.conditional:
-        check(model.n_attrs == data.n_attrs, f"{model.name} is conditioned on {model.n_attrs} attributes but {data.name} has {data.n_attrs}")
+        check(model.n_attrs == data.n_attrs, f"{model.name} is conditioned on {model.n_attrs} attributes but {data.name} has "
+                                             f"{data.n_attrs}")
     real = _real_scores(classifiers, test, batch_size)
     dev, was = _model_device(model), model.training
     g = torch.Generator(device=dev).manual_seed(seed)
@@ -261,7 +262,8 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
             b = min(batch_size, n - s)
             x = model.sample(a=a_all[s:s + b].to(dev), generator=g) if model.conditional else model.sample(n=b, generator=g)
             check(x.ndim == 4 and x.shape[:2] == (b, 3), f"{model.name}.sample returned shape {tuple(x.shape)}, expected ({b}, 3, H, W)")
-            check(bool(torch.isfinite(x).all()), f"{model.name} generated non-finite pixels (NaN or inf): the run diverged; evaluate an earlier checkpoint")
+            check(bool(torch.isfinite(x).all()), f"{model.name} generated non-finite pixels (NaN or inf): the run diverged; evaluate an "
+                                                 "earlier checkpoint")
             size = x.shape[-1]
             outs.append(classifiers.score(x.float().clamp(-1, 1), batch_size))
             tvs.append(total_variation(x.float().clamp(-1, 1)).cpu())
@@ -276,7 +278,8 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
                inception_score=inception_score(gen['probs'], splits, ig()),
                attribute_accuracy=attribute_accuracy(gen['attr_logits'], a_all, names) if model.conditional else None,
                frechet_distance=dict(value=frechet_distance(real['features'], gen['features']),
-                                     feature_space=f"crvae recognition classifier, penultimate layer ({gen['features'].shape[1]}-d); not Inception-v3 FID"),
+                                     feature_space=f"crvae recognition classifier, penultimate layer ({gen['features'].shape[1]}-d); not "
+                                                   "Inception-v3 FID"),
                precision_recall=precision_recall(real['features'], gen['features'], k),
                exploded=exploded_share(torch.cat(tvs), exploded_threshold(test.images)),
                reconstruction=reconstruction_metrics(model, test, batch_size, seed) if model.has_encoder else None,
@@ -294,11 +297,13 @@ def result_row(res:dict) -> dict:
     return {'run': res.get('run') or res['model'], 'model': res['model'], 'size': res['image_size'],
             'IS': _pm(res['inception_score']), 'IS_mean': res['inception_score']['mean'], 'IS_std': res['inception_score']['std'],
             'attr_acc_%': None if acc is None else round(100 * acc['mean'], 2),
-            'FD_crvae': round(res['frechet_distance']['value'], 4), 'precision': round(pr['precision'], 4), 'recall': round(pr['recall'], 4),
+            'FD_crvae': round(res['frechet_distance']['value'], 4), 'precision': round(pr['precision'], 4),
+            'recall': round(pr['recall'], 4),
             'exploded_%': round(100 * res['exploded']['share'], 2) if res.get('exploded') else None,
             'recon_mse': None if rec is None else round(rec['recon_mse'], 5), 'ELBO_nats': None if rec is None else round(rec['elbo'], 1),
             'n_gen': res['n_generated'], 'n_real': res['n_real'], 'n_recon': None if rec is None else rec['n'],
-            'real_IS': _pm(res['reference']['inception_score']), 'real_attr_acc_%': round(100 * res['reference']['attribute_accuracy']['mean'], 2),
+            'real_IS': _pm(res['reference']['inception_score']),
+            'real_attr_acc_%': round(100 * res['reference']['attribute_accuracy']['mean'], 2),
             'classifiers': ' '.join(res['classifier_versions'].values()), 'seed': res['seed'], 'seconds': res['seconds']}
 
 TABLE_COLUMNS = ['run', 'size', 'IS', 'attr_acc_%', 'FD_crvae', 'recall', 'exploded_%', 'recon_mse', 'ELBO_nats', 'n_gen', 'n_real',
@@ -306,7 +311,8 @@ TABLE_COLUMNS = ['run', 'size', 'IS', 'attr_acc_%', 'FD_crvae', 'recall', 'explo
 
 def head_rows(results:list) -> list:
     "Per-head inception scores (mean ± std), one row per result."
-    return [{'run': r.get('run') or r['model'], 'n_gen': r['n_generated'], **{h: _pm(v) for h, v in r['inception_score'].get('per_head', {}).items()},
+    return [{'run': r.get('run') or r['model'], 'n_gen': r['n_generated'],
+             **{h: _pm(v) for h, v in r['inception_score'].get('per_head', {}).items()},
              'recognition': r['classifier_versions']['recognition']} for r in results]
 
 # %% ../nbs/08_metrics.ipynb #7c3d9e41
@@ -333,93 +339,37 @@ def curve_point(model:nn.Module, valid:FaceData, classifiers:Classifiers|None, s
     if r is not None: out.update(val_recon_mse=r['recon_mse'], val_elbo=r['elbo'], val_kl=r['kl'])
     return {k: out.get(k) for k in CURVE_KEYS}
 
-# %% ../nbs/08_metrics.ipynb #026ac03b
-PAPER_CRVAE_TABLE1 = {  # crVAE-GAN paper, Table 1, CelebA inception scores (mean, std): the paper's values
-    64: {'VAE-GAN': (21.70, 0.15), 'crVAE-GAN': (24.16, 0.33), 'crVAE-GAN + MI': (26.20, 0.19)},
-    128: {'VAE-GAN': (19.09, 0.19), 'VAE-GAN + Perc.': (27.09, 0.26), 'crVAE-GAN': (42.66, 0.45), 'crVAE-GAN + Perc.': (35.03, 0.39)}}
-PAPER_ACVAE_TABLE2 = {  # acVAE-GAN paper, Table 2, CelebA inception scores (mean, std) and human preference (%): the paper's values
-    'cVAE-GAN': {64: (37.48, 0.96), 128: (93.74, 2.25), 'human_%': 23},
-    'crVAE-GAN': {64: (54.66, 0.67), 128: (87.51, 1.46), 'human_%': 28},
-    'acVAE-GAN': {64: (55.12, 0.64), 128: (102.23, 1.81), 'human_%': 47}}
-CRVAE_TABLE1_LABELS = {'vae-gan': 'VAE-GAN', 'crvae-gan': 'crVAE-GAN'}
-ACVAE_TABLE2_LABELS = {'cvae-gan': 'cVAE-GAN', 'ccrvae-gan': 'crVAE-GAN', 'acvae-gan': 'acVAE-GAN'}
+# %% ../nbs/08_metrics.ipynb #0d25a9fa
+def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False) -> Path:
+    "Learning-curve points for every weight snapshot of `run` (snapshots/step-*.safetensors) not yet in its curves.csv."
+    from tqdm.auto import tqdm
+    from crvae.runs import load, load_weights_into, read_weights
+    from crvae.outputs import _curve_row, _write_curve_rows, plot_curves, write_block_table
+    model = load(run, device=device)
+    run, info = Path(model.run['path']), model.run
+    snaps = sorted((run/'snapshots').glob('step-*.safetensors'))
+    check(snaps, f"{run} has no weight snapshots: train with --set snapshot_every=N (or read the curves it logged: {run}/curves.csv)")
+    d = info['data']
+    faces = load_faces(d['data'], d.get('root'), d['size'], d['n'], progress=False)
+    valid, clf = validation_faces(faces, eval_n), load_classifiers(faces, device=device)
+    path = run/'curves.csv'
+    done = {int(float(r['step'])) for r in csv.DictReader(open(path, newline=''))} if path.exists() else set()
+    for sp in tqdm(snaps, desc=f'curves {run.name}', disable=not progress):
+        step = int(sp.stem.split('-')[1])
+        if step in done: continue
+        load_weights_into(model, read_weights(sp), str(sp))
+        t0 = time.time()
+        point = curve_point(model, valid, clf, seed=int(info['train_config'].get('seed', 0)))
+        _write_curve_rows(path, [_curve_row(step, point, time.time() - t0)])
+    plot_curves(path, run/'curves.png')
+    if not (run/'blocks.csv').exists():
+        final = load(run, device=device)
+        write_block_table(final, clf, run, a=valid.attrs, seed=int(info['train_config'].get('seed', 0)))
+    return path
 
-CELEBA_TABLE3_COLUMNS = (
-    ['5_o_Clock_Shadow', 'Arched_Eyebrows', 'Attractive', 'Bags_Under_Eyes', 'Bald', 'Bangs', 'Big_Lips', 'Big_Nose', 'Black_Hair',
-     'Blond_Hair', 'Blurry', 'Brown_Hair', 'Bushy_Eyebrows', 'Chubby', 'Double_Chin', 'Eyeglasses', 'Goatee', 'Gray_Hair',
-     'Heavy_Makeup', 'High_Cheekbones', 'Male'],
-    ['Mouth_Slightly_Open', 'Mustache', 'Narrow_Eyes', 'No_Beard', 'Oval_Face', 'Pale_Skin', 'Pointy_Nose', 'Receding_Hairline',
-     'Rosy_Cheeks', 'Sideburns', 'Smiling', 'Straight_Hair', 'Wavy_Hair', 'Wearing_Earrings', 'Wearing_Hat', 'Wearing_Lipstick',
-     'Wearing_Necklace', 'Wearing_Necktie', 'Young', 'Average'])
-_TABLE3_TEXT = {  # acVAE Table 3 as printed (two halves per row); rows whose half has the wrong count are blanked
-    (64, 'Real Images'): ('93 81 81 84 98 95 71 82 88 95 88 92 95 96 99 96 98 90 87 97', '92 96 86 94 74 96 76 93 95 97 92 81 80 87 98 93 86 94 87 90.4'),
-    (64, 'cVAE-GAN'): ('92 78 80 82 98 96 69 79 94 95 82 91 94 95 98 96 97 91 86 98', '94 95 86 95 70 95 72 93 90 96 94 77 69 81 98 94 86 94 84 89.1'),
-    (64, 'crVAE-GAN'): ('93 79 81 83 98 97 70 83 91 96 94 85 93 95 95 96 98 91 88 98', '96 96 87 95 73 96 73 93 94 96 95 78 84 98 94 86 94 88 86 90.3'),
-    (64, 'acVAE-GAN'): ('92 81 81 84 98 97 71 83 87 96 94 85 93 95 95 99 96 98 90 88 99', '97 96 89 95 72 96 74 93 94 96 96 79 76 84 98 94 86 94 86 90.4'),
-    (128, 'Real Images'): ('94 83 82 84 98 96 70 84 89 95 88 92 95 96 99 97 98 91 87 97', '93 96 87 95 75 97 77 93 94 97 92 81 82 89 99 94 86 95 88 90.9'),
-    (128, 'cVAE-GAN'): ('92 83 84 83 98 98 70 83 87 97 95 87 93 95 99 96 98 92 88 99', '98 96 89 96 75 96 76 93 93 96 97 80 79 88 99 94 85 95 87 90.7'),
-    (128, 'crVAE-GAN'): ('91 81 81 83 98 98 70 83 89 97 94 85 93 95 99 96 98 91 88 98', '97 96 88 94 73 96 74 93 93 96 96 79 77 87 98 94 84 94 87 90.6'),
-    (128, 'acVAE-GAN'): ('92 83 84 83 98 98 70 83 87 97 95 87 93 95 95 99 96 98 91 88 99', '98 96 89 96 75 96 76 93 93 96 97 80 79 88 99 94 85 95 87 91.0')}
-
-def _parse_table3() -> dict:
-    out = {}
-    for (size, row), halves in _TABLE3_TEXT.items():
-        vals = {}
-        for cols, text in zip(CELEBA_TABLE3_COLUMNS, halves):
-            nums = [float(v) for v in text.split()]
-            vals.update({c: (v if len(nums) == len(cols) else None) for c, v in zip(cols, nums + [None] * len(cols))})
-        out.setdefault(size, {})[row] = vals
-    return out
-
-PAPER_ACVAE_TABLE3 = _parse_table3()  # {size: {row: {CelebA attribute or 'Average': % or None}}}: the paper's values
-
-# %% ../nbs/08_metrics.ipynb #895ccad8
-def _label(res:dict, labels:dict) -> str: return res.get('label') or labels.get(res['model'], res['model'])
-def _fmt_pm(v): return None if v is None else f'{v[0]:.2f} ± {v[1]:.2f}'
-def _ours_is(res): return f"{res['inception_score']['mean']:.2f} ± {res['inception_score']['std']:.2f} (n={res['n_generated']})"
-
-def crvae_table1(results:list) -> list:
-    "crVAE Table 1 layout: inception scores at 64 and 128 px, the paper's CelebA values beside ours."
-    labels = list(dict.fromkeys([*PAPER_CRVAE_TABLE1[64], *PAPER_CRVAE_TABLE1[128], *(_label(r, CRVAE_TABLE1_LABELS) for r in results)]))
-    rows = []
-    for lab in labels:
-        ours = {r['image_size']: r for r in results if _label(r, CRVAE_TABLE1_LABELS) == lab}
-        rows.append({'Model': lab, '64 CelebA (paper)': _fmt_pm(PAPER_CRVAE_TABLE1[64].get(lab)), '64 ours': _ours_is(ours[64]) if 64 in ours else None,
-                     '128 CelebA (paper)': _fmt_pm(PAPER_CRVAE_TABLE1[128].get(lab)), '128 ours': _ours_is(ours[128]) if 128 in ours else None})
-    return rows
-
-def acvae_table2(results:list) -> list:
-    "acVAE Table 2 layout: inception scores at 64 and 128 px from test-set attributes, the paper's CelebA values beside ours."
-    ref = next((r for r in results if r['conditional']), None)
-    real = lambda r: f"{r['reference']['inception_score']['mean']:.2f} ± {r['reference']['inception_score']['std']:.2f} (n={r['n_real']})"
-    rows = [{'Model': 'Real Images (test set)', '64 CelebA (paper)': None, '64 ours': real(ref)}] if ref else []
-    labels = list(dict.fromkeys([*PAPER_ACVAE_TABLE2, *(_label(r, ACVAE_TABLE2_LABELS) for r in results if r['conditional'])]))
-    for lab in labels:
-        ours = {r['image_size']: r for r in results if r['conditional'] and _label(r, ACVAE_TABLE2_LABELS) == lab}
-        p = PAPER_ACVAE_TABLE2.get(lab, {})
-        rows.append({'Model': lab, '64 CelebA (paper)': _fmt_pm(p.get(64)), '64 ours': _ours_is(ours[64]) if 64 in ours else None,
-                     '128 CelebA (paper)': _fmt_pm(p.get(128)), '128 ours': _ours_is(ours[128]) if 128 in ours else None,
-                     'human % (paper)': p.get('human_%')})
-    return rows
-
-def acvae_table3(results:list, size:int=64) -> list:
-    "acVAE Table 3 layout at `size` px: attribute accuracy (%) per attribute and on average, paper rows (CelebA) beside ours."
-    ours = [r for r in results if r['conditional'] and r['image_size'] == size]
-    names = list(ours[0]['attribute_accuracy']['per_attribute']) if ours else []
-    paper = PAPER_ACVAE_TABLE3.get(size, {})
-    def row(label, source, accs, avg, n):
-        return {'Model': label, 'source': source, **{a: None if accs.get(a) is None else round(accs[a]) for a in names},
-                'Average': avg, 'n': n}
-    pct = lambda acc: {a: 100 * v for a, v in acc['per_attribute'].items()}
-    rows = [row('Real Images', 'paper (CelebA)', paper.get('Real Images', {}), paper.get('Real Images', {}).get('Average'), None)]
-    if ours: rows.append(row('Real Images', 'ours', pct(ours[0]['reference']['attribute_accuracy']),
-                             round(100 * ours[0]['reference']['attribute_accuracy']['mean'], 1), ours[0]['n_real']))
-    for lab in dict.fromkeys([*(k for k in paper if k != 'Real Images'), *(_label(r, ACVAE_TABLE2_LABELS) for r in ours)]):
-        if lab in paper: rows.append(row(lab, 'paper (CelebA)', paper[lab], paper[lab]['Average'], None))
-        for r in ours:
-            if _label(r, ACVAE_TABLE2_LABELS) == lab:
-                rows.append(row(lab, 'ours', pct(r['attribute_accuracy']), round(100 * r['attribute_accuracy']['mean'], 1), r['n_generated']))
-    return rows
+# %% ../nbs/08_metrics.ipynb #e241f72b
+from .tables import (PAPER_CRVAE_TABLE1, PAPER_ACVAE_TABLE2, CRVAE_TABLE1_LABELS, ACVAE_TABLE2_LABELS,
+                          CELEBA_TABLE3_COLUMNS, PAPER_ACVAE_TABLE3, crvae_table1, acvae_table2, acvae_table3)
 
 # %% ../nbs/08_metrics.ipynb #f82791dd
 _LOAD_KEYS = ('data', 'root', 'n', 'size', 'seed')
@@ -439,7 +389,6 @@ def _evaluate_args(p):
 def _print_curves(runs, device, quiet:bool):
     "The learning-curve table of each run: its curves.csv, or the points computed from its weight snapshots."
     from crvae.runs import find_run
-    from crvae.training import curves_from_snapshots
     for run in runs:
         path = find_run(run)/'curves.csv'
         if not path.exists(): path = curves_from_snapshots(run, device=device, progress=not quiet)
@@ -471,7 +420,8 @@ def _evaluate_cmd(args):
             check('data' in d, f"run {run} does not record its data (run['data']); it was written by an older crvae: retrain it")
             data = load_faces(**{k: d[k] for k in _LOAD_KEYS if k in d}, progress=not args.quiet)
             if d.get('attr_names') is not None:
-                check(list(d['attr_names']) == list(data.attr_names), f"run {run} was trained on other attributes than {data.name} has now; "
+                check(list(d['attr_names']) == list(data.attr_names), f"run {run} was trained on other attributes than {data.name} has "
+                                                                      "now; "
                       "rebuild its data with the crvae version that trained it, or retrain the run")
             key = (data.name, tuple(data.attr_names))
             if key not in clfs: clfs[key] = load_classifiers(data, root=args.classifiers, device=device)
@@ -494,7 +444,8 @@ def _evaluate_cmd(args):
     cond = [r for r in results if r['attribute_accuracy']]
     if cond:
         print('\nattribute accuracy (%) of generated faces against the requested test-set attributes; first row: the real test images\n')
-        arow = lambda name, acc, n: {'run': name, 'n': n, **{a: round(100 * v, 1) for a, v in acc['per_attribute'].items()}, 'average': round(100 * acc['mean'], 2)}
+        arow = lambda name, acc, n: {'run': name, 'n': n, **{a: round(100 * v, 1) for a, v in acc['per_attribute'].items()},
+                                     'average': round(100 * acc['mean'], 2)}
         print(markdown_table([arow('real test images', cond[0]['reference']['attribute_accuracy'], cond[0]['n_real'])] +
                              [arow(r['run'], r['attribute_accuracy'], r['n_generated']) for r in cond]))
     print(f"\nFD_crvae: Frechet distance in the crvae recognition classifier's feature space (not Inception-v3 FID); "

@@ -1,4 +1,4 @@
-"""acVAE-GAN section 4.3 and Fig. 4: a trained 64x64 `cvae-gan`, `ccrvae-gan` or `acvae-gan` grows a 128 px block on its generator, encoder and discriminator, faded in over the first half of training; `crvae train MODEL --init-from RUN_64 --size 128 --steps N`.
+"""acVAE-GAN 4.3 and Fig. 4: a trained 64 px model grows a 128 px block, faded in over the first half of training
 
 Docs: https://crvae.github.io/crvae/progressive.html.md"""
 

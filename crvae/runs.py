@@ -1,4 +1,4 @@
-"""What a run folder holds, how weights and checkpoints are written and read without executing code, and `load`, which rebuilds a trained model from a run folder or a shipped checkpoint's name.
+"""What a run folder holds; weights and checkpoints written and read without executing code; `load` rebuilds a trained model
 
 Docs: https://crvae.github.io/crvae/runs.html.md"""
 
@@ -49,16 +49,20 @@ def read_weights(path) -> dict:
     path = Path(path)
     check(path.exists(), f"missing weights file {path}")
     try: return load(path.read_bytes())
-    except Exception as e: raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-                                           "it is truncated or not a crvae checkpoint: restore it, or use an earlier checkpoint of the run (checkpoints/step-N)") from None
+    except Exception as e: raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}: "
+                                           f"{str(e).splitlines()[0][:200] if str(e) else ''}); "
+                                           "it is truncated or not a crvae checkpoint: restore it, or use an earlier checkpoint of the "
+                                           "run (checkpoints/step-N)") from None
 
 def read_state(path) -> dict:
     "Read a training-state file with `weights_only=True` (tensors and plain containers only, no code)."
     path = Path(path)
     check(path.exists(), f"missing training state {path}")
     try: return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise UserError(f"{path} could not be loaded safely ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); "
-                                           f"it is damaged or not a crvae checkpoint (crvae never unpickles code): restore it, or delete {path.parent} "
+    except Exception as e: raise UserError(f"{path} could not be loaded safely ({type(e).__name__}: "
+                                           f"{(str(e).splitlines() or [''])[0][:200]}); "
+                                           "it is damaged or not a crvae checkpoint (crvae never unpickles code): restore it, or delete "
+                                           f"{path.parent} "
                                            "to resume from the checkpoint before it") from None
 
 def load_weights_into(model, weights:dict, where:str, strict:bool=True):
@@ -68,8 +72,10 @@ def load_weights_into(model, weights:dict, where:str, strict:bool=True):
     extra = [k for k in weights if k not in own]
     shape = [k for k in own if k in weights and weights[k].shape != own[k].shape]
     if strict and (missing or extra or shape):
-        what = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else '') + (f" {len(extra)} unexpected (e.g. {extra[0]})" if extra else '') + \
-               (f" {len(shape)} of another shape (e.g. {shape[0]}: {tuple(weights[shape[0]].shape)} vs {tuple(own[shape[0]].shape)})" if shape else '')
+        what = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else '') + (f" {len(extra)} unexpected (e.g. "
+                                                                                     f"{extra[0]})" if extra else '') + \
+               (f" {len(shape)} of another shape (e.g. {shape[0]}: {tuple(weights[shape[0]].shape)} vs "
+                f"{tuple(own[shape[0]].shape)})" if shape else '')
         raise UserError(f"the weights in {where} do not fit this {model.name} model: {what.strip()}; "
                         "the checkpoint was made with another model or config: load it with the run.json it was trained with")
     model.load_state_dict({k: v for k, v in weights.items() if k in own and v.shape == own[k].shape}, strict=False)
@@ -85,7 +91,9 @@ def find_run(path_or_name) -> Path:
     if (shipped/'run.json').exists(): return shipped
     names = sorted(q.name for q in checkpoints_home().glob('*') if (q/'run.json').exists())
     raise UserError(f"{path_or_name} is not a crvae run (no run.json there)" +
-                    (f"; shipped checkpoints: {', '.join(names)}{did_you_mean(str(path_or_name), names)}" if names else '; train one with `crvae train`'))
+                    (f"; shipped checkpoints: {', '.join(names)}{did_you_mean(str(path_or_name), names)}" if names else '; train one '
+                                                                                                                        'with `crvae '
+                                                                                                                        'train`'))
 
 def _is_count(v, lo:int=1, hi:int=10**7) -> bool: return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
@@ -102,7 +110,8 @@ def _check_run_data(d, where:str):
           f"{where}: data.attr_prevalence must be one fraction per attribute; {fix}")
     for k in ('data', 'root', 'name'):
         check(d.get(k) is None or isinstance(d[k], str), f"{where}: data.{k} must be a text, not {d.get(k)!r}; {fix}")
-    check(d.get('n') is None or _is_count(d['n']), f"{where}: data.n must be a number of faces from 1 to 10,000,000, not {d.get('n')!r}; {fix}")
+    check(d.get('n') is None or _is_count(d['n']), f"{where}: data.n must be a number of faces from 1 to 10,000,000, not {d.get('n')!r}; "
+                                                   f"{fix}")
     check(d.get('size') is None or _is_count(d['size'], 16, 1024),
           f"{where}: data.size must be an image size from 16 to 1,024, not {d.get('size')!r}; {fix}")
     check(d.get('seed') is None or _is_count(d['seed'], 0, SEED_MAX),
@@ -113,7 +122,8 @@ def read_run(run) -> dict:
     info = load_json(Path(run)/'run.json')
     check(isinstance(info, dict) and 'model' in info and 'model_config' in info, f"{run}/run.json is not a crvae run description")
     v = info.get('format_version')
-    check(v == FORMAT_VERSION, f"{run} was written in checkpoint format {v!r}; this crvae ({crvae.__version__}) reads format {FORMAT_VERSION}: "
+    check(v == FORMAT_VERSION, f"{run} was written in checkpoint format {v!r}; this crvae ({crvae.__version__}) reads format "
+                               f"{FORMAT_VERSION}: "
                                "use the crvae version that wrote it")
     check(isinstance(info['model'], str), f"{run}/run.json: 'model' must be a model name; restore run.json")
     check_model_name(info['model'])
@@ -138,7 +148,8 @@ def _run_model_config(info:dict) -> ModelConfig:
         check(cfg.model == info['model'], f"run.json says model {info['model']} but its config is for {cfg.model}: restore run.json")
     except UserError: raise
     except Exception as e:
-        raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+        raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''}); "
                         "it was edited or damaged: restore it, or train the run again") from None
     check_buildable(cfg, fix)
     return cfg
@@ -149,7 +160,8 @@ def model_from_run(info:dict):
     try: return build_model(info['model'], cfg)
     except UserError: raise
     except Exception as e:
-        raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+        raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''}); "
                         "it was edited or damaged: restore it, or train the run again") from None
 
 def load(path_or_name, device='cpu', attr_names:list|None=None, step:int|None=None):
@@ -158,13 +170,15 @@ def load(path_or_name, device='cpu', attr_names:list|None=None, step:int|None=No
     info = read_run(run)
     theirs = info['data'].get('attr_names') if isinstance(info.get('data'), dict) else None
     if attr_names is not None and theirs is not None:
-        check(list(theirs) == list(attr_names), f"{run} was trained on attributes {theirs[:4]}... ({len(theirs)}), not the {len(attr_names)} asked for "
+        check(list(theirs) == list(attr_names), f"{run} was trained on attributes {theirs[:4]}... ({len(theirs)}), not the "
+                                                f"{len(attr_names)} asked for "
                                                 f"({list(attr_names)[:4]}...): use a run trained on this dataset")
     model = model_from_run(info)
     wpath = run/'model.safetensors' if step is None else run/'checkpoints'/f'step-{step:07d}'/'model.safetensors'
     if step is None and not wpath.exists():
         latest = _latest_checkpoint(run)
-        check(latest is not None, f"{run} has no weights yet (no model.safetensors, no complete checkpoint): restore them, or delete {run} and train again")
+        check(latest is not None, f"{run} has no weights yet (no model.safetensors, no complete checkpoint): restore them, or delete "
+                                  f"{run} and train again")
         wpath = latest/'model.safetensors'
     load_weights_into(model, read_weights(wpath), str(wpath))
     model.run = dict(info, path=str(run))

@@ -1,4 +1,4 @@
-"""The crVAE paper's Stage 2 (section 4.3, Fig. 7, Table 1's 128 rows): a second, unconditional network that turns stage-1 64 px reconstructions and prior samples into 128 px faces, trained adversarially, optionally with a perceptual loss on the reconstructions; `crvae stage2 RUN_64`, run folders, and scoring at 128 px.
+"""The crVAE paper's Stage 2 (section 4.3): a second network turns stage-1 64 px outputs into 128 px faces, trained adversarially
 
 Docs: https://crvae.github.io/crvae/stage2.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/stage2.html.md"""
 
 # %% ../nbs/21_stage2.ipynb #912559c5
 from __future__ import annotations
-import argparse, copy, csv, dataclasses, io, json, os, platform, shutil, sys, time
+import argparse, copy, dataclasses, os, platform, shutil, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +15,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import crvae
-from .core import (UserError, check, did_you_mean, apply_overrides, config_from_dict, atomic_write_bytes, atomic_write_text,
-                        atomic_dir, save_json, load_json, get_device, markdown_table, command, check_range, check_seed)
-from .data import FaceData, load_faces, to_float, to_uint8, SPLITS
+from .core import (UserError, check, did_you_mean, apply_overrides, config_from_dict, atomic_dir, save_json,
+                        load_json, get_device, markdown_table, command, check_range, check_seed)
+from .data import FaceData, load_faces, to_float, to_uint8
 from .bound import reparameterize
 from .objectives import g_gan_loss, d_gan_loss, d_error_rate, pixel_loss
-from .runs import FORMAT_VERSION, find_run, load, save_weights, read_weights, read_state, load_weights_into
-from .training import save_png, run_plots, plot_losses, truncate_log, TRAIN_RANGES
+from .runs import FORMAT_VERSION, find_run, load, read_weights, load_weights_into
+from .engine import Engine
+from .outputs import truncate_log, _write_csv
+from .training import TRAIN_RANGES
 
 # %% auto #0
 __all__ = ['STAGE2_IN', 'STAGE2_OUT', 'STAGE2_PRESETS', 'SKIP_CLIP', 'Stage2Config', 'stage2_config', 'ResBlock',
@@ -55,7 +57,8 @@ class Stage2Config:
     batch_size: int = 64
 
     def __post_init__(self):
-        check(self.preset in STAGE2_PRESETS, f"unknown Stage 2 preset {self.preset!r}{did_you_mean(self.preset, STAGE2_PRESETS)}; use tiny or paper")
+        check(self.preset in STAGE2_PRESETS, f"unknown Stage 2 preset {self.preset!r}{did_you_mean(self.preset, STAGE2_PRESETS)}; use "
+                                             "tiny or paper")
         check(self.g_channels >= 2 and self.g_channels % 2 == 0, f"g_channels={self.g_channels}: use an even number >= 2")
         check(self.res_blocks >= 0, f"res_blocks={self.res_blocks}: must be >= 0")
         check(len(self.d_widths) == 5 and min(self.d_widths) >= 1, f"d_widths={self.d_widths}: five widths, one per halving 128 -> 4 px")
@@ -215,9 +218,6 @@ class Stage2TrainConfig:
 
 _RESUME_FREE = {'steps', 'epochs', 'minutes', 'device', 'progress', 'log_every', 'sample_every', 'ckpt_every', 'keep_checkpoints'}
 
-def _gen(seed:int, k:int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + k) % (2**63 - 1))
-
 @torch.no_grad()
 def stage2_grid(stage1:nn.Module, G:nn.Module, valid:FaceData, seed:int=0, n:int=8) -> torch.Tensor:
     "Rows: real 128 px faces, stage-1 reconstructions (upsampled), their Stage 2, stage-1 prior samples (upsampled), their Stage 2."
@@ -232,20 +232,24 @@ def stage2_grid(stage1:nn.Module, G:nn.Module, valid:FaceData, seed:int=0, n:int
     G.train(was)
     return make_grid(to_uint8(torch.cat(rows).cpu()), nrow=len(x), padding=2, pad_value=255)
 
-class Stage2Trainer:
-    "Train Stage 2 `net` on the frozen `stage1` with the 128 px faces `data` into run folder `out`."
+class Stage2Trainer(Engine):
+    "Train Stage 2 `net` on the frozen `stage1` with the 128 px faces `data` into run folder `out`: G2 and D2's step on the `Engine`."
+    counters = {'d_updates': 'D2 updates'}
+    per_process_rng = False                 # one random state in state.pt, as Stage 2 runs have always had
+    state_owner = 'this Stage 2 run'
+    label = 'stage2'
+
     def __init__(self, stage1:nn.Module, net:Stage2, data:FaceData, tcfg:Stage2TrainConfig, out, perceptual:PerceptualLoss|None=None):
         check(data.size == STAGE2_OUT, f"Stage 2 trains on {STAGE2_OUT} px faces; {data.name} is {data.size} px: load it with size=128")
-        self.net, self.cfg, self.tcfg, self.out = net, net.cfg, tcfg, Path(out)
-        self.device = get_device(tcfg.device)
+        self.net, self.model, self.cfg = net, net, net.cfg
+        self.setup(data, tcfg, out, net.cfg.batch_size)
         self.stage1 = stage1.to(self.device).eval().requires_grad_(False)
         self.perceptual = perceptual.to(self.device) if perceptual is not None else None
         check(not net.cfg.perceptual or perceptual is not None, "perceptual=true needs the recognition classifier (PerceptualLoss)")
         check(perceptual is None or stage1.has_encoder, f"the perceptual loss is on reconstructions, and {stage1.name} has no encoder")
-        if stage1.conditional: check(data.n_attrs == stage1.n_attrs, f"stage 1 ({stage1.name}) takes {stage1.n_attrs} attributes; {data.name} has {data.n_attrs}")
-        self.train_data = data.subset('train')
-        self.valid_data = data.subset('valid') if (data.split == SPLITS['valid']).any() else self.train_data
-        self.B = self.cfg.batch_size
+        if stage1.conditional:
+            check(data.n_attrs == stage1.n_attrs, f"stage 1 ({stage1.name}) takes {stage1.n_attrs} attributes; {data.name} has "
+                                                  f"{data.n_attrs}")
         check(self.B <= len(self.train_data), f"batch_size={self.B} is larger than the {len(self.train_data)} training faces: "
                                               f"use --set batch_size=... or more data (--n)")
         self.steps_per_epoch = len(self.train_data) // self.B
@@ -253,30 +257,12 @@ class Stage2Trainer:
         betas = (self.cfg.beta1, 0.999)
         self.opts = dict(G=torch.optim.Adam(net.G.parameters(), lr=self.cfg.lr, betas=betas),
                          D=torch.optim.Adam(net.D.parameters(), lr=self.cfg.lr_d, betas=betas))
-        self.step_, self.d_updates, self.elapsed = 0, 0, 0.0
-        self._acc, self._imgs = {}, 0
-
-    def total_steps(self) -> int:
-        tc = self.tcfg
-        if tc.steps: return tc.steps
-        if tc.epochs: return max(1, round(tc.epochs * self.steps_per_epoch))
-        return 10**12 if tc.minutes else self.steps_per_epoch
-
-    def batch(self, step:int):
-        "The (128 px faces in [-1, 1], attributes) of `step`: a per-epoch permutation and flips, both seeded."
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        idx = torch.randperm(len(self.train_data), generator=_gen(self.tcfg.seed, epoch))[pos * self.B:(pos + 1) * self.B]
-        x = to_float(self.train_data.images[idx]).to(self.device)
-        if self.tcfg.flip:
-            flip = (torch.rand(self.B, generator=_gen(self.tcfg.seed + 7919, step)) < 0.5).to(self.device)
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        return x, self.train_data.attrs[idx].to(self.device)
 
     def step(self) -> dict:
         "One iteration: G2 phase, then D2 phase (skipped when D2's error rate is below d_threshold)."
         net, cfg = self.net, self.cfg
         net.train()
-        x, a = self.batch(self.step_)
+        x, a = self.get_batch(self.step_)
         s1 = stage1_outputs(self.stage1, F.avg_pool2d(x, 2), a, cfg.stage1_z)
         g_total, terms, fakes = stage2_generator_loss(net, s1, x, self.perceptual)
         self._finite(dict(terms, total=g_total))
@@ -293,93 +279,15 @@ class Stage2Trainer:
 
     def _finite(self, terms:dict):
         bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
-        check(not bad, f"non-finite {', '.join(bad)} at Stage 2 step {self.step_ + 1}; the last checkpoint is intact: "
-                       f"lower the learning rates (--set lr=... --set lr_d=...) and resume with --resume")
+        check(not bad, f"non-finite {', '.join(bad)} at Stage 2 step {self.step_ + 1}; {self.lower_lr_advice()}")
 
-# %% ../nbs/21_stage2.ipynb #95184235
-def _save_checkpoint(self) -> Path:
-    ck_dir = self.out/'checkpoints'
-    name = f'step-{self.step_:07d}'
-    if (ck_dir/name).exists(): shutil.rmtree(ck_dir/name)
-    rng = dict(cpu=torch.get_rng_state(), **({'cuda': torch.cuda.get_rng_state(self.device)} if self.device.type == 'cuda' else {}))
-    state = dict(step=self.step_, d_updates=self.d_updates, elapsed=self.elapsed, rng=rng,
-                 optimizers={k: o.state_dict() for k, o in self.opts.items()})
-    with atomic_dir(ck_dir/name) as tmp:
-        save_weights(self.net, tmp/'model.safetensors', dict(kind='stage2', step=self.step_))
-        buf = io.BytesIO(); torch.save(state, buf); atomic_write_bytes(tmp/'state.pt', buf.getvalue())
-    atomic_write_text(ck_dir/'latest', name)
-    save_weights(self.net, self.out/'model.safetensors', dict(kind='stage2', step=self.step_))
-    for old in sorted(p for p in ck_dir.glob('step-*') if p.is_dir())[:-max(1, self.tcfg.keep_checkpoints)]:
-        shutil.rmtree(old, ignore_errors=True)
-    return ck_dir/name
-Stage2Trainer.save_checkpoint = _save_checkpoint
-
-def _resume(self, ck:Path):
-    load_weights_into(self.net, read_weights(ck/'model.safetensors'), str(ck))
-    st = read_state(ck/'state.pt')
-    try:
-        for k, o in self.opts.items(): o.load_state_dict(st['optimizers'][k])
-        self.step_, self.d_updates, self.elapsed = int(st['step']), int(st['d_updates']), float(st['elapsed'])
-    except (KeyError, ValueError, TypeError) as e:
-        raise UserError(f"{ck}/state.pt does not match this Stage 2 run ({type(e).__name__}: {e}); it belongs to another run") from None
-    for o in self.opts.values():
-        for s in o.state.values():
-            for k, v in s.items():
-                if torch.is_tensor(v) and k != 'step': s[k] = v.to(self.device)
-    torch.set_rng_state(st['rng']['cpu'])
-    if self.device.type == 'cuda' and 'cuda' in st['rng']: torch.cuda.set_rng_state(st['rng']['cuda'], self.device)
-Stage2Trainer.resume = _resume
-
-def _log(self, logs:dict, secs:float, force:bool=False) -> dict|None:
-    for k, v in logs.items():
-        v = float(v.detach()) if torch.is_tensor(v) else float(v)
-        s, c = self._acc.get(k, (0.0, 0)); self._acc[k] = (s + v, c + 1)
-    self._imgs += self.B
-    if not force and self.step_ % self.tcfg.log_every: return None
-    if not self._acc: return None
-    row = dict(step=self.step_, epoch=round(self.step_ / self.steps_per_epoch, 3), seconds=round(self.elapsed, 1),
-               images_per_s=round(self._imgs / max(secs, 1e-9), 1), **{k: s / c for k, (s, c) in self._acc.items()})
-    self._acc, self._imgs = {}, 0
-    path = self.out/'log.csv'
-    new = not path.exists()
-    with open(path, 'a', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(row)); (w.writeheader() if new else None); w.writerow(row)
-    return row
-Stage2Trainer.log = _log
-
-def _fit(self) -> dict:
-    "Train until the step/epoch/minute budget is spent; Ctrl-C saves a checkpoint first. Returns a summary."
-    from tqdm.auto import tqdm
-    tc, total = self.tcfg, self.total_steps()
-    t_start = t_log = time.time()
-    deadline = t_start + tc.minutes * 60 if tc.minutes else None
-    (self.out/'samples').mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=None if total >= 10**12 else total, initial=self.step_, desc='stage2', unit='step', disable=not tc.progress)
-    stop, last_ck = 'steps', self.step_
-    try:
-        while self.step_ < total:
-            t0 = time.time()
-            logs = self.step()
-            self.elapsed += time.time() - t0
-            bar.update(1)
-            if self.log(logs, time.time() - t_log) is not None: t_log = time.time()
-            if tc.sample_every and self.step_ % tc.sample_every == 0:
-                save_png(stage2_grid(self.stage1, self.net.G, self.valid_data, tc.seed), self.out/'samples'/f'step-{self.step_:07d}.png')
-            if tc.ckpt_every and self.step_ % tc.ckpt_every == 0: self.save_checkpoint(); last_ck = self.step_
-            if deadline is not None and time.time() > deadline: stop = 'minutes'; break
-    except KeyboardInterrupt: stop = 'interrupted'
-    finally: bar.close()
-    if self._acc: self.log({}, time.time() - t_log, force=True)
-    if self.step_ != last_ck or not (self.out/'checkpoints'/'latest').exists(): self.save_checkpoint()
-    save_png(stage2_grid(self.stage1, self.net.G, self.valid_data, tc.seed), self.out/'samples'/f'step-{self.step_:07d}.png')
-    if (self.out/'log.csv').exists() and run_plots():
-        keys = [k for k in ('gan', 'pixel', 'perceptual', 'd_gan', 'd_err') if k in open(self.out/'log.csv').readline()]
-        plot_losses(self.out/'log.csv', self.out/'loss.png', keys=keys)
-    if stop == 'interrupted':
-        raise KeyboardInterrupt(f"saved a checkpoint at step {self.step_}; resume with: crvae stage2 --out {self.out} --resume ...")
-    return dict(run=str(self.out), step=self.step_, epochs=round(self.step_ / self.steps_per_epoch, 3),
-                seconds=round(time.time() - t_start, 1), stop=stop, d_updates=self.d_updates)
-Stage2Trainer.fit = _fit
+    def grid(self) -> torch.Tensor: return stage2_grid(self.stage1, self.net.G, self.valid_data, self.tcfg.seed)
+    def resume_command(self) -> str: return f"crvae stage2 --out {self.out} --resume ..."
+    def _weights_meta(self) -> dict: return dict(kind='stage2')
+    def lower_lr_advice(self) -> str:
+        return "the last checkpoint is intact: lower the learning rates (--set lr=... --set lr_d=...) and resume with --resume"
+    def loss_keys(self) -> list:
+        return [k for k in ('gan', 'pixel', 'perceptual', 'd_gan', 'd_err') if k in open(self.out/'log.csv').readline()]
 
 # %% ../nbs/21_stage2.ipynb #116dc6dc
 class Stage2Pipeline(nn.Module):
@@ -402,7 +310,7 @@ class Stage2Pipeline(nn.Module):
 
 def stage2_label(stage1_name:str, perceptual:bool) -> str:
     "The crVAE Table 1 row of a Stage 2 run, e.g. 'crVAE-GAN + Perc.'."
-    from crvae.metrics import CRVAE_TABLE1_LABELS, ACVAE_TABLE2_LABELS
+    from crvae.tables import CRVAE_TABLE1_LABELS, ACVAE_TABLE2_LABELS
     base = {**ACVAE_TABLE2_LABELS, **CRVAE_TABLE1_LABELS}.get(stage1_name, stage1_name)
     return base + (' + Perc.' if perceptual else '')
 
@@ -460,7 +368,8 @@ def train_stage2(stage1_run, out, perceptual:bool=False, preset:str='tiny', sets
         cfg = config_from_dict(Stage2Config, info['stage2_config'], what='run.json stage2_config')
         asked = dict(steps=steps, epochs=epochs, minutes=minutes, device=device, progress=progress,
                      **{k: v for k, v in train_kw.items() if k in _RESUME_FREE})
-        tcfg = apply_overrides(dataclasses.replace(config_from_dict(Stage2TrainConfig, info['train_config'], what='run.json train_config'), **asked),
+        stored = config_from_dict(Stage2TrainConfig, info['train_config'], what='run.json train_config')
+        tcfg = apply_overrides(dataclasses.replace(stored, **asked),
                                [s for s in tsets if s.split('=')[0].strip() in _RESUME_FREE])
         bad = [s for s in msets if apply_overrides(cfg, [s]) != cfg] + [s for s in tsets if s.split('=')[0].strip() not in _RESUME_FREE]
         check(not bad, f"--resume keeps the run's configuration; these --set items would change it: {bad}. Start a new run instead")
@@ -479,7 +388,8 @@ def train_stage2(stage1_run, out, perceptual:bool=False, preset:str='tiny', sets
     elif not resume and faces.manifest:         # record the data actually given (e.g. a small 128 px set)
         tcfg = dataclasses.replace(tcfg, n=int(faces.manifest.get('n', len(faces))))
     if stage1.run['data'].get('attr_names') is not None and faces.n_attrs:
-        check(list(stage1.run['data']['attr_names']) == list(faces.attr_names), f"stage 1 was trained on other attributes than {faces.name} has")
+        check(list(stage1.run['data']['attr_names']) == list(faces.attr_names), "stage 1 was trained on other attributes than "
+                                                                                f"{faces.name} has")
     perc_info, perc = None, None
     if cfg.perceptual:
         if recognition is None:
@@ -494,7 +404,8 @@ def train_stage2(stage1_run, out, perceptual:bool=False, preset:str='tiny', sets
     trainer = Stage2Trainer(stage1, net, faces, tcfg, out, perc)
     if resume:
         ck = out/'checkpoints'/(out/'checkpoints'/'latest').read_text().strip() if (out/'checkpoints'/'latest').exists() else None
-        check(ck is not None and (ck/'state.pt').exists(), f"--resume: {out} has no complete checkpoint yet; start it again without --resume")
+        check(ck is not None and (ck/'state.pt').exists(), f"--resume: {out} has no complete checkpoint yet; start it again without "
+                                                           "--resume")
         trainer.resume(ck)
         truncate_log(out/'log.csv', trainer.step_)
     else:
@@ -519,17 +430,20 @@ def train_stage2(stage1_run, out, perceptual:bool=False, preset:str='tiny', sets
 
 # %% ../nbs/21_stage2.ipynb #f67a987e
 def _stage2_args(p:argparse.ArgumentParser):
-    p.add_argument('stage1', nargs='?', default=None, metavar='RUN_64', help='the 64 px stage-1 run (crvae train ...), e.g. a vae-gan or crvae-gan run')
+    p.add_argument('stage1', nargs='?', default=None, metavar='RUN_64', help='the 64 px stage-1 run (crvae train ...), e.g. a vae-gan or '
+                                                                             'crvae-gan run')
     p.add_argument('--out', required=True, help='Stage 2 run folder')
     p.add_argument('--perceptual', action='store_true',
-                   help="add the perceptual loss on reconstructions, on features of crvae's own recognition classifier (no pretrained VGG is downloaded)")
+                   help="add the perceptual loss on reconstructions, on features of crvae's own recognition classifier (no pretrained "
+                        "VGG is downloaded)")
     p.add_argument('--classifiers', default=None, help='classifier root for --perceptual (default: $CRVAE_DATA/classifiers)')
     g = p.add_mutually_exclusive_group()
     g.add_argument('--steps', type=int, default=None, help='total steps of the run')
     g.add_argument('--epochs', type=float, default=None, help='total epochs of the run')
     g.add_argument('--minutes', type=float, default=None, help='train for this many minutes (wall clock)')
     p.add_argument('--config', default='tiny', help='Stage 2 preset: tiny (CPU) or paper')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='override a Stage 2 or training config field')
+    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='override a Stage 2 or training config '
+                                                                                                'field')
     p.add_argument('--n', type=int, default=None, help="number of faces (default: the stage-1 run's)")
     p.add_argument('--resume', action='store_true', help='continue the Stage 2 run in --out from its last checkpoint')
     p.add_argument('--seed', type=int, default=0)
@@ -543,7 +457,8 @@ def _stage2_cmd(args):
     check(args.resume or args.stage1 is not None, "give the stage-1 run: crvae stage2 RUN_64 --out DIR")
     get_device(args.device)
     s = train_stage2(args.stage1, args.out, perceptual=args.perceptual, preset=args.config, sets=args.sets, steps=args.steps or 0,
-                     epochs=args.epochs or 0.0, minutes=args.minutes or 0.0, n=args.n, seed=args.seed, device=args.device, resume=args.resume,
+                     epochs=args.epochs or 0.0, minutes=args.minutes or 0.0, n=args.n, seed=args.seed, device=args.device,
+                     resume=args.resume,
                      classifiers=args.classifiers, progress=not args.no_progress, command_line='crvae ' + ' '.join(sys.argv[1:]))
     print(f"stage2: {s['step']} steps ({s['epochs']} epochs) in {s['seconds']} s ({s['stop']}); run folder {s['run']}")
 
@@ -560,7 +475,8 @@ def _stage2_eval_args(p:argparse.ArgumentParser):
 @command('stage2-evaluate', _stage2_eval_args)
 def _stage2_eval_cmd(args):
     from crvae.classifiers import load_classifiers
-    from crvae.metrics import evaluate_model, result_row, crvae_table1, TABLE_COLUMNS
+    from crvae.metrics import evaluate_model, result_row, TABLE_COLUMNS
+    from crvae.tables import crvae_table1
     check(args.n_samples is None or args.n_samples > 0, f"--n-samples must be a positive integer, got {args.n_samples}")
     check(args.batch_size >= 1, f"--batch-size must be a positive integer, got {args.batch_size}")
     check_seed(args.seed)
@@ -576,8 +492,7 @@ def _stage2_eval_cmd(args):
         results.append(res)
     rows = [dict(result_row(r), label=r['label']) for r in results]
     out = Path(args.out)
-    buf = io.StringIO(); w = csv.DictWriter(buf, list(rows[0])); w.writeheader(); w.writerows(rows)
-    atomic_write_text(out/'evaluation.csv', buf.getvalue())
+    _write_csv(out/'evaluation.csv', list(rows[0]), rows)
     save_json(out/'evaluation.json', results)
     print(markdown_table(rows, ['label'] + TABLE_COLUMNS))
     print('\ncrVAE Table 1 layout (the paper: CelebA; ours: this data)\n')

@@ -1,4 +1,4 @@
-"""The papers' procedure as a readable loop (generator phase, discriminator phase), then the exported trainer: per-module optimisers, the controlled discriminator update, checkpoints that resume exactly, logs and sample grids, devices, and multi-GPU through torchrun.
+"""The papers' procedure as a readable loop, then the exported trainer: per-module optimisers, the controlled discriminator update
 
 Docs: https://crvae.github.io/crvae/training.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/training.html.md"""
 
 # %% ../nbs/06_training.ipynb #976bd6a0
 from __future__ import annotations
-import csv, dataclasses, io, math, os, platform, shutil, signal, sys, time
+import dataclasses, math, os, platform, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,19 +14,21 @@ import torch
 import torch.nn as nn
 
 import crvae
-from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, atomic_dir, save_json, get_device,
-                        apply_overrides, config_from_dict, command, check_range, check_seed, remove_stale_temps, SEED_MAX)
-from .data import FaceData, load_faces, to_float, to_uint8, SPLITS
+from .core import (UserError, check, did_you_mean, save_json, get_device, apply_overrides, config_from_dict, command, check_range,
+                   check_seed, remove_stale_temps, SEED_MAX)
+from .data import FaceData, load_faces
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
 from .runs import (FORMAT_VERSION, save_weights, read_weights, read_state, load_weights_into, find_run, read_run, check_buildable,
                    load, _latest_checkpoint, _run_model_config)
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
+from .engine import Engine, NonFiniteError, init_distributed, _dist_rank_world, _inside
+from .outputs import (sample_grid, save_png, run_plots, plot_losses, plot_curves, truncate_log, _check_log, _curve_row,
+                           _write_curve_rows, write_block_table)
+# NonFiniteError, load, read_state, save_weights, save_png, plot_losses are here also for the callers that import them from crvae.training
 
 # %% auto #0
 __all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'LOG_KEYS_FIRST', 'TRAIN_RANGES', 'TrainConfig', 'split_sets', 'build_optimizers',
-           'gan_warmup', 'set_learning_rates', 'NonFiniteError', 'Trainer', 'truncate_log', 'plot_curves',
-           'write_block_table', 'curves_from_snapshots', 'sample_grid', 'save_png', 'run_plots', 'plot_losses',
-           'init_distributed', 'make_configs', 'train']
+           'gan_warmup', 'set_learning_rates', 'Trainer', 'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class TrainConfig:
     flip: bool = True                # horizontal flip 0.5 (the papers' augmentation)
     device: str = 'auto'
     amp: bool = True                 # bf16 autocast on CUDA
-    cpu_amp: bool = False            # bf16 autocast on the CPU too; off: 0.37x the fp32 speed on a CPU without AVX-512 BF16 (`crvae bench --ablate cpu-bf16`)
+    cpu_amp: bool = False            # bf16 autocast on the CPU too; off: 0.37x the fp32 speed on a CPU without AVX-512 BF16
+                                     # (`crvae bench --ablate cpu-bf16`)
     channels_last: bool = True       # NHWC activations: 1.4x faster tiny training on CPU (crvae bench --ablate channels-first)
     compile: bool = False            # torch.compile the networks (CUDA)
     sync_bn: bool = False            # SyncBatchNorm across processes
@@ -87,7 +90,8 @@ class TrainConfig:
         for k in ('steps', 'epochs', 'minutes', 'lr_halve_epochs', 'sample_every', 'sample_minutes', 'ckpt_every', 'ckpt_minutes',
                   'snapshot_every', 'eval_every'):
             v = getattr(self, k)
-            check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float('inf'), f"{k}={v!r}: must be 0 (off) or positive (--set {k}=...)")
+            check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float('inf'),
+                  f"{k}={v!r}: must be 0 (off) or positive (--set {k}=...)")
         check(self.nonfinite in ('stop', 'skip'), f"nonfinite={self.nonfinite!r}: use --set nonfinite=stop or nonfinite=skip")
 
 _TRAIN_LIMITS = dict(n=10**7, size=1024, steps=10**10, epochs=10**6, minutes=10**7, lr_halve_epochs=10**6, log_every=10**10,
@@ -155,11 +159,7 @@ def set_learning_rates(opts:dict, epoch:float, halve_every:float, gan_updates:in
         for g in o.param_groups: g['lr'] = g['base_lr'] * decay * w
 
 # %% ../nbs/06_training.ipynb #f52a41b8
-class NonFiniteError(UserError):
-    "A loss or gradient became NaN or infinite."
-
-def _gen(seed:int, k:int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + k) % (2**63 - 1))
+LOG_KEYS_FIRST = ['step', 'epoch', 'seconds', 'images_per_s', 'lr']     # the first columns of a run's log.csv
 
 class _GeneratorSide(nn.Module):
     "The generator-side networks as one module (for DistributedDataParallel); its forward is `generator_loss`."
@@ -177,16 +177,13 @@ class _DiscriminatorSide(nn.Module):
     def forward(self, batch): return discriminator_loss(self.model, batch)[1]
 
 # %% ../nbs/06_training.ipynb #1ad039a8
-class Trainer:
-    "Train `model` on `data` (a `FaceData`) into the run folder `out` following `tcfg`."
+class Trainer(Engine):
+    "Train `model` on `data` (a `FaceData`) into the run folder `out` following `tcfg`: the papers' step on the `Engine`."
+    counters = {'gan_updates': 'GAN updates'}
+
     def __init__(self, model, data:FaceData, tcfg:TrainConfig, out, command_line:str|None=None):
-        self.model, self.tcfg, self.out = model, tcfg, Path(out)
-        self.cfg = model.cfg
-        self.rank, self.world = _dist_rank_world()
-        self.device = _device_for(tcfg.device, self.rank)
-        self.train_data = data.subset('train')
-        self.valid_data = data.subset('valid') if (data.split == SPLITS['valid']).any() else self.train_data
-        self.B = self.cfg.batch_size
+        self.model, self.cfg = model, model.cfg
+        self.setup(data, tcfg, out, model.cfg.batch_size)
         check(data.size == self.cfg.image_size, f"the images of {data.name} are {data.size} px but this {model.name} is built for "
                                                 f"{self.cfg.image_size} px: use --size {self.cfg.image_size}")
         check(self.B >= 4, f"batch_size={self.B} is too small: use at least 4 (--set batch_size=64)")
@@ -194,20 +191,22 @@ class Trainer:
         check(self.B <= len(self.train_data), f"batch_size={self.B} is larger than the {len(self.train_data)} training images of "
                                               f"{data.name}: use a smaller --set batch_size or more data (--n)")
         if model.conditional:
-            check(data.n_attrs == model.n_attrs, f"{model.name} expects {model.n_attrs} attributes but {data.name} has {data.n_attrs}: "
-                                                 f"build the model with --set n_attrs={data.n_attrs} (crvae train does this for you)")
+            check(data.n_attrs == model.n_attrs, f"{model.name} expects {model.n_attrs} attributes but {data.name} has "
+                                                 f"{data.n_attrs}: build the model with --set n_attrs={data.n_attrs} "
+                                                 "(crvae train does this for you)")
         self.steps_per_epoch = len(self.train_data) // self.B
+        prevalence = [round(float(v), 5) for v in ((self.train_data.attrs + 1) / 2).mean(0)] if data.n_attrs else []
         self.data_info = dict(data=tcfg.data, root=tcfg.root, n=tcfg.n, size=tcfg.size, seed=tcfg.data_seed,
                               name=data.name, attr_names=list(data.attr_names), n_train=len(self.train_data),
-                              attr_prevalence=[round(float(v), 5) for v in ((self.train_data.attrs + 1) / 2).mean(0)] if data.n_attrs else [])
+                              attr_prevalence=prevalence)
         self.command_line = command_line
         model.to(self.device)
         if tcfg.sync_bn and self.world > 1:
-            check(self.device.type == 'cuda', "sync_bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); drop --set sync_bn=true on CPUs")
+            check(self.device.type == 'cuda', "sync_bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); "
+                                              "drop --set sync_bn=true on CPUs")
             nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if tcfg.channels_last: model.to(memory_format=torch.channels_last)
         self.opts = build_optimizers(model)
-        self.step_, self.gan_updates, self.elapsed, self.nonfinite_run = 0, 0, 0.0, 0
         self._gen_side, self._d_side = _GeneratorSide(model), (_DiscriminatorSide(model) if model.D is not None else None)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -218,59 +217,12 @@ class Trainer:
         if tcfg.amp and self.device.type == 'cuda': self.autocast = torch.autocast('cuda', dtype=torch.bfloat16)
         elif tcfg.cpu_amp and self.device.type == 'cpu': self.autocast = torch.autocast('cpu', dtype=torch.bfloat16)
         else: self.autocast = torch.autocast('cpu', enabled=False)
-        self._log_rows, self._acc, self._next_minute_grid = [], {}, None
         self._faces, self._curves = data, None     # learning curves: (validation faces, classifiers or None), made at the first point
 
     def _compile(self):
         check(hasattr(torch, 'compile'), 'torch.compile needs PyTorch 2')
         for name, m in list(self.model.named_children()):
             if name != 'D' and any(True for _ in m.parameters()): setattr(self.model, name, torch.compile(m))
-
-    # -- data -------------------------------------------------------------------------------------------------
-    def batch_indices(self, step:int) -> tuple[torch.Tensor, torch.Tensor]:
-        "This process's (indices into the training split, flip mask) at `step`."
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        perm = torch.randperm(len(self.train_data), generator=_gen(self.tcfg.seed, epoch))
-        idx = perm[pos * self.B:(pos + 1) * self.B]
-        flip = (torch.rand(self.B, generator=_gen(self.tcfg.seed + 7919, step)) < 0.5) if self.tcfg.flip else torch.zeros(self.B, dtype=torch.bool)
-        b = self.B // self.world
-        return idx[self.rank * b:(self.rank + 1) * b], flip[self.rank * b:(self.rank + 1) * b]
-
-    def get_batch(self, step:int):
-        idx, flip = self.batch_indices(step)
-        x = to_float(self.train_data.images[idx].to(self.device, non_blocking=True))
-        x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(-1), x)
-        if self.tcfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.train_data.attrs[idx].to(self.device)
-
-    # -- one iteration ----------------------------------------------------------------------------------------
-    def _finite_or_raise(self, terms:dict, where:str) -> bool:
-        bad = [k for k, v in terms.items() if torch.is_tensor(v) and not torch.isfinite(v).all()]
-        flag = torch.tensor(float(bool(bad)), device=self.device)
-        if self.world > 1: torch.distributed.all_reduce(flag)
-        if flag.item() == 0: return True
-        self.nonfinite_run += 1
-        msg = (f"non-finite {', '.join(bad) or 'value (on another process)'} in the {where} at step {self.step_ + 1}; the weights were not "
-               f"updated and {self.lower_lr_advice()}")
-        if self.tcfg.nonfinite == 'stop' or self.nonfinite_run > 20: raise NonFiniteError(msg)
-        print(f"warning: {msg} (skipped)", file=sys.stderr)
-        for o in self.opts.values(): o.zero_grad(set_to_none=True)
-        return False
-
-    def _grads_finite(self, opt_names) -> bool:
-        params = [p for n in opt_names if n in self.opts for g in self.opts[n].param_groups for p in g['params'] if p.grad is not None]
-        ok = not params or bool(torch.isfinite(torch.stack(torch._foreach_norm([p.grad for p in params]))).all())   # one pass, not one check per tensor
-        ids = {id(p) for p in params}     # on failure, name the first bad parameter (and ignore a norm that merely overflowed)
-        bad = None if ok else next((n for n, p in self.model.named_parameters() if id(p) in ids and not bool(torch.isfinite(p.grad).all())), None)
-        return self._finite_or_raise({} if bad is None else {f'gradient of {bad}': torch.tensor(float('nan'))}, 'gradients')
-
-    def _opt_step(self, name:str):
-        o = self.opts[name]
-        for g in o.param_groups:
-            if g.get('clamp'):
-                for p in g['params']:
-                    if p.grad is not None: p.grad.clamp_(-g['clamp'], g['clamp'])   # elementwise, released LSTM clamp
-        o.step()
 
     def step(self) -> dict:
         "One iteration (generator phase, then discriminator phase); returns the logged values."
@@ -280,7 +232,7 @@ class Trainer:
         if hasattr(model, 'on_train_step'): model.on_train_step(self.step_, self.total_steps())   # e.g. a fade-in schedule
         x, a = self.get_batch(self.step_)
         logs = {}
-        for o in self.opts.values(): o.zero_grad(set_to_none=True)
+        self._zero_grads()
         with self.autocast: g_total, terms, fakes = self._gen_side(x, a, x.shape[0] // 2 if model.D is not None else None)
         logs.update(terms)
         if not self._finite_or_raise(dict(terms, total=g_total), 'generator loss'): return logs
@@ -298,7 +250,7 @@ class Trainer:
             if 'd_mi' in d_terms: d_total = d_total + d_terms['d_mi']   # unscaled: kappa weighs only the generator's side
             logs.update(d_terms, d_err=err, d_skip=float(not gate))
             if not self._finite_or_raise(dict(d_terms, total=d_total), 'discriminator loss'): return logs
-            for o in self.opts.values(): o.zero_grad(set_to_none=True)
+            self._zero_grads()
             d_total.backward()
             if not self._grads_finite(['d_trunk', 'd_gan', 'd_mi']): return logs
             if gate: self._opt_step('d_gan')
@@ -309,478 +261,60 @@ class Trainer:
         self.step_ += 1
         return logs
 
-# %% ../nbs/06_training.ipynb #49c339f6
-def _rng_state(device) -> dict:
-    s = dict(cpu=torch.get_rng_state())
-    if device.type == 'cuda': s['cuda'] = torch.cuda.get_rng_state(device)
-    return s
+    # -- what the engine asks of a trainer ------------------------------------------------------------------------
+    def grid(self) -> torch.Tensor: return sample_grid(self.model, self.valid_data, self.tcfg.seed)
+    def resume_command(self) -> str: return f"crvae train {self.model.name} --out {self.out} --resume"
+    def _log_extra(self) -> dict: return dict(lr=self.opts['gen'].param_groups[0]['lr'])
 
-def _set_rng_state(s:dict, device):
-    torch.set_rng_state(s['cpu'])
-    if device.type == 'cuda' and 'cuda' in s: torch.cuda.set_rng_state(s['cuda'], device)
+    def after_step(self):
+        if self.tcfg.eval_every and self.step_ % self.tcfg.eval_every == 0: self.log_curves()
 
-@torch.no_grad()
-def _state_of(self) -> dict:
-    rngs = [_rng_state(self.device)]
-    if self.world > 1:
-        rngs = [None] * self.world
-        torch.distributed.all_gather_object(rngs, _rng_state(self.device))
-        rngs = [{k: v.cpu() for k, v in r.items()} for r in rngs]
-    return dict(step=self.step_, gan_updates=self.gan_updates, elapsed=self.elapsed, world=self.world,
-                optimizers={k: o.state_dict() for k, o in self.opts.items()}, rng=rngs)
-Trainer.state = _state_of
-
-def _run_json(self) -> dict:
-    return dict(format_version=FORMAT_VERSION, model=self.model.name, model_config=dataclasses.asdict(self.cfg),
-                train_config=dataclasses.asdict(self.tcfg), data=self.data_info, crvae_version=crvae.__version__,
-                torch_version=torch.__version__, machine=f"{platform.machine()} {platform.system()} {os.cpu_count()} CPUs",
-                device=str(self.device), world_size=self.world, command=self.command_line,
-                created=time.strftime('%Y-%m-%d %H:%M:%S'))
-Trainer.run_json = _run_json
-
-def _save_checkpoint(self) -> Path|None:
-    "Write a checkpoint of the current step (process 0 only writes; every process takes part in gathering RNG states)."
-    self._finite_weights_or_raise()
-    state = self.state()
-    if self.rank != 0: return None
-    ck_dir = self.out/'checkpoints'
-    name = f'step-{self.step_:07d}'
-    if (ck_dir/name).exists() or (ck_dir/name).is_symlink():
-        check(_inside(ck_dir/name, self.out), f"{ck_dir/name} lies outside the run folder (a link): crvae never deletes through a link; "
-                                              "remove it yourself, or make checkpoints a plain folder")
-        shutil.rmtree(ck_dir/name)
-    with atomic_dir(ck_dir/name) as tmp:
-        save_weights(self.model, tmp/'model.safetensors', dict(model=self.model.name, step=self.step_))
-        buf = io.BytesIO(); torch.save(state, buf)
-        atomic_write_bytes(tmp/'state.pt', buf.getvalue())
-    atomic_write_text(ck_dir/'latest', name)
-    save_weights(self.model, self.out/'model.safetensors', dict(model=self.model.name, step=self.step_))
-    _prune(self, sorted(p for p in ck_dir.glob('step-*') if p.is_dir())[:-max(1, self.tcfg.keep_checkpoints)])
-    return ck_dir/name
-Trainer.save_checkpoint = _save_checkpoint
-
-def _inside(p:Path, folder:Path) -> bool:
-    "Whether `p` is itself no link and its real location lies inside `folder`'s: deleting it deletes nothing elsewhere."
-    real, top = os.path.realpath(p), os.path.realpath(folder)
-    return not Path(p).is_symlink() and os.path.commonpath([real, top]) == top and real != top
-
-def _prune(self, old:list):
-    """Delete old checkpoints or snapshots `old`, never through a link (RUN/checkpoints a link to another folder: they are
-    kept, with a note)."""
-    kept = []
-    for p in old:
-        if not _inside(p, self.out): kept.append(p); continue
-        if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
-        else: p.unlink(missing_ok=True)
-    if kept and not getattr(self, '_link_note', False):
-        self._link_note = True
-        print(f"note: {kept[0].parent} leads outside {self.out} (a link): old checkpoints and snapshots there are kept, "
-              "crvae never deletes through a link", file=sys.stderr)
-
-def _finite_weights_or_raise(self):
-    "Refuse to save NaN or infinite weights or buffers (e.g. BatchNorm statistics of a skipped non-finite batch)."
-    bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad: raise NonFiniteError(f"non-finite values in {bad[0]}" + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else '') +
-                                 f" at step {self.step_}: not written, {self.lower_lr_advice()}")
-Trainer._finite_weights_or_raise = _finite_weights_or_raise
-
-def _lower_lr_advice(self) -> str:
-    "Advice that works after a non-finite value: resume the last checkpoint with a lower rate, or (none yet) start again with one."
-    from crvae.models import model_config
-    try: default = model_config(self.model.name, self.cfg.preset).lr
-    except UserError: default = self.cfg.lr
-    lr = default if self.cfg.lr > default else self.cfg.lr / 10
-    ck = _latest_checkpoint(self.out) if self.rank == 0 else None
-    if ck is not None:
-        return (f"the last checkpoint is intact ({ck.name}): resume it with a lower learning rate: "
-                f"crvae train {self.model.name} --out {self.out} --resume --set lr={lr:.3g}")
-    return (f"no checkpoint was written yet: run the same command again with a lower learning rate, --set lr={lr:.3g} "
-            "(a run folder without a checkpoint starts again from step 0)")
-Trainer.lower_lr_advice = _lower_lr_advice
-
-def _resume(self, ck:Path):
-    "Restore weights, optimisers, counters and RNG states from checkpoint folder `ck`."
-    load_weights_into(self.model, read_weights(ck/'model.safetensors'), str(ck))
-    st = read_state(ck/'state.pt')
-    bases = {k: [g['base_lr'] for g in o.param_groups] for k, o in self.opts.items()}   # the rates of this config (--resume --set lr=...)
-    try:                                  # state.pt is untrusted input: anything unexpected in it is a UserError
-        for k, o in self.opts.items():
-            o.load_state_dict(st['optimizers'][k])
-            for g, b in zip(o.param_groups, bases[k], strict=True): g['base_lr'] = b
-        self.step_, self.gan_updates, self.elapsed = int(st['step']), int(st['gan_updates']), float(st['elapsed'])
-        for o in self.opts.values():          # optimiser tensors onto this device
-            for s in o.state.values():
-                for k, v in s.items():
-                    if torch.is_tensor(v) and k != 'step': s[k] = v.to(self.device)
-        rngs = st['rng']
-        if len(rngs) == self.world: _set_rng_state(rngs[self.rank], self.device)
-        else:
-            print(f"note: the checkpoint was written by {len(rngs)} process(es), this run has {self.world}: random streams are reseeded", file=sys.stderr)
-            torch.manual_seed(self.tcfg.seed + 1000 * self.step_ + self.rank)
-    except Exception as e:
-        msg = str(e).splitlines()[0][:200] if str(e) else ''
-        raise UserError(f"{ck}/state.pt does not match this model's training state ({type(e).__name__}: {msg}); it belongs to another run: "
-                        f"delete {ck} to resume from the checkpoint before it") from None
-    ok = self.step_ >= 0 and self.gan_updates >= 0 and math.isfinite(self.elapsed) and self.elapsed >= 0
-    check(ok and ck.name == f'step-{self.step_:07d}', f"{ck}/state.pt holds step {self.step_} ({self.gan_updates} GAN updates, "
-                                                      f"{self.elapsed:g} s), not the step its folder names: it is damaged; "
-                                                      f"delete {ck} to resume from the checkpoint before it")
-Trainer.resume = _resume
-
-# %% ../nbs/06_training.ipynb #77db209f
-LOG_KEYS_FIRST = ['step', 'epoch', 'seconds', 'images_per_s', 'lr']
-
-def _log(self, logs:dict, n_images:int):
-    for k, v in logs.items():
-        v = float(v.detach().float().mean()) if torch.is_tensor(v) else float(v)
-        s, c = self._acc.get(k, (0.0, 0))
-        self._acc[k] = (s + v, c + 1)
-    self._acc_imgs = getattr(self, '_acc_imgs', 0) + n_images
-Trainer._accumulate = _log
-
-def _flush_log(self, secs:float) -> dict|None:
-    if not self._acc or self.rank != 0: self._acc = {}; return None
-    row = dict(step=self.step_, epoch=round(self.step_ / self.steps_per_epoch, 3), seconds=round(self.elapsed, 1),
-               images_per_s=round(self._acc_imgs / max(secs, 1e-9), 1), lr=self.opts['gen'].param_groups[0]['lr'])
-    row.update({k: s / c for k, (s, c) in self._acc.items()})
-    self._acc, self._acc_imgs = {}, 0
-    path = self.out/'log.csv'
-    header = not path.exists()
-    if not header:
-        with open(path, newline='') as f: cols = next(csv.reader(f), [])
-        if set(row) - set(cols):    # a new term appeared: rewrite the file with the wider header
-            rows = list(csv.DictReader(open(path, newline='')))
-            cols = cols + [k for k in row if k not in cols]
-            _write_csv(path, cols, rows)
-    else: cols = list(row)
-    try:
-        with open(path, 'a', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            if header: w.writeheader()
-            w.writerow(row); f.flush()
-    except OSError as e:
-        from crvae.core import _io_error
-        raise _io_error(e, path) from None
-    return row
-Trainer._flush_log = _flush_log
-
-def _write_csv(path, cols, rows):
-    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=cols); w.writeheader(); w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-def _check_log(path):
-    "Read a run's log (log.csv, curves.csv) as rows with a `step`; a damaged one is a `UserError` saying what to do."
-    path = Path(path)
-    if not path.exists(): return []
-    fix = f"delete it (the resumed run starts it again from the checkpoint's step) or restore it"
-    try:
-        with open(path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f))
-        for r in rows:
-            v = float(r['step'])
-            if not (math.isfinite(v) and v >= 0): raise ValueError(f"step {r['step']!r}")
-    except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as e:
-        raise UserError(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]}); {fix}") from None
-    except KeyError: raise UserError(f"{path} has no 'step' column: it is damaged or not a crvae log; {fix}") from None
-    except OSError as e:
-        from crvae.core import _io_error
-        raise _io_error(e, path) from None
-    return rows
-
-def truncate_log(path, step:int):
-    "Keep only the log rows up to `step` (a resumed run rewrites what came after its checkpoint)."
-    path = Path(path)
-    if not path.exists(): return
-    rows = _check_log(path)
-    cols = list(rows[0].keys()) if rows else []
-    _write_csv(path, cols, [r for r in rows if int(float(r['step'])) <= step])
-
-def _log_curves(self) -> dict:
-    "Score the model on `eval_n` validation faces (`crvae.metrics.curve_point`) and append the point to curves.csv and curves.png."
-    from crvae.metrics import validation_faces, curve_point, CURVE_KEYS
-    from crvae.classifiers import load_classifiers
-    t0 = time.time()
-    with self.own_random_streams():
-        if self._curves is None:            # (building the classifiers draws random initial weights too)
-            clf = None
-            try: clf = load_classifiers(self._faces, device=self.device)
-            except UserError as e: print(f"note: learning curves without classifier scores ({e})", file=sys.stderr)
-            self._curves = (validation_faces(self._faces, self.tcfg.eval_n), clf)
-        valid, clf = self._curves
-        point = curve_point(self.model, valid, clf, seed=self.tcfg.seed)
-    row = _curve_row(self.step_, point, time.time() - t0)
-    path = self.out/'curves.csv'
-    _write_curve_rows(path, [row])
-    if run_plots():
-        try: plot_curves(path, self.out/'curves.png')
-        except UserError: pass
-    return row
-Trainer.log_curves = _log_curves
-
-def _own_random_streams(self):
-    "A context in which scoring draws random numbers without moving the training's streams (CPU, and this CUDA device)."
-    return torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else [])
-Trainer.own_random_streams = _own_random_streams
-
-def _curve_row(step:int, point:dict, seconds:float) -> dict:
-    "A row of curves.csv: the step, a `curve_point` ('' where a value does not apply) and the seconds it took."
-    return dict(step=step, **{k: ('' if v is None else round(float(v), 6)) for k, v in point.items()}, eval_seconds=round(seconds, 2))
-
-def plot_curves(curves_path, out_path=None, runs:dict|None=None):
-    "Plot learning curves (curves.csv) of one run, or of several {label: curves.csv} side by side; saved to `out_path` if given."
-    import matplotlib.pyplot as plt
-    from crvae.figures import figure_png
-    runs = runs or {Path(curves_path).parent.name: curves_path}
-    data = {k: list(csv.DictReader(open(v, newline=''))) for k, v in runs.items()}
-    check(any(data.values()), f"{curves_path} has no learning-curve points yet")
-    keys = [k for k in ('val_recon_mse', 'val_kl', 'IS', 'FD_crvae', 'recall', 'attr_acc', 'exploded')
-            if any(r.get(k) not in (None, '') for rows in data.values() for r in rows)]
-    fig, axs = plt.subplots(1, len(keys), figsize=(2.5 * len(keys), 2.4), squeeze=False)
-    colour = {label: f'C{i}' for i, label in enumerate(data)}    # a run keeps its colour in every panel, drawn or not
-    for ax, k in zip(axs[0], keys):
-        for label, rows in data.items():
-            pts = [(int(r['step']), float(r[k])) for r in rows if r.get(k) not in (None, '')]
-            if pts: ax.plot(*zip(*pts), marker='.', lw=1, label=label, color=colour[label])
-        ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=7)
-    if len(data) > 1:
-        from matplotlib.lines import Line2D
-        axs[0][0].legend([Line2D([], [], color=colour[l], marker='.', lw=1) for l in data], list(data), fontsize=6)
-    fig.tight_layout()
-    if out_path is not None: atomic_write_bytes(out_path, figure_png(fig, dpi=90))
-    return fig
-
-def _write_curve_rows(path, new_rows:list):
-    "Merge `new_rows` (dicts with a 'step') into the curves CSV at `path`, one row per step, sorted."
-    rows = {int(float(r['step'])): r for r in csv.DictReader(open(path, newline=''))} if Path(path).exists() else {}
-    rows.update({int(r['step']): r for r in new_rows})
-    cols = list(dict.fromkeys(k for r in rows.values() for k in r))
-    _write_csv(path, cols, [rows[k] for k in sorted(rows)])
-
-def write_block_table(model, classifiers, out, a=None, n:int=256, seed:int=0) -> Path|None:
-    "For a channel-recurrent model, `crvae.fig_blocks.block_effects` on `n` prior faces (conditional: attributes `a`), written"
-    " to `out`/blocks.csv and blocks.png; None for other models."
-    from crvae.fig_blocks import CHANNEL_RECURRENT, block_effects, block_effect_rows, block_effect_heatmap
-    from crvae.figures import figure_png
-    if model.name not in CHANNEL_RECURRENT: return None
-    if model.conditional:
-        check(a is not None and len(a) > 0, f"{model.name} is conditional: give attribute rows for the block table")
-        a = a[torch.arange(n) % len(a)]
-    eff = block_effects(model, classifiers, n=n, seed=seed, a=a)
-    rows = block_effect_rows(eff)
-    _write_csv(Path(out)/'blocks.csv', list(rows[0]), rows)
-    fig = block_effect_heatmap(eff, f'{model.name}: share of {n} faces whose part changes when block t is resampled')
-    atomic_write_bytes(Path(out)/'blocks.png', figure_png(fig, dpi=90))
-    return Path(out)/'blocks.csv'
-
-def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False) -> Path:
-    "Learning-curve points for every weight snapshot of `run` (snapshots/step-*.safetensors) not yet in its curves.csv."
-    from tqdm.auto import tqdm
-    from crvae.metrics import validation_faces, curve_point
-    from crvae.classifiers import load_classifiers
-    model = load(run, device=device)
-    run, info = Path(model.run['path']), model.run
-    snaps = sorted((run/'snapshots').glob('step-*.safetensors'))
-    check(snaps, f"{run} has no weight snapshots: train with --set snapshot_every=N (or read the curves it logged: {run}/curves.csv)")
-    d = info['data']
-    faces = load_faces(d['data'], d.get('root'), d['size'], d['n'], progress=False)
-    valid, clf = validation_faces(faces, eval_n), load_classifiers(faces, device=device)
-    path = run/'curves.csv'
-    done = {int(float(r['step'])) for r in csv.DictReader(open(path, newline=''))} if path.exists() else set()
-    for sp in tqdm(snaps, desc=f'curves {run.name}', disable=not progress):
-        step = int(sp.stem.split('-')[1])
-        if step in done: continue
-        load_weights_into(model, read_weights(sp), str(sp))
-        t0 = time.time()
-        point = curve_point(model, valid, clf, seed=int(info['train_config'].get('seed', 0)))
-        _write_curve_rows(path, [_curve_row(step, point, time.time() - t0)])
-    plot_curves(path, run/'curves.png')
-    if not (run/'blocks.csv').exists():
-        final = load(run, device=device)
-        write_block_table(final, clf, run, a=valid.attrs, seed=int(info['train_config'].get('seed', 0)))
-    return path
-
-# %% ../nbs/06_training.ipynb #60249e7e
-@torch.no_grad()
-def sample_grid(model, valid:FaceData, seed:int=0, n:int=8) -> torch.Tensor:
-    "Rows: validation faces, their reconstructions, prior samples for n fixed attribute vectors x 2 fixed noises; uint8 (3, H, W)."
-    from torchvision.utils import make_grid
-    was = model.training; model.eval()
-    dev = next(model.parameters()).device
-    idx = torch.arange(min(n, len(valid)))
-    x, a = to_float(valid.images[idx]).to(dev), valid.attrs[idx].to(dev)
-    rows = []
-    if model.has_encoder:
-        mu, _ = model.encode(x, a if model.conditional else None)
-        rows += [x, model.decode(mu, a if model.conditional else None)]
-    g = _gen(seed, 424242)
-    for r in range(2):
-        if model.conditional:
-            mu_p, logvar_p = model.prior(a)
-            z = mu_p + (0.5 * logvar_p).exp() * torch.randn(mu_p.shape, generator=g).to(dev)
-            rows.append(model.decode(z, a))
-        else:
-            z = torch.randn((len(idx), *model.latent_shape), generator=g).to(dev)
-            rows.append(model.decode(z))
-    model.train(was)
-    return make_grid(to_uint8(torch.cat(rows).cpu()), nrow=len(idx), padding=2, pad_value=255)
-
-def save_png(img:torch.Tensor, path):
-    "Write a (3, H, W) uint8 image as PNG, atomically."
-    from PIL import Image
-    buf = io.BytesIO(); Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format='PNG')
-    atomic_write_bytes(path, buf.getvalue())
-
-def run_plots() -> bool:
-    """Whether runs draw their plots (loss.png, curves.png): yes unless the environment sets `CRVAE_PLOTS=0` (a cluster
-    job, or the test suite, where matplotlib's second or two per plot adds up over hundreds of short runs)."""
-    return os.environ.get('CRVAE_PLOTS', '1').strip().lower() not in ('0', 'false', 'no', 'off')
-
-def plot_losses(log_path, out_path=None, keys=None):
-    "Plot the loss curves of a run's log.csv (saved to `out_path` if given); returns the figure."
-    import matplotlib; import matplotlib.pyplot as plt
-    rows = list(csv.DictReader(open(log_path, newline='')))
-    check(rows, f"{log_path} has no rows yet")
-    keys = keys or [k for k in ('pixel', 'kl', 'gan_rec', 'gan_prior', 'mi_rec', 'mi_prior', 'd_gan', 'd_err', 'd_mi', 'att_entropy') if k in rows[0]]
-    fig, axs = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 2.4), squeeze=False)
-    st = [float(r['step']) for r in rows]
-    for ax, k in zip(axs[0], keys):
-        ax.plot(st, [float(r[k]) if r.get(k) not in (None, '') else float('nan') for r in rows], lw=1)
-        ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=7)
-    w = 2.6 * len(keys)     # fixed margins, in inches: tight_layout costs more than the drawing, at the end of every run
-    fig.subplots_adjust(left=0.45 / w, right=1 - 0.1 / w, bottom=0.2, top=0.88, wspace=0.4)
-    if out_path is not None:
-        buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); atomic_write_bytes(out_path, buf.getvalue())
-        plt.close(fig)
-    return fig
-
-# %% ../nbs/06_training.ipynb #6f71f5e9
-class _StopSignals:
-    "While training, Ctrl-C (SIGINT) and SIGTERM (`timeout`, a job's end) ask the loop to stop after the current step: a checkpoint never holds half a step. A second Ctrl-C stops at once."
-    def __init__(self): self.signal, self.old = None, {}
-    def __enter__(self):
-        import threading
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM): self.old[s] = signal.signal(s, self._handler)
-        return self
-    def _handler(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT: raise KeyboardInterrupt('Ctrl-C twice')
-        self.signal = signum
-    def __exit__(self, *exc):
-        for s, h in self.old.items():
-            if h is not None: signal.signal(s, h)
-
-def _stop_requested(self, stops:_StopSignals) -> bool:
-    "Whether a stop signal came (to any process: they all stop after the same step)."
-    flag = stops.signal is not None
-    if self.world > 1:
-        t = torch.tensor(float(flag), device=self.device); torch.distributed.all_reduce(t); flag = t.item() > 0
-    return flag
-Trainer._stop_requested = _stop_requested
-
-def _any_process(self, flag:bool) -> bool:
-    "Whether `flag` holds on any process (a decision every process must take together, e.g. a checkpoint by time)."
-    if self.world > 1:
-        t = torch.tensor(float(flag), device=self.device); torch.distributed.all_reduce(t); flag = t.item() > 0
-    return bool(flag)
-Trainer._any_process = _any_process
-
-def _total_steps(self) -> int:
-    tc = self.tcfg
-    if tc.steps: return tc.steps
-    if tc.epochs: return max(1, int(round(tc.epochs * self.steps_per_epoch)))
-    return 10**12 if tc.minutes else self.steps_per_epoch     # minutes only: until time runs out; nothing: one epoch
-Trainer.total_steps = _total_steps
-
-def _fit(self) -> dict:
-    "Train until the step/epoch/minute budget is spent; returns a summary. Ctrl-C or SIGTERM: the step ends, a checkpoint is saved, then `KeyboardInterrupt`."
-    from tqdm.auto import tqdm
-    tc, total = self.tcfg, self.total_steps()
-    t_start, t_log, last_ck = time.time(), time.time(), self.step_
-    t_ck = t_start
-    deadline = t_start + tc.minutes * 60 if tc.minutes else None
-    if self.rank == 0: (self.out/'samples').mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=None if total >= 10**12 else total, initial=self.step_, desc=f'{self.model.name}', unit='step',
-               disable=not (tc.progress and self.rank == 0), mininterval=1.0, dynamic_ncols=True)
-    stop_reason, last_row, in_step = 'steps', None, False
-    stops = _StopSignals().__enter__()
-    try:
-        while self.step_ < total:
-            t0 = time.time()
-            in_step = True
-            logs = self.step()
-            in_step = False
-            self.elapsed += time.time() - t0
-            self._accumulate(logs, self.B)
-            bar.update(1)
-            if self.step_ % tc.log_every == 0 or self.step_ == total:
-                last_row = self._flush_log(time.time() - t_log) or last_row; t_log = time.time()
-                if last_row: bar.set_postfix({k: f"{last_row[k]:.3g}" for k in ('pixel', 'kl', 'gan_prior', 'd_err') if k in last_row}, refresh=False)
-            if self.rank == 0 and tc.sample_every and self.step_ % tc.sample_every == 0:
-                save_png(sample_grid(self.model, self.valid_data, tc.seed), self.out/'samples'/f'step-{self.step_:07d}.png')
-            if tc.sample_minutes and self.rank == 0 and self.elapsed >= (self._next_minute_grid or tc.sample_minutes) * 60:
-                m = int(round(self.elapsed / 60 / tc.sample_minutes) * tc.sample_minutes)
-                save_png(sample_grid(self.model, self.valid_data, tc.seed), self.out/'samples'/f'minute-{m:03d}.png')
-                self._next_minute_grid = (self.elapsed // (tc.sample_minutes * 60) + 1) * tc.sample_minutes
-            if tc.eval_every and self.step_ % tc.eval_every == 0 and self.rank == 0: self.log_curves()
-            if tc.snapshot_every and self.step_ % tc.snapshot_every == 0 and self.rank == 0:
-                self._finite_weights_or_raise()
-                save_weights(self.model, self.out/'snapshots'/f'step-{self.step_:07d}.safetensors', dict(step=self.step_))
-                _prune(self, sorted((self.out/'snapshots').glob('step-*.safetensors'))[:-tc.keep_snapshots])
-            due = bool(tc.ckpt_every) and self.step_ % tc.ckpt_every == 0
-            if not due and tc.ckpt_minutes: due = self._any_process(time.time() - t_ck >= tc.ckpt_minutes * 60)
-            if due:
-                self.save_checkpoint(); last_ck, t_ck = self.step_, time.time()
-            if deadline is not None and time.time() > deadline:
-                stop_reason = 'minutes'; break
-            if self._stop_requested(stops):
-                stop_reason = 'interrupted'; break
-    except KeyboardInterrupt:        # raised inside a step (a second Ctrl-C, or from Python): that step is half done
-        stop_reason = 'interrupted'
-    finally:
-        bar.close(); stops.__exit__()
-    torn = stop_reason == 'interrupted' and in_step
-    if not torn and (self.step_ != last_ck or not (self.out/'checkpoints'/'latest').exists()): self.save_checkpoint()
-    if self.rank == 0:
-        self._flush_log(max(time.time() - t_log, 1e-9))
-        save_png(sample_grid(self.model, self.valid_data, tc.seed), self.out/'samples'/f'step-{self.step_:07d}.png')
-        if (self.out/'log.csv').exists() and run_plots():
-            try: plot_losses(self.out/'log.csv', self.out/'loss.png')
-            except UserError: pass
-        if stop_reason == 'steps' and self._curves is not None and self._curves[1] is not None:   # a run that logged curves
+    def on_finish(self, stop:str):
+        "A run that ran its steps and logged curves with classifiers ends with its block table (blocks.csv, blocks.png)."
+        if stop == 'steps' and self._curves is not None and self._curves[1] is not None:
             with self.own_random_streams():
-                write_block_table(self.model, self._curves[1], self.out, a=self._curves[0].attrs, n=min(256, tc.eval_n), seed=tc.seed)
-    summary = dict(run=str(self.out), model=self.model.name, step=self.step_, epochs=round(self.step_ / self.steps_per_epoch, 3),
-                   seconds=round(time.time() - t_start, 1), stop=stop_reason, gan_updates=self.gan_updates)
-    how = f"crvae train {self.model.name} --out {self.out} --resume"
-    if torn:
-        ck = _latest_checkpoint(self.out)
-        raise KeyboardInterrupt(f"stopped inside step {self.step_ + 1}, which is not saved (a checkpoint never holds half a step); " +
-                                (f"the last checkpoint is {ck.name}: resume with: {how}" if ck else f"no checkpoint yet: delete {self.out} and start again") +
-                                " (in Python, fit() again goes on from memory)")
-    if stop_reason == 'interrupted':
-        raise KeyboardInterrupt(f"saved a checkpoint at step {self.step_}; resume with: {how}")
-    return summary
-Trainer.fit = _fit
+                write_block_table(self.model, self._curves[1], self.out, a=self._curves[0].attrs, n=min(256, self.tcfg.eval_n),
+                                  seed=self.tcfg.seed)
 
-# %% ../nbs/06_training.ipynb #2294f5c8
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    def lower_lr_advice(self) -> str:
+        "Advice that works after a non-finite value: resume the last checkpoint with a lower rate, or (none yet) start again with one."
+        try: default = model_config(self.model.name, self.cfg.preset).lr
+        except UserError: default = self.cfg.lr
+        lr = default if self.cfg.lr > default else self.cfg.lr / 10
+        ck = _latest_checkpoint(self.out) if self.rank == 0 else None
+        if ck is not None:
+            return (f"the last checkpoint is intact ({ck.name}): resume it with a lower learning rate: "
+                    f"crvae train {self.model.name} --out {self.out} --resume --set lr={lr:.3g}")
+        return (f"no checkpoint was written yet: run the same command again with a lower learning rate, --set lr={lr:.3g} "
+                "(a run folder without a checkpoint starts again from step 0)")
 
-def init_distributed(device:str='auto') -> tuple[int, int]:
-    "Join the process group when started by torchrun (WORLD_SIZE > 1); returns (rank, world size)."
-    world = int(os.environ.get('WORLD_SIZE', '1'))
-    if world <= 1 or torch.distributed.is_initialized(): return _dist_rank_world()
-    use_cuda = torch.cuda.is_available() and device in ('auto', 'cuda')
-    if use_cuda: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', '0')))
-    torch.distributed.init_process_group(backend='nccl' if use_cuda else 'gloo')
-    return _dist_rank_world()
+    def run_json(self) -> dict:
+        return dict(format_version=FORMAT_VERSION, model=self.model.name, model_config=dataclasses.asdict(self.cfg),
+                    train_config=dataclasses.asdict(self.tcfg), data=self.data_info, crvae_version=crvae.__version__,
+                    torch_version=torch.__version__, machine=f"{platform.machine()} {platform.system()} {os.cpu_count()} CPUs",
+                    device=str(self.device), world_size=self.world, command=self.command_line,
+                    created=time.strftime('%Y-%m-%d %H:%M:%S'))
 
-def _device_for(name:str, rank:int) -> torch.device:
-    dev = get_device(name)
-    if dev.type == 'cuda' and torch.distributed.is_initialized():
-        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', rank)))
-    return dev
+    def log_curves(self) -> dict:
+        "Score the model on `eval_n` validation faces (`crvae.metrics.curve_point`) and append the point to curves.csv and curves.png."
+        from crvae.metrics import validation_faces, curve_point
+        from crvae.classifiers import load_classifiers
+        t0 = time.time()
+        with self.own_random_streams():
+            if self._curves is None:            # (building the classifiers draws random initial weights too)
+                clf = None
+                try: clf = load_classifiers(self._faces, device=self.device)
+                except UserError as e: print(f"note: learning curves without classifier scores ({e})", file=sys.stderr)
+                self._curves = (validation_faces(self._faces, self.tcfg.eval_n), clf)
+            valid, clf = self._curves
+            point = curve_point(self.model, valid, clf, seed=self.tcfg.seed)
+        row = _curve_row(self.step_, point, time.time() - t0)
+        path = self.out/'curves.csv'
+        _write_curve_rows(path, [row])
+        if run_plots():
+            try: plot_curves(path, self.out/'curves.png')
+            except UserError: pass
+        return row
 
 # %% ../nbs/06_training.ipynb #c9b2cec7
 _RESUME_FREE = {'steps', 'epochs', 'minutes', 'device', 'progress', 'log_every', 'sample_every', 'sample_minutes', 'ckpt_every',
@@ -841,7 +375,8 @@ def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, s
                      **{k: v for k, v in train_kw.items() if k in _RESUME_FREE})
         tcfg = dataclasses.replace(tstored, **asked)
         msets, tsets = split_sets(sets)
-        check(model == info['model'], f"{out} is a {info['model']} run, not {model}: resume it with crvae train {info['model']} --out {out} --resume")
+        check(model == info['model'], f"{out} is a {info['model']} run, not {model}: "
+                                      f"resume it with crvae train {info['model']} --out {out} --resume")
         mcfg = _run_model_config(info)
         lr_sets = [s for s in msets if s.split('=')[0].strip() in _RESUME_RATES]
         tcfg = apply_overrides(tcfg, [s for s in tsets if s.split('=')[0] in _RESUME_FREE])
@@ -872,7 +407,8 @@ def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, s
     if init_from is not None and not resume:
         src = find_run(init_from)
         rep = load_weights_into(mdl, read_weights(src/'model.safetensors'), str(src), strict=False)
-        if rank == 0: print(f"initialised from {src}: {len(rep['missing'])} new tensors, {len(rep['shape'])} resized, {len(rep['unexpected'])} unused")
+        if rank == 0: print(f"initialised from {src}: {len(rep['missing'])} new tensors, {len(rep['shape'])} resized, "
+                            f"{len(rep['unexpected'])} unused")
     trainer = Trainer(mdl, faces, tcfg, out, command_line=command_line)
     if resume:
         ck = _latest_checkpoint(out)

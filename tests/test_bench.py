@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import crvae.layers, crvae.training
-from crvae import bench
+from crvae import bench, measure
 from crvae.core import main
 
 TINY = ['--config', 'tiny', '--device', 'cpu', '--batch', '4', '--steps', '1', '--warmup', '1', '--repeats', '1',
@@ -91,27 +91,27 @@ def test_ablations_run_and_restore_patches():
 
 
 def test_ablation_switches_change_what_they_say():
-    faces = bench.synthetic_faces(8, 32)
+    faces = measure.synthetic_faces(8, 32)
     with bench.ABLATIONS['unfused-adam'].build():
-        tr = bench.make_trainer('vae-gan', 'tiny', 4, 'cpu', faces)
+        tr = measure.make_trainer('vae-gan', 'tiny', 4, 'cpu', faces)
     assert all(not o.defaults.get('fused') and not o.defaults.get('foreach') for o in tr.opts.values())
-    assert any(o.defaults.get('fused') or o.defaults.get('foreach') for o in bench.make_trainer('vae-gan', 'tiny', 4, 'cpu', faces).opts.values())
+    assert any(o.defaults.get('fused') or o.defaults.get('foreach') for o in measure.make_trainer('vae-gan', 'tiny', 4, 'cpu', faces).opts.values())
     lstm, x = torch.nn.LSTM(4, 8, batch_first=True), torch.randn(2, 3, 4)
     with bench.ABLATIONS['onednn-lstm'].run():
         assert crvae.layers.run_lstm is bench._default_kernel_lstm
         torch.testing.assert_close(crvae.layers.run_lstm(lstm, x), lstm(x)[0])
-    assert bench.make_trainer('vae-gan', 'tiny', 4, 'cpu', faces, ['channels_last=true']).tcfg.channels_last
+    assert measure.make_trainer('vae-gan', 'tiny', 4, 'cpu', faces, ['channels_last=true']).tcfg.channels_last
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='peak RSS is read from /proc')
 def test_cpu_memory_probe_in_a_fresh_process():
-    m = bench.cpu_peak_memory('vae-gan', 'tiny', batch=4, threads=1)
+    m = measure.cpu_peak_memory('vae-gan', 'tiny', batch=4, threads=1)
     assert 'error' not in m, m
     assert m['method'] == 'cpu-peak-rss' and pos(m['train_peak_bytes']) and m['peak_rss'] >= m['built_rss'] > m['base_rss'] > 0
 
 
 def test_activation_memory_on_meta():
-    c, v = bench.activation_memory('crvae-gan', 'paper', 128), bench.activation_memory('vae-gan', 'paper', 128)
+    c, v = measure.activation_memory('crvae-gan', 'paper', 128), measure.activation_memory('vae-gan', 'paper', 128)
     assert abs(c['params'] - 20.53e6) < 0.01e6 and abs(v['params'] - 22.80e6) < 0.01e6     # the released counts
     assert c['static_bytes'] == 16 * c['params'] and 'var_path' in c['generator_phase'] and 'var_path' not in v['generator_phase']
     for part in ('encoder', 'decoder'):                                # the shared convolutions save the same tensors

@@ -10,10 +10,10 @@ from crvae.core import UserError
 from crvae.bound import kl_diag_gaussians
 from crvae.data import to_float
 from crvae.classifiers import load_classifiers
-from crvae.metrics import (PAPER_ACVAE_TABLE3, BlurAutoencoder, NoiseModel, RealImagesModel, acvae_table2, acvae_table3,
-                           attribute_accuracy, chance_accuracy, crvae_table1, evaluate_model, frechet_distance,
-                           inception_score, precision_recall, reconstruction_metrics, result_row, sqrtm_psd,
+from crvae.metrics import (BlurAutoencoder, NoiseModel, RealImagesModel, attribute_accuracy, chance_accuracy, evaluate_model,
+                           frechet_distance, inception_score, precision_recall, reconstruction_metrics, result_row, sqrtm_psd,
                            trace_sqrt_product)
+from crvae.tables import PAPER_ACVAE_TABLE3, acvae_table2, acvae_table3, crvae_table1
 
 
 @pytest.fixture(scope='module')

@@ -19,6 +19,7 @@ import torch
 import crvae.avatars as A
 import crvae.data as D
 import crvae.runs as R
+import crvae.engine as E
 import crvae.training as T
 from crvae.core import UserError
 from crvae.reliability import fail_writes
@@ -189,7 +190,7 @@ def test_full_disk_on_the_log_is_one_line(tmp_path, run_cli, monkeypatch):
     def full(path, mode='r', *a, **k):
         if 'a' in mode: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, mode, *a, **k)
-    monkeypatch.setattr(T, 'open', full, raising=False)
+    monkeypatch.setattr(E, 'open', full, raising=False)     # the engine writes log.csv
     code, out, err = run_cli('train', 'cvae', '--n', 1000, '--steps', 2, '--out', tmp_path/'r', '--no-progress', '--set', 'batch_size=8')
     one_line_error(code, err, 'free some space')
     assert 'log.csv' in err and _no_temporaries(tmp_path) == []
