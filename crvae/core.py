@@ -325,10 +325,10 @@ def config_from_dict(cls, d:dict, what:str='config'):
 
 # %% ../nbs/01_core.ipynb #eade950a
 def markdown_table(rows:list[dict], columns:list[str]|None=None, floatfmt:str='.4g') -> str:
-    "Format a list of dicts as a GitHub-markdown table."
+    "Format a list of dicts as a GitHub-markdown table (a `|` inside a value is escaped, so q(z|x) stays one cell)."
     if not rows: return '(no rows)'
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: format(v, floatfmt) if isinstance(v, float) else ('' if v is None else str(v))
+    fmt = lambda v: (format(v, floatfmt) if isinstance(v, float) else ('' if v is None else str(v))).replace('|', '\\|')   # GFM: a pipe inside a cell is escaped
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '|'.join('---' for _ in columns) + '|']
     lines += ['| ' + ' | '.join(fmt(r.get(c)) for c in columns) + ' |' for r in rows]
     return '\n'.join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html, json, re
 from pathlib import Path
 
+import mistune
 import numpy as np
 
 from .core import check, markdown_table
@@ -122,22 +123,6 @@ def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
     return '\n'.join(L)
 
 # %% ../nbs/89a_report.ipynb #1f131e6f
-def _inline(text:str) -> str:
-    "Markdown inline code, bold, italics, links and images of one line, as escaped HTML."
-    parts = re.split(r'(`[^`]*`)', text)
-    out = []
-    for p in parts:
-        if p.startswith('`') and p.endswith('`') and len(p) > 1: out.append(f'<code>{html.escape(p[1:-1])}</code>'); continue
-        p = html.escape(p, quote=False)
-        p = re.sub(r'!\[([^\]]*)\]\(([^)]+)\)', r'<img src="\2" alt="\1">', p)
-        p = re.sub(r'\[([^\]]+)\]\(([^)]+)\)', r'<a href="\2">\1</a>', p)
-        p = re.sub(r'\*\*([^*]+)\*\*', r'<strong>\1</strong>', p)
-        p = re.sub(r'(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])', r'<em>\1</em>', p)
-        out.append(p)
-    return ''.join(out)
-
-def _cells(line:str) -> list[str]: return [c.strip() for c in line.strip().strip('|').split(' | ')]
-
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:.85em;display:block;overflow-x:auto}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}th{background:#f3f3f3}
@@ -145,37 +130,11 @@ pre{background:#f6f6f6;padding:.7em;overflow-x:auto}code{background:#f6f6f6;padd
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
 
+_MD = mistune.create_markdown(escape=True, plugins=['table'])     # CommonMark with GFM pipe tables; raw HTML is escaped
+_FIGURE = re.compile(r'<p><img src="([^"]*)" alt="([^"]*)" ?/?></p>')
+
 def md_to_html(md:str, title:str='crvae report') -> str:
-    "The report's markdown (headings, paragraphs, lists, fenced code, pipe tables, images) as one HTML page."
-    lines, out, i = md.split('\n'), [], 0
-    while i < len(lines):
-        l = lines[i]
-        if l.startswith('```'):
-            j = i + 1
-            while j < len(lines) and not lines[j].startswith('```'): j += 1
-            out.append('<pre><code>' + html.escape('\n'.join(lines[i + 1:j])) + '</code></pre>'); i = j + 1; continue
-        if m := re.match(r'(#{1,6}) (.*)', l):
-            k = len(m.group(1)); out.append(f'<h{k}>{_inline(m.group(2))}</h{k}>'); i += 1; continue
-        if l.startswith('|'):
-            j = i
-            while j < len(lines) and lines[j].startswith('|'): j += 1
-            rows = [_cells(x) for x in lines[i:j] if not re.fullmatch(r'\|[-|: ]*\|?', x.strip())]
-            head = ''.join(f'<th>{_inline(c)}</th>' for c in rows[0])
-            body = ''.join('<tr>' + ''.join(f'<td>{_inline(c)}</td>' for c in r) + '</tr>' for r in rows[1:])
-            out.append(f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'); i = j; continue
-        if m := re.fullmatch(r'!\[([^\]]*)\]\(([^)]+)\)', l.strip()):
-            out.append(f'<figure><img src="{html.escape(m.group(2))}" alt="{html.escape(m.group(1))}">'
-                       f'<figcaption>{html.escape(m.group(1))}</figcaption></figure>'); i += 1; continue
-        if l.startswith('- '):
-            items = []
-            while i < len(lines) and (lines[i].startswith('- ') or (lines[i].startswith('  ') and items)):
-                if lines[i].startswith('- '): items.append(lines[i][2:])
-                else: items[-1] += ' ' + lines[i].strip()
-                i += 1
-            out.append('<ul>' + ''.join(f'<li>{_inline(x)}</li>' for x in items) + '</ul>'); continue
-        if not l.strip(): i += 1; continue
-        j = i
-        while j < len(lines) and lines[j].strip() and not re.match(r'(#|\||```|- |!\[)', lines[j]): j += 1
-        out.append('<p>' + _inline(' '.join(lines[i:max(j, i + 1)])) + '</p>'); i = max(j, i + 1)
+    "The report's markdown as one HTML page (mistune); an image alone in its paragraph becomes a figure with its caption."
+    body = _FIGURE.sub(r'<figure><img src="\1" alt="\2"><figcaption>\2</figcaption></figure>', _MD(md))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<style>{CSS}</style></head><body>\n' + '\n'.join(out) + '\n</body></html>\n')
+            f'<style>{CSS}</style></head><body>\n' + body + '</body></html>\n')

@@ -209,7 +209,7 @@ def test_the_completion_claim_is_judged_from_the_masked_error(crvae_mse, verdict
     assert row['verdict'].startswith(verdict) and row['evidence'].startswith('crvae-gan vs vae-gan, 8 test faces per mask: eyes: masked MSE')
     assert judge_claim(claim, {}, figures=dict(written={}, skipped={'crvae-fig8-completion': 'no vae-gan'}))['verdict'] == 'not run'
     page = md_to_html('a <b> & c\n\n```\n<x>\n```')
-    assert '<p>a &lt;b&gt; &amp; c</p>' in page and '<pre><code>&lt;x&gt;</code></pre>' in page
+    assert '<p>a &lt;b&gt; &amp; c</p>' in page and '<pre><code>&lt;x&gt;\n</code></pre>' in page
 
 
 SHIPPED = checkpoints_home()          # crvae/assets/checkpoints, or $CRVAE_ASSETS/checkpoints
