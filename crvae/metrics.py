@@ -367,10 +367,6 @@ def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False
         write_block_table(final, clf, run, a=valid.attrs, seed=int(info['train_config'].get('seed', 0)))
     return path
 
-# %% ../nbs/08_metrics.ipynb #e241f72b
-from .tables import (PAPER_CRVAE_TABLE1, PAPER_ACVAE_TABLE2, CRVAE_TABLE1_LABELS, ACVAE_TABLE2_LABELS,
-                          CELEBA_TABLE3_COLUMNS, PAPER_ACVAE_TABLE3, crvae_table1, acvae_table2, acvae_table3)
-
 # %% ../nbs/08_metrics.ipynb #f82791dd
 _LOAD_KEYS = ('data', 'root', 'n', 'size', 'seed')
 

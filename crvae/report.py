@@ -81,7 +81,7 @@ def _table(rows:list, columns=None) -> str:
 
 def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
     "The report (markdown): key table, the papers' tables with our numbers, claims, figures, runs, machine, responsible use."
-    from crvae.metrics import crvae_table1, acvae_table2, acvae_table3
+    from crvae.tables import crvae_table1, acvae_table2, acvae_table3
     merged = {r: dict(merge_seeds(rs), label=COMPARISON[r]['label']) for r, rs in by_role.items()}
     unc = [m for r, m in merged.items() if not m['conditional']]
     con = [dict(m, label=None) for r, m in merged.items() if m['conditional']]
