@@ -36,15 +36,28 @@ CLAIMS = [
          paper='crVAE Fig. 6 (visual: colour oscillation and mode collapse without MI)'),
     dict(id='completion', claim='crVAE-GAN completes occluded faces better than VAE-GAN (closer to the hidden pixels)', kind='completion',
          a='crvae-gan', b='vae-gan', figure='crvae-fig8-completion', paper='crVAE Table 2 (human raters prefer crVAE-GAN)'),
+    dict(id='fig3-recon-conv', claim='the convolutional VAE reconstructs better than the VAE (lower test MSE)', kind='recon',
+         a='conv-vae', b='vae', paper='crVAE Fig. 3 (a, b) and Sec. 3.1: a spatial posterior keeps more local detail'),
+    dict(id='fig3-gen-conv', claim='the VAE generates better than the convolutional VAE (IS of prior samples)', kind='is',
+         a='vae', b='conv-vae', paper="crVAE Fig. 3 (d, e): the convolutional VAE's spatially independent prior gives chaotic samples"),
+    dict(id='fig3-recon-crvae', claim='crVAE reconstructs better than the VAE (lower test MSE)', kind='recon', a='crvae', b='vae',
+         paper='crVAE Fig. 3 (a, c)'),
+    dict(id='fig3-gen-crvae', claim='crVAE generates better than the convolutional VAE (IS)', kind='is', a='crvae', b='conv-vae',
+         paper='crVAE Fig. 3 (e, f): the LSTM over latent channel blocks restores the global structure'),
+    dict(id='fig3-gen-crvae-vae', claim='crVAE generates better than the VAE (IS)', kind='is', a='crvae', b='vae',
+         paper='crVAE Fig. 3 (d, f): sharper generations than the VAE'),
 ]
 
 def _spread(res:dict, kind:str) -> tuple[float, float]:
-    "(value, spread) of `res` for a claim kind: IS mean and split std, or attribute accuracy and its standard error."
+    """(value, spread) of `res` for a claim kind: IS mean and split std, test reconstruction MSE and its standard error over
+    the images, or attribute accuracy and its standard error."""
     if kind == 'is': return res['inception_score']['mean'], res['inception_score']['std']
+    if kind == 'recon': return res['reconstruction']['recon_mse'], res['reconstruction'].get('recon_mse_se', 0.0)
     p, n = res['attribute_accuracy']['mean'], res['n_generated']
     return p, math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
 
 def _show(v:float, s:float, kind:str) -> str:
+    if kind == 'recon': return f'MSE {v:.4f} ± {s:.4f}'
     return f'{v:.3f} ± {s:.3f}' if kind == 'is' else f'{100 * v:.1f} ± {100 * s:.1f} %'
 
 def _majority(ahead:int, behind:int, n:int, unit:str, tie:str) -> str:
@@ -92,14 +105,18 @@ def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
                     verdict=verdict)
     missing = [r for r, xs in ((claim['a'], A), (claim.get('b'), B)) if r and not xs]
     if missing: return dict(out, seeds='0', evidence=f"no run of {', '.join(missing)}", verdict='not run')
-    if claim['kind'] in ('is', 'acc', 'stability'):
+    if claim['kind'] in ('is', 'acc', 'recon', 'stability'):
         pairs, why = seed_pairs(A, B)
         if why: return dict(out, seeds='0', evidence=why, verdict='not judged: ' + why.split(':')[0])
-    if claim['kind'] in ('is', 'acc'):
+    if claim['kind'] in ('is', 'acc', 'recon'):
+        if claim['kind'] == 'recon' and not all(r.get('reconstruction') for p in pairs for r in p):
+            return dict(out, seeds='0', evidence='a model without an encoder has no reconstructions', verdict='not run')
         ahead = behind = lead = 0; ev = []
+        sign = -1 if claim['kind'] == 'recon' else 1         # a lower error is better; a higher score or accuracy is
         for ra, rb in pairs:
             (va, sa), (vb, sb) = _spread(ra, claim['kind']), _spread(rb, claim['kind'])
-            ahead += (va - vb) > sa + sb; behind += (vb - va) > sa + sb; lead += va > vb
+            d = sign * (va - vb)
+            ahead += d > sa + sb; behind += -d > sa + sb; lead += d > 0
             ev.append(f"{_show(va, sa, claim['kind'])} vs {_show(vb, sb, claim['kind'])}")
         n = len(pairs)
         verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} '

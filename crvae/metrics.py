@@ -149,32 +149,37 @@ def _model_device(model:nn.Module) -> torch.device:
     return p.device if p is not None else torch.device('cpu')
 
 def _recon_batch(model, data:FaceData, s:int, batch_size:int, g, dev) -> tuple:
-    "(summed squared error of the posterior mean's decoding, per-image SSE of one z sample, per-image KL, count, values per image)."
+    """(summed squared error of the posterior mean's decoding and that error per image, per-image SSE of one z sample,
+    per-image KL, count, values per image)."""
     x = to_float(data.images[s:s + batch_size].to(dev))
     a = data.attrs[s:s + batch_size].to(dev) if model.conditional else None
     mu, logvar = model.encode(x, a)
-    sse_mean = ((model.decode(mu, a).float() - x) ** 2).sum().item()
+    err = (model.decode(mu, a).float() - x) ** 2                              # (B, 3, H, W)
+    sse_mean, per_image = err.sum().item(), err.flatten(1).sum(1).double().cpu()
     z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g, device=dev)
     sse = ((model.decode(z, a).float() - x) ** 2).flatten(1).sum(1).double().cpu()
     mu_p, logvar_p = model.prior(a=a) if model.conditional else model.prior(n=len(x))
     kl = kl_diag_gaussians(mu.double(), logvar.double(), mu_p.double(), logvar_p.double(), 'sum').cpu()
-    return sse_mean, sse, kl, len(x), x[0].numel()
+    return sse_mean, per_image, sse, kl, len(x), x[0].numel()
 
 @torch.no_grad()
 def reconstruction_metrics(model:nn.Module, data:FaceData, batch_size:int=200, seed:int=0) -> dict:
-    "Test-split reconstruction MSE (from the posterior mean) and ELBO (one z sample, fitted decoder variance), nats per image."
+    """Test-split reconstruction MSE (from the posterior mean) with its standard error over the images, and ELBO (one z
+    sample, fitted decoder variance), nats per image."""
     dev, was = _model_device(model), model.training
     g = torch.Generator(device=dev).manual_seed(seed)
-    sse_mean, sse_sample, kls, n, dims = 0.0, [], [], 0, None
+    sse_mean, per_image, sse_sample, kls, n, dims = 0.0, [], [], [], 0, None
     model.eval()                                                    # running BatchNorm statistics, as every figure and score uses
     try: batches = [_recon_batch(model, data, s, batch_size, g, dev) for s in range(0, len(data), batch_size)]
     finally: model.train(was)
-    for sm, ss, kl, nb, dims in batches: sse_mean += sm; sse_sample.append(ss); kls.append(kl); n += nb
+    for sm, pi, ss, kl, nb, dims in batches: sse_mean += sm; per_image.append(pi); sse_sample.append(ss); kls.append(kl); n += nb
     check(n > 0, f"{data.name} has no test images to reconstruct")
     sse, kl = torch.cat(sse_sample), torch.cat(kls)
     var = max(sse.sum().item() / (n * dims), 1e-12)                 # the maximum-likelihood decoder variance
     loglik = gaussian_log_likelihood(sse, dims, var)
-    return dict(recon_mse=sse_mean / (n * dims), elbo=float((loglik - kl).mean()), kl=float(kl.mean()),
+    mse_i = torch.cat(per_image) / dims                              # (n,) each image's MSE: the spread of the mean
+    se = float(mse_i.std() / math.sqrt(n)) if n > 1 else 0.0
+    return dict(recon_mse=sse_mean / (n * dims), recon_mse_se=se, elbo=float((loglik - kl).mean()), kl=float(kl.mean()),
                 log_likelihood=float(loglik.mean()), sigma=math.sqrt(var), n=n, dims=dims)
 
 # %% ../nbs/08_metrics.ipynb #4e074a3e

@@ -34,6 +34,9 @@ COMPARISON = {  # role -> model, --set items, the paper's label
     'cvae-gan':       dict(model='cvae-gan', sets=[], label='cVAE-GAN', paper='acVAE'),
     'ccrvae-gan':     dict(model='ccrvae-gan', sets=[], label='crVAE-GAN', paper='acVAE'),
     'acvae-gan':      dict(model='acvae-gan', sets=[], label='acVAE-GAN', paper='acVAE'),
+    'vae':            dict(model='vae', sets=[], label='VAE', paper='crVAE Fig. 3'),           # the latent-space study: no GAN
+    'conv-vae':       dict(model='conv-vae', sets=[], label='convolutional VAE', paper='crVAE Fig. 3'),
+    'crvae':          dict(model='crvae', sets=[], label='crVAE', paper='crVAE Fig. 3'),
 }
 
 def shipped_name(role:str, data:str='avatars', size:int=64) -> str:

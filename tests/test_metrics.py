@@ -125,6 +125,8 @@ def test_reconstruction_metrics_by_hand(faces_1k):
     x = to_float(test.images)
     mu, lv = m.encode(x)
     assert r['recon_mse'] == pytest.approx(((m.decode(mu) - x) ** 2).mean().item(), rel=1e-5)
+    per_image = ((m.decode(mu) - x) ** 2).flatten(1).mean(1)          # the standard error of the mean over the test images
+    assert r['recon_mse_se'] == pytest.approx((per_image.std() / math.sqrt(len(x))).item(), rel=1e-4) and r['recon_mse_se'] > 0
     assert r['kl'] == pytest.approx(kl_diag_gaussians(mu, lv, reduction='sum').mean().item(), rel=1e-5)
     assert r['elbo'] == pytest.approx(r['log_likelihood'] - r['kl'], rel=1e-9)
     assert r['log_likelihood'] == pytest.approx(-0.5 * r['dims'] * (math.log(2 * math.pi * r['sigma'] ** 2) + 1), rel=1e-6)

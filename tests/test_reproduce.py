@@ -181,7 +181,7 @@ def test_claims_and_html_helpers():
     assert len({c['id'] for c in CLAIMS}) == len(CLAIMS)
     assert all(c['a'] in COMPARISON and c.get('b', 'vae-gan') in COMPARISON for c in CLAIMS)
     assert {r['verdict'] for r in judge_claims({})} == {'not run'}      # every claim is judged from numbers: none by eye
-    assert {c['kind'] for c in CLAIMS} == {'is', 'acc', 'acc_vs_real', 'attention', 'stability', 'completion'}
+    assert {c['kind'] for c in CLAIMS} == {'is', 'acc', 'acc_vs_real', 'attention', 'stability', 'completion', 'recon'}
 
 
 @pytest.mark.parametrize('with_mi,without_mi,verdict', [
@@ -197,6 +197,17 @@ def test_the_stability_claim_is_judged_from_measured_change(with_mi, without_mi,
     assert row['verdict'].startswith(verdict) and row['evidence'].startswith('crvae-gan vs crvae-gan-nomi: pixel change')
     none = judge_claim(next(c for c in CLAIMS if c['id'] == 'mi-stable'), {r: [dict(stability=None)] for r in by_role})
     assert none['verdict'] == 'not run' and 'snapshot_every' in none['evidence']
+
+
+@pytest.mark.parametrize('conv_mse,vae_mse,verdict', [(0.010, 0.020, 'supported, 1/1 seeds'), (0.030, 0.020, 'not supported: the opposite'),
+                                                       (0.0197, 0.020, 'too short to judge')])
+def test_the_reconstruction_claims_of_fig3_prefer_the_lower_error(conv_mse, vae_mse, verdict):
+    "crVAE Fig. 3's top panel as a claim: the lower test MSE wins when the two standard errors do not overlap."
+    res = lambda mse, seed: dict(seed=seed, step=2500, reconstruction=dict(recon_mse=mse, recon_mse_se=0.0002))
+    claim = next(c for c in CLAIMS if c['id'] == 'fig3-recon-conv')
+    row = judge_claim(claim, {'conv-vae': [res(conv_mse, 0)], 'vae': [res(vae_mse, 0)]})
+    assert row['verdict'].startswith(verdict) and row['evidence'].startswith(f'conv-vae vs vae: MSE {conv_mse:.4f} ± 0.0002')
+    assert judge_claim(claim, {'conv-vae': [res(conv_mse, 0)], 'vae': [dict(res(vae_mse, 0), step=100)]})['verdict'].startswith('not judged')
 
 
 @pytest.mark.parametrize('crvae_mse,verdict', [([0.10, 0.12, 0.20], 'supported, 3/3 masks'), ([0.30, 0.32, 0.40], 'not supported: the opposite'),
