@@ -6,13 +6,13 @@ Docs: https://crvae.github.io/crvae/face_app.html.md"""
 
 # %% ../nbs/30a_face_app.ipynb #b1f00003
 from __future__ import annotations
-import argparse, json, math, os, shutil, signal, socket, subprocess, sys, tempfile, time
+import json, math, os, shutil, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import torch
 from fastcore.basics import patch
 
-from .core import check, get_device, checkpoints_home, command
+from .core import check, get_device, checkpoints_home, command, Arg
 from .runs import find_run, load as load_run
 from .tool import (FaceTool, TOOL_CSS, GuardedUI, BLOCK_FILE, blank_png, face_png, badge_html, fine_tuning_block, block_table,
                         _attr_value)
@@ -245,45 +245,39 @@ def voila_command(notebook, port:int, open_browser:bool=False) -> list[str]:
             '--theme=light'] + ([] if open_browser else ['--no-browser'])
 
 # %% ../nbs/30a_face_app.ipynb #cf1788a8
-def _app_args(p:argparse.ArgumentParser):
-    p.add_argument('run', nargs='?', default='acvae-gan-avatars64',
-                   help='a run folder (with run.json) or a shipped checkpoint name (default: the shipped acvae-gan-avatars64)')
-    p.add_argument('--port', type=int, default=0, help='port on 127.0.0.1 (default: a free one)')
-    p.add_argument('--no-browser', action='store_true', help='do not open a browser')
-    p.add_argument('--block', type=int, default=None, help='fine-tuning block to use instead of the measured one')
-    p.add_argument('--n', type=int, default=9, help='faces per grid (default 9)')
-    p.add_argument('--device', default='cpu', help='cpu (default), cuda or mps')
-    p.add_argument('--threads', type=int, default=1, help='PyTorch CPU threads of the measurement and the page kernel '
-                                                          '(default 1: steady latency)')
-    p.add_argument('--recompute', action='store_true', help='measure the fine-tuning block again')
-
-@command('app', _app_args)
-def _app_cmd(args):
+@command('app')
+def _app_cmd(run: Arg('a run folder (with run.json) or a shipped checkpoint name (default: the shipped acvae-gan-avatars64)',
+                      nargs='?')='acvae-gan-avatars64', *,
+             port: Arg('port on 127.0.0.1 (default: a free one)')=0, no_browser: Arg('do not open a browser')=False,
+             block: Arg('fine-tuning block to use instead of the measured one', type=int)=None,
+             n: Arg('faces per grid (default 9)')=9, device: Arg('cpu (default), cuda or mps')='cpu',
+             threads: Arg('PyTorch CPU threads of the measurement and the page kernel (default 1: steady latency)')=1,
+             recompute: Arg('measure the fine-tuning block again')=False):
     import importlib.util
     check(importlib.util.find_spec('voila') is not None, "the app needs Voila: pip install voila")
-    check(0 <= args.port < 65536, f"--port {args.port}: use 1..65535 (or leave it out for a free port)")
-    check(1 <= args.n <= 64, f"--n {args.n}: use 1 to 64 faces per grid")
-    check(args.threads >= 1, f"--threads {args.threads}: use 1 or more")
-    get_device(args.device)
-    torch.set_num_threads(args.threads)                      # the measurement below too
-    run = find_run(args.run)
-    model = load_run(run, args.device)
-    if args.block is not None:
-        check(0 <= args.block < model.T, f"--block {args.block}: {model.name} has blocks 0..{model.T - 1}")
+    check(0 <= port < 65536, f"--port {port}: use 1..65535 (or leave it out for a free port)")
+    check(1 <= n <= 64, f"--n {n}: use 1 to 64 faces per grid")
+    check(threads >= 1, f"--threads {threads}: use 1 or more")
+    get_device(device)
+    torch.set_num_threads(threads)                      # the measurement below too
+    run = find_run(run)
+    model = load_run(run, device)
+    if block is not None:
+        check(0 <= block < model.T, f"--block {block}: {model.name} has blocks 0..{model.T - 1}")
     print(f"crvae app: measuring the fine-tuning block of {run} (once; stored in {BLOCK_FILE}) ...", flush=True)
-    res = fine_tuning_block(run, model=model, recompute=args.recompute, device=args.device)
+    res = fine_tuning_block(run, model=model, recompute=recompute, device=device)
     print(block_table(res))
     print(f"fine-tuning block {res['block']} ({'reused ' if res['reused'] else ''}{res['path']}; {res['classifier_note']})"
-          + (f"; using --block {args.block}" if args.block is not None else ''))
+          + (f"; using --block {block}" if block is not None else ''))
     if res.get('family_note'): print('note: ' + res['family_note'])
-    port = args.port or free_port()
+    port = port or free_port()
     folder = Path(tempfile.mkdtemp(prefix='crvae-app-'))
     nb = folder/'crvae-face-tool.ipynb'
     nb.write_text(json.dumps(app_notebook()))
-    env = dict(os.environ, CRVAE_APP_RUN=str(run.resolve()), CRVAE_APP_BLOCK='' if args.block is None else str(args.block),
-               CRVAE_APP_DEVICE=args.device, CRVAE_APP_N=str(args.n), CRVAE_APP_THREADS=str(args.threads),
+    env = dict(os.environ, CRVAE_APP_RUN=str(run.resolve()), CRVAE_APP_BLOCK='' if block is None else str(block),
+               CRVAE_APP_DEVICE=device, CRVAE_APP_N=str(n), CRVAE_APP_THREADS=str(threads),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')]))   # the kernel: this Python
-    proc = subprocess.Popen(voila_command(nb, port, not args.no_browser), env=env, cwd=folder)
+    proc = subprocess.Popen(voila_command(nb, port, not no_browser), env=env, cwd=folder)
     print(f"crvae app: serving on http://127.0.0.1:{port}/ (only this machine can open it); Ctrl-C stops it", flush=True)
     old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try: rc = proc.wait()

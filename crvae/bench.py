@@ -15,7 +15,7 @@ import torch
 import crvae
 import crvae.layers
 import crvae.training
-from .core import UserError, check, did_you_mean, save_json, load_json, get_device, markdown_table, command, machine_info
+from .core import UserError, check, did_you_mean, save_json, load_json, get_device, markdown_table, command, Arg, machine_info
 from .models import check_model_name, param_table
 from .training import Trainer
 from .measure import (loadavg, matmul_flops, bench_faces, make_trainer, warm_up, time_steps, data_share, eval_times,
@@ -349,43 +349,39 @@ def compare_results(old:dict, new:dict) -> list[dict]:
     return rows
 
 # %% ../nbs/80_bench.ipynb #0e6c0c3b
-def _bench_args(p):
-    p.add_argument('--models', default='crvae-gan,vae-gan,acvae-gan', help="comma-separated model names, or 'none' (default: "
-                                                                           "crvae-gan,vae-gan,acvae-gan)")
-    p.add_argument('--config', default='tiny', help='preset: tiny (default) or paper')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
-    p.add_argument('--batch', type=int, default=128, help='training batch size (default 128, the paper comparison)')
-    p.add_argument('--steps', type=int, default=None, help='timed training steps per model (default 3 on CPU, 20 on CUDA)')
-    p.add_argument('--warmup', type=int, default=None, help='untimed steps first; the first is FLOP-counted (default 1 CPU, 3 CUDA)')
-    p.add_argument('--repeats', type=int, default=None, help='repeats of each evaluation timing (default 5 CPU, 20 CUDA)')
-    p.add_argument('--eval-batch', type=int, default=128, help='batch of the inference/generation timings (default 128)')
-    p.add_argument('--ablate', action='append', default=[], metavar='NAME',
-                   help=f"also time a variant with this switch (repeatable; 'all'): {', '.join(ABLATIONS)}")
-    p.add_argument('--data', action='store_true', help='also time the avatar build and CelebA preprocessing')
-    p.add_argument('--n-data', type=int, default=300, help='faces for --data (default 300)')
-    p.add_argument('--no-memory', action='store_true', help='skip the CPU peak-memory probe (a fresh process per model)')
-    p.add_argument('--source', default='synthetic', help='training faces: synthetic (default) or avatars (the cached 1,000)')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='a model/training config override for '
-                                                                                                'every model')
-    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
-    p.add_argument('--matmul-n', type=int, default=2048, help='matrix size of the peak FLOP/s measurement (default 2048)')
-    p.add_argument('--json', action='store_true', help='print the results as JSON instead of tables')
-    p.add_argument('--out', default=None, help='also write the JSON results to this file')
-    p.add_argument('--compare', default=None, metavar='OLD.json', help='print each figure against an earlier --out file')
-
-@command('bench', _bench_args)
-def _bench_cmd(args):
-    models = [] if args.models.strip().lower() in ('', 'none') else [m.strip() for m in args.models.split(',') if m.strip()]
-    for m in models: check_model_name(m)
-    check(args.n_data >= 1 and args.matmul_n >= 16, "--n-data and --matmul-n must be positive (--matmul-n at least 16)")
-    old = load_json(args.compare) if args.compare else None
+@command('bench')
+def _bench_cmd(*, models: Arg("comma-separated model names, or 'none' (default: crvae-gan,vae-gan,acvae-gan)")
+                  ='crvae-gan,vae-gan,acvae-gan',
+               config: Arg('preset: tiny (default) or paper')='tiny', device: Arg('auto, cpu, cuda, cuda:N')='auto',
+               batch: Arg('training batch size (default 128, the paper comparison)')=128,
+               steps: Arg('timed training steps per model (default 3 on CPU, 20 on CUDA)', type=int)=None,
+               warmup: Arg('untimed steps first; the first is FLOP-counted (default 1 CPU, 3 CUDA)', type=int)=None,
+               repeats: Arg('repeats of each evaluation timing (default 5 CPU, 20 CUDA)', type=int)=None,
+               eval_batch: Arg('batch of the inference/generation timings (default 128)')=128,
+               ablate: Arg(f"also time a variant with this switch (repeatable; 'all'): {', '.join(ABLATIONS)}", metavar='NAME')=(),
+               data: Arg('also time the avatar build and CelebA preprocessing')=False,
+               n_data: Arg('faces for --data (default 300)')=300,
+               no_memory: Arg('skip the CPU peak-memory probe (a fresh process per model)')=False,
+               source: Arg('training faces: synthetic (default) or avatars (the cached 1,000)')='synthetic',
+               sets: Arg('a model/training config override for every model', flag='--set', metavar='KEY=VALUE')=(),
+               threads: Arg('torch CPU threads (default: torch default)', type=int)=None,
+               matmul_n: Arg('matrix size of the peak FLOP/s measurement (default 2048)')=2048,
+               json: Arg('print the results as JSON instead of tables')=False,
+               out: Arg('also write the JSON results to this file')=None,
+               compare: Arg('print each figure against an earlier --out file', metavar='OLD.json')=None):
+    import json as js                                       # `json` is the --json flag here
+    args = {k: v for k, v in locals().items() if k != 'js'}  # what was asked, kept with the results
+    names = [] if models.strip().lower() in ('', 'none') else [m.strip() for m in models.split(',') if m.strip()]
+    for m in names: check_model_name(m)
+    check(n_data >= 1 and matmul_n >= 16, "--n-data and --matmul-n must be positive (--matmul-n at least 16)")
+    old = load_json(compare) if compare else None
     say = lambda *a: print(*a, file=sys.stderr, flush=True)
-    res = run_bench(models, args.config, args.device, args.batch, args.steps, args.warmup, args.repeats, args.eval_batch, args.ablate,
-                    args.data, not args.no_memory, args.source, args.sets, args.threads, args.matmul_n, args.n_data, log=say)
-    res['args'] = {k: v for k, v in vars(args).items() if not k.startswith('_') and k not in ('command', 'debug')}
-    if old is not None: res['compare'] = dict(file=str(args.compare), rows=compare_results(old, res))
-    if args.out: save_json(args.out, res)
-    if args.json: print(json.dumps(res, indent=2, default=str)); return
+    res = run_bench(names, config, device, batch, steps, warmup, repeats, eval_batch, ablate, data, not no_memory, source, sets, threads,
+                    matmul_n, n_data, log=say)
+    res['args'] = args
+    if old is not None: res['compare'] = dict(file=str(compare), rows=compare_results(old, res))
+    if out: save_json(out, res)
+    if json: print(js.dumps(res, indent=2, default=str)); return
     print(bench_report(res))
-    if old is not None: print('\nagainst ' + str(args.compare) + '\n' + markdown_table(res['compare']['rows'], floatfmt='.4g'))
-    if args.out: print(f"\nresults written to {args.out}")
+    if old is not None: print('\nagainst ' + str(compare) + '\n' + markdown_table(res['compare']['rows'], floatfmt='.4g'))
+    if out: print(f"\nresults written to {out}")

@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/classifiers.html.md"""
 
 # %% ../nbs/07_classifiers.ipynb #eade1035
 from __future__ import annotations
-import argparse, copy, dataclasses, hashlib, json, math, os, re, time
+import copy, dataclasses, hashlib, json, math, os, re, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, save_json, load_json, data_home, assets_home, get_device,
-                        seed_everything, apply_overrides, config_from_dict, markdown_table, command, check_range)
+                        seed_everything, apply_overrides, config_from_dict, markdown_table, command, Arg, check_range)
 from .data import FaceData, to_float, random_flip, load_faces
 from .classifier_nets import (CLASSIFIER_SIZE, CLASSIFIER_FORMAT, to_classifier_input, AttributeClassifierConfig,
                                    AttributeClassifier, RecognitionClassifierConfig, RecognitionClassifier)
@@ -398,35 +398,30 @@ def classifier_report(clf:Classifiers) -> str:
             f"{markdown_table(rows, floatfmt='.3f')}\n\nrecognition classifier ({r['classifier_version']}; {r['samples']['test']} "
             f"test images; {speed(r)}; split: {r['dataset']['split']})\n\n{markdown_table(heads, floatfmt='.3f')}")
 
-def _classifiers_args(p):
-    p.add_argument('--data', default='avatars', help='avatars (default) or celeba')
-    p.add_argument('--root', default=None, help='the CelebA folder (for --data celeba)')
-    p.add_argument('--n', type=int, default=None, help='number of faces (avatars: default 30000)')
-    p.add_argument('--size', type=int, default=64, help='image size of the training cache (64, or 128: see the notebook)')
-    p.add_argument('--epochs', type=int, default=None, help='training epochs (default 3)')
-    p.add_argument('--preset', default='default', help='network sizes: default (CPU), tiny (tests), paper (GPU)')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='change a ClassifierTrainConfig field')
-    p.add_argument('--out', default=None, help='classifier root folder (default: $CRVAE_DATA/classifiers)')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
-
-@command('classifiers', _classifiers_args)
-def _classifiers_cmd(args):
+@command('classifiers')
+def _classifiers_cmd(*, data: Arg('avatars (default) or celeba')='avatars', root: Arg('the CelebA folder (for --data celeba)')=None,
+                     n: Arg('number of faces (avatars: default 30000)', type=int)=None,
+                     size: Arg('image size of the training cache (64, or 128: see the notebook)')=64,
+                     epochs: Arg('training epochs (default 3)', type=int)=None,
+                     preset: Arg('network sizes: default (CPU), tiny (tests), paper (GPU)')='default',
+                     set: Arg('change a ClassifierTrainConfig field', metavar='KEY=VALUE')=(),
+                     out: Arg('classifier root folder (default: $CRVAE_DATA/classifiers)')=None,
+                     device: Arg('auto, cpu, cuda, mps')='auto', quiet: Arg('no progress bars')=False):
     t0 = time.time()
-    check(args.epochs is None or args.epochs > 0, f"--epochs must be a positive integer, got {args.epochs}")
-    if args.epochs is not None: check_range(args.epochs, '--epochs', 1, 10**4)
-    if args.n is not None: check_range(args.n, '--n', 1, 10**7, 'faces')
-    check_range(args.size, '--size', 16, 1024, 'px')
-    get_device(args.device)
-    cfg = ClassifierTrainConfig.preset('tiny' if args.preset == 'tiny' else 'default')
-    AttributeClassifierConfig.preset(args.preset)
-    cfg = apply_overrides(cfg, args.set + ([f'epochs={args.epochs}'] if args.epochs else []))
-    data = load_faces(args.data, args.root, args.size, args.n, progress=not args.quiet)
-    check(data.name in ('avatars', 'celeba'), f"--data {args.data}: classifiers need labelled faces; use --data avatars or celeba")
-    print(data)
-    clf = train_classifiers(data, args.out, args.preset, cfg, args.device, progress=not args.quiet)
+    check(epochs is None or epochs > 0, f"--epochs must be a positive integer, got {epochs}")
+    if epochs is not None: check_range(epochs, '--epochs', 1, 10**4)
+    if n is not None: check_range(n, '--n', 1, 10**7, 'faces')
+    check_range(size, '--size', 16, 1024, 'px')
+    get_device(device)
+    cfg = ClassifierTrainConfig.preset('tiny' if preset == 'tiny' else 'default')
+    AttributeClassifierConfig.preset(preset)
+    cfg = apply_overrides(cfg, list(set) + ([f'epochs={epochs}'] if epochs else []))
+    faces = load_faces(data, root, size, n, progress=not quiet)
+    check(faces.name in ('avatars', 'celeba'), f"--data {data}: classifiers need labelled faces; use --data avatars or celeba")
+    print(faces)
+    clf = train_classifiers(faces, out, preset, cfg, device, progress=not quiet)
     print(classifier_report(clf))
     secs = time.time() - t0
     ips = {k: c['training']['images_per_second'] for k, c in clf.cards.items()}
-    print(f"\n{len(data)} faces ({clf.cards['attributes']['samples']['train']} for training); wall time {secs:.0f} s; training speed "
+    print(f"\n{len(faces)} faces ({clf.cards['attributes']['samples']['train']} for training); wall time {secs:.0f} s; training speed "
           f"{ips['attributes']:.0f} (attributes) and {ips['recognition']:.0f} (recognition) images/s; saved in {clf.folder}")

@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #0f18af4b
 from __future__ import annotations
-import argparse, contextlib, dataclasses, difflib, errno, importlib, json, os, pkgutil, random, re, sys, tempfile, time, traceback
+import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, os, pkgutil, random, re, sys, tempfile, time, traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -17,8 +17,8 @@ import torch
 __all__ = ['SEED_MAX', 'COMMAND_TABLE', 'COMMANDS', 'UserError', 'check', 'did_you_mean', 'check_range', 'check_seed',
            'atomic_write', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'atomic_dir',
            'remove_stale_temps', 'data_home', 'assets_home', 'checkpoints_home', 'get_device', 'machine_info',
-           'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table', 'command', 'command_index',
-           'build_parser', 'main']
+           'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table', 'Arg', 'command',
+           'command_index', 'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -328,14 +328,15 @@ def markdown_table(rows:list[dict], columns:list[str]|None=None, floatfmt:str='.
     "Format a list of dicts as a GitHub-markdown table (a `|` inside a value is escaped, so q(z|x) stays one cell)."
     if not rows: return '(no rows)'
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: (format(v, floatfmt) if isinstance(v, float) else ('' if v is None else str(v))).replace('|', '\\|')   # GFM: a pipe inside a cell is escaped
+    # GFM: a pipe inside a cell is escaped
+    fmt = lambda v: (format(v, floatfmt) if isinstance(v, float) else ('' if v is None else str(v))).replace('|', '\\|')
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '|'.join('---' for _ in columns) + '|']
     lines += ['| ' + ' | '.join(fmt(r.get(c)) for c in columns) + ' |' for r in rows]
     return '\n'.join(lines)
 
 # %% ../nbs/01_core.ipynb #a9acca0a
-# Every command: its module and its help line. This table is the one place a command is declared (the module's
-# `@command` decorator adds the function and its arguments), so `crvae --help` lists them without importing anything.
+# Every command: its module and its help line, so `crvae --help` lists them without importing anything (the module's
+# `@command` function declares the rest: its signature is the command line).
 COMMAND_TABLE: dict[str, tuple[str, str]] = {
     'app': ('crvae.app', 'Serve the 2-stage face tool (acVAE Fig. 8) as a local web page with Voila, on 127.0.0.1 only'),
     'bench': ('crvae.bench', 'Benchmark training, inference, generation, memory and FLOP/s per '
@@ -365,14 +366,49 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
 
 COMMANDS: dict[str, dict] = {}
 
-def command(name:str, args:Callable[[argparse.ArgumentParser], None]|None=None):
-    "Register the decorated `f(namespace)` as `crvae name` (a name of `COMMAND_TABLE`); `args(parser)` adds its arguments."
+@dataclasses.dataclass(frozen=True)
+class Arg:
+    """How one parameter of a command function appears on the command line: its help line and, where the parameter's
+    name and default do not say it, the value `type`, the `flag` (default `--param-name`), `metavar`, `nargs`, `choices`,
+    a mutually exclusive `group` name, and a `range` (lo, hi, unit) checked with `check_range` before the command runs."""
+    help: str|None = None; type: Callable|None = None; flag: str|None = None; metavar: str|None = None
+    nargs: str|int|None = None; choices: tuple|None = None; group: str|None = None; range: tuple|None = None
+
+def _add_arguments(p:argparse.ArgumentParser, f):
+    """Add to parser `p` the arguments of command function `f`, from its signature: parameters before `*` are positional;
+    a keyword-only one is an option, required without a default, a flag with default `False`, repeatable with a list or
+    tuple. Sets `_run` (`f`) and `_ranges` (what `main` checks) as the parser's defaults."""
+    groups, ranges = {}, []
+    for prm in inspect.signature(f, eval_str=True).parameters.values():
+        a, d = prm.annotation if isinstance(prm.annotation, Arg) else Arg(), prm.default
+        kw = {k: v for k, v in dict(help=a.help, metavar=a.metavar, nargs=a.nargs, choices=a.choices).items() if v is not None}
+        typ = a.type or (type(d) if type(d) in (int, float) else None)
+        if typ: kw['type'] = typ
+        if prm.kind is not prm.KEYWORD_ONLY:              # argparse's default is None (and a `*` one without one is 'required')
+            names = [prm.name]
+            if d is not prm.empty and d is not None: kw['default'] = d
+        else:
+            names, kw['dest'] = [a.flag or '--' + prm.name.replace('_', '-')], prm.name
+            if d is prm.empty: kw['required'] = True
+            elif d is False: kw['action'] = 'store_true'
+            elif isinstance(d, (list, tuple)): kw.update(action='append', default=list(d))
+            else: kw['default'] = d
+        if a.group and a.group not in groups: groups[a.group] = p.add_mutually_exclusive_group()
+        (groups[a.group] if a.group else p).add_argument(*names, **kw)
+        if a.range: ranges.append((prm.name, names[0], a.range, typ is not float))
+    p.set_defaults(_run=f, _ranges=ranges)
+
+def command(name:str, sub:str|None=None, help:str|None=None):
+    """Register the decorated function as `crvae name` (a name of `COMMAND_TABLE`), or as `crvae name sub` (with its
+    `help`): its signature, with `Arg` annotations, is the command line, and `main` calls it with keyword arguments."""
     if name not in COMMAND_TABLE: raise ValueError(f"crvae {name}: add it to core.COMMAND_TABLE (its module and help line)")
     def deco(f):
-        module, help = COMMAND_TABLE[name]
+        module, h = COMMAND_TABLE[name]
         if f.__module__ not in (module, '__main__'):
             raise ValueError(f"crvae {name} is registered by {f.__module__}, but COMMAND_TABLE says {module}")
-        COMMANDS[name] = dict(run=f, help=help, args=args, module=module)
+        c = COMMANDS.setdefault(name, dict(run=None, help=h, module=module, subs={}))
+        if sub is None: c['run'] = f
+        else: c['subs'][sub] = dict(run=f, help=help)
         return f
     return deco
 
@@ -418,8 +454,11 @@ def build_parser(argv:list[str]|None=None) -> argparse.ArgumentParser:
         sp.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show full tracebacks for errors')
         if name == chosen and name in COMMANDS:
             c = COMMANDS[name]
-            if c['args']: c['args'](sp)
-            sp.set_defaults(_run=c['run'], _name=name)
+            if c['run']: _add_arguments(sp, c['run'])
+            if c['subs']:
+                ssp = sp.add_subparsers(dest='what', metavar='DATASET', required=True)
+                for k, s in c['subs'].items(): _add_arguments(ssp.add_parser(k, help=s['help']), s['run'])
+            sp.set_defaults(_name=name)
     return p
 
 def main(argv:list[str]|None=None) -> int:
@@ -431,10 +470,13 @@ def main(argv:list[str]|None=None) -> int:
         p.print_help(); return 0
     debug = getattr(args, 'debug', False)
     try:
-        for k, v in vars(args).items():   # an empty path would mean the current folder: never what was meant
+        kw = {k: getattr(args, k) for k in inspect.signature(args._run).parameters}
+        for k, v in kw.items():   # an empty path would mean the current folder: never what was meant
             if isinstance(v, str) and not v.strip() and (k == 'out' or k == 'root' or k == 'init_from'):
                 raise UserError(f"--{k.replace('_', '-')} is empty: give a path (an empty one would mean the current folder)")
-        res = args._run(args)
+        for k, flag, (lo, hi, what), integer in args._ranges:   # every declared range, before any work
+            if kw[k] is not None: check_range(kw[k], flag, lo, hi, what, integer=integer)
+        res = args._run(**kw)
         return int(res) if isinstance(res, int) else 0
     except UserError as e:
         if debug: traceback.print_exc()
@@ -452,7 +494,7 @@ def main(argv:list[str]|None=None) -> int:
 
 # %% ../nbs/01_core.ipynb #3d2699dc
 @command('version')
-def _version_cmd(args):
+def _version_cmd():
     import platform, crvae
     print(f"crvae {crvae.__version__}  python {platform.python_version()}  torch {torch.__version__}  "
           f"cuda {torch.cuda.is_available()}  device auto={get_device('auto')}")

@@ -15,7 +15,7 @@ import numpy as np
 import python_avatars as pa
 import torch
 
-from .core import (UserError, check, did_you_mean, atomic_dir, remove_stale_temps, save_json, load_json, data_home, command,
+from .core import (UserError, check, did_you_mean, atomic_dir, remove_stale_temps, save_json, load_json, data_home, command, Arg,
                    markdown_table)
 from .avatars import AVATAR_ATTRIBUTES, PART_FAMILIES, CROP_BOX, sample_avatar_spec, render_avatar, avatar_attributes, avatar_parts
 from .images import (CELEBA_CROP, CELEBA_LAYOUTS, find_celeba, _check_folder, _read_attr_file, _read_pairs, _check_lists_agree,
@@ -435,38 +435,41 @@ def load_faces(data:str='avatars', root=None, size:int=64, n:int|None=None, seed
     return load_folder(root, size, workers=workers, progress=progress, seed=seed)
 
 # %% ../nbs/02_data.ipynb #8b740761
-def _data_args(p):
-    sub = p.add_subparsers(dest='what', metavar='DATASET', required=True)
-    a = sub.add_parser('avatars', help='render the embedded avatar-face dataset into the cache')
-    a.add_argument('--n', type=int, default=30000, help='number of faces (default 30000)')
-    a.add_argument('--size', type=int, default=64, help='image size in pixels (64 or 128)')
-    a.add_argument('--seed', type=int, default=0)
-    a.add_argument('--out', default=None, help='cache root folder (default: $CRVAE_DATA/avatars or ~/.cache/crvae/avatars)')
-    a.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
-    a.add_argument('--rebuild', action='store_true', help='rebuild even if the cache exists')
-    for name, h in (('celeba', 'preprocess a local CelebA folder (official or Kaggle layout)'),
-                    ('folder', 'preprocess a folder of images')):
-        c = sub.add_parser(name, help=h)
-        c.add_argument('--root', required=True, help='the dataset folder')
-        c.add_argument('--size', type=int, default=64)
-        c.add_argument('--workers', type=int, default=None)
-    sub.add_parser('list', help='list the caches under the data folder')
+# `crvae data DATASET`: each dataset is a sub-command of `data`, declared by its function's signature.
+_ROOT_ARG, _WORKERS_ARG = Arg('the dataset folder'), Arg(type=int)
 
-@command('data', _data_args)
-def _data_cmd(args):
-    t0 = time.time()
-    if args.what == 'list':
-        rows = []
-        for man in sorted(data_home().glob('*/*/manifest.json')):
-            try: m, state = _validate_cache(man.parent), 'ok'
-            except UserError: m, state = {}, 'damaged: delete the folder and build it again'
-            rows.append(dict(dataset=m.get('dataset', '?'), n=m.get('n'), size=m.get('size'), state=state, path=str(man.parent)))
-        print(markdown_table(rows) if rows else f'no caches under {data_home()}')
-        return
-    if args.workers is not None: _check_positive('--workers', args.workers)
-    if args.what == 'avatars': path, built = _build_avatars(args.n, args.size, args.seed, args.out, args.workers, True, args.rebuild)
-    elif args.what == 'celeba': path, built = _celeba_cache(args.root, args.size, None, args.workers, True, None)
-    else: path, built = _folder_cache(args.root, args.size, None, args.workers, True, 0)
+def _report_cache(path, built:bool, t0:float):
+    "Print the cache at `path`: built (and how fast) or reused, and the wall time since `t0`."
     d, secs = _load_cache(path), time.time() - t0
     how = f"built ({d.manifest.get('images_per_second', '?')} images/s)" if built else 'reused'
     print(f"{d}\n{how} in {secs:.1f} s: {d.manifest['path']}")
+
+@command('data', 'avatars', help='render the embedded avatar-face dataset into the cache')
+def _data_avatars(*, n: Arg('number of faces (default 30000)')=30000, size: Arg('image size in pixels (64 or 128)')=64,
+                  seed: Arg()=0, out: Arg('cache root folder (default: $CRVAE_DATA/avatars or ~/.cache/crvae/avatars)')=None,
+                  workers: Arg('processes (default: all cores)', type=int)=None,
+                  rebuild: Arg('rebuild even if the cache exists')=False):
+    t0 = time.time()
+    if workers is not None: _check_positive('--workers', workers)
+    _report_cache(*_build_avatars(n, size, seed, out, workers, True, rebuild), t0)
+
+@command('data', 'celeba', help='preprocess a local CelebA folder (official or Kaggle layout)')
+def _data_celeba(*, root: _ROOT_ARG, size: Arg()=64, workers: _WORKERS_ARG=None):
+    t0 = time.time()
+    if workers is not None: _check_positive('--workers', workers)
+    _report_cache(*_celeba_cache(root, size, None, workers, True, None), t0)
+
+@command('data', 'folder', help='preprocess a folder of images')
+def _data_folder(*, root: _ROOT_ARG, size: Arg()=64, workers: _WORKERS_ARG=None):
+    t0 = time.time()
+    if workers is not None: _check_positive('--workers', workers)
+    _report_cache(*_folder_cache(root, size, None, workers, True, 0), t0)
+
+@command('data', 'list', help='list the caches under the data folder')
+def _data_list():
+    rows = []
+    for man in sorted(data_home().glob('*/*/manifest.json')):
+        try: m, state = _validate_cache(man.parent), 'ok'
+        except UserError: m, state = {}, 'damaged: delete the folder and build it again'
+        rows.append(dict(dataset=m.get('dataset', '?'), n=m.get('n'), size=m.get('size'), state=state, path=str(man.parent)))
+    print(markdown_table(rows) if rows else f'no caches under {data_home()}')

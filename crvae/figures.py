@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/figures.html.md"""
 
 # %% ../nbs/10_figures.ipynb #f58bdece
 from __future__ import annotations
-import argparse, dataclasses, importlib, io, json, math, sys, time, zlib
+import dataclasses, importlib, io, json, math, sys, time, zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, apply_overrides, save_json,
-                        get_device, markdown_table, command, checkpoints_home, check_seed)
+                        get_device, markdown_table, command, Arg, checkpoints_home, check_seed)
 from .data import FaceData, load_faces, to_uint8
 
 # %% auto #0
@@ -365,36 +365,32 @@ def make_figures(runs:RunSet, out, only=None, seed:int=0, cfg:FigureConfig|None=
     return dict(written=written, skipped=skipped, seconds=secs)
 
 # %% ../nbs/10_figures.ipynb #08e6bce3
-def _figures_args(p):
-    p.add_argument('runs', nargs='*', metavar='RUN_DIR',
-                   help='run folders (or shipped checkpoint names), one per model (default: every shipped *-avatars64 checkpoint)')
-    p.add_argument('--out', default=None, help='folder for the figures')
-    p.add_argument('--only', default=None, help='comma-separated figure names (see --list)')
-    p.add_argument('--seed', type=int, default=0, help='the seed of every figure (same runs + seed = same PNG bytes)')
-    p.add_argument('--config', default='paper', help='figure sizes: paper (default) or tiny')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='change a FigureConfig field (repeatable)')
-    p.add_argument('--device', default='cpu', help='cpu (default), auto, cuda, mps')
-    p.add_argument('--classifiers', default=None, help='evaluation classifiers folder (default $CRVAE_DATA/classifiers)')
-    p.add_argument('--list', action='store_true', help='list the figures and exit')
-
 def _shipped_runs() -> list[str]:
     "The shipped checkpoints on the embedded data (`crvae/assets/checkpoints/*-avatars64`), one per model."
     return sorted(str(p) for p in checkpoints_home().glob('*-avatars64') if (p/'run.json').exists())
 
-@command('figures', _figures_args)
-def _figures_cmd(args):
+@command('figures')
+def _figures_cmd(runs: Arg('run folders (or shipped checkpoint names), one per model (default: every shipped *-avatars64 checkpoint)',
+                           nargs='*', metavar='RUN_DIR')=None, *,
+                 out: Arg('folder for the figures')=None, only: Arg('comma-separated figure names (see --list)')=None,
+                 seed: Arg('the seed of every figure (same runs + seed = same PNG bytes)')=0,
+                 config: Arg('figure sizes: paper (default) or tiny')='paper',
+                 sets: Arg('change a FigureConfig field (repeatable)', flag='--set', metavar='KEY=VALUE')=(),
+                 device: Arg('cpu (default), auto, cuda, mps')='cpu',
+                 classifiers: Arg('evaluation classifiers folder (default $CRVAE_DATA/classifiers)')=None,
+                 list: Arg('list the figures and exit')=False):
     load_figure_modules()
-    if args.list: print(figure_list()); return 0
-    if not args.runs: args.runs = _shipped_runs()
-    check(args.runs, "give at least one run folder (crvae figures RUN_DIR ... --out DIR); no shipped checkpoints were found; "
-                     "--list shows the figures")
-    check(args.out, "--out DIR is required: the folder for the figures")
-    check_seed(args.seed)
-    cfg = figure_config(args.config, args.sets)
-    only = [s.strip() for s in args.only.split(',') if s.strip()] if args.only else None
-    runs = RunSet.load(args.runs, device=get_device(args.device), classifiers_root=args.classifiers)
+    if list: print(figure_list()); return 0
+    if not runs: runs = _shipped_runs()
+    check(runs, "give at least one run folder (crvae figures RUN_DIR ... --out DIR); no shipped checkpoints were found; "
+                "--list shows the figures")
+    check(out, "--out DIR is required: the folder for the figures")
+    check_seed(seed)
+    cfg = figure_config(config, sets)
+    only = [s.strip() for s in only.split(',') if s.strip()] if only else None
+    runs = RunSet.load(runs, device=get_device(device), classifiers_root=classifiers)
     t0 = time.time()
-    res = make_figures(runs, args.out, only, args.seed, cfg)
+    res = make_figures(runs, out, only, seed, cfg)
     n = sum(len(v) for v in res['written'].values())
-    print(f"wrote {n} files for {len(res['written'])} figures in {args.out} in {time.time() - t0:.1f} s"
+    print(f"wrote {n} files for {len(res['written'])} figures in {out} in {time.time() - t0:.1f} s"
           + (f"; skipped {len(res['skipped'])}: {', '.join(res['skipped'])}" if res['skipped'] else ''))

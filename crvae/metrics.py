@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/metrics.html.md"""
 
 # %% ../nbs/08_metrics.ipynb #b23f5cc6
 from __future__ import annotations
-import argparse, csv, io, json, math, time
+import csv, io, json, math, time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import UserError, check, check_seed, save_json, atomic_write_text, get_device, markdown_table, command
+from .core import UserError, check, check_seed, save_json, atomic_write_text, get_device, markdown_table, command, Arg
 from .bound import kl_diag_gaussians
 from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
@@ -375,18 +375,6 @@ def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False
 # %% ../nbs/08_metrics.ipynb #f82791dd
 _LOAD_KEYS = ('data', 'root', 'n', 'size', 'seed')
 
-def _evaluate_args(p):
-    p.add_argument('runs', nargs='+', metavar='RUN_DIR', help='run folders (or names) written by crvae train')
-    p.add_argument('--n-samples', type=int, default=None, help='generated images per run (default: one per test image)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--batch-size', type=int, default=200)
-    p.add_argument('--json', action='store_true', help='print JSON instead of markdown tables')
-    p.add_argument('--out', default='.', help='folder for evaluation.csv and evaluation.json (default: .)')
-    p.add_argument('--classifiers', default=None, help='classifier root folder (default: $CRVAE_DATA/classifiers)')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda, mps')
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
-    p.add_argument('--curves', action='store_true', help="print each run's learning curves (curves.csv; made from its snapshots if absent)")
-
 def _print_curves(runs, device, quiet:bool):
     "The learning-curve table of each run: its curves.csv, or the points computed from its weight snapshots."
     from crvae.runs import find_run
@@ -405,40 +393,47 @@ def _csv_text(rows:list) -> str:
     buf = io.StringIO(); w = csv.DictWriter(buf, cols); w.writeheader(); w.writerows(rows)
     return buf.getvalue()
 
-@command('evaluate', _evaluate_args)
-def _evaluate_cmd(args):
+@command('evaluate')
+def _evaluate_cmd(runs: Arg('run folders (or names) written by crvae train', nargs='+', metavar='RUN_DIR'), *,
+                  n_samples: Arg('generated images per run (default: one per test image)', type=int)=None, seed: Arg()=0,
+                  batch_size: Arg()=200, json: Arg('print JSON instead of markdown tables')=False,
+                  out: Arg('folder for evaluation.csv and evaluation.json (default: .)')='.',
+                  classifiers: Arg('classifier root folder (default: $CRVAE_DATA/classifiers)')=None,
+                  device: Arg('auto, cpu, cuda, mps')='auto', quiet: Arg('no progress bars')=False,
+                  curves: Arg("print each run's learning curves (curves.csv; made from its snapshots if absent)")=False):
     from crvae.runs import load
-    check(args.n_samples is None or args.n_samples > 0, f"--n-samples must be a positive integer, got {args.n_samples}")
-    check(args.batch_size >= 1, f"--batch-size must be a positive integer, got {args.batch_size}")
-    check_seed(args.seed)
-    device = get_device(args.device)
-    if args.curves: return _print_curves(args.runs, device, args.quiet)
-    results, clfs, out = [], {}, Path(args.out)
+    import json as js                                       # `json` is the --json flag here
+    check(n_samples is None or n_samples > 0, f"--n-samples must be a positive integer, got {n_samples}")
+    check(batch_size >= 1, f"--batch-size must be a positive integer, got {batch_size}")
+    check_seed(seed)
+    device = get_device(device)
+    if curves: return _print_curves(runs, device, quiet)
+    results, clfs, out = [], {}, Path(out)
     try:
-        for run in args.runs:
+        for run in runs:
             model = load(run, device=device)
             d = dict((getattr(model, 'run', None) or {}).get('data') or {})
             check('data' in d, f"run {run} does not record its data (run['data']); it was written by an older crvae: retrain it")
-            data = load_faces(**{k: d[k] for k in _LOAD_KEYS if k in d}, progress=not args.quiet)
+            data = load_faces(**{k: d[k] for k in _LOAD_KEYS if k in d}, progress=not quiet)
             if d.get('attr_names') is not None:
                 check(list(d['attr_names']) == list(data.attr_names), f"run {run} was trained on other attributes than {data.name} has "
                                                                       "now; "
                       "rebuild its data with the crvae version that trained it, or retrain the run")
             key = (data.name, tuple(data.attr_names))
-            if key not in clfs: clfs[key] = load_classifiers(data, root=args.classifiers, device=device)
-            res = evaluate_model(model, data, clfs[key], args.n_samples, args.seed, args.batch_size, progress=not args.quiet)
+            if key not in clfs: clfs[key] = load_classifiers(data, root=classifiers, device=device)
+            res = evaluate_model(model, data, clfs[key], n_samples, seed, batch_size, progress=not quiet)
             res['run'] = str(run)
             results.append(res)
     except KeyboardInterrupt:          # Ctrl-C: keep the runs already scored, and say how to score the others
         if not results: raise
         atomic_write_text(out/'evaluation.csv', _csv_text([result_row(r) for r in results])); save_json(out/'evaluation.json', results)
-        rest = ' '.join(str(r) for r in args.runs[len(results):])
-        raise KeyboardInterrupt(f"scored {len(results)} of {len(args.runs)} runs, written to {out/'evaluation.json'}; "
+        rest = ' '.join(str(r) for r in runs[len(results):])
+        raise KeyboardInterrupt(f"scored {len(results)} of {len(runs)} runs, written to {out/'evaluation.json'}; "
                                 f"score the others with: crvae evaluate {rest} --out ANOTHER_FOLDER") from None
     rows = [result_row(r) for r in results]
     atomic_write_text(out/'evaluation.csv', _csv_text(rows))
     save_json(out/'evaluation.json', results)
-    if args.json: print(json.dumps(results, indent=2, default=str)); return
+    if json: print(js.dumps(results, indent=2, default=str)); return
     print(markdown_table(rows, TABLE_COLUMNS))
     print('\ninception score per recognition head (mean ± std over 10 splits)\n')
     print(markdown_table(head_rows(results)))

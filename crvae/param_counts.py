@@ -6,9 +6,9 @@ Docs: https://crvae.github.io/crvae/param_counts.html.md"""
 
 # %% ../nbs/04a_param_counts.ipynb #d1f00003
 from __future__ import annotations
-import argparse, json
+import json
 
-from .core import markdown_table, command
+from .core import markdown_table, command, Arg
 from .models import MODEL_NAMES, check_model_name, model_config, meta_model, param_table
 
 # %% auto #0
@@ -25,19 +25,17 @@ RELEASED_COUNTS = {'crvae-gan': 20.53e6, 'vae-gan': 22.80e6, 'ccrvae-gan': 20.43
 RELEASED_GENERATOR = {'crvae-gan': 13.00e6, 'vae-gan': 17.54e6}
 
 # %% ../nbs/04a_param_counts.ipynb #c60dbe57
-def _info_args(p:argparse.ArgumentParser):
-    p.add_argument('model', help=f"a model name ({', '.join(MODEL_NAMES)}) or 'all'")
-    p.add_argument('--config', default='tiny', help='preset: tiny or paper (default tiny)')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='override a config field (repeatable)')
-    p.add_argument('--json', action='store_true', help='print JSON instead of a table')
-
-@command('info', _info_args)
-def _info_cmd(args):
-    names = MODEL_NAMES if args.model == 'all' else [check_model_name(args.model)]
-    infos = [model_info(n, args.config, args.sets) for n in names]
-    if args.json:
-        print(json.dumps(infos if args.model == 'all' else infos[0], indent=2)); return
-    if args.model == 'all':
+@command('info')
+def _info_cmd(model: Arg(f"a model name ({', '.join(MODEL_NAMES)}) or 'all'"), *,
+              config: Arg('preset: tiny or paper (default tiny)')='tiny',
+              sets: Arg('override a config field (repeatable)', flag='--set', metavar='KEY=VALUE')=(),
+              json: Arg('print JSON instead of a table')=False):
+    import json as js                                       # `json` is the --json flag here
+    names = MODEL_NAMES if model == 'all' else [check_model_name(model)]
+    infos = [model_info(n, config, sets) for n in names]
+    if json:
+        print(js.dumps(infos if model == 'all' else infos[0], indent=2)); return
+    if model == 'all':
         print(markdown_table([dict(model=i['model'], generator=i['generator'], discriminator=i['discriminator'],
                                    total=i['total'], total_M=round(i['total'] / 1e6, 2)) for i in infos]))
         return

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 from .core import UserError, check, did_you_mean, markdown_table
 from .data import FaceData, to_uint8
@@ -150,14 +151,16 @@ class PreferenceStudy:
         return [f"{m.name}:{Path(m.run['path']).name}" for m in self.models]
 
 # %% ../nbs/31_preference.ipynb #83e469bb
-def _order(self, t:int) -> list[int]:
+@patch
+def order(self:PreferenceStudy, t:int) -> list[int]:
     "The runs of trial `t` in the order they are shown (indices into the study's runs): seeded, random per trial."
     check(isinstance(t, (int, np.integer)) and 0 <= t < self.n_trials,
           f"there is no trial {t}: the study has trials 0..{self.n_trials - 1}")
     return np.random.default_rng([self.seed, int(t)]).permutation(len(self.models)).tolist()
 
+@patch
 @torch.no_grad()
-def _trial(self, t:int) -> dict:
+def trial(self:PreferenceStudy, t:int) -> dict:
     "Trial `t`: its attributes, the order the runs are shown in (labels), and their faces (uint8, in that order)."
     order = self.order(t)
     if t in self._cache: return self._cache[t]
@@ -172,7 +175,8 @@ def _trial(self, t:int) -> dict:
     self._cache = {t: dict(trial=int(t), seed=self.seed, order=order, shown=[self.labels[i] for i in order], attrs=attrs, faces=faces)}
     return self._cache[t]
 
-def _record(self, t:int, position:int, rater:str='') -> dict:
+@patch
+def record(self:PreferenceStudy, t:int, position:int, rater:str='') -> dict:
     "Append the choice of the face at `position` in trial `t` to the CSV; returns the row written."
     tr = self.trial(t)
     check(isinstance(position, (int, np.integer)) and 0 <= position < len(tr['shown']),
@@ -183,18 +187,17 @@ def _record(self, t:int, position:int, rater:str='') -> dict:
     append_row(self.csv_path, row)
     return row
 
-def _results(self, level:float=0.95) -> tuple[list[dict], int]:
+@patch
+def results(self:PreferenceStudy, level:float=0.95) -> tuple[list[dict], int]:
     "The preference table of this study from its CSV, and the number of malformed lines skipped."
     rows, bad = read_rows(self.csv_path)
     return preference_table(rows, self.labels, self.study, level), bad
 
-def _done_by(self, rater:str) -> set:
+@patch
+def done_by(self:PreferenceStudy, rater:str) -> set:
     "The trials `rater` has already answered in this study (from the CSV)."
     rows, _ = read_rows(self.csv_path)
     return {r['trial'] for r in rows if r['study'] == self.study and r['rater'] == str(rater or '')}
-
-PreferenceStudy.order, PreferenceStudy.trial, PreferenceStudy.record = _order, _trial, _record
-PreferenceStudy.results, PreferenceStudy.done_by = _results, _done_by
 
 # %% ../nbs/31_preference.ipynb #c57c6811
 class PreferenceWidget(GuardedUI):
@@ -234,12 +237,14 @@ class PreferenceWidget(GuardedUI):
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
 
 # %% ../nbs/31_preference.ipynb #8b447c53
-def _pw_next(self, after:int=-1) -> int|None:
+@patch
+def _next(self:PreferenceWidget, after:int=-1) -> int|None:
     "The first trial after `after` this rater has not answered, or None."
     done = self.study.done_by(self.rater.value.strip())
     return next((t for t in range(after + 1, self.study.n_trials) if t not in done), None)
 
-def _pw_show(self):
+@patch
+def _show(self:PreferenceWidget):
     st = self.study
     if self.t is None:
         for img in self.imgs: img.value = blank_png()
@@ -249,7 +254,8 @@ def _pw_show(self):
     for img, face in zip(self.imgs, tr['faces']): img.value = face_png(face)
     for b in self.choose: b.disabled = False
 
-def _pw_start(self):
+@patch
+def start(self:PreferenceWidget):
     "(Re)start for the rater in the name box: continue at their first unanswered trial."
     self.t = self._next()
     self._show()
@@ -257,7 +263,8 @@ def _pw_start(self):
     who = self.rater.value.strip() or 'anonymous'
     return f"trial {self.t + 1} of {self.study.n_trials} ({who}): click the face that looks most real"
 
-def _pw_choose(self, i:int):
+@patch
+def choose_face(self:PreferenceWidget, i:int):
     "Record face `i` of the current trial as the choice and move on."
     check(self.t is not None, "there is no trial left to answer: thank you! (Results shows the table)")
     check(self.rater.value.strip(), "type your name (or a nickname) first, so your answers can be told apart")
@@ -268,14 +275,16 @@ def _pw_choose(self, i:int):
     if self.t is None: return f"recorded trial {t_done + 1}; that was the last one: thank you!"
     return f"recorded trial {t_done + 1}; trial {self.t + 1} of {self.study.n_trials}: click the face that looks most real"
 
-def _pw_skip(self):
+@patch
+def skip(self:PreferenceWidget):
     check(self.t is not None, "there is no trial left to skip")
     t = self.t
     self.t = self._next(self.t)
     self._show()
     return f"skipped trial {t + 1}" + ('' if self.t is None else f"; trial {self.t + 1} of {self.study.n_trials}")
 
-def _pw_results(self):
+@patch
+def show_results(self:PreferenceWidget):
     table, bad = self.study.results()
     rows = table2_column(table)
     html = '<table><tr>' + ''.join(f'<th>{k}</th>' for k in rows[0]) + '</tr>' + \
@@ -283,6 +292,3 @@ def _pw_results(self):
     self.results.value = html
     n = sum(r['chosen'] for r in table)
     return f"{n} choices so far" + (f" ({bad} damaged lines skipped)" if bad else '')
-
-PreferenceWidget._next, PreferenceWidget._show, PreferenceWidget.start = _pw_next, _pw_show, _pw_start
-PreferenceWidget.choose_face, PreferenceWidget.skip, PreferenceWidget.show_results = _pw_choose, _pw_skip, _pw_results

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 import crvae
-from .core import (UserError, check, did_you_mean, atomic_write_text, save_json, load_json, get_device, markdown_table, command,
+from .core import (UserError, check, did_you_mean, atomic_write_text, save_json, load_json, get_device, markdown_table, command, Arg,
                         assets_home, checkpoints_home, check_range, machine_info)
 from .data import FaceData, load_faces
 from .shipping import (COMPARISON, EvalConfig, eval_config, eval_classifiers, evaluate_checkpoint, sha256_file, shipped_name,
-                            train_command, recipe, _steps_total, _seconds_total, _eval_args, cast_weights)
+                            train_command, recipe, _steps_total, _seconds_total, cast_weights,
+                            _EVAL_ARG, _EVAL_SETS_ARG, _EVAL_CLASSIFIERS_ARG)
 from .claims import judge_claims
 from .report import summary_rows, report_markdown, md_to_html
 
@@ -253,54 +254,41 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
                 figures=figures, wall_seconds=wall, by_role=by_role)
 
 # %% ../nbs/90_reproduce.ipynb #6bf8f44b
-def _reproduce_args(p):
-    p.add_argument('--out', required=True, help='folder for report.md, report.html, figures/, results/ (and runs/ with --train)')
-    p.add_argument('--train', action='store_true', help='train the comparison from scratch instead of using the shipped checkpoints')
-    p.add_argument('--steps-per-model', type=int, default=2500,
-                   help='with --train: training steps per model and seed, the same for every model (2500)')
-    p.add_argument('--seeds', type=int, default=1, help='with --train: seeds per model (1)')
-    p.add_argument('--config', default='tiny', help='with --train: model preset, tiny (CPU) or paper (GPU)')
-    p.add_argument('--data', default='avatars', help='avatars (default) or celeba (with --train and --root)')
-    p.add_argument('--root', default=None, help='the CelebA folder for --data celeba')
-    p.add_argument('--n', type=int, default=30000, help='with --train: number of avatar faces (30000)')
-    p.add_argument('--size', type=int, default=64, help='image size (64)')
-    p.add_argument('--models', default=None, help=f"comma-separated subset of the comparison ({','.join(COMPARISON)})")
-    p.add_argument('--assets', default=None, help='folder of the shipped checkpoints/ and classifiers/ (default '
-                                                  '$CRVAE_ASSETS or crvae/assets)')
-    p.add_argument('--snapshot-every', type=int, default=50, help='with --train: keep crvae-gan weight snapshots every N steps for '
-                                                                  'crVAE Fig. 6 (0: none)')
-    p.add_argument('--device', default='cpu', help='cpu (default), auto, cuda, mps')
-    p.add_argument('--quiet', action='store_true', help='no progress display')
-    _eval_args(p)
-
-@command('reproduce', _reproduce_args)
-def _reproduce_cmd(args):
-    for flag, v, lo, hi, what in [('--steps-per-model', args.steps_per_model, 1, 10**10, 'steps'), ('--seeds', args.seeds, 1, 100, 'seeds'),
-                                  ('--n', args.n, 1, 10**7, 'faces'), ('--size', args.size, 16, 1024, 'px'),
-                                  ('--snapshot-every', args.snapshot_every, 0, 10**10, 'steps')]:
-        check_range(v, flag, lo, hi, what)          # every numeric option, before any work (also those used only with --train)
-    cfg = eval_config(args.eval_preset, args.sets)
-    roles = [s.strip() for s in args.models.split(',') if s.strip()] if args.models else None
-    res = reproduce(args.out, train=args.train, steps_per_model=args.steps_per_model, seeds=args.seeds, preset=args.config,
-                    data=args.data, root=args.root, n=args.n, size=args.size, roles=roles, assets=args.assets,
-                    classifiers_root=args.classifiers, cfg=cfg, device=args.device, snapshot_every=args.snapshot_every,
-                    progress=not args.quiet, command_line='crvae ' + ' '.join(sys.argv[1:]) if sys.argv[1:2] == ['reproduce'] else None)
+@command('reproduce')
+def _reproduce_cmd(*, out: Arg('folder for report.md, report.html, figures/, results/ (and runs/ with --train)'),
+                   train: Arg('train the comparison from scratch instead of using the shipped checkpoints')=False,
+                   steps_per_model: Arg('with --train: training steps per model and seed, the same for every model (2500)',
+                                        range=(1, 10**10, 'steps'))=2500,
+                   seeds: Arg('with --train: seeds per model (1)', range=(1, 100, 'seeds'))=1,
+                   config: Arg('with --train: model preset, tiny (CPU) or paper (GPU)')='tiny',
+                   data: Arg('avatars (default) or celeba (with --train and --root)')='avatars',
+                   root: Arg('the CelebA folder for --data celeba')=None,
+                   n: Arg('with --train: number of avatar faces (30000)', range=(1, 10**7, 'faces'))=30000,
+                   size: Arg('image size (64)', range=(16, 1024, 'px'))=64,
+                   models: Arg(f"comma-separated subset of the comparison ({','.join(COMPARISON)})")=None,
+                   assets: Arg('folder of the shipped checkpoints/ and classifiers/ (default $CRVAE_ASSETS or crvae/assets)')=None,
+                   snapshot_every: Arg('with --train: keep crvae-gan weight snapshots every N steps for crVAE Fig. 6 (0: none)',
+                                       range=(0, 10**10, 'steps'))=50,
+                   device: Arg('cpu (default), auto, cuda, mps')='cpu', quiet: Arg('no progress display')=False,
+                   eval_preset: _EVAL_ARG='default', sets: _EVAL_SETS_ARG=(), classifiers: _EVAL_CLASSIFIERS_ARG=None):
+    cfg = eval_config(eval_preset, sets)
+    roles = [s.strip() for s in models.split(',') if s.strip()] if models else None
+    res = reproduce(out, train=train, steps_per_model=steps_per_model, seeds=seeds, preset=config, data=data, root=root, n=n,
+                    size=size, roles=roles, assets=assets, classifiers_root=classifiers, cfg=cfg, device=device,
+                    snapshot_every=snapshot_every, progress=not quiet,
+                    command_line='crvae ' + ' '.join(sys.argv[1:]) if sys.argv[1:2] == ['reproduce'] else None)
     print(markdown_table(res['summary'], ['model', 'steps', 'IS', 'attr acc %', 'real attr acc %', 'FD_crvae', 'recall']))
     print()
     print(markdown_table(res['claims'], ['claim', 'verdict']))
     print(f"\nwrote {res['report']} and {res['html']} in {res['wall_seconds']:.0f} s ({_clock(res['wall_seconds'])})")
 
-def _ship_results_args(p):
-    p.add_argument('run', help='the run folder to score (a seed of the comparison)')
-    p.add_argument('--role', required=True, help=f"its model in the comparison ({', '.join(COMPARISON)})")
-    p.add_argument('--seed', type=int, required=True, help='its seed (1, 2, ...: seed 0 ships as the checkpoint)')
-    p.add_argument('--out', default=None, help='folder of shipped results (default: crvae/assets/results, or $CRVAE_ASSETS/results)')
-    _eval_args(p)
-
-@command('ship-results', _ship_results_args)
-def _ship_results_cmd(args):
-    f = ship_results(args.run, args.role, args.seed, args.out, eval_config(args.eval_preset, args.sets), classifiers_root=args.classifiers,
-                     progress=True)
+@command('ship-results')
+def _ship_results_cmd(run: Arg('the run folder to score (a seed of the comparison)'), *,
+                      role: Arg(f"its model in the comparison ({', '.join(COMPARISON)})"),
+                      seed: Arg('its seed (1, 2, ...: seed 0 ships as the checkpoint)', type=int),
+                      out: Arg('folder of shipped results (default: crvae/assets/results, or $CRVAE_ASSETS/results)')=None,
+                      eval_preset: _EVAL_ARG='default', sets: _EVAL_SETS_ARG=(), classifiers: _EVAL_CLASSIFIERS_ARG=None):
+    f = ship_results(run, role, seed, out, eval_config(eval_preset, sets), classifiers_root=classifiers, progress=True)
     r = load_json(f)['result']
-    print(f"shipped the scores of {args.run} ({args.role}, seed {args.seed}) as {f}: IS {r['inception_score']['mean']:.3f}, "
+    print(f"shipped the scores of {run} ({role}, seed {seed}) as {f}: IS {r['inception_score']['mean']:.3f}, "
           f"FD_crvae {r['frechet_distance']['value']:.1f}")

@@ -6,13 +6,13 @@ Docs: https://crvae.github.io/crvae/sampling.html.md"""
 
 # %% ../nbs/15_sampling.ipynb #fa3443b6
 from __future__ import annotations
-import argparse, difflib, math, re, sys
+import difflib, math, re, sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core import UserError, check, get_device, command, check_range, check_seed
+from .core import UserError, check, get_device, command, Arg, check_range, check_seed
 from .data import FaceData, load_faces, to_float, to_uint8
 from .images import image_too_large
 
@@ -205,21 +205,12 @@ def edit_strip(model, images:torch.Tensor, attrs:torch.Tensor, changes:dict, att
     return image_grid(rows, col_labels=['input', 'reconstruction', label], scale=scale)
 
 # %% ../nbs/15_sampling.ipynb #e12c56d4
-def _common(p, image:bool):
-    p.add_argument('run', help='run folder (or shipped checkpoint name)')
-    if image: p.add_argument('image', help='a face image file (any size: centre-cropped and resized)')
-    p.add_argument('--device', default='cpu', help='cpu (default), auto, cuda, mps')
-    p.add_argument('--scale', type=int, default=1, help='enlarge the written images this many times (default 1)')
-
-def _sample_args(p):
-    _common(p, False)
-    p.add_argument('--attrs', default='', help='attributes, e.g. "Smiling,Eyeglasses,-Wearing_Hat" (Name, -Name, Name=1/0/-1/true/false)')
-    p.add_argument('--n', type=int, default=16, help='number of faces (default 16)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--unnamed', default='prevalence', help='unnamed attributes: prevalence (default: +1 with their training '
-                                                           'frequency), match, absent')
-    p.add_argument('--nrow', type=int, default=None, help='faces per row (default: about square)')
-    p.add_argument('--out', default='samples.png', help='PNG grid to write (default samples.png)')
+# The arguments `crvae sample`, `edit` and `reconstruct` share, declared once.
+_RUN_ARG = Arg('run folder (or shipped checkpoint name)')
+_IMAGE_ARG = Arg('a face image file (any size: centre-cropped and resized)')
+_DEVICE_ARG = Arg('cpu (default), auto, cuda, mps')
+_SCALE_ARG = Arg('enlarge the written images this many times (default 1)')
+_CLASSIFIERS_ARG = Arg('evaluation classifiers folder (default $CRVAE_DATA/classifiers)')
 
 SAMPLE_LIMITS = dict(n=4096, scale=16, pixels=100_000_000)   # faces per grid, enlargement, pixels of a written image
 
@@ -236,62 +227,50 @@ def _check_finite_weights(model):
                    f"{f' and {len(bad) - 1} more tensors' if len(bad) > 1 else ''}): the file is damaged or the run diverged; "
                    "restore the weights, or train the run again with a lower learning rate (--set lr=...)")
 
-def _load_model(args):
+def _load_model(run, device, scale):
     from crvae.runs import load
-    check(args.scale >= 1, f"--scale must be at least 1, got {args.scale}")
-    check_range(args.scale, '--scale', 1, SAMPLE_LIMITS['scale'], 'times')
-    model = load(args.run, device=get_device(args.device))
+    check(scale >= 1, f"--scale must be at least 1, got {scale}")
+    check_range(scale, '--scale', 1, SAMPLE_LIMITS['scale'], 'times')
+    model = load(run, device=get_device(device))
     _check_finite_weights(model)
     return model
 
-@command('sample', _sample_args)
-def _sample_cmd(args):
+@command('sample')
+def _sample_cmd(run: _RUN_ARG, *, device: _DEVICE_ARG='cpu', scale: _SCALE_ARG=1,
+                attrs: Arg('attributes, e.g. "Smiling,Eyeglasses,-Wearing_Hat" (Name, -Name, Name=1/0/-1/true/false)')='',
+                n: Arg('number of faces (default 16)')=16, seed: Arg()=0,
+                unnamed: Arg('unnamed attributes: prevalence (default: +1 with their training frequency), match, absent')='prevalence',
+                nrow: Arg('faces per row (default: about square)', type=int)=None,
+                out: Arg('PNG grid to write (default samples.png)')='samples.png'):
     from crvae.figures import save_image
-    check(args.n >= 1, f"--n must be at least 1, got {args.n}")
-    check_range(args.n, '--n', 1, SAMPLE_LIMITS['n'], 'faces')
-    check(args.nrow is None or args.nrow >= 1, f"--nrow must be at least 1, got {args.nrow}")
-    check(args.nrow is None or args.nrow <= args.n, f"--nrow must be from 1 to --n ({args.n}), got {args.nrow}")
-    check_seed(args.seed)
-    check(args.unnamed in UNNAMED, f"--unnamed {args.unnamed}: use one of {', '.join(UNNAMED)}")
-    check(args.scale >= 1, f"--scale must be at least 1, got {args.scale}")
-    check_range(args.scale, '--scale', 1, SAMPLE_LIMITS['scale'], 'times')
-    model = _load_model(args)
-    cols = args.nrow or math.ceil(math.sqrt(args.n))
-    _check_image_size(model.cfg.image_size, cols, math.ceil(args.n / cols), args.scale, f"--n {args.n} with --scale {args.scale}")
+    check(n >= 1, f"--n must be at least 1, got {n}")
+    check_range(n, '--n', 1, SAMPLE_LIMITS['n'], 'faces')
+    check(nrow is None or nrow >= 1, f"--nrow must be at least 1, got {nrow}")
+    check(nrow is None or nrow <= n, f"--nrow must be from 1 to --n ({n}), got {nrow}")
+    check_seed(seed)
+    check(unnamed in UNNAMED, f"--unnamed {unnamed}: use one of {', '.join(UNNAMED)}")
+    check(scale >= 1, f"--scale must be at least 1, got {scale}")
+    check_range(scale, '--scale', 1, SAMPLE_LIMITS['scale'], 'times')
+    model = _load_model(run, device, scale)
+    cols = nrow or math.ceil(math.sqrt(n))
+    _check_image_size(model.cfg.image_size, cols, math.ceil(n / cols), scale, f"--n {n} with --scale {scale}")
     names = ((model.run.get('data') or {}).get('attr_names')) or []
-    if not model.conditional and args.attrs:
-        if names: parse_attrs(args.attrs, names)                           # still catch typos
+    if not model.conditional and attrs:
+        if names: parse_attrs(attrs, names)                           # still catch typos
         print(f"note: {model.name} is unconditional: it ignores attributes, --attrs has no effect", file=sys.stderr)
-    s = sample_faces(model, args.attrs if model.conditional else '', args.n, args.seed, args.unnamed)
-    save_image(face_grid(s['images'], args.nrow, args.scale), args.out)
+    s = sample_faces(model, attrs if model.conditional else '', n, seed, unnamed)
+    save_image(face_grid(s['images'], nrow, scale), out)
     named = ', '.join(f"{k}={v:+.0f}" for k, v in s['named'].items()) or 'none'
     rest = {'prevalence': 'drawn with their training prevalence', 'match': 'copied from matching training faces',
-            'absent': 'set absent'}[args.unnamed] if model.conditional else ''
-    print(f"wrote {args.n} {model.name} samples (seed {args.seed}) to {args.out}" +
+            'absent': 'set absent'}[unnamed] if model.conditional else ''
+    print(f"wrote {n} {model.name} samples (seed {seed}) to {out}" +
           (f"; named: {named}; other attributes {rest}" if model.conditional else ''))
 
-def _edit_args(p):
-    _common(p, True)
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='NAME=VALUE',
-                   help='an attribute to change, e.g. Eyeglasses=1 or Smiling=0 (repeatable; a leading minus needs --set=-Smiling)')
-    p.add_argument('--attrs', default='', help="the input face's attributes (others: the attribute classifier, else "
-                                               "their most common value)")
-    p.add_argument('--classifiers', default=None, help='evaluation classifiers folder (default $CRVAE_DATA/classifiers)')
-    p.add_argument('--out', default='edited.png', help='PNG of the edited face (default edited.png)')
-    p.add_argument('--compare', default=None, help='also write a strip: input, reconstruction, edit')
-
-def _reconstruct_args(p):
-    _common(p, True)
-    p.add_argument('--attrs', default='', help="the input face's attributes (conditional models; others as for edit)")
-    p.add_argument('--classifiers', default=None, help='evaluation classifiers folder (default $CRVAE_DATA/classifiers)')
-    p.add_argument('--out', default='reconstruction.png', help='PNG of the reconstruction (default reconstruction.png)')
-    p.add_argument('--compare', default=None, help='also write a strip: input, reconstruction')
-
-def _source(model, args, x):
+def _source(model, attrs, classifiers, x):
     "The source attributes for a conditional model, with a printed note on how the unnamed ones were set."
     names = run_attr_names(model)
-    given = parse_attrs(args.attrs, names)
-    a, how = estimate_source_attributes(model, x, given, names, args.classifiers)
+    given = parse_attrs(attrs, names)
+    a, how = estimate_source_attributes(model, x, given, names, classifiers)
     counts = {k: sum(1 for v in how.values() if v == k) for k in ('given', 'classifier', 'majority')}
     print(f"source attributes: {counts['given']} given, {counts['classifier']} from the attribute classifier, "
           f"{counts['majority']} set to their most common value", file=sys.stderr)
@@ -304,37 +283,46 @@ def _write_face(x, path, scale):
     from crvae.figures import image_grid, save_image
     save_image(image_grid([[x]], scale=scale, pad=0), path)
 
-@command('edit', _edit_args)
-def _edit_cmd(args):
+@command('edit')
+def _edit_cmd(run: _RUN_ARG, image: _IMAGE_ARG, *, device: _DEVICE_ARG='cpu', scale: _SCALE_ARG=1,
+              sets: Arg('an attribute to change, e.g. Eyeglasses=1 or Smiling=0 (repeatable; a leading minus needs --set=-Smiling)',
+                        flag='--set', metavar='NAME=VALUE')=(),
+              attrs: Arg("the input face's attributes (others: the attribute classifier, else their most common value)")='',
+              classifiers: _CLASSIFIERS_ARG=None, out: Arg('PNG of the edited face (default edited.png)')='edited.png',
+              compare: Arg('also write a strip: input, reconstruction, edit')=None):
     from crvae.figures import image_grid, save_image
-    model = _load_model(args)
+    model = _load_model(run, device, scale)
     check(model.has_encoder, f"{model.name} has no encoder, so it cannot encode a face: use a VAE-based model")
     check(model.conditional, f"{model.name} is unconditional (it ignores attributes), so there is nothing to edit: use a conditional run "
                              "(cvae, cvae-gan, ccrvae-gan, acvae-gan), or crvae reconstruct")
     names = run_attr_names(model)
-    changes = parse_attrs(args.sets, names)
+    changes = parse_attrs(sets, names)
     check(changes, "say what to change with --set NAME=VALUE, e.g. --set Eyeglasses=1")
-    x = load_face_image(args.image, model.cfg.image_size)
-    a, names = _source(model, args, x)
+    x = load_face_image(image, model.cfg.image_size)
+    a, names = _source(model, attrs, classifiers, x)
     e = edit_face(model, x, a, changes, names)
-    _write_face(e['edited'], args.out, args.scale)
+    _write_face(e['edited'], out, scale)
     label = ', '.join(f"{k}={v:+.0f}" for k, v in changes.items())
-    if args.compare:
-        grid = image_grid([[x, e['reconstruction'], e['edited']]], col_labels=['input', 'reconstruction', label], scale=args.scale)
-        save_image(grid, args.compare)
+    if compare:
+        grid = image_grid([[x, e['reconstruction'], e['edited']]], col_labels=['input', 'reconstruction', label], scale=scale)
+        save_image(grid, compare)
     same = [k for k, v in changes.items() if a[names.index(k)] == v]
-    print(f"wrote the edit ({label}) to {args.out}" + (f"; {args.compare}" if args.compare else '') +
+    print(f"wrote the edit ({label}) to {out}" + (f"; {compare}" if compare else '') +
           (f"; note: the face already had {', '.join(same)} as asked" if same else ''))
 
-@command('reconstruct', _reconstruct_args)
-def _reconstruct_cmd(args):
+@command('reconstruct')
+def _reconstruct_cmd(run: _RUN_ARG, image: _IMAGE_ARG, *, device: _DEVICE_ARG='cpu', scale: _SCALE_ARG=1,
+                     attrs: Arg("the input face's attributes (conditional models; others as for edit)")='',
+                     classifiers: _CLASSIFIERS_ARG=None,
+                     out: Arg('PNG of the reconstruction (default reconstruction.png)')='reconstruction.png',
+                     compare: Arg('also write a strip: input, reconstruction')=None):
     from crvae.figures import image_grid, save_image
-    model = _load_model(args)
+    model = _load_model(run, device, scale)
     check(model.has_encoder, f"{model.name} has no encoder, so it cannot reconstruct a face: use a VAE-based model")
-    x = load_face_image(args.image, model.cfg.image_size)
-    a = _source(model, args, x)[0] if model.conditional else None
-    if not model.conditional and args.attrs: print(f"note: {model.name} is unconditional: --attrs has no effect", file=sys.stderr)
+    x = load_face_image(image, model.cfg.image_size)
+    a = _source(model, attrs, classifiers, x)[0] if model.conditional else None
+    if not model.conditional and attrs: print(f"note: {model.name} is unconditional: --attrs has no effect", file=sys.stderr)
     r = reconstruct_face(model, x, a)
-    _write_face(r, args.out, args.scale)
-    if args.compare: save_image(image_grid([[x, r]], col_labels=['input', 'reconstruction'], scale=args.scale), args.compare)
-    print(f"wrote the reconstruction to {args.out}" + (f"; {args.compare}" if args.compare else ''))
+    _write_face(r, out, scale)
+    if compare: save_image(image_grid([[x, r]], col_labels=['input', 'reconstruction'], scale=scale), compare)
+    print(f"wrote the reconstruction to {out}" + (f"; {compare}" if compare else ''))

@@ -16,7 +16,7 @@ import torch
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_write_text, save_json, load_json,
                         atomic_dir, apply_overrides, markdown_table, assets_home, checkpoints_home, machine_info, command,
-                        check_range)
+                        Arg)
 from .data import FaceData, load_faces
 from .classifiers import load_classifiers, CLASSIFIER_KINDS
 
@@ -351,51 +351,39 @@ def ship_classifiers(data:FaceData, src=None, out=None, dtype:str='float16', for
     return dest
 
 # %% ../nbs/88_shipping.ipynb #a1f00008
-def _eval_args(p):
-    p.add_argument('--eval', dest='eval_preset', default='default', help='evaluation preset: default (1,000 test faces) or tiny')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='change an EvalConfig '
-                                                                                                'field, e.g. n_test=500')
-    p.add_argument('--classifiers', default=None, help='evaluation classifiers folder (default: shipped, else $CRVAE_DATA/classifiers)')
+# The evaluation options of `crvae ship`, `ship-results` and `reproduce`: declared once, used by the three commands.
+_EVAL_ARG = Arg('evaluation preset: default (1,000 test faces) or tiny', flag='--eval')
+_EVAL_SETS_ARG = Arg('change an EvalConfig field, e.g. n_test=500', flag='--set', metavar='KEY=VALUE')
+_EVAL_CLASSIFIERS_ARG = Arg('evaluation classifiers folder (default: shipped, else $CRVAE_DATA/classifiers)')
 
-def _ship_args(p):
-    p.add_argument('run', help='the run folder to ship')
-    p.add_argument('--name', required=True, help='checkpoint name, e.g. acvae-gan-avatars64')
-    p.add_argument('--out', default=None, help='folder of shipped checkpoints (default: crvae/assets/checkpoints, or '
-                                               '$CRVAE_ASSETS/checkpoints)')
-    p.add_argument('--dtype', default='float16', help='weights dtype: float16 (default), bfloat16 or float32')
-    p.add_argument('--snapshots', type=int, default=0, help='also ship the last K weight snapshots (crVAE Fig. 6)')
-    p.add_argument('--force', action='store_true', help='replace an existing checkpoint of that name')
-    _eval_args(p)
-
-@command('ship', _ship_args)
-def _ship_cmd(args):
+@command('ship')
+def _ship_cmd(run: Arg('the run folder to ship'), *, name: Arg('checkpoint name, e.g. acvae-gan-avatars64'),
+              out: Arg('folder of shipped checkpoints (default: crvae/assets/checkpoints, or $CRVAE_ASSETS/checkpoints)')=None,
+              dtype: Arg('weights dtype: float16 (default), bfloat16 or float32')='float16',
+              snapshots: Arg('also ship the last K weight snapshots (crVAE Fig. 6)', range=(0, 1000, 'snapshots'))=0,
+              force: Arg('replace an existing checkpoint of that name')=False,
+              eval_preset: _EVAL_ARG='default', sets: _EVAL_SETS_ARG=(), classifiers: _EVAL_CLASSIFIERS_ARG=None):
     t0 = time.time()
-    check_range(args.snapshots, '--snapshots', 0, 1000, 'snapshots')
-    dest = ship(args.run, args.name, args.out, args.dtype, args.snapshots, eval_config(args.eval_preset, args.sets),
-                classifiers_root=args.classifiers, force=args.force, progress=True)
+    dest = ship(run, name, out, dtype, snapshots, eval_config(eval_preset, sets), classifiers_root=classifiers, force=force,
+                progress=True)
     card = load_json(dest/'card.json')
     size = sum(f.stat().st_size for f in dest.rglob('*') if f.is_file())
     print(markdown_table([dict(metric=k, value=v) for k, v in card['metrics'].items()]))
-    print(f"shipped {args.run} as {dest} ({size / 1e6:.1f} MB, {card['shipped']['dtype']}, step {card['steps']}) in "
+    print(f"shipped {run} as {dest} ({size / 1e6:.1f} MB, {card['shipped']['dtype']}, step {card['steps']}) in "
           f"{time.time() - t0:.0f} s")
 
-def _ship_classifiers_args(p):
-    p.add_argument('--data', default='avatars', help='the dataset whose classifiers to ship (avatars)')
-    p.add_argument('--root', default=None, help='dataset folder (celeba)')
-    p.add_argument('--n', type=int, default=None, help='faces of the dataset (avatars: 30000)')
-    p.add_argument('--size', type=int, default=64)
-    p.add_argument('--from', dest='src', default=None, help='classifier root or folder (default: $CRVAE_DATA/classifiers)')
-    p.add_argument('--out', default=None, help='destination folder (default: crvae/assets/classifiers/<data><size>)')
-    p.add_argument('--dtype', default='float16', help='float16 (default), bfloat16 or float32')
-    p.add_argument('--force', action='store_true', help='replace the shipped classifiers')
-
-@command('ship-classifiers', _ship_classifiers_args)
-def _ship_classifiers_cmd(args):
-    data = load_faces(args.data, args.root, args.size, args.n, progress=True)
-    dest = ship_classifiers(data, args.src, args.out, args.dtype, args.force)
+@command('ship-classifiers')
+def _ship_classifiers_cmd(*, data: Arg('the dataset whose classifiers to ship (avatars)')='avatars',
+                          root: Arg('dataset folder (celeba)')=None, n: Arg('faces of the dataset (avatars: 30000)', type=int)=None,
+                          size: Arg()=64, src: Arg('classifier root or folder (default: $CRVAE_DATA/classifiers)', flag='--from')=None,
+                          out: Arg('destination folder (default: crvae/assets/classifiers/<data><size>)')=None,
+                          dtype: Arg('float16 (default), bfloat16 or float32')='float16',
+                          force: Arg('replace the shipped classifiers')=False):
+    faces = load_faces(data, root, size, n, progress=True)
+    dest = ship_classifiers(faces, src, out, dtype, force)
     c = load_json(dest/'attributes.json')
-    size = sum(f.stat().st_size for f in dest.rglob('*') if f.is_file())
-    print(f"shipped classifiers to {dest} ({size / 1e6:.1f} MB, {args.dtype}); agreement with the originals on "
+    nbytes = sum(f.stat().st_size for f in dest.rglob('*') if f.is_file())
+    print(f"shipped classifiers to {dest} ({nbytes / 1e6:.1f} MB, {dtype}); agreement with the originals on "
           f"{c['shipped']['agreement_with_source']['n_test_faces']} test faces: attributes "
           f"{c['shipped']['agreement_with_source']['attributes']:.4f}, "
           f"recognition {c['shipped']['agreement_with_source']['recognition']:.4f}")

@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/stage2.html.md"""
 
 # %% ../nbs/21_stage2.ipynb #912559c5
 from __future__ import annotations
-import argparse, copy, dataclasses, os, platform, shutil, sys, time
+import copy, dataclasses, os, platform, shutil, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +16,14 @@ import torch.nn.functional as F
 
 import crvae
 from .core import (UserError, check, did_you_mean, apply_overrides, config_from_dict, atomic_dir, save_json,
-                        load_json, get_device, markdown_table, command, check_range, check_seed)
+                        load_json, get_device, markdown_table, command, Arg, check_seed, SEED_MAX)
 from .data import FaceData, load_faces, to_float, to_uint8
 from .bound import reparameterize
 from .objectives import g_gan_loss, d_gan_loss, d_error_rate, pixel_loss
 from .runs import FORMAT_VERSION, find_run, load, read_weights, load_weights_into
 from .engine import Engine
 from .outputs import truncate_log, _write_csv
-from .training import TRAIN_RANGES
+from .training import _STEPS_ARG, _EPOCHS_ARG, _MINUTES_ARG
 
 # %% auto #0
 __all__ = ['STAGE2_IN', 'STAGE2_OUT', 'STAGE2_PRESETS', 'SKIP_CLIP', 'Stage2Config', 'stage2_config', 'ResBlock',
@@ -429,69 +429,50 @@ def train_stage2(stage1_run, out, perceptual:bool=False, preset:str='tiny', sets
     return summary
 
 # %% ../nbs/21_stage2.ipynb #f67a987e
-def _stage2_args(p:argparse.ArgumentParser):
-    p.add_argument('stage1', nargs='?', default=None, metavar='RUN_64', help='the 64 px stage-1 run (crvae train ...), e.g. a vae-gan or '
-                                                                             'crvae-gan run')
-    p.add_argument('--out', required=True, help='Stage 2 run folder')
-    p.add_argument('--perceptual', action='store_true',
-                   help="add the perceptual loss on reconstructions, on features of crvae's own recognition classifier (no pretrained "
-                        "VGG is downloaded)")
-    p.add_argument('--classifiers', default=None, help='classifier root for --perceptual (default: $CRVAE_DATA/classifiers)')
-    g = p.add_mutually_exclusive_group()
-    g.add_argument('--steps', type=int, default=None, help='total steps of the run')
-    g.add_argument('--epochs', type=float, default=None, help='total epochs of the run')
-    g.add_argument('--minutes', type=float, default=None, help='train for this many minutes (wall clock)')
-    p.add_argument('--config', default='tiny', help='Stage 2 preset: tiny (CPU) or paper')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE', help='override a Stage 2 or training config '
-                                                                                                'field')
-    p.add_argument('--n', type=int, default=None, help="number of faces (default: the stage-1 run's)")
-    p.add_argument('--resume', action='store_true', help='continue the Stage 2 run in --out from its last checkpoint')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N or mps')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
-
-@command('stage2', _stage2_args)
-def _stage2_cmd(args):
-    for k, (lo, hi, what) in TRAIN_RANGES.items():     # every numeric option, before any work: the ranges of `crvae train`
-        if getattr(args, k, None) is not None: check_range(getattr(args, k), f'--{k}', lo, hi, what, integer=k not in ('epochs', 'minutes'))
-    check(args.resume or args.stage1 is not None, "give the stage-1 run: crvae stage2 RUN_64 --out DIR")
-    get_device(args.device)
-    s = train_stage2(args.stage1, args.out, perceptual=args.perceptual, preset=args.config, sets=args.sets, steps=args.steps or 0,
-                     epochs=args.epochs or 0.0, minutes=args.minutes or 0.0, n=args.n, seed=args.seed, device=args.device,
-                     resume=args.resume,
-                     classifiers=args.classifiers, progress=not args.no_progress, command_line='crvae ' + ' '.join(sys.argv[1:]))
+@command('stage2')
+def _stage2_cmd(stage1: Arg("the 64 px stage-1 run (crvae train ...), e.g. a vae-gan or crvae-gan run", nargs='?', metavar='RUN_64')=None,
+                *, out: Arg('Stage 2 run folder'),
+                perceptual: Arg("add the perceptual loss on reconstructions, on features of crvae's own recognition classifier (no "
+                                "pretrained VGG is downloaded)")=False,
+                classifiers: Arg('classifier root for --perceptual (default: $CRVAE_DATA/classifiers)')=None,
+                steps: _STEPS_ARG=None, epochs: _EPOCHS_ARG=None, minutes: _MINUTES_ARG=None,
+                config: Arg('Stage 2 preset: tiny (CPU) or paper')='tiny',
+                sets: Arg('override a Stage 2 or training config field', flag='--set', metavar='KEY=VALUE')=(),
+                n: Arg("number of faces (default: the stage-1 run's)", type=int, range=(1, 10**7, 'faces'))=None,
+                resume: Arg('continue the Stage 2 run in --out from its last checkpoint')=False,
+                seed: Arg(range=(0, SEED_MAX, ''))=0,
+                device: Arg('auto, cpu, cuda, cuda:N or mps')='auto', no_progress: Arg('no progress bar')=False):
+    check(resume or stage1 is not None, "give the stage-1 run: crvae stage2 RUN_64 --out DIR")
+    get_device(device)
+    s = train_stage2(stage1, out, perceptual=perceptual, preset=config, sets=sets, steps=steps or 0, epochs=epochs or 0.0,
+                     minutes=minutes or 0.0, n=n, seed=seed, device=device, resume=resume, classifiers=classifiers,
+                     progress=not no_progress, command_line='crvae ' + ' '.join(sys.argv[1:]))
     print(f"stage2: {s['step']} steps ({s['epochs']} epochs) in {s['seconds']} s ({s['stop']}); run folder {s['run']}")
 
-def _stage2_eval_args(p:argparse.ArgumentParser):
-    p.add_argument('runs', nargs='+', metavar='RUN_DIR', help='Stage 2 runs (crvae stage2) and/or stage-1 runs (crvae train)')
-    p.add_argument('--n-samples', type=int, default=None, help='generated images per run (default: one per test image)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--batch-size', type=int, default=200)
-    p.add_argument('--out', default='.', help='folder for evaluation.csv and evaluation.json (default: .)')
-    p.add_argument('--classifiers', default=None, help='classifier root folder (default: $CRVAE_DATA/classifiers)')
-    p.add_argument('--device', default='auto')
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
-
-@command('stage2-evaluate', _stage2_eval_args)
-def _stage2_eval_cmd(args):
+@command('stage2-evaluate')
+def _stage2_eval_cmd(runs: Arg('Stage 2 runs (crvae stage2) and/or stage-1 runs (crvae train)', nargs='+', metavar='RUN_DIR'), *,
+                     n_samples: Arg('generated images per run (default: one per test image)', type=int)=None, seed: Arg()=0,
+                     batch_size: Arg()=200, out: Arg('folder for evaluation.csv and evaluation.json (default: .)')='.',
+                     classifiers: Arg('classifier root folder (default: $CRVAE_DATA/classifiers)')=None, device: Arg()='auto',
+                     quiet: Arg('no progress bars')=False):
     from crvae.classifiers import load_classifiers
     from crvae.metrics import evaluate_model, result_row, TABLE_COLUMNS
     from crvae.tables import crvae_table1
-    check(args.n_samples is None or args.n_samples > 0, f"--n-samples must be a positive integer, got {args.n_samples}")
-    check(args.batch_size >= 1, f"--batch-size must be a positive integer, got {args.batch_size}")
-    check_seed(args.seed)
-    device, results, clfs = get_device(args.device), [], {}
-    for run in args.runs:
+    check(n_samples is None or n_samples > 0, f"--n-samples must be a positive integer, got {n_samples}")
+    check(batch_size >= 1, f"--batch-size must be a positive integer, got {batch_size}")
+    check_seed(seed)
+    device, results, clfs = get_device(device), [], {}
+    for run in runs:
         model = load_any(run, device)
         d = model.run['data']
-        data = load_faces(d['data'], d.get('root'), d['size'], d['n'], d.get('seed', 0), progress=not args.quiet)
+        data = load_faces(d['data'], d.get('root'), d['size'], d['n'], d.get('seed', 0), progress=not quiet)
         key = (data.name, tuple(data.attr_names))
-        if key not in clfs: clfs[key] = load_classifiers(data, root=args.classifiers, device=device)
-        res = evaluate_model(model, data, clfs[key], args.n_samples, args.seed, args.batch_size, progress=not args.quiet)
+        if key not in clfs: clfs[key] = load_classifiers(data, root=classifiers, device=device)
+        res = evaluate_model(model, data, clfs[key], n_samples, seed, batch_size, progress=not quiet)
         res.update(run=str(run), label=getattr(model, 'label', None) or stage2_label(model.name, False))
         results.append(res)
     rows = [dict(result_row(r), label=r['label']) for r in results]
-    out = Path(args.out)
+    out = Path(out)
     _write_csv(out/'evaluation.csv', list(rows[0]), rows)
     save_json(out/'evaluation.json', results)
     print(markdown_table(rows, ['label'] + TABLE_COLUMNS))

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 import crvae
-from .core import (UserError, check, did_you_mean, save_json, get_device, apply_overrides, config_from_dict, command, check_range,
+from .core import (UserError, check, did_you_mean, save_json, get_device, apply_overrides, config_from_dict, command, Arg,
                    check_seed, remove_stale_temps, SEED_MAX)
 from .data import FaceData, load_faces
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
@@ -27,8 +27,8 @@ from .outputs import (sample_grid, save_png, run_plots, plot_losses, plot_curves
 # NonFiniteError, load, read_state, save_weights, save_png, plot_losses are here also for the callers that import them from crvae.training
 
 # %% auto #0
-__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'LOG_KEYS_FIRST', 'TRAIN_RANGES', 'TrainConfig', 'split_sets', 'build_optimizers',
-           'gan_warmup', 'set_learning_rates', 'Trainer', 'make_configs', 'train']
+__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'LOG_KEYS_FIRST', 'TrainConfig', 'split_sets', 'build_optimizers', 'gan_warmup',
+           'set_learning_rates', 'Trainer', 'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -440,37 +440,30 @@ def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, s
     return summary
 
 # %% ../nbs/06_training.ipynb #4e0b2eaa
-def _train_args(p):
-    p.add_argument('model', help=f"one of {', '.join(MODEL_NAMES)}")
-    p.add_argument('--data', default=None, help='avatars (default, embedded), celeba or folder')
-    p.add_argument('--root', default=None, help='dataset folder for --data celeba|folder')
-    p.add_argument('--n', type=int, default=None, help='number of avatar faces (default 30000)')
-    p.add_argument('--size', type=int, default=None, help='image size (64)')
-    p.add_argument('--config', default=None, help='preset: tiny (CPU, the default) or paper (the released architecture)')
-    p.add_argument('--set', dest='sets', action='append', default=[], metavar='KEY=VALUE',
-                   help='override a model or training config field (repeatable), e.g. --set kappa=0')
-    g = p.add_mutually_exclusive_group()
-    g.add_argument('--steps', type=int, default=None, help='total steps of the run')
-    g.add_argument('--epochs', type=float, default=None, help='total epochs of the run')
-    g.add_argument('--minutes', type=float, default=None, help='train for this many minutes (wall clock)')
-    p.add_argument('--out', required=True, help='run folder')
-    p.add_argument('--resume', action='store_true', help='continue the run in --out from its last checkpoint')
-    p.add_argument('--init-from', default=None, help='initialise the weights from another run (e.g. a 64 px run)')
-    p.add_argument('--seed', type=int, default=None, help='random seed (default 0)')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N or mps')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+# The run-length options, shared with `crvae stage2`: one of them, each checked against its range before any work.
+_STEPS_ARG = Arg('total steps of the run', type=int, group='length', range=(1, 10**10, 'steps'))
+_EPOCHS_ARG = Arg('total epochs of the run', type=float, group='length', range=(0.001, 10**6, 'epochs'))
+_MINUTES_ARG = Arg('train for this many minutes (wall clock)', type=float, group='length', range=(0.01, 10**7, 'minutes'))
 
-TRAIN_RANGES = dict(steps=(1, 10**10, 'steps'), epochs=(0.001, 10**6, 'epochs'), minutes=(0.01, 10**7, 'minutes'),
-                    n=(1, 10**7, 'faces'), size=(16, 1024, 'px'), seed=(0, SEED_MAX, ''))   # `crvae train`'s numeric options
-
-@command('train', _train_args)
-def _train_cmd(args):
-    for k, (lo, hi, what) in TRAIN_RANGES.items():     # every numeric option, before any work
-        if getattr(args, k) is not None: check_range(getattr(args, k), f'--{k}', lo, hi, what, integer=k not in ('epochs', 'minutes'))
-    get_device(args.device)
-    s = train(check_model_name(args.model), args.out, data=args.data, root=args.root, preset=args.config, sets=args.sets,
-              steps=args.steps or 0, epochs=args.epochs or 0.0, minutes=args.minutes or 0.0, resume=args.resume, init_from=args.init_from,
-              n=args.n, size=args.size, seed=args.seed, device=args.device, progress=not args.no_progress,
-              command_line='crvae ' + ' '.join(sys.argv[1:]))
+@command('train')
+def _train_cmd(model: Arg(f"one of {', '.join(MODEL_NAMES)}"), *,
+               data: Arg('avatars (default, embedded), celeba or folder')=None,
+               root: Arg('dataset folder for --data celeba|folder')=None,
+               n: Arg('number of avatar faces (default 30000)', type=int, range=(1, 10**7, 'faces'))=None,
+               size: Arg('image size (64)', type=int, range=(16, 1024, 'px'))=None,
+               config: Arg('preset: tiny (CPU, the default) or paper (the released architecture)')=None,
+               sets: Arg('override a model or training config field (repeatable), e.g. --set kappa=0', flag='--set',
+                         metavar='KEY=VALUE')=(),
+               steps: _STEPS_ARG=None, epochs: _EPOCHS_ARG=None, minutes: _MINUTES_ARG=None,
+               out: Arg('run folder'),
+               resume: Arg('continue the run in --out from its last checkpoint')=False,
+               init_from: Arg('initialise the weights from another run (e.g. a 64 px run)')=None,
+               seed: Arg('random seed (default 0)', type=int, range=(0, SEED_MAX, ''))=None,
+               device: Arg('auto, cpu, cuda, cuda:N or mps')='auto',
+               no_progress: Arg('no progress bar')=False):
+    get_device(device)
+    s = train(check_model_name(model), out, data=data, root=root, preset=config, sets=sets, steps=steps or 0, epochs=epochs or 0.0,
+              minutes=minutes or 0.0, resume=resume, init_from=init_from, n=n, size=size, seed=seed, device=device,
+              progress=not no_progress, command_line='crvae ' + ' '.join(sys.argv[1:]))
     if _dist_rank_world()[0] == 0:
         print(f"{s['model']}: {s['step']} steps ({s['epochs']} epochs) in {s['seconds']} s ({s['stop']}); run folder {s['run']}")
