@@ -16,7 +16,7 @@ from .core import check, markdown_table
 from .shipping import COMPARISON
 
 # %% auto #0
-__all__ = ['RESPONSIBLE_USE', 'FIG3_PAPER', 'CSS', 'merge_seeds', 'summary_rows', 'latent_rows', 'report_markdown', 'md_to_html']
+__all__ = ['RESPONSIBLE_USE', 'FIG3_PAPER', 'FIG3_COLUMNS', 'CSS', 'merge_seeds', 'summary_rows', 'report_markdown', 'md_to_html']
 
 # %% ../nbs/89a_report.ipynb #a8927fcb
 def merge_seeds(results:list) -> dict:
@@ -77,17 +77,7 @@ def summary_rows(by_role:dict, sources:dict) -> list[dict]:
     return rows
 
 FIG3_PAPER = 'crVAE Fig. 3'      # COMPARISON's `paper` of the latent-space study (vae, conv-vae, crvae): not in Table 1
-
-def latent_rows(merged:dict) -> list[dict]:
-    "crVAE Fig. 3 as numbers: per model, the test reconstruction error (its top panel) and the prior samples' scores (bottom)."
-    rows = []
-    for r, m in merged.items():
-        rec = m.get('reconstruction') or {}
-        rows.append({'model': r, 'label': COMPARISON[r]['label'], 'seeds': m.get('seeds', 1),
-                     'recon MSE (top panel)': _pm(rec.get('recon_mse'), rec.get('recon_mse_se'), 4),
-                     'IS of prior samples (bottom)': _pm(m['inception_score']['mean'], m['inception_score']['std']),
-                     'FD_crvae': round(m['frechet_distance']['value'], 1)})
-    return rows
+FIG3_COLUMNS = ['model', 'paper label', 'seeds', 'steps', 'recon MSE', 'IS', 'FD_crvae']   # its panels: reconstructions, samples
 
 def _table(rows:list, columns=None) -> str:
     return markdown_table([{k: ('' if v is None else v) for k, v in r.items()} for r in rows], columns)
@@ -116,8 +106,10 @@ def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
          _table(crvae_table1(unc)) if unc else '(no unconditional models evaluated)', '',
          '## crVAE-GAN paper, Fig. 3: the latent spaces of the VAE, the convolutional VAE and crVAE (no GAN)', '',
          "The paper shows this figure without numbers. Ours measures its two panels: the test reconstruction error from the "
-         "posterior mean (± its standard error over the test faces) and the scores of samples from the prior (IS ± split std).", '',
-         _table(latent_rows(fig3)) if fig3 else '(the latent-space models were not evaluated)', '',
+         "posterior mean (top) and the scores of samples from the prior (bottom); the claims above give each error's standard "
+         "error over the test faces.", '',
+         _table(summary_rows({r: by_role[r] for r in fig3}, meta['sources']), FIG3_COLUMNS) if fig3 else
+         '(the latent-space models were not evaluated)', '',
          '## acVAE-GAN paper, Table 2: inception scores from test-set attributes', '', f"Ours: {pm}.", '',
          _table(acvae_table2(con)) if con else '(no conditional models evaluated)', '',
          '## acVAE-GAN paper, Table 3: attribute accuracy (%) of generated faces', '',
