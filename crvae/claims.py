@@ -14,15 +14,16 @@ __all__ = ['CLAIMS', 'budget', 'seed_pairs', 'judge_claim', 'judge_claims']
 # %% ../nbs/89_claims.ipynb #9405d4a8
 CLAIMS = [
     dict(id='is-crvae', claim='crVAE-GAN IS > VAE-GAN IS', kind='is', a='crvae-gan-nomi', b='vae-gan',
-         paper='crVAE Table 1, CelebA 64 px: 24.16 ± 0.33 vs 21.70 ± 0.15 (both without MI)'),
+         paper='crVAE Table 1, CelebA 64 px: 24.16 ± 0.33 vs 21.70 ± 0.15 (both without MI)', explained=('91_differences',)),
     dict(id='is-mi', claim='MI term: crVAE-GAN + MI IS > crVAE-GAN IS', kind='is', a='crvae-gan', b='crvae-gan-nomi',
          paper='crVAE Table 1: 26.20 ± 0.19 vs 24.16 ± 0.33'),
     dict(id='is-acvae-cvae', claim='acVAE-GAN IS > cVAE-GAN IS', kind='is', a='acvae-gan', b='cvae-gan',
-         paper='acVAE Table 2, 64 px: 55.12 ± 0.64 vs 37.48 ± 0.96'),
+         paper='acVAE Table 2, 64 px: 55.12 ± 0.64 vs 37.48 ± 0.96', explained=('91_differences',)),
     dict(id='is-ccrvae-cvae', claim='conditional crVAE-GAN IS > cVAE-GAN IS', kind='is', a='ccrvae-gan', b='cvae-gan',
-         paper='acVAE Table 2: 54.66 ± 0.67 vs 37.48 ± 0.96'),
+         paper='acVAE Table 2: 54.66 ± 0.67 vs 37.48 ± 0.96', explained=('91_differences',)),
     dict(id='is-acvae-ccrvae', claim='acVAE-GAN IS > conditional crVAE-GAN IS', kind='is', a='acvae-gan', b='ccrvae-gan',
-         paper='acVAE Table 2: 55.12 ± 0.64 vs 54.66 ± 0.67 (within one std in the paper too)'),
+         paper='acVAE Table 2: 55.12 ± 0.64 vs 54.66 ± 0.67 (within one std in the paper too)',
+         explained=('91_differences',)),
     dict(id='acc-acvae-cvae', claim='acVAE-GAN attribute accuracy > cVAE-GAN', kind='acc', a='acvae-gan', b='cvae-gan',
          paper='acVAE Table 3, 64 px average: 90.4 vs 89.1 %'),
     dict(id='acc-acvae-ccrvae', claim='acVAE-GAN attribute accuracy > conditional crVAE-GAN', kind='acc', a='acvae-gan', b='ccrvae-gan',
@@ -37,15 +38,16 @@ CLAIMS = [
     dict(id='completion', claim='crVAE-GAN completes occluded faces better than VAE-GAN (closer to the hidden pixels)', kind='completion',
          a='crvae-gan', b='vae-gan', figure='crvae-fig8-completion', paper='crVAE Table 2 (human raters prefer crVAE-GAN)'),
     dict(id='fig3-recon-conv', claim='the convolutional VAE reconstructs better than the VAE (lower test MSE)', kind='recon',
-         a='conv-vae', b='vae', paper='crVAE Fig. 3 (a, b) and Sec. 3.1: a spatial posterior keeps more local detail'),
+         a='conv-vae', b='vae', paper='crVAE Fig. 3 (a, b) and Sec. 3.1: a spatial posterior keeps more local detail',
+         explained=('11_fig_latent', '91_differences')),
     dict(id='fig3-gen-conv', claim='the VAE generates better than the convolutional VAE (IS of prior samples)', kind='is',
          a='vae', b='conv-vae', paper="crVAE Fig. 3 (d, e): the convolutional VAE's spatially independent prior gives chaotic samples"),
     dict(id='fig3-recon-crvae', claim='crVAE reconstructs better than the VAE (lower test MSE)', kind='recon', a='crvae', b='vae',
-         paper='crVAE Fig. 3 (a, c)'),
+         paper='crVAE Fig. 3 (a, c)', explained=('91_differences',)),
     dict(id='fig3-gen-crvae', claim='crVAE generates better than the convolutional VAE (IS)', kind='is', a='crvae', b='conv-vae',
-         paper='crVAE Fig. 3 (e, f): the LSTM over latent channel blocks restores the global structure'),
+         paper='crVAE Fig. 3 (e, f): the LSTM over latent channel blocks restores the global structure', explained=('11_fig_latent',)),
     dict(id='fig3-gen-crvae-vae', claim='crVAE generates better than the VAE (IS)', kind='is', a='crvae', b='vae',
-         paper='crVAE Fig. 3 (d, f): sharper generations than the VAE'),
+         paper='crVAE Fig. 3 (d, f): sharper generations than the VAE', explained=('11_fig_latent', '91_differences')),
 ]
 
 def _spread(res:dict, kind:str) -> tuple[float, float]:
@@ -82,7 +84,7 @@ def seed_pairs(A:list, B:list) -> tuple[list, str|None]:
 
 def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
     "The verdict and evidence of one claim from `by_role` (role -> list of results, one per seed); `figures`: `make_figures`' record."
-    out = dict(claim=claim['claim'], paper=claim['paper'])
+    out = dict(claim=claim['claim'], paper=claim['paper'], explained=claim.get('explained', ()))
     A, B = by_role.get(claim['a'], []), by_role.get(claim.get('b'), []) if claim.get('b') else []
     if claim['kind'] == 'completion':     # from the figure's table: seed 0's checkpoints, each mask over the same test faces
         comp = (figures or {}).get('completion') or {}

@@ -182,6 +182,21 @@ def test_claims_and_html_helpers():
     assert all(c['a'] in COMPARISON and c.get('b', 'vae-gan') in COMPARISON for c in CLAIMS)
     assert {r['verdict'] for r in judge_claims({})} == {'not run'}      # every claim is judged from numbers: none by eye
     assert {c['kind'] for c in CLAIMS} == {'is', 'acc', 'acc_vs_real', 'attention', 'stability', 'completion', 'recon'}
+    nbs = Path(__file__).resolve().parents[1]/'nbs'
+    assert all((nbs/f'{n}.ipynb').exists() for c in CLAIMS for n in c.get('explained', ())), 'a claim names a missing notebook'
+
+
+def test_the_report_lists_the_verdicts_against_the_papers_with_their_notebooks():
+    from crvae.report import differences
+    rows = [dict(claim='A > B', verdict='not supported: the opposite holds, 2/3 seeds', explained=('91_differences',)),
+            dict(claim='C > D', verdict='not reached, 1/1 seeds below 0.9'),
+            dict(claim='E > F', verdict='supported, 3/3 seeds', explained=('11_fig_latent',)),
+            dict(claim='G > H', verdict='too short to judge: spreads overlap')]
+    text = '\n'.join(differences(rows))
+    assert '- A > B: not supported: the opposite holds, 2/3 seeds. What we found and why: `nbs/91_differences.ipynb`.' in text
+    assert '- C > D: not reached, 1/1 seeds below 0.9. Not yet explained in a notebook.' in text
+    assert 'E > F' not in text and 'G > H' not in text
+    assert differences(rows[2:]) == []                                  # nothing against the papers: no section
 
 
 @pytest.mark.parametrize('with_mi,without_mi,verdict', [
