@@ -21,11 +21,11 @@ from .classifiers import Classifiers, load_classifiers
 
 # %% auto #0
 __all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'TABLE_COLUMNS', 'CURVE_KEYS', 'split_indices', 'mean_kl', 'inception_score',
-           'attribute_accuracy', 'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product', 'feature_statistics',
-           'frechet_distance', 'knn_radii', 'precision_recall', 'total_variation', 'exploded_threshold',
-           'exploded_share', 'gaussian_log_likelihood', 'reconstruction_metrics', 'RealImagesModel', 'NoiseModel',
-           'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows', 'validation_faces', 'curve_point',
-           'curves_from_snapshots']
+           'inception_parts', 'attribute_accuracy', 'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product',
+           'feature_statistics', 'frechet_distance', 'knn_radii', 'precision_recall', 'total_variation',
+           'exploded_threshold', 'exploded_share', 'gaussian_log_likelihood', 'reconstruction_metrics',
+           'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows',
+           'validation_faces', 'curve_point', 'curves_from_snapshots']
 
 # %% ../nbs/08_metrics.ipynb #ae86773c
 def split_indices(n:int, splits:int=10, generator:torch.Generator|None=None) -> list[torch.Tensor]:
@@ -54,6 +54,14 @@ def inception_score(probs, splits:int=10, generator:torch.Generator|None=None) -
     out = dict(**score(kl.mean(0)), splits=splits, n=sum(len(i) for i in idx))
     if isinstance(probs, dict): out['per_head'] = {h: score(kl[j]) for j, h in enumerate(heads)}
     return out
+
+def inception_parts(probs:dict) -> dict:
+    """The inception score's two terms over all the images, in nats and averaged over the heads of `probs` {head: (n, K_h)}:
+    diversity H[p(y)] and uncertainty E_x H[p(y|x)]; per head `mean_kl` is their difference."""
+    H = lambda p: -torch.xlogy(p, p).sum(-1)
+    div = sum(float(H(p.double().mean(0))) for p in probs.values()) / len(probs)
+    unc = sum(float(H(p.double()).mean()) for p in probs.values()) / len(probs)
+    return dict(diversity=div, uncertainty=unc)
 
 # %% ../nbs/08_metrics.ipynb #2ed70e66
 def attribute_accuracy(logits:torch.Tensor, targets:torch.Tensor, names=None) -> dict:
