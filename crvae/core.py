@@ -349,6 +349,8 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
                                   'distance (crvae features), recon error, ELBO'),
     'figures': ('crvae.figures', "Write the papers' figures (PNG) and tables (markdown) from trained runs"),
     'info': ('crvae.param_counts', 'Print per-module and total parameter counts of a model (--config tiny|paper)'),
+    'protocol': ('crvae.protocol', "The long comparison's pre-registered plan: its runs and commands (plan), a run's windowed "
+                                   'scores (score)'),
     'reconstruct': ('crvae.sampling', 'Encode a face image and decode it again (the posterior mean)'),
     'reproduce': ('crvae.reproduce', 'The main job: score the shipped checkpoints (or --train the '
                                      'comparison), draw the figures, write report.md/html'),

@@ -1,0 +1,99 @@
+"The long comparison's protocol (notebook 88b_protocol): the plan, the decision rule over seeds, the windowed score."
+import pytest
+import torch
+
+from crvae.protocol import (PROTOCOL, Protocol, ROLES, GROUPS, plan, run_sets, paired_verdict, judge, window_steps,
+                            lstm_rate_decision, pairwise_diversity, score_run)
+
+
+@pytest.mark.parametrize('want,a,b,higher', [
+    ('supported', [3.0, 3.2, 3.1], [2.0, 2.1, 2.3], True),
+    ('the opposite holds', [2.0, 2.1, 2.3], [3.0, 3.2, 3.1], True),
+    ('not shown at this budget', [3.0, 2.0, 3.1], [2.5, 2.5, 2.5], True),       # signs differ
+    ('not shown at this budget', [2.1, 2.5, 2.02], [2.0, 2.0, 2.0], True),      # one sign, mean below 2 s.e.
+    ('supported', [0.04, 0.05, 0.045], [0.05, 0.06, 0.052], False),             # a lower error is better
+    ('the opposite holds', [0.05, 0.06, 0.052], [0.04, 0.05, 0.045], False),
+    ('indicative: ahead', [3.0], [2.0], True), ('indicative: behind', [2.0], [3.0], True),
+    ('indicative: tied', [2.0], [2.0], True), ('not run', [], [], True)])
+def test_rule_outcomes(want, a, b, higher):
+    assert paired_verdict(a, b, higher)['verdict'] == want
+
+
+def test_rule_numbers():
+    r = paired_verdict([3.0, 3.2, 3.1], [2.0, 2.1, 2.3])
+    assert r['n'] == 3 and r['diffs'] == pytest.approx([1.0, 1.1, 0.8]) and r['mean'] == pytest.approx(0.9667, abs=1e-4)
+    assert r['se'] == pytest.approx(0.0882, abs=1e-4)
+    # the same differences but one seed's sign flipped: never supported, whatever the mean
+    assert paired_verdict([3.0, 3.2, 2.0], [2.0, 2.1, 2.05])['verdict'] == 'not shown at this budget'
+    # a stricter z turns a supported verdict into "not shown"
+    assert paired_verdict([2.3, 2.5, 2.2], [2.0, 2.0, 2.0], z=2.0)['verdict'] == 'supported'
+    assert paired_verdict([2.3, 2.5, 2.2], [2.0, 2.0, 2.0], z=5.0)['verdict'] == 'not shown at this budget'
+
+
+def test_rule_needs_pairs():
+    from crvae.core import UserError
+    with pytest.raises(UserError, match='one score of each model per seed'): paired_verdict([1.0, 2.0], [1.0])
+
+
+def test_plan():
+    P = plan()
+    names = [r['name'] for r in P]
+    assert len(names) == len(set(names)) == 29
+    for group, roles, seeds, steps in GROUPS:
+        for role in roles:
+            for s in seeds: assert f'{role}-seed{s}' in names
+    for r in P:
+        cr = r['model'] in ('crvae', 'crvae-gan', 'ccrvae-gan', 'acvae-gan')
+        assert ('--set lstm_lr_factor=0.125' in r['command']) == cr, r['name']
+        assert all(f'--set {s}' in r['command'] for s in PROTOCOL.common_sets)
+        assert f"--seed {r['seed']} " in r['command'] and r['command'].startswith(f"crvae train {r['model']} ")
+    assert names[:2] == ['crvae-gan-seed0', 'acvae-gan-seed0']          # the LSTM-rate check first
+    assert run_sets('vae-gan-mi')[-2:] == ['mi=true', 'kappa=0.02'] and ROLES['crvae-gan-nomi'] == ('crvae-gan', ('kappa=0',))
+
+
+def test_plan_cli(run_cli):
+    code, out, err = run_cli('protocol', 'plan', '--commands')
+    assert code == 0 and out.strip().splitlines() == [r['command'] for r in plan()]
+
+
+def test_windows_and_check():
+    assert window_steps(10_000) == [9250, 9500, 9750, 10_000]
+    mk = lambda v, acc=0.8: [dict(step=s, IS=v, attr_acc=acc) for s in window_steps(2500)]
+    arms = {'crvae-gan': {'lr': [mk(2.0), mk(2.2), mk(1.9)], 'lr/8': mk(1.8)},
+            'acvae-gan': {'lr': [mk(3.0), mk(3.1), mk(2.9)], 'lr/8': mk(2.0, acc=0.9)}}
+    assert not lstm_rate_decision(arms)['switch']                  # acvae-gan's accuracy is not below: lr/8 stays
+    arms['acvae-gan']['lr/8'] = mk(2.0, acc=0.7)
+    d = lstm_rate_decision(arms)
+    assert d['switch'] and d['lstm_lr_factor'] == 1.0
+
+
+def test_judge_pairs_seeds():
+    fake = lambda role, seed, v: dict(role=role, seed=seed, budgets={'10000': dict(mean=dict(
+        IS=v, FD=50 - v, recon_mse=None, attr_acc=None, diversity=0.1))})
+    S = [fake('acvae-gan', s, 3.0 + s) for s in range(3)] + [fake('cvae-gan', s, 2.5 + s) for s in range(3)]
+    rows = {r['claim']: r for r in judge(S, 10_000)}
+    assert rows['is-acvae-cvae']['verdict'] == 'supported' and rows['is-acvae-cvae']['seeds'] == 3
+    assert rows['is-acvae-cvae']['mean_diff'] == pytest.approx(0.5) and rows['is-acvae-cvae']['se'] == pytest.approx(0.0)
+    assert rows['is-ccrvae-cvae']['verdict'] == 'not run'
+    assert all(r['verdict'] == 'not run' for r in judge(S, 2500))     # no score at that budget
+
+
+def test_diversity():
+    x = torch.rand(6, 3, 8, 8) * 2 - 1
+    assert pairwise_diversity(x[:1].expand(5, -1, -1, -1)) == 0.0
+    assert pairwise_diversity(x) > 0.05
+
+
+def test_score_run(tiny_run, tiny_classifiers, faces_1k):
+    from crvae.classifiers import load_classifiers
+    run = tiny_run('protocol-crvae-gan', 'crvae-gan', [], faces_1k, steps=4, snapshots=True)   # snapshots 2, 3, 4
+    clf = load_classifiers(faces_1k, root=tiny_classifiers(faces_1k))
+    p = Protocol(budgets=(2, 4), window=2, gap=1, n_test=20, diversity_n=8)
+    res = score_run(run, 'crvae-gan', 0, p, faces=faces_1k, classifiers=clf)
+    assert res['missing'] == {'2': [1]}                             # never scored from fewer snapshots than the window
+    b = res['budgets']['4']
+    assert [r['step'] for r in b['snapshots']] == [3, 4] and res['n_test'] == 20
+    assert b['mean']['IS'] == pytest.approx(sum(r['IS'] for r in b['snapshots']) / 2)
+    assert b['mean']['attr_acc'] is None and b['mean']['recon_mse'] > 0 and b['mean']['diversity'] > 0
+    from crvae.core import UserError
+    with pytest.raises(UserError, match='not the role'): score_run(run, 'vae-gan', 0, p, faces=faces_1k, classifiers=clf)

@@ -1,0 +1,151 @@
+"""Run the pre-registered comparison (notebook 88b_protocol) in the background, resumably, and keep its manifest.
+
+    python tools/comparison.py status --runs RUNS                      # every run of the plan: steps done, running or not
+    python tools/comparison.py watch --runs RUNS --code CODE [--jobs 2] # keep JOBS trainings going until the plan is done
+
+RUNS is a folder outside the repository for the run folders; CODE is a frozen copy of the code the runs train with
+(`git archive COMMIT | tar -x -C CODE`), so that the work in the repository can change while they train. The manifest
+`nbs/results/protocol/manifest.csv` (run, role, seed, steps, steps done, status, code commit) tells a bare machine what to
+restart: `watch` resumes every run that has a folder (`crvae train ... --resume`) and starts the others in the plan's order.
+A run that reaches its steps is scored (`crvae protocol score`: the windowed scores at each budget) and its scores, learning
+curves and summary are written to `nbs/results/protocol/<run>/` at once, for a commit. Trainings run one thread each,
+with `nice`, as `python -m crvae` from CODE; their output goes to RUNS/<run>.out."""
+import argparse, csv, io, json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get('CRVAE_PROTOCOL_RESULTS') or REPO/'nbs'/'results'/'protocol')   # tests: elsewhere
+FIELDS = ['run', 'role', 'seed', 'steps', 'steps_done', 'status', 'code_commit']
+
+
+def _plan(code:Path) -> list[dict]:
+    "The plan as the frozen code states it (the protocol the runs were started under)."
+    out = subprocess.run([sys.executable, '-c', 'import json; from crvae.protocol import plan; print(json.dumps(plan()))'],
+                         env=_env(code), cwd=code, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def _env(code:Path) -> dict:
+    "The trainings' environment: CODE's crvae (they also run with CODE as their folder), one thread."
+    return dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CRVAE_PLOTS='1')
+
+
+def _steps_done(run:Path) -> int:
+    "The step of the run's newest whole checkpoint (0: none yet)."
+    ck = run/'checkpoints'
+    done = [int(p.name[5:]) for p in ck.glob('step-*') if (p/'model.safetensors').exists() and (p/'state.pt').exists()]
+    try: last = int(json.loads((run/'run.json').read_text()).get('last_step') or 0)
+    except (OSError, ValueError): last = 0
+    return max(done + [last]) if done or last else 0
+
+
+def _alive(pidfile:Path) -> bool:
+    try: pid = int(pidfile.read_text())
+    except (OSError, ValueError): return False
+    try: os.kill(pid, 0)
+    except OSError: return False
+    try: return 'crvae' in Path(f'/proc/{pid}/cmdline').read_text()
+    except OSError: return True
+
+
+def _write_manifest(rows:list[dict]):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, FIELDS, lineterminator='\n'); w.writeheader(); w.writerows(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS/'manifest.csv.tmp'
+    tmp.write_text(buf.getvalue()); os.replace(tmp, RESULTS/'manifest.csv')
+
+
+def _read_manifest() -> dict:
+    f = RESULTS/'manifest.csv'
+    return {r['run']: r for r in csv.DictReader(f.open())} if f.exists() else {}
+
+
+def state(runs:Path, plan:list[dict], commit:str) -> list[dict]:
+    "One manifest row per run of the plan, from the run folders and the results already collected."
+    old, rows = _read_manifest(), []
+    for r in plan:
+        folder = runs/r['name']
+        done = _steps_done(folder) if folder.exists() else int(old.get(r['name'], {}).get('steps_done') or 0)
+        if (RESULTS/r['name']/'scores.json').exists(): status = 'scored'
+        elif _alive(runs/f"{r['name']}.pid"): status = 'running'
+        elif done >= r['steps']: status = 'trained'
+        elif folder.exists() or done: status = 'stopped'
+        else: status = 'pending'
+        rows.append(dict(run=r['name'], role=r['role'], seed=r['seed'], steps=r['steps'], steps_done=done, status=status,
+                         code_commit=old.get(r['name'], {}).get('code_commit') or (commit if status != 'pending' else '')))
+    return rows
+
+
+def start(run:dict, runs:Path, code:Path):
+    "Start (or resume) one training in the background, one thread, nice 5; its output to RUNS/<name>.out."
+    folder = runs/run['name']
+    cmd = run['command'].replace(f"RUNS/{run['name']}", str(folder)).split()
+    if (folder/'run.json').exists(): cmd.append('--resume')
+    cmd = ['nice', '-n', '5', sys.executable, '-m', 'crvae', *cmd[1:]]
+    with open(runs/f"{run['name']}.out", 'ab') as out:
+        p = subprocess.Popen(cmd, env=_env(code), cwd=code, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    (runs/f"{run['name']}.pid").write_text(str(p.pid))
+    print(f"{time.strftime('%H:%M:%S')} started {run['name']} (pid {p.pid}){' --resume' if '--resume' in cmd else ''}", flush=True)
+    return p
+
+
+def collect(run:dict, runs:Path, code:Path, note:str):
+    "Score a finished run and write its results into the repository (scores.json, curves.csv, log.csv, summary.json)."
+    folder, dest = runs/run['name'], RESULTS/run['name']
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(REPO/'tools'/'collect_runs.py'), str(RESULTS), str(folder), '--note', note],
+                   env=_env(code), cwd=code, check=True)
+    tmp = dest/'scores.json.tmp'
+    subprocess.run(['nice', '-n', '5', sys.executable, '-m', 'crvae', 'protocol', 'score', str(folder), '--role', run['role'],
+                    '--seed', str(run['seed']), '--out', str(tmp)], env=_env(code), cwd=code, check=True)
+    os.replace(tmp, dest/'scores.json')
+    print(f"{time.strftime('%H:%M:%S')} collected {run['name']} into {dest}", flush=True)
+
+
+def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str):
+    plan = _plan(code)
+    procs, starts, stop, unscored = {}, {}, [], set()
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    while not stop:
+        rows = state(runs, plan, commit)
+        _write_manifest(rows)
+        by = {r['name']: r for r in plan}
+        running = [r for r in rows if r['status'] == 'running']
+        # stopped runs first (they resume), then pending ones, in the plan's order
+        todo = [r for r in rows if r['status'] == 'stopped'] + [r for r in rows if r['status'] == 'pending']
+        todo = [r for r in todo if starts.get(r['run'], 0) < 3]     # a run that keeps failing: see RUNS/<run>.out
+        for r in todo[:max(0, jobs - len(running))]:
+            procs[r['run']] = start(by[r['run']], runs, code)
+            starts[r['run']] = starts.get(r['run'], 0) + 1
+        for row in rows:                                   # the trainings go on while a finished run is scored
+            if row['status'] == 'trained' and row['run'] not in unscored:
+                try: collect(by[row['run']], runs, code, note)
+                except subprocess.CalledProcessError as e:
+                    unscored.add(row['run']); print(f"scoring {row['run']} failed (not retried until a new watch): {e}", flush=True)
+        if not running and not todo and all(r['status'] == 'scored' for r in rows): print('the plan is done'); break
+        for _ in range(int(every)):
+            if stop: break
+            time.sleep(1)
+        for name, p in list(procs.items()):
+            if p.poll() is not None: procs.pop(name)      # reap
+    _write_manifest(state(runs, plan, commit))
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('what', choices=('status', 'watch'))
+    ap.add_argument('--runs', required=True, help='folder of the run folders (outside the repository)')
+    ap.add_argument('--code', help='frozen copy of the code the runs train with (default: this checkout)')
+    ap.add_argument('--commit', default='', help='the commit CODE was archived from (recorded in the manifest)')
+    ap.add_argument('--jobs', type=int, default=2)
+    ap.add_argument('--every', type=float, default=60, help='seconds between checks')
+    ap.add_argument('--note', default='trained at 1 thread beside another training on 2 cores',
+                    help="the load the runs train under (recorded in each run's summary)")
+    a = ap.parse_args()
+    runs, code = Path(a.runs).resolve(), Path(a.code or REPO).resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    if a.what == 'status':
+        rows = state(runs, _plan(code), a.commit)
+        for r in rows: print(f"{r['run']:28s} {r['status']:8s} {r['steps_done']:>6}/{r['steps']:<6} {r['code_commit']}")
+    else: watch(runs, code, a.jobs, a.every, a.note, a.commit)
