@@ -18,7 +18,8 @@ from .models import FAMILY
 # %% auto #0
 __all__ = ['PROTOCOL', 'ROLES', 'GROUPS', 'SCORE_KEYS', 'RULE_VERDICTS', 'PROTOCOL_CLAIMS', 'Protocol', 'run_sets',
            'train_command', 'plan', 'curve_window', 'window_steps', 'read_curves', 'lstm_rate_decision',
-           'pairwise_diversity', 'snapshot_scores', 'mean_scores', 'score_run', 'paired_verdict', 'judge']
+           'pairwise_diversity', 'snapshot_scores', 'mean_scores', 'score_run', 'paired_verdict', 'judge',
+           'block_profile', 'coarse_to_fine_verdict']
 
 # %% ../nbs/88b_protocol.ipynb #99680fd1
 @dataclass(frozen=True)
@@ -248,3 +249,23 @@ def _score_cmd(run: Arg('the run folder'), *, role: Arg(f"its role ({', '.join(R
         print(f"{res['run']} at {int(B):,} steps: " + ', '.join(f'{k} {x:.4g}' for k, x in v['mean'].items() if x is not None))
     for B, s in res['missing'].items(): print(f"{res['run']}: no score at {int(B):,} steps (snapshots missing: {s})")
     print(f"wrote {out}")
+
+# %% ../nbs/88b_protocol.ipynb #db71d824
+@torch.no_grad()
+def block_profile(model, n:int=256, seed:int=0, pool:int=8) -> dict:
+    "crVAE Fig. 9 in numbers: each block's coarse share c_t and its share of the change, over n prior codes' progressions."
+    from crvae.fig_blocks import progression
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, *model.latent_shape, generator=g).to(model.device)
+    x = progression(model, z).float()                                       # (n, T+1, 3, H, W)
+    d = (x[:, 1:] - x[:, :-1]).flatten(0, 1)                                 # (n*T, 3, H, W): block t's change
+    low = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(d, pool), scale_factor=pool)
+    e, el = d.pow(2).view(n, -1, *d.shape[1:]).sum((0, 2, 3, 4)), low.pow(2).view(n, -1, *d.shape[1:]).sum((0, 2, 3, 4))  # (T,)
+    coarse = (el / e.clamp_min(1e-12)).tolist()
+    T = len(coarse)
+    return dict(coarse_share=coarse, change_share=(e / e.sum().clamp_min(1e-12)).tolist(),
+                early=sum(coarse[:T // 2]) / (T // 2), late=sum(coarse[T // 2:]) / (T - T // 2), n=n, pool=pool)
+
+def coarse_to_fine_verdict(profiles:list[dict], z:float=PROTOCOL.z) -> dict:
+    "The paired rule over seeds with A = the early blocks' coarse share and B = the late blocks' (one profile per seed)."
+    return paired_verdict([p['early'] for p in profiles], [p['late'] for p in profiles], True, z)

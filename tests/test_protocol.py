@@ -97,3 +97,16 @@ def test_score_run(tiny_run, tiny_classifiers, faces_1k):
     assert b['mean']['attr_acc'] is None and b['mean']['recon_mse'] > 0 and b['mean']['diversity'] > 0
     from crvae.core import UserError
     with pytest.raises(UserError, match='not the role'): score_run(run, 'vae-gan', 0, p, faces=faces_1k, classifiers=clf)
+
+
+def test_block_profile(tiny_run, faces_1k):
+    from crvae.protocol import block_profile, coarse_to_fine_verdict
+    from crvae.runs import load
+    m = load(tiny_run('protocol-crvae-gan', 'crvae-gan', [], faces_1k, steps=4, snapshots=True))
+    p = block_profile(m, n=4)
+    assert len(p['coarse_share']) == m.T and sum(p['change_share']) == pytest.approx(1.0, abs=1e-5)
+    assert all(0 <= c <= 1 + 1e-6 for c in p['coarse_share'])
+    assert p['early'] == pytest.approx(sum(p['coarse_share'][:m.T // 2]) / (m.T // 2))
+    seeds = [dict(early=e, late=l) for e, l in ((0.6, 0.45), (0.62, 0.47), (0.58, 0.46))]
+    assert coarse_to_fine_verdict(seeds)['verdict'] == 'supported'
+    assert coarse_to_fine_verdict([dict(early=0.4, late=0.5)])['verdict'] == 'indicative: behind'
