@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/image_files.html.md"""
 
 # %% ../nbs/02b_image_files.ipynb #c2f00003
 from __future__ import annotations
-import csv, io, math, os, re
+import csv, hashlib, io, math, os, re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import numpy as np
 from .core import UserError, check
 
 # %% auto #0
-__all__ = ['CELEBA_CROP', 'CELEBA_LAYOUTS', 'find_celeba', 'image_too_large']
+__all__ = ['CELEBA_CROP', 'CELEBA_LAYOUTS', 'find_celeba', 'image_too_large', 'to_rgb8', 'upright', 'content_hash']
 
 # %% ../nbs/02b_image_files.ipynb #f2b44732
 CELEBA_CROP = (15, 35, 163, 183)
@@ -58,7 +58,7 @@ def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray, list]:
     def bad(why, line=None):
         at = f' line {line}' if line else ''
         return UserError(f"{path}{at} is malformed: {why}; it should be CelebA's attribute file; {CELEBA_LAYOUTS}")
-    try: text = path.read_text(encoding='utf-8', errors='strict')
+    try: text = path.read_text(encoding='utf-8-sig', errors='strict')   # '-sig': a byte-order mark an editor added is dropped
     except UnicodeDecodeError: raise bad('it is not a text file') from None
     if path.suffix == '.csv':
         rows = [(k, r) for k, r in enumerate(csv.reader(io.StringIO(text)), 1) if r]
@@ -67,6 +67,7 @@ def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray, list]:
     else:
         lines = text.splitlines()
         if len(lines) < 2 or not lines[0].strip().isdigit(): raise bad('the first line should be the number of images', 1)
+        if len(lines[0].strip()) > 9: raise bad(f'the first line, a {len(lines[0].strip())}-digit number, is no count of images', 1)
         names, body, head = lines[1].split(), [(k, l.split()) for k, l in enumerate(lines[2:], 3) if l.strip()], 2
         if len(body) != int(lines[0]): raise bad(f'it announces {lines[0].strip()} images but lists {len(body)}', 1)
     if not names or not all(re.fullmatch(r'[A-Za-z0-9_]+', n) for n in names):
@@ -90,7 +91,7 @@ def _read_pairs(path:Path, what:str, valid:dict|None=None) -> tuple[dict, dict]:
     "Parse a 'file value' text or 'file,value' csv (partition, identity): ({file: value}, {file: line number})."
     out, where = {}, {}
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:
             for k, line in enumerate(f, 1):
                 parts = line.strip().replace(',', ' ').split()
                 if not parts or (k == 1 and not parts[-1].lstrip('-').isdigit()): continue  # blank line or csv header
@@ -99,6 +100,9 @@ def _read_pairs(path:Path, what:str, valid:dict|None=None) -> tuple[dict, dict]:
                 if valid is not None and v not in valid:
                     ok = ', '.join(f'{c} ({m})' for c, m in valid.items())
                     raise UserError(f"{path} line {k}: {what} {v} (of {parts[0]}) is not one of {ok}; restore CelebA's own file")
+                if parts[0] in out:
+                    raise UserError(f"{path} line {k} lists {parts[0]} again (first at line {where[parts[0]]}, {what} "
+                                    f"{out[parts[0]]}; here {v}): each image has one {what}; restore CelebA's own file")
                 out[parts[0]], where[parts[0]] = v, k
     except UnicodeDecodeError: raise UserError(f"{path} is not a text file; restore CelebA's own file") from None
     return out, where
@@ -113,6 +117,10 @@ def _check_lists_agree(files:dict, names:list, lines:list, part:dict, part_lines
                               f"({len(extra)} image(s) it lacks): the attribute file looks cut short; download it again")
     more = sorted(e.name for e in os.scandir(files['images'])
                   if e.name.lower().endswith(('.jpg', '.jpeg', '.png')) and e.name not in listed)
+    folded = {f.lower(): (f, k) for f, k in zip(names, lines)}
+    case = [(m, *folded[m.lower()]) for m in more if m.lower() in folded]
+    if case: raise UserError(f"{files['images']}/{case[0][0]} is listed as {case[0][1]} ({files['attrs']} line {case[0][2]}): "
+                             f"the names differ in case ({len(case)} image(s)); rename the files to the names the list uses")
     if more: raise UserError(f"{ends}, but {files['images']} also holds {len(more)} image(s) it lacks, e.g. {more[0]}: the attribute file "
                              f"looks cut short; download it again, or remove the images it does not list")
 
@@ -123,11 +131,37 @@ def image_too_large(path) -> UserError:
     return UserError(f"image {path} is too large to read safely (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, PIL's "
                      f"decompression-bomb limit); shrink it or remove the file")
 
-def _load_image(path, size:int, box=None) -> np.ndarray:
-    "Read an image, crop `box` (default: the centred square), resize to `size` (bilinear, antialiased): (3, size, size) uint8."
+_WIDE = {'I;16': 65535, 'I;16L': 65535, 'I;16B': 65535, 'I;16N': 65535}   # 16-bit modes: their full scale
+
+def to_rgb8(im):
+    "An image of any PIL mode as 8-bit RGB by value: 16-bit and float scaled from their range, alpha laid on white, CMYK/P/LA converted."
+    from PIL import Image
+    if im.mode in _WIDE or im.mode in ('I', 'F'):
+        a = np.asarray(im).astype(np.float64)
+        if im.mode in _WIDE: top = _WIDE[im.mode]
+        elif im.mode == 'F': top = 1.0 if a.size and np.nanmax(a) <= 1.0 else 255.0   # floats in [0, 1], or 8-bit values
+        else: top = 65535 if a.size and a.max() > 255 else 255                         # 32-bit ints: a 16-bit picture, or 8-bit
+        g = np.clip(np.nan_to_num(a) * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(g).convert('RGB')
+    if im.mode == 'P' and 'transparency' in im.info: im = im.convert('RGBA')
+    if im.mode in ('LA', 'La', 'PA', 'RGBA', 'RGBa'):
+        im = im.convert('RGBA')
+        bg = Image.new('RGBA', im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, im).convert('RGB')
+    return im.convert('RGB')
+
+def upright(im):
+    "`im` turned as its EXIF orientation tag says (a phone's portrait photo is stored sideways), unchanged without one."
+    from PIL import ImageOps
+    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+
+def _load_image(path, size:int, box=None, data:bytes|None=None) -> np.ndarray:
+    """Read an image (from `data`, its bytes, if given), turn it upright, crop `box` (default: the centred square), resize to
+    `size` (bilinear, antialiased): (3, size, size) uint8."""
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data) if data is not None else path) as im0:
+            im = upright(im0)
             w, h = im.size
             if box is None:     # the centred square; upscaled at most 4x (a smaller image holds too little)
                 s = min(w, h); l, t = (w - s) // 2, (h - s) // 2
@@ -137,16 +171,24 @@ def _load_image(path, size:int, box=None) -> np.ndarray:
             check(0 <= box[0] and 0 <= box[1] and box[2] <= w and box[3] <= h,
                   f"image {path} is {w}x{h} px, too small for the crop box {tuple(box)} (at least {box[2]}x{box[3]} px); "
                   f"replace it with the dataset's own image or remove it")
-            im = im.convert('RGB').crop(box).resize((size, size), Image.BILINEAR, reducing_gap=None)
+            im = to_rgb8(im).crop(box).resize((size, size), Image.BILINEAR, reducing_gap=None)
             return np.asarray(im).transpose(2, 0, 1).copy()
     except Image.DecompressionBombError: raise image_too_large(path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(f"cannot read image {path} ({type(e).__name__}: {e}); replace or remove the file") from None
 
+def content_hash(data:bytes) -> str:
+    "The fingerprint of a file's bytes that the caches record (BLAKE2b, 16 bytes: fast, and no two images share one)."
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
 def _load_chunk(args):
+    "Worker: the images `paths` read, cropped and resized, and the hash of each one's bytes (read once for both)."
     paths, size, box = args
-    out = np.empty((len(paths), 3, size, size), np.uint8)
+    out, hashes = np.empty((len(paths), 3, size, size), np.uint8), []
     for j, p in enumerate(paths):
-        try: out[j] = _load_image(p, size, box)
-        except UserError as e: return None, str(e)
-    return out, None
+        try: data = Path(p).read_bytes()
+        except OSError as e: return None, None, f"cannot read image {p} ({type(e).__name__}: {e}); replace or remove the file"
+        try: out[j] = _load_image(p, size, box, data)
+        except UserError as e: return None, None, str(e)
+        hashes.append(content_hash(data))
+    return out, hashes, None
