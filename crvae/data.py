@@ -19,12 +19,12 @@ from .core import (UserError, check, did_you_mean, atomic_dir, remove_stale_temp
                    markdown_table)
 from .avatars import AVATAR_ATTRIBUTES, PART_FAMILIES, CROP_BOX, sample_avatar_spec, render_avatar, avatar_attributes, avatar_parts
 from .images import (CELEBA_CROP, CELEBA_LAYOUTS, find_celeba, _check_folder, _read_attr_file, _read_pairs, _check_lists_agree,
-                          _load_chunk, content_hash)
+                          _load_chunk, _image_list, _same_images, _write_sources, make_fake_celeba)
 
 # %% auto #0
 __all__ = ['AVATAR_GENERATOR_VERSION', 'CACHE_FORMAT', 'SPLITS', 'SIZE_RANGE', 'IMAGE_SUFFIXES', 'DATASETS', 'build_avatars',
            'to_float', 'to_uint8', 'FaceData', 'random_flip', 'iterate_batches', 'load_avatars', 'show_faces',
-           'FaceDataset', 'load_celeba', 'make_fake_celeba', 'load_folder', 'load_faces']
+           'FaceDataset', 'load_celeba', 'load_folder', 'load_faces']
 
 # %% ../nbs/02_data.ipynb #ed3c34b4
 AVATAR_GENERATOR_VERSION = 1
@@ -336,36 +336,6 @@ def _images_to_cache(paths:list, size:int, box, out:Path, workers:int|None, prog
 def _sha1(b:bytes) -> str: return hashlib.sha1(b).hexdigest()
 def _sha1_json(x) -> str: return _sha1(json.dumps(x).encode())
 
-def _image_list(folder:Path, names:list) -> tuple[list, list]:
-    "[name, bytes, mtime, ctime] of each image `names` in `folder` (ns; the ctime no tool can set), and the names that are missing."
-    found, absent = [], []
-    for f in names:
-        try: st = os.stat(folder/f)
-        except OSError: absent.append(f); continue
-        found.append([f, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
-    return found, absent
-
-def _same_images(path:Path, folder:Path, found:list) -> bool:
-    """Whether the images `found` (`_image_list`) hold the bytes the cache at `path` was made from: a file whose size or
-    times changed is read and its hash compared with the one recorded at build time (then its new times are recorded)."""
-    try: rec = load_json(path/'sources.json')['files']
-    except (UserError, KeyError, TypeError): return False
-    if len(rec) != len(found) or any(r[0] != f[0] for r, f in zip(rec, found)): return False
-    changed = [i for i, (r, f) in enumerate(zip(rec, found)) if r[1:4] != f[1:4]]
-    for i in changed:
-        try: h = content_hash((folder/found[i][0]).read_bytes())
-        except OSError: return False
-        if h != rec[i][4]: return False
-        rec[i][1:4] = found[i][1:4]
-    if changed:                                   # the same bytes (a copied folder, a `touch`): no need to read them next time
-        try: save_json(path/'sources.json', dict(files=rec))
-        except (OSError, UserError): pass         # a read-only cache: read again next time
-    return True
-
-def _write_sources(tmp:Path, found:list, hashes:list):
-    "Record each image's name, size, times and content hash in the cache being built."
-    save_json(tmp/'sources.json', dict(files=[f + [h] for f, h in zip(found, hashes)]))
-
 def load_celeba(root, size:int=64, out=None, workers:int|None=None, progress:bool=True, limit:int|None=None) -> FaceData:
     "CelebA from a local folder (either layout), preprocessed once into a memory-mapped cache."
     return _load_cache(_celeba_cache(root, size, out, workers, progress, limit)[0])
@@ -408,28 +378,6 @@ def _celeba_cache(root, size, out, workers, progress, limit) -> tuple[Path, bool
                   attributes=attr_names, layout=files['layout'], root=root_s, crop_box=list(CELEBA_CROP), source=source,
                   images_per_second=round(ips, 1), files=[names[0], names[-1]]))
     return path, True
-
-# %% ../nbs/02_data.ipynb #b6bef5ee
-def make_fake_celeba(root, n:int=12, layout:str='official', attrs=('Smiling', 'Eyeglasses', 'Male'), seed:int=0) -> Path:
-    "Write a tiny CelebA-shaped folder (random 178x218 JPEGs) in the `official` or `kaggle` layout; for tests and demos."
-    from PIL import Image
-    rng, root = np.random.default_rng(seed), Path(root)
-    img_dir = root/('img_align_celeba/img_align_celeba' if layout == 'kaggle' else 'img_align_celeba')
-    img_dir.mkdir(parents=True, exist_ok=True)
-    names = [f'{i+1:06d}.jpg' for i in range(n)]
-    vals = rng.choice([-1, 1], size=(n, len(attrs)))
-    part = [0 if i < n * 0.8 else (1 if i < n * 0.9 else 2) for i in range(n)]
-    for f in names: Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(img_dir/f, quality=90)
-    if layout == 'kaggle':
-        (root/'list_attr_celeba.csv').write_text('image_id,' + ','.join(attrs) + '\n' +
-            ''.join(f + ',' + ','.join(map(str, v)) + '\n' for f, v in zip(names, vals)))
-        (root/'list_eval_partition.csv').write_text('image_id,partition\n' + ''.join(f'{f},{p}\n' for f, p in zip(names, part)))
-    else:
-        (root/'list_attr_celeba.txt').write_text(f'{n}\n' + ' '.join(attrs) + '\n' +
-            ''.join(f + ' ' + ' '.join(f'{x:2d}' for x in v) + '\n' for f, v in zip(names, vals)))
-        (root/'list_eval_partition.txt').write_text(''.join(f'{f} {p}\n' for f, p in zip(names, part)))
-        (root/'identity_CelebA.txt').write_text(''.join(f'{f} {i % 5 + 1}\n' for i, f in enumerate(names)))
-    return root
 
 # %% ../nbs/02_data.ipynb #874c1b82
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp'}

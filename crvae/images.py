@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import UserError, check
+from .core import UserError, check, load_json, save_json
 
 # %% auto #0
-__all__ = ['CELEBA_CROP', 'CELEBA_LAYOUTS', 'find_celeba', 'image_too_large', 'to_rgb8', 'upright', 'content_hash']
+__all__ = ['CELEBA_CROP', 'CELEBA_LAYOUTS', 'find_celeba', 'image_too_large', 'to_rgb8', 'upright', 'content_hash',
+           'make_fake_celeba']
 
 # %% ../nbs/02b_image_files.ipynb #f2b44732
 CELEBA_CROP = (15, 35, 163, 183)
@@ -192,3 +193,56 @@ def _load_chunk(args):
         except UserError as e: return None, None, str(e)
         hashes.append(content_hash(data))
     return out, hashes, None
+
+# %% ../nbs/02b_image_files.ipynb #c2f00010
+def _image_list(folder:Path, names:list) -> tuple[list, list]:
+    "[name, bytes, mtime, ctime] of each image `names` in `folder` (ns; the ctime no tool can set), and the names that are missing."
+    found, absent = [], []
+    for f in names:
+        try: st = os.stat(folder/f)
+        except OSError: absent.append(f); continue
+        found.append([f, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    return found, absent
+
+def _same_images(path:Path, folder:Path, found:list) -> bool:
+    """Whether the images `found` (`_image_list`) hold the bytes the cache at `path` was made from: a file whose size or
+    times changed is read and its hash compared with the one recorded at build time (then its new times are recorded)."""
+    try: rec = load_json(path/'sources.json')['files']
+    except (UserError, KeyError, TypeError): return False
+    if len(rec) != len(found) or any(r[0] != f[0] for r, f in zip(rec, found)): return False
+    changed = [i for i, (r, f) in enumerate(zip(rec, found)) if r[1:4] != f[1:4]]
+    for i in changed:
+        try: h = content_hash((folder/found[i][0]).read_bytes())
+        except OSError: return False
+        if h != rec[i][4]: return False
+        rec[i][1:4] = found[i][1:4]
+    if changed:                                   # the same bytes (a copied folder, a `touch`): no need to read them next time
+        try: save_json(path/'sources.json', dict(files=rec))
+        except (OSError, UserError): pass         # a read-only cache: read again next time
+    return True
+
+def _write_sources(tmp:Path, found:list, hashes:list):
+    "Record each image's name, size, times and content hash in the cache being built."
+    save_json(tmp/'sources.json', dict(files=[f + [h] for f, h in zip(found, hashes)]))
+
+# %% ../nbs/02b_image_files.ipynb #b6bef5ee
+def make_fake_celeba(root, n:int=12, layout:str='official', attrs=('Smiling', 'Eyeglasses', 'Male'), seed:int=0) -> Path:
+    "Write a tiny CelebA-shaped folder (random 178x218 JPEGs) in the `official` or `kaggle` layout; for tests and demos."
+    from PIL import Image
+    rng, root = np.random.default_rng(seed), Path(root)
+    img_dir = root/('img_align_celeba/img_align_celeba' if layout == 'kaggle' else 'img_align_celeba')
+    img_dir.mkdir(parents=True, exist_ok=True)
+    names = [f'{i+1:06d}.jpg' for i in range(n)]
+    vals = rng.choice([-1, 1], size=(n, len(attrs)))
+    part = [0 if i < n * 0.8 else (1 if i < n * 0.9 else 2) for i in range(n)]
+    for f in names: Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(img_dir/f, quality=90)
+    if layout == 'kaggle':
+        (root/'list_attr_celeba.csv').write_text('image_id,' + ','.join(attrs) + '\n' +
+            ''.join(f + ',' + ','.join(map(str, v)) + '\n' for f, v in zip(names, vals)))
+        (root/'list_eval_partition.csv').write_text('image_id,partition\n' + ''.join(f'{f},{p}\n' for f, p in zip(names, part)))
+    else:
+        (root/'list_attr_celeba.txt').write_text(f'{n}\n' + ' '.join(attrs) + '\n' +
+            ''.join(f + ' ' + ' '.join(f'{x:2d}' for x in v) + '\n' for f, v in zip(names, vals)))
+        (root/'list_eval_partition.txt').write_text(''.join(f'{f} {p}\n' for f, p in zip(names, part)))
+        (root/'identity_CelebA.txt').write_text(''.join(f'{f} {i % 5 + 1}\n' for i, f in enumerate(names)))
+    return root
