@@ -18,7 +18,8 @@ from .tool import (FaceTool, TOOL_CSS, GuardedUI, BLOCK_FILE, blank_png, face_pn
                         _attr_value)
 
 # %% auto #0
-__all__ = ['DEFAULT_ATTRS', 'APP_SOURCE', 'FaceToolUI', 'run_label', 'app_notebook', 'app_from_env', 'free_port', 'voila_command']
+__all__ = ['DEFAULT_ATTRS', 'APP_SOURCE', 'APP_MAX_KERNELS', 'APP_CULL_IDLE_S', 'APP_CULL_EVERY_S', 'FaceToolUI', 'run_label',
+           'app_notebook', 'app_from_env', 'free_port', 'voila_command', 'serve_voila']
 
 # %% ../nbs/30a_face_app.ipynb #b1f00007
 _STATES = (0.0, 1.0, -1.0)                                   # a toggle's cycle: open -> wanted -> not wanted
@@ -239,10 +240,99 @@ def free_port(host:str='127.0.0.1') -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0)); return s.getsockname()[1]
 
+APP_MAX_KERNELS = 2       # page kernels (about 350 MB each) alive at once: a new page first shuts down those no page talks to
+APP_CULL_IDLE_S = 120     # a kernel no page is connected to is shut down after this many idle seconds
+APP_CULL_EVERY_S = 10     # how often the server looks for such kernels
+
 def voila_command(notebook, port:int, open_browser:bool=False) -> list[str]:
-    "The Voila command line: this Python, bound to 127.0.0.1 on `port` (no retrying on another port)."
-    return [sys.executable, '-m', 'voila', str(notebook), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
-            '--theme=light'] + ([] if open_browser else ['--no-browser'])
+    """The Voila command line: this Python running `serve_voila`, bound to 127.0.0.1 on `port` (no retrying on another port),
+    idle kernels without a page culled."""
+    return [sys.executable, '-c', 'from crvae.app import serve_voila; serve_voila()', str(notebook), f'--port={port}',
+            '--Voila.ip=127.0.0.1', '--Voila.port_retries=0', '--theme=light',
+            f'--MappingKernelManager.cull_idle_timeout={APP_CULL_IDLE_S}', f'--MappingKernelManager.cull_interval={APP_CULL_EVERY_S}',
+            '--MappingKernelManager.cull_connected=False'] + ([] if open_browser else ['--no-browser'])
+
+# %% ../nbs/30a_face_app.ipynb #b1f0a002
+def _no_remote(src:str) -> str:
+    """A template with its links to other sites dropped: Voila's lab template loads Font Awesome from a CDN (its own bundle
+    has it), nbconvert's would import Mermaid from one (for diagrams, which the app's page never has)."""
+    import re
+    src = re.sub(r'\{\{\s*mermaid_js\([^}]*\)\s*\}\}', '', src)
+    return re.sub(r'<(link|script)\b[^>]*\b(href|src)\s*=\s*["\']?(https?:)?//[^>]*>(\s*</script>)?', '', src)
+
+def _local_loader(inner):
+    "A Jinja loader reading templates through `inner` with `_no_remote` applied."
+    import jinja2
+    class LocalLoader(jinja2.BaseLoader):
+        def get_source(self, environment, name):
+            src, fn, uptodate = inner.get_source(environment, name)
+            return _no_remote(src), fn, uptodate
+        def list_templates(self): return inner.list_templates()
+    return LocalLoader()
+
+def _host_port_ok(host:str, port:int, default:int=80) -> bool:
+    "Whether an HTTP Host header names `port` (no port: `default`), as a page of this server's own origin sends it."
+    import re
+    m = re.fullmatch(r'(.*?)(?::(\d+))?', host or '')
+    return int(m.group(2) or default) == port
+
+def _capped(base, cap:int):
+    "The kernel manager class `base`, starting a kernel only after shutting down surplus ones no page is connected to."
+    from tornado.web import HTTPError
+    class CappedKernels(base):
+        async def start_kernel(self, *args, **kwargs):
+            ids = list(self.list_kernel_ids())                           # oldest first
+            free = [k for k in ids if not self._kernel_connections.get(k)]
+            for k in free[:max(0, len(ids) - cap + 1)]: await self.shutdown_kernel(k, now=True)
+            if len(self.list_kernel_ids()) >= cap:
+                raise HTTPError(503, f"{cap} pages of the face tool are open: close one (kernels are capped at {cap})")
+            return await super().start_kernel(*args, **kwargs)
+    return CappedKernels
+
+def serve_voila(argv=None):
+    """Voila as `crvae app` runs it, in its own process: requests whose Host header is not 127.0.0.1/localhost with the
+    served port refused (DNS rebinding), at most `APP_MAX_KERNELS` kernels, no link to another site in the page, and the
+    server stopped when `crvae app` is gone (even after SIGKILL), its temporary folder ($CRVAE_APP_FOLDER) removed."""
+    import atexit, threading
+    from voila.app import Voila
+    from jupyter_server.base.handlers import JupyterHandler
+    argv = sys.argv[1:] if argv is None else list(argv)
+    port = int(next(a.split('=', 1)[1] for a in argv if a.startswith('--port=')))
+    loopback = JupyterHandler.check_host          # with allow_remote_access=False: loopback addresses and local_hostnames
+    JupyterHandler.check_host = lambda self: loopback(self) and _host_port_ok(self.request.host, port)
+    from voila.exporter import VoilaExporter
+    made = VoilaExporter.environment.fget
+    def environment(self):                        # the page's templates, read without their links to other sites
+        env = made(self)
+        if not getattr(env, '_crvae_local', False): env.loader, env._crvae_local = _local_loader(env.loader), True
+        return env
+    VoilaExporter.environment = property(environment)
+    class LocalVoila(Voila):
+        def init_settings(self):
+            vc = self.voila_configuration
+            vc.multi_kernel_manager_class = _capped(vc.multi_kernel_manager_class, APP_MAX_KERNELS)
+            return dict(super().init_settings(), allow_remote_access=False, local_hostnames=['localhost'])
+    folder = os.environ.get('CRVAE_APP_FOLDER')
+    if folder: atexit.register(shutil.rmtree, folder, True)
+    parent = os.getppid()
+    def watch():                                  # crvae app gone (killed, or its terminal closed): stop, kernels with us
+        while os.getppid() == parent: time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM); time.sleep(15); os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+    LocalVoila.launch_instance(argv)
+
+_STOP_SIGNALS = tuple(getattr(signal, s) for s in ('SIGTERM', 'SIGHUP') if hasattr(signal, s))   # SIGINT: KeyboardInterrupt already
+
+def _stop_group(proc, grace:float=10):
+    "Stop `proc` and every process of its group (it leads one: `start_new_session`): SIGTERM, then SIGKILL after `grace` s."
+    def kill(sig):
+        try: os.killpg(proc.pid, sig) if hasattr(os, 'killpg') else proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError): pass
+    if proc.poll() is None:
+        kill(signal.SIGTERM)
+        try: proc.wait(grace)
+        except subprocess.TimeoutExpired: pass
+    kill(getattr(signal, 'SIGKILL', signal.SIGTERM)); proc.wait()
 
 # %% ../nbs/30a_face_app.ipynb #cf1788a8
 @command('app')
@@ -277,17 +367,15 @@ def _app_cmd(run: Arg('a run folder (with run.json) or a shipped checkpoint name
     env = dict(os.environ, CRVAE_APP_RUN=str(run.resolve()), CRVAE_APP_BLOCK='' if block is None else str(block),
                CRVAE_APP_DEVICE=device, CRVAE_APP_N=str(n), CRVAE_APP_THREADS=str(threads),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')]))   # the kernel: this Python
-    proc = subprocess.Popen(voila_command(nb, port, not no_browser), env=env, cwd=folder)
+    env['CRVAE_APP_FOLDER'] = str(folder)                  # Voila removes it too, should this process be killed outright
+    proc = subprocess.Popen(voila_command(nb, port, not no_browser), env=env, cwd=folder, start_new_session=True)
     print(f"crvae app: serving on http://127.0.0.1:{port}/ (only this machine can open it); Ctrl-C stops it", flush=True)
-    old = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    old = {s: signal.signal(s, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt())) for s in _STOP_SIGNALS}
     try: rc = proc.wait()
     except KeyboardInterrupt: rc = 0
     finally:
-        signal.signal(signal.SIGTERM, old)
-        if proc.poll() is None:
-            proc.terminate()
-            try: proc.wait(10)
-            except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        for s, h in old.items(): signal.signal(s, h)
+        _stop_group(proc)                                  # Voila and whatever it started in its group
         shutil.rmtree(folder, ignore_errors=True)
     check(rc in (0, -signal.SIGTERM, -signal.SIGINT), f"Voila stopped with exit code {rc}: is port {port} free? (choose "
                                                       f"another with --port)")

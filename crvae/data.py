@@ -19,15 +19,16 @@ from .core import (UserError, check, did_you_mean, atomic_dir, remove_stale_temp
                    markdown_table)
 from .avatars import AVATAR_ATTRIBUTES, PART_FAMILIES, CROP_BOX, sample_avatar_spec, render_avatar, avatar_attributes, avatar_parts
 from .images import (CELEBA_CROP, CELEBA_LAYOUTS, find_celeba, _check_folder, _read_attr_file, _read_pairs, _check_lists_agree,
-                          _load_chunk)
+                          _load_chunk, _image_list, _same_images, _write_sources, make_fake_celeba)
 
 # %% auto #0
-__all__ = ['AVATAR_GENERATOR_VERSION', 'SPLITS', 'SIZE_RANGE', 'IMAGE_SUFFIXES', 'DATASETS', 'build_avatars', 'to_float',
-           'to_uint8', 'FaceData', 'random_flip', 'iterate_batches', 'load_avatars', 'show_faces', 'FaceDataset',
-           'load_celeba', 'make_fake_celeba', 'load_folder', 'load_faces']
+__all__ = ['AVATAR_GENERATOR_VERSION', 'CACHE_FORMAT', 'SPLITS', 'SIZE_RANGE', 'IMAGE_SUFFIXES', 'DATASETS', 'build_avatars',
+           'to_float', 'to_uint8', 'FaceData', 'random_flip', 'iterate_batches', 'load_avatars', 'show_faces',
+           'FaceDataset', 'load_celeba', 'load_folder', 'load_faces']
 
 # %% ../nbs/02_data.ipynb #ed3c34b4
 AVATAR_GENERATOR_VERSION = 1
+CACHE_FORMAT = 1                  # the layout of a cache folder this crvae writes and reads; a manifest without one is 1
 SPLITS = {'train': 0, 'valid': 1, 'test': 2}
 
 def _avatar_key(n, size, seed) -> tuple[str, dict]:
@@ -149,7 +150,7 @@ def _build_avatars(n, size, seed, root, workers, progress, rebuild) -> tuple[Pat
         np.save(tmp/'attrs.npy', attrs); np.save(tmp/'parts.npy', parts); np.save(tmp/'split.npy', split)
         secs = time.time() - t0
         save_json(tmp/'manifest.json', dict(
-            dataset='avatars', n=n, size=size, seed=seed, versions=versions, attributes=AVATAR_ATTRIBUTES,
+            dataset='avatars', format_version=CACHE_FORMAT, n=n, size=size, seed=seed, versions=versions, attributes=AVATAR_ATTRIBUTES,
             part_families={k: list(v) for k, v in PART_FAMILIES.items()}, crop_box=list(CROP_BOX),
             splits={k: int((split == v).sum()) for k, v in SPLITS.items()},
             build_seconds=round(secs, 2), images_per_second=round(n / max(secs, 1e-9), 1), workers=workers,
@@ -158,18 +159,36 @@ def _build_avatars(n, size, seed, root, workers, progress, rebuild) -> tuple[Pat
 
 # %% ../nbs/02_data.ipynb #deede414
 _CACHE_FILES = ('images.npy', 'attrs.npy', 'split.npy', 'manifest.json')
+_CACHE_DTYPES = {'images.npy': np.uint8, 'attrs.npy': np.int8, 'split.npy': np.int8, 'parts.npy': np.int16,
+                 'identities.npy': np.int64}
+
+def _rebuild_hint(path:Path, man:dict) -> str:
+    "How to make the cache at `path` again: the `crvae data ...` command of its dataset."
+    ds, m = str(man.get('dataset', '')), lambda k, d='?': man.get(k, d)
+    if ds == 'avatars': cmd = f"crvae data avatars --n {m('n')} --size {m('size')} --seed {m('seed', 0)} --out {path.parent} --rebuild"
+    elif ds == 'celeba': cmd = f"delete {path}, then crvae data celeba --root {m('root')} --size {m('size')}"
+    elif ds.startswith('folder:'): cmd = f"delete {path}, then crvae data folder --root {m('root')} --size {m('size')}"
+    else: cmd = f"delete {path}, then build it again with crvae data avatars|celeba|folder"
+    return f"rebuild it: {cmd}"
 
 def _validate_cache(path:Path) -> dict:
-    "Check a cache folder is whole; return its manifest or raise a `UserError` naming the damaged file."
+    "Check a cache folder is whole and of this crvae's format; return its manifest or raise a `UserError` naming the damaged file."
     fix = f"delete {path} (or pass --rebuild) and build it again"
     for f in _CACHE_FILES: check((path/f).exists(), f"data cache {path} is incomplete: {f} is missing; {fix}")
     try: man = load_json(path/'manifest.json')
     except UserError as e: raise UserError(f"{e}; {fix}") from None
+    check(isinstance(man, dict), f"data cache {path}: manifest.json is not an object; {fix}")
+    fv = man.get('format_version', 1)
+    check(fv == CACHE_FORMAT and _is_int(fv), f"data cache {path} has format version {fv!r}, which this crvae does not read "
+                                              f"(it reads {CACHE_FORMAT}); {_rebuild_hint(path, man)}")
     try:
         imgs = np.load(path/'images.npy', mmap_mode='r')
         n = man['n']
-        for f in ('attrs.npy', 'split.npy') + (('parts.npy',) if (path/'parts.npy').exists() else ()):
-            check(len(np.load(path/f, mmap_mode='r')) == n, f"data cache {path}: {f} has the wrong length; {fix}")
+        for f, dt in _CACHE_DTYPES.items():
+            if not (path/f).exists(): continue
+            a = np.load(path/f, mmap_mode='r')
+            check(a.dtype == dt, f"data cache {path}: {f} holds {a.dtype}, not {np.dtype(dt)}; {_rebuild_hint(path, man)}")
+            check(len(a) == n, f"data cache {path}: {f} has the wrong length; {fix}")
         check(imgs.shape == (n, 3, man['size'], man['size']), f"data cache {path}: images.npy has shape {imgs.shape}; {fix}")
     except (ValueError, OSError, KeyError, EOFError, TypeError) as e:
         raise UserError(f"data cache {path} is unreadable ({type(e).__name__}: {e}); {fix}") from None
@@ -299,32 +318,23 @@ class FaceDataset(torch.utils.data.Dataset):
 # %% ../nbs/02_data.ipynb #959025b3
 _PARTITIONS = {v: k for k, v in SPLITS.items()}   # CelebA's partition codes: 0 train, 1 valid, 2 test
 
-def _images_to_cache(paths:list, size:int, box, out:Path, workers:int|None, progress:bool, desc:str) -> float:
-    "Crop/resize `paths` into `out/images.npy` in parallel; returns images/s."
+def _images_to_cache(paths:list, size:int, box, out:Path, workers:int|None, progress:bool, desc:str) -> tuple[float, list]:
+    "Crop/resize `paths` into `out/images.npy` in parallel: (images/s, the content hash of each file's bytes)."
     n, chunk = len(paths), 64
     jobs = [([str(p) for p in paths[s:s+chunk]], size, box) for s in range(0, n, chunk)]
-    t0, workers = time.time(), workers or os.cpu_count() or 1
+    t0, workers, hashes = time.time(), workers or os.cpu_count() or 1, []
     with _NpyWriter(out/'images.npy', (n, 3, size, size), np.uint8) as imgs, _progress(n, desc, progress) as bar:
         def run(it):
-            for s, (arr, err) in zip(range(0, n, chunk), it):
+            for s, (arr, hs, err) in zip(range(0, n, chunk), it):
                 if err: raise UserError(err)
-                imgs.write(s, arr); bar.update(len(arr))
+                imgs.write(s, arr); hashes.extend(hs); bar.update(len(arr))
         if workers == 1 or len(jobs) == 1: run(map(_load_chunk, jobs))
         else:
             with _mp_context().Pool(min(workers, len(jobs))) as pool: run(pool.imap(_load_chunk, jobs))
-    return n / max(time.time() - t0, 1e-9)
+    return n / max(time.time() - t0, 1e-9), hashes
 
 def _sha1(b:bytes) -> str: return hashlib.sha1(b).hexdigest()
 def _sha1_json(x) -> str: return _sha1(json.dumps(x).encode())
-
-def _image_list(folder:Path, names:list) -> tuple[list, list]:
-    "(name, bytes, mtime) of each image `names` in `folder`, and the names that are missing."
-    found, absent = [], []
-    for f in names:
-        try: st = os.stat(folder/f)
-        except OSError: absent.append(f); continue
-        found.append((f, st.st_size, st.st_mtime_ns))
-    return found, absent
 
 def load_celeba(root, size:int=64, out=None, workers:int|None=None, progress:bool=True, limit:int|None=None) -> FaceData:
     "CelebA from a local folder (either layout), preprocessed once into a memory-mapped cache."
@@ -346,48 +356,28 @@ def _celeba_cache(root, size, out, workers, progress, limit) -> tuple[Path, bool
     images, absent = _image_list(files['images'], names)
     if absent: raise UserError(f"{len(absent)} image(s) listed in {files['attrs'].name} are missing from {files['images']}, e.g. "
                                f"{absent[0]}; restore them or fix the folder; {CELEBA_LAYOUTS}")
-    # what the cache is made from: the list files' bytes and every image's name, size and time (a file edited in place counts)
+    # the cache is named by the list files' bytes; the images' bytes are checked against the hashes recorded at build time
     lists = {k: _sha1(files[k].read_bytes()) for k in ('attrs', 'partition', 'identities') if files[k]}
-    source = _sha1_json(dict(lists, images=_sha1_json(images)))
+    source = _sha1_json(dict(lists, n=len(names)))
     root_s = str(Path(root).expanduser().resolve())
     key = _sha1_json([root_s, size, CELEBA_CROP, len(names), source])[:10]
     path = Path(out) if out else data_home()/'celeba'/f'celeba-{size}px-{key}'
-    if path.exists() and not _other_settings(path, dataset='celeba', n=len(names), size=size, root=root_s,
-                                             crop_box=list(CELEBA_CROP), source=source): return path, False
+    if (path.exists() and not _other_settings(path, dataset='celeba', n=len(names), size=size, root=root_s,
+                                              crop_box=list(CELEBA_CROP), source=source)
+            and _same_images(path, files['images'], images)): return path, False
     remove_stale_temps(path.parent)
     _check_space(path.parent, len(names) * (3 * size * size + len(attr_names) + 9), 'CelebA', out is not None, reclaim=_tree_bytes(path))
     if path.exists(): shutil.rmtree(path)
     with atomic_dir(path, exist_ok=True) as tmp:
-        ips = _images_to_cache([files['images']/f for f in names], size, CELEBA_CROP, tmp, workers, progress, f'CelebA {size}px')
+        ips, hashes = _images_to_cache([files['images']/f for f in names], size, CELEBA_CROP, tmp, workers, progress, f'CelebA {size}px')
         np.save(tmp/'attrs.npy', attrs)
         np.save(tmp/'split.npy', np.array([part[f] for f in names], np.int8))
         if ids is not None: np.save(tmp/'identities.npy', np.array([ids.get(f, -1) for f in names], np.int64))
-        save_json(tmp/'manifest.json', dict(dataset='celeba', n=len(names), size=size, attributes=attr_names,
-                  layout=files['layout'], root=root_s, crop_box=list(CELEBA_CROP), source=source,
+        _write_sources(tmp, images, hashes)
+        save_json(tmp/'manifest.json', dict(dataset='celeba', format_version=CACHE_FORMAT, n=len(names), size=size,
+                  attributes=attr_names, layout=files['layout'], root=root_s, crop_box=list(CELEBA_CROP), source=source,
                   images_per_second=round(ips, 1), files=[names[0], names[-1]]))
     return path, True
-
-# %% ../nbs/02_data.ipynb #b6bef5ee
-def make_fake_celeba(root, n:int=12, layout:str='official', attrs=('Smiling', 'Eyeglasses', 'Male'), seed:int=0) -> Path:
-    "Write a tiny CelebA-shaped folder (random 178x218 JPEGs) in the `official` or `kaggle` layout; for tests and demos."
-    from PIL import Image
-    rng, root = np.random.default_rng(seed), Path(root)
-    img_dir = root/('img_align_celeba/img_align_celeba' if layout == 'kaggle' else 'img_align_celeba')
-    img_dir.mkdir(parents=True, exist_ok=True)
-    names = [f'{i+1:06d}.jpg' for i in range(n)]
-    vals = rng.choice([-1, 1], size=(n, len(attrs)))
-    part = [0 if i < n * 0.8 else (1 if i < n * 0.9 else 2) for i in range(n)]
-    for f in names: Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(img_dir/f, quality=90)
-    if layout == 'kaggle':
-        (root/'list_attr_celeba.csv').write_text('image_id,' + ','.join(attrs) + '\n' +
-            ''.join(f + ',' + ','.join(map(str, v)) + '\n' for f, v in zip(names, vals)))
-        (root/'list_eval_partition.csv').write_text('image_id,partition\n' + ''.join(f'{f},{p}\n' for f, p in zip(names, part)))
-    else:
-        (root/'list_attr_celeba.txt').write_text(f'{n}\n' + ' '.join(attrs) + '\n' +
-            ''.join(f + ' ' + ' '.join(f'{x:2d}' for x in v) + '\n' for f, v in zip(names, vals)))
-        (root/'list_eval_partition.txt').write_text(''.join(f'{f} {p}\n' for f, p in zip(names, part)))
-        (root/'identity_CelebA.txt').write_text(''.join(f'{f} {i % 5 + 1}\n' for i, f in enumerate(names)))
-    return root
 
 # %% ../nbs/02_data.ipynb #874c1b82
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp'}
@@ -403,22 +393,25 @@ def _folder_cache(root, size, out, workers, progress, seed) -> tuple[Path, bool]
     _check_folder(root, 'image folder', 'pass --root DIR')
     paths = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     check(paths, f"no images (.jpg, .png, .bmp, .webp) found under {root}; point --root at a folder of images")
-    source = _sha1_json(_image_list(root, [str(p.relative_to(root)) for p in paths])[0])
+    images = _image_list(root, [str(p.relative_to(root)) for p in paths])[0]
+    source = _sha1_json([f[0] for f in images])                 # the file names; their bytes are checked by `_same_images`
     root_s = str(root.resolve())
     key = _sha1_json([root_s, size, len(paths), seed, source])[:10]
     path = Path(out) if out else data_home()/'folders'/f'{root.name}-{size}px-{key}'
-    if path.exists() and not _other_settings(path, dataset=f'folder:{root.name}', n=len(paths), size=size, root=root_s,
-                                             seed=seed, source=source): return path, False
+    if (path.exists() and not _other_settings(path, dataset=f'folder:{root.name}', n=len(paths), size=size, root=root_s,
+                                              seed=seed, source=source)
+            and _same_images(path, root, images)): return path, False
     remove_stale_temps(path.parent)
     _check_space(path.parent, len(paths) * (3 * size * size + 1), 'image-folder', out is not None, reclaim=_tree_bytes(path))
     if path.exists(): shutil.rmtree(path)
     with atomic_dir(path, exist_ok=True) as tmp:
-        ips = _images_to_cache(paths, size, None, tmp, workers, progress, f'{root.name} {size}px')
+        ips, hashes = _images_to_cache(paths, size, None, tmp, workers, progress, f'{root.name} {size}px')
         np.save(tmp/'attrs.npy', np.zeros((len(paths), 0), np.int8))
         u = np.array([np.random.default_rng([seed, i, 1]).random() for i in range(len(paths))])
         np.save(tmp/'split.npy', np.where(u < 0.8, 0, np.where(u < 0.9, 1, 2)).astype(np.int8))
-        save_json(tmp/'manifest.json', dict(dataset=f'folder:{root.name}', n=len(paths), size=size, attributes=[],
-                  root=root_s, seed=seed, source=source, images_per_second=round(ips, 1)))
+        _write_sources(tmp, images, hashes)
+        save_json(tmp/'manifest.json', dict(dataset=f'folder:{root.name}', format_version=CACHE_FORMAT, n=len(paths), size=size,
+                  attributes=[], root=root_s, seed=seed, source=source, images_per_second=round(ips, 1)))
     return path, True
 
 # %% ../nbs/02_data.ipynb #01c2a44f
@@ -438,11 +431,36 @@ def load_faces(data:str='avatars', root=None, size:int=64, n:int|None=None, seed
 # `crvae data DATASET`: each dataset is a sub-command of `data`, declared by its function's signature.
 _ROOT_ARG, _WORKERS_ARG = Arg('the dataset folder'), Arg(type=int)
 
+def _caches() -> list[dict]:
+    """Every cache folder under the data folder: its manifest (empty if damaged), state, bytes and lineage. Of the caches of
+    one lineage (one dataset, root, size, count and seed) the newest is current; the older ones are superseded (an edited
+    list file, a replaced image, a new generator version) and only take space."""
+    rows = []
+    for man in sorted(data_home().glob('*/*/manifest.json')):
+        if man.parent.name.startswith('.'): continue          # a build in progress (`atomic_dir`'s temporary folder)
+        try: m, state = _validate_cache(man.parent), 'ok'
+        except UserError: m, state = {}, 'damaged: delete the folder and build it again'
+        rows.append(dict(m=m, state=state, path=man.parent, bytes=_tree_bytes(man.parent), built=man.stat().st_mtime_ns,
+                         lineage=(m.get('dataset'), m.get('root'), m.get('size'), m.get('n'), m.get('seed')) if m else None))
+    newest = {}
+    for r in rows:
+        if r['lineage'] and r['built'] >= newest.get(r['lineage'], (0, None))[0]: newest[r['lineage']] = (r['built'], r['path'])
+    for r in rows:
+        if r['lineage'] and newest[r['lineage']][1] != r['path']: r['state'] = f"superseded by {newest[r['lineage']][1].name}"
+    return rows
+
+def _superseded_note():
+    "A line about the superseded and damaged caches that `crvae data list --prune` would remove, if any."
+    old = [r for r in _caches() if r['state'] != 'ok']
+    if old: print(f"note: {len(old)} superseded or damaged cache(s) under {data_home()} take {_human(sum(r['bytes'] for r in old))}: "
+                  f"crvae data list --prune removes them")
+
 def _report_cache(path, built:bool, t0:float):
     "Print the cache at `path`: built (and how fast) or reused, and the wall time since `t0`."
     d, secs = _load_cache(path), time.time() - t0
     how = f"built ({d.manifest.get('images_per_second', '?')} images/s)" if built else 'reused'
     print(f"{d}\n{how} in {secs:.1f} s: {d.manifest['path']}")
+    if built: _superseded_note()
 
 @command('data', 'avatars', help='render the embedded avatar-face dataset into the cache')
 def _data_avatars(*, n: Arg('number of faces (default 30000)')=30000, size: Arg('image size in pixels (64 or 128)')=64,
@@ -465,11 +483,14 @@ def _data_folder(*, root: _ROOT_ARG, size: Arg()=64, workers: _WORKERS_ARG=None)
     if workers is not None: _check_positive('--workers', workers)
     _report_cache(*_folder_cache(root, size, None, workers, True, 0), t0)
 
-@command('data', 'list', help='list the caches under the data folder')
-def _data_list():
-    rows = []
-    for man in sorted(data_home().glob('*/*/manifest.json')):
-        try: m, state = _validate_cache(man.parent), 'ok'
-        except UserError: m, state = {}, 'damaged: delete the folder and build it again'
-        rows.append(dict(dataset=m.get('dataset', '?'), n=m.get('n'), size=m.get('size'), state=state, path=str(man.parent)))
-    print(markdown_table(rows) if rows else f'no caches under {data_home()}')
+@command('data', 'list', help='list the caches under the data folder, their state and size')
+def _data_list(*, prune: Arg('delete the superseded and damaged caches')=False):
+    rows = _caches()
+    if prune:
+        gone = [r for r in rows if r['state'] != 'ok']
+        for r in gone: shutil.rmtree(r['path'])
+        print(f"removed {len(gone)} superseded or damaged cache(s), {_human(sum(r['bytes'] for r in gone))}")
+        rows = [r for r in rows if r['state'] == 'ok']
+    table = [dict(dataset=r['m'].get('dataset', '?'), n=r['m'].get('n'), size=r['m'].get('size'), state=r['state'],
+                  disk=_human(r['bytes']), path=str(r['path'])) for r in rows]
+    print(markdown_table(table) if table else f'no caches under {data_home()}')

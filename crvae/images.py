@@ -6,15 +6,16 @@ Docs: https://crvae.github.io/crvae/image_files.html.md"""
 
 # %% ../nbs/02b_image_files.ipynb #c2f00003
 from __future__ import annotations
-import csv, io, math, os, re
+import csv, hashlib, io, math, os, re
 from pathlib import Path
 
 import numpy as np
 
-from .core import UserError, check
+from .core import UserError, check, load_json, save_json
 
 # %% auto #0
-__all__ = ['CELEBA_CROP', 'CELEBA_LAYOUTS', 'find_celeba', 'image_too_large']
+__all__ = ['CELEBA_CROP', 'CELEBA_LAYOUTS', 'find_celeba', 'image_too_large', 'to_rgb8', 'upright', 'content_hash',
+           'make_fake_celeba']
 
 # %% ../nbs/02b_image_files.ipynb #f2b44732
 CELEBA_CROP = (15, 35, 163, 183)
@@ -58,7 +59,7 @@ def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray, list]:
     def bad(why, line=None):
         at = f' line {line}' if line else ''
         return UserError(f"{path}{at} is malformed: {why}; it should be CelebA's attribute file; {CELEBA_LAYOUTS}")
-    try: text = path.read_text(encoding='utf-8', errors='strict')
+    try: text = path.read_text(encoding='utf-8-sig', errors='strict')   # '-sig': a byte-order mark an editor added is dropped
     except UnicodeDecodeError: raise bad('it is not a text file') from None
     if path.suffix == '.csv':
         rows = [(k, r) for k, r in enumerate(csv.reader(io.StringIO(text)), 1) if r]
@@ -67,6 +68,7 @@ def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray, list]:
     else:
         lines = text.splitlines()
         if len(lines) < 2 or not lines[0].strip().isdigit(): raise bad('the first line should be the number of images', 1)
+        if len(lines[0].strip()) > 9: raise bad(f'the first line, a {len(lines[0].strip())}-digit number, is no count of images', 1)
         names, body, head = lines[1].split(), [(k, l.split()) for k, l in enumerate(lines[2:], 3) if l.strip()], 2
         if len(body) != int(lines[0]): raise bad(f'it announces {lines[0].strip()} images but lists {len(body)}', 1)
     if not names or not all(re.fullmatch(r'[A-Za-z0-9_]+', n) for n in names):
@@ -90,7 +92,7 @@ def _read_pairs(path:Path, what:str, valid:dict|None=None) -> tuple[dict, dict]:
     "Parse a 'file value' text or 'file,value' csv (partition, identity): ({file: value}, {file: line number})."
     out, where = {}, {}
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:
             for k, line in enumerate(f, 1):
                 parts = line.strip().replace(',', ' ').split()
                 if not parts or (k == 1 and not parts[-1].lstrip('-').isdigit()): continue  # blank line or csv header
@@ -99,6 +101,9 @@ def _read_pairs(path:Path, what:str, valid:dict|None=None) -> tuple[dict, dict]:
                 if valid is not None and v not in valid:
                     ok = ', '.join(f'{c} ({m})' for c, m in valid.items())
                     raise UserError(f"{path} line {k}: {what} {v} (of {parts[0]}) is not one of {ok}; restore CelebA's own file")
+                if parts[0] in out:
+                    raise UserError(f"{path} line {k} lists {parts[0]} again (first at line {where[parts[0]]}, {what} "
+                                    f"{out[parts[0]]}; here {v}): each image has one {what}; restore CelebA's own file")
                 out[parts[0]], where[parts[0]] = v, k
     except UnicodeDecodeError: raise UserError(f"{path} is not a text file; restore CelebA's own file") from None
     return out, where
@@ -113,6 +118,10 @@ def _check_lists_agree(files:dict, names:list, lines:list, part:dict, part_lines
                               f"({len(extra)} image(s) it lacks): the attribute file looks cut short; download it again")
     more = sorted(e.name for e in os.scandir(files['images'])
                   if e.name.lower().endswith(('.jpg', '.jpeg', '.png')) and e.name not in listed)
+    folded = {f.lower(): (f, k) for f, k in zip(names, lines)}
+    case = [(m, *folded[m.lower()]) for m in more if m.lower() in folded]
+    if case: raise UserError(f"{files['images']}/{case[0][0]} is listed as {case[0][1]} ({files['attrs']} line {case[0][2]}): "
+                             f"the names differ in case ({len(case)} image(s)); rename the files to the names the list uses")
     if more: raise UserError(f"{ends}, but {files['images']} also holds {len(more)} image(s) it lacks, e.g. {more[0]}: the attribute file "
                              f"looks cut short; download it again, or remove the images it does not list")
 
@@ -123,11 +132,37 @@ def image_too_large(path) -> UserError:
     return UserError(f"image {path} is too large to read safely (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, PIL's "
                      f"decompression-bomb limit); shrink it or remove the file")
 
-def _load_image(path, size:int, box=None) -> np.ndarray:
-    "Read an image, crop `box` (default: the centred square), resize to `size` (bilinear, antialiased): (3, size, size) uint8."
+_WIDE = {'I;16': 65535, 'I;16L': 65535, 'I;16B': 65535, 'I;16N': 65535}   # 16-bit modes: their full scale
+
+def to_rgb8(im):
+    "An image of any PIL mode as 8-bit RGB by value: 16-bit and float scaled from their range, alpha laid on white, CMYK/P/LA converted."
+    from PIL import Image
+    if im.mode in _WIDE or im.mode in ('I', 'F'):
+        a = np.asarray(im).astype(np.float64)
+        if im.mode in _WIDE: top = _WIDE[im.mode]
+        elif im.mode == 'F': top = 1.0 if a.size and np.nanmax(a) <= 1.0 else 255.0   # floats in [0, 1], or 8-bit values
+        else: top = 65535 if a.size and a.max() > 255 else 255                         # 32-bit ints: a 16-bit picture, or 8-bit
+        g = np.clip(np.nan_to_num(a) * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(g).convert('RGB')
+    if im.mode == 'P' and 'transparency' in im.info: im = im.convert('RGBA')
+    if im.mode in ('LA', 'La', 'PA', 'RGBA', 'RGBa'):
+        im = im.convert('RGBA')
+        bg = Image.new('RGBA', im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, im).convert('RGB')
+    return im.convert('RGB')
+
+def upright(im):
+    "`im` turned as its EXIF orientation tag says (a phone's portrait photo is stored sideways), unchanged without one."
+    from PIL import ImageOps
+    return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+
+def _load_image(path, size:int, box=None, data:bytes|None=None) -> np.ndarray:
+    """Read an image (from `data`, its bytes, if given), turn it upright, crop `box` (default: the centred square), resize to
+    `size` (bilinear, antialiased): (3, size, size) uint8."""
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data) if data is not None else path) as im0:
+            im = upright(im0)
             w, h = im.size
             if box is None:     # the centred square; upscaled at most 4x (a smaller image holds too little)
                 s = min(w, h); l, t = (w - s) // 2, (h - s) // 2
@@ -137,16 +172,77 @@ def _load_image(path, size:int, box=None) -> np.ndarray:
             check(0 <= box[0] and 0 <= box[1] and box[2] <= w and box[3] <= h,
                   f"image {path} is {w}x{h} px, too small for the crop box {tuple(box)} (at least {box[2]}x{box[3]} px); "
                   f"replace it with the dataset's own image or remove it")
-            im = im.convert('RGB').crop(box).resize((size, size), Image.BILINEAR, reducing_gap=None)
+            im = to_rgb8(im).crop(box).resize((size, size), Image.BILINEAR, reducing_gap=None)
             return np.asarray(im).transpose(2, 0, 1).copy()
     except Image.DecompressionBombError: raise image_too_large(path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(f"cannot read image {path} ({type(e).__name__}: {e}); replace or remove the file") from None
 
+def content_hash(data:bytes) -> str:
+    "The fingerprint of a file's bytes that the caches record (BLAKE2b, 16 bytes: fast, and no two images share one)."
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
 def _load_chunk(args):
+    "Worker: the images `paths` read, cropped and resized, and the hash of each one's bytes (read once for both)."
     paths, size, box = args
-    out = np.empty((len(paths), 3, size, size), np.uint8)
+    out, hashes = np.empty((len(paths), 3, size, size), np.uint8), []
     for j, p in enumerate(paths):
-        try: out[j] = _load_image(p, size, box)
-        except UserError as e: return None, str(e)
-    return out, None
+        try: data = Path(p).read_bytes()
+        except OSError as e: return None, None, f"cannot read image {p} ({type(e).__name__}: {e}); replace or remove the file"
+        try: out[j] = _load_image(p, size, box, data)
+        except UserError as e: return None, None, str(e)
+        hashes.append(content_hash(data))
+    return out, hashes, None
+
+# %% ../nbs/02b_image_files.ipynb #c2f00010
+def _image_list(folder:Path, names:list) -> tuple[list, list]:
+    "[name, bytes, mtime, ctime] of each image `names` in `folder` (ns; the ctime no tool can set), and the names that are missing."
+    found, absent = [], []
+    for f in names:
+        try: st = os.stat(folder/f)
+        except OSError: absent.append(f); continue
+        found.append([f, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    return found, absent
+
+def _same_images(path:Path, folder:Path, found:list) -> bool:
+    """Whether the images `found` (`_image_list`) hold the bytes the cache at `path` was made from: a file whose size or
+    times changed is read and its hash compared with the one recorded at build time (then its new times are recorded)."""
+    try: rec = load_json(path/'sources.json')['files']
+    except (UserError, KeyError, TypeError): return False
+    if len(rec) != len(found) or any(r[0] != f[0] for r, f in zip(rec, found)): return False
+    changed = [i for i, (r, f) in enumerate(zip(rec, found)) if r[1:4] != f[1:4]]
+    for i in changed:
+        try: h = content_hash((folder/found[i][0]).read_bytes())
+        except OSError: return False
+        if h != rec[i][4]: return False
+        rec[i][1:4] = found[i][1:4]
+    if changed:                                   # the same bytes (a copied folder, a `touch`): no need to read them next time
+        try: save_json(path/'sources.json', dict(files=rec))
+        except (OSError, UserError): pass         # a read-only cache: read again next time
+    return True
+
+def _write_sources(tmp:Path, found:list, hashes:list):
+    "Record each image's name, size, times and content hash in the cache being built."
+    save_json(tmp/'sources.json', dict(files=[f + [h] for f, h in zip(found, hashes)]))
+
+# %% ../nbs/02b_image_files.ipynb #b6bef5ee
+def make_fake_celeba(root, n:int=12, layout:str='official', attrs=('Smiling', 'Eyeglasses', 'Male'), seed:int=0) -> Path:
+    "Write a tiny CelebA-shaped folder (random 178x218 JPEGs) in the `official` or `kaggle` layout; for tests and demos."
+    from PIL import Image
+    rng, root = np.random.default_rng(seed), Path(root)
+    img_dir = root/('img_align_celeba/img_align_celeba' if layout == 'kaggle' else 'img_align_celeba')
+    img_dir.mkdir(parents=True, exist_ok=True)
+    names = [f'{i+1:06d}.jpg' for i in range(n)]
+    vals = rng.choice([-1, 1], size=(n, len(attrs)))
+    part = [0 if i < n * 0.8 else (1 if i < n * 0.9 else 2) for i in range(n)]
+    for f in names: Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(img_dir/f, quality=90)
+    if layout == 'kaggle':
+        (root/'list_attr_celeba.csv').write_text('image_id,' + ','.join(attrs) + '\n' +
+            ''.join(f + ',' + ','.join(map(str, v)) + '\n' for f, v in zip(names, vals)))
+        (root/'list_eval_partition.csv').write_text('image_id,partition\n' + ''.join(f'{f},{p}\n' for f, p in zip(names, part)))
+    else:
+        (root/'list_attr_celeba.txt').write_text(f'{n}\n' + ' '.join(attrs) + '\n' +
+            ''.join(f + ' ' + ' '.join(f'{x:2d}' for x in v) + '\n' for f, v in zip(names, vals)))
+        (root/'list_eval_partition.txt').write_text(''.join(f'{f} {p}\n' for f, p in zip(names, part)))
+        (root/'identity_CelebA.txt').write_text(''.join(f'{f} {i % 5 + 1}\n' for i, f in enumerate(names)))
+    return root

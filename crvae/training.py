@@ -353,6 +353,7 @@ def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, s
     run's (giving another is an error) and only the learning rates and the `_RESUME_FREE` fields may change."""
     check(str(out).strip(), "--out is empty: give a path (an empty one would mean the current folder)")
     out = Path(out)
+    root = str(Path(root).expanduser().resolve()) if root else root   # run.json records the folder, not a name relative to the cwd
     rank, world = init_distributed(device)
     existing = (out/'run.json').exists()
     restart = existing and not resume and _latest_checkpoint(out) is None and not (out/'model.safetensors').exists()
