@@ -16,10 +16,11 @@ from .core import check, did_you_mean, command, Arg, save_json, markdown_table
 from .models import FAMILY
 
 # %% auto #0
-__all__ = ['PROTOCOL', 'ROLES', 'GROUPS', 'SCORE_KEYS', 'RULE_VERDICTS', 'PROTOCOL_CLAIMS', 'Protocol', 'run_sets',
-           'train_command', 'plan', 'curve_window', 'window_steps', 'read_curves', 'lstm_rate_decision',
+__all__ = ['PROTOCOL', 'ROLES', 'GROUPS', 'SCORE_KEYS', 'RULE_VERDICTS', 'PROTOCOL_CLAIMS', 'CURVE_KEYS', 'HEADLINE', 'Protocol',
+           'run_sets', 'train_command', 'plan', 'curve_window', 'window_steps', 'read_curves', 'lstm_rate_decision',
            'pairwise_diversity', 'snapshot_scores', 'mean_scores', 'score_run', 'paired_verdict', 'judge',
-           'block_profile', 'coarse_to_fine_verdict']
+           'block_profile', 'coarse_to_fine_verdict', 'protocol_home', 'read_protocol', 'curve_difference',
+           'budget_curves_figure', 'protocol_markdown']
 
 # %% ../nbs/88b_protocol.ipynb #99680fd1
 @dataclass(frozen=True)
@@ -269,3 +270,96 @@ def block_profile(model, n:int=256, seed:int=0, pool:int=8) -> dict:
 def coarse_to_fine_verdict(profiles:list[dict], z:float=PROTOCOL.z) -> dict:
     "The paired rule over seeds with A = the early blocks' coarse share and B = the late blocks' (one profile per seed)."
     return paired_verdict([p['early'] for p in profiles], [p['late'] for p in profiles], True, z)
+
+# %% ../nbs/88b_protocol.ipynb #e4381150
+CURVE_KEYS = {'IS': 'IS', 'attr_acc': 'attr_acc', 'recon_mse': 'val_recon_mse', 'FD': 'FD_crvae'}   # score -> curves.csv column
+HEADLINE = ('is-crvae', 'is-mi', 'is-acvae-cvae', 'is-ccrvae-cvae', 'acc-acvae-cvae', 'fig3-recon-crvae')
+
+def protocol_home(assets=None) -> Path:
+    "Where the comparison's results ship: `assets`/protocol (default: the package's assets, or $CRVAE_ASSETS)."
+    from crvae.core import assets_home
+    return Path(assets or assets_home())/'protocol'
+
+def _role_seed(name:str) -> tuple[str, int]:
+    role, seed = name.rsplit('-seed', 1)
+    return role, int(seed)
+
+def read_protocol(root=None) -> dict:
+    "The comparison as it stands under `root`: the manifest's rows, each scored run's scores, each run's learning curves."
+    from crvae.core import load_json
+    root = Path(root) if root is not None else protocol_home()
+    man = read_curves(root/'manifest.csv') if (root/'manifest.csv').is_file() else []
+    scores, curves = [], {}
+    for d in (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []):
+        if (d/'scores.json').is_file(): scores.append(load_json(d/'scores.json'))
+        if (d/'curves.csv').is_file(): curves[_role_seed(d.name)] = read_curves(d/'curves.csv')
+    return dict(manifest=man, scores=scores, curves=curves)
+
+def curve_difference(curves:dict, a:str, b:str, key:str, higher:bool=True) -> dict:
+    "The paired difference of roles a and b's learning curves per step: {step: [d per seed]}, over the seeds both have."
+    col, out = CURVE_KEYS[key], {}
+    for (r, s), rows in curves.items():
+        if r != a or (b, s) not in curves: continue
+        other = {int(float(x['step'])): x for x in curves[b, s]}
+        for x in rows:
+            st = int(float(x['step']))
+            if st in other and x.get(col) not in (None, '') and other[st].get(col) not in (None, ''):
+                d = float(x[col]) - float(other[st][col])
+                out.setdefault(st, []).append(d if higher else -d)
+    return dict(sorted(out.items()))
+
+def budget_curves_figure(curves:dict, claims=HEADLINE, p:Protocol=PROTOCOL):
+    "One panel per claim: the mean paired difference of the learning curves against steps, with a band of 2 s.e. over seeds."
+    import matplotlib.pyplot as plt
+    rows = [c for c in PROTOCOL_CLAIMS if c[0] in claims]
+    fig, axs = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.0), squeeze=False)
+    for ax, (cid, a, b, k, hi) in zip(axs[0], rows):
+        d = curve_difference(curves, a, b, k, hi)
+        if d:
+            st = list(d)
+            m = [sum(v) / len(v) for v in d.values()]
+            se = [statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else 0.0 for v in d.values()]
+            ax.plot(st, m, color='C0', label=f'mean over {max(len(v) for v in d.values())} seed(s)')
+            ax.fill_between(st, [x - p.z * e for x, e in zip(m, se)], [x + p.z * e for x, e in zip(m, se)], color='C0', alpha=.25,
+                            label=f'± {p.z:g} s.e.')
+        else: ax.text(0.5, 0.5, 'no run yet', ha='center', va='center', transform=ax.transAxes)
+        ax.axhline(0, color='k', lw=.8)
+        for B in p.budgets: ax.axvline(B, color='grey', ls=':', lw=.8)
+        ax.set_title(f'{cid}\n{a} - {b} ({k}{"" if hi else ", sign flipped"})', fontsize=9)
+        ax.set_xlabel('step', fontsize=9); ax.tick_params(labelsize=8)
+        if d: ax.legend(fontsize=7)
+    fig.suptitle('budget curves: > 0 is the paper\'s direction', fontsize=10)
+    fig.tight_layout()
+    return fig
+
+def _cell(r:dict) -> str:
+    if r['verdict'] == 'not run': return 'not run'
+    se = '' if r['se'] is None else f" ± {r['se']:.3g}"
+    return f"{r['mean_diff']:+.3g}{se} ({r['seeds']} seeds): {r['verdict']}"
+
+def protocol_markdown(data:dict, fig_dir=None, p:Protocol=PROTOCOL) -> str:
+    "The report's section on the long comparison: status, the verdicts at both budgets, the budget curves (PNG into fig_dir)."
+    from crvae.core import atomic_write_bytes
+    man = data['manifest']
+    L = ['## The long comparison (pre-registered: notebook `88b_protocol`)', '']
+    if not man: return '\n'.join(L + ['Not started: `python tools/comparison.py watch` runs it (see its docstring).', ''])
+    commits = sorted({r['code_commit'] for r in man if r.get('code_commit')})
+    done = [r['run'] for r in man if r['status'] == 'scored']
+    going = [f"{r['run']} ({int(r['steps_done']):,}/{int(r['steps']):,})" for r in man if r['status'] in ('running', 'stopped', 'trained')]
+    todo = [r['run'] for r in man if r['status'] == 'pending']
+    L += [f"Code frozen at commit {', '.join(commits) or '(none yet)'}. {len(done)} of {len(man)} runs scored"
+          + (f"; in progress: {', '.join(going)}" if going else '') + (f"; not started: {len(todo)}" if todo else '') + '.', '',
+          f"A run's score at a budget is the mean over its weights at that step and the {p.window - 1} snapshots before it, "
+          f"{p.gap} steps apart, on the first {p.n_test:,} test faces. A verdict needs every seed the same sign and the mean "
+          f"paired difference above {p.z:g} standard errors; one seed is at most indicative.", '']
+    by = {B: {r['claim']: r for r in judge(data['scores'], B, p=p)} for B in p.budgets}
+    rows = [dict(claim=cid, models=f'{a} vs {b}', score=k + ('' if hi else ' (lower is better)'),
+                 **{f'{B:,} steps': _cell(by[B][cid]) for B in p.budgets}) for cid, a, b, k, hi in PROTOCOL_CLAIMS]
+    L += [markdown_table(rows), '']
+    if fig_dir is not None and data['curves']:
+        import matplotlib.pyplot as plt
+        fig = budget_curves_figure(data['curves'], p=p)
+        buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100); plt.close(fig)
+        atomic_write_bytes(Path(fig_dir)/'protocol-budget-curves.png', buf.getvalue())
+        L += ['![budget curves of the headline claims](figures/protocol-budget-curves.png)', '']
+    return '\n'.join(L)

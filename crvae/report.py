@@ -118,6 +118,7 @@ def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
          '## Claims of the papers', '', _table(claims, ['claim', 'paper', 'evidence', 'seeds', 'verdict']), '',
          "A seed is *ahead* when the two intervals (IS ± split std; accuracy ± standard error) do not overlap; *supported* "
          "needs a majority of seeds ahead and none behind.", '', *differences(claims),
+         *([meta['protocol'], ''] if meta.get('protocol') else []),
          '## crVAE-GAN paper, Table 1: inception scores', '', f"Ours: {pm}.", '',
          _table(crvae_table1(unc)) if unc else '(no unconditional models evaluated)', '',
          '## crVAE-GAN paper, Fig. 3: the latent spaces of the VAE, the convolutional VAE and crVAE (no GAN)', '',

@@ -19,6 +19,7 @@ from .shipping import (COMPARISON, EvalConfig, eval_config, eval_classifiers, ev
                             train_command, recipe, _steps_total, _seconds_total, cast_weights,
                             _EVAL_ARG, _EVAL_SETS_ARG, _EVAL_CLASSIFIERS_ARG)
 from .claims import judge_claims
+from .protocol import protocol_markdown, read_protocol, protocol_home
 from .report import summary_rows, report_markdown, md_to_html
 
 # %% auto #0
@@ -243,6 +244,7 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
                 classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})',
                 sources={r: [str(p) for p in ps] for r, ps in sources.items()},
                 runs=[row for row, _ in runs.values()],
+                protocol=protocol_markdown(read_protocol(protocol_home(assets)), out/'figures') if not train else None,
                 commands=[cmd, '', '# how each checkpoint was made' + ('' if train else ' (then: crvae ship RUN_DIR --name NAME)')] +
                          [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run: a line
     md = report_markdown(by_role, claims, figures, meta)

@@ -110,3 +110,22 @@ def test_block_profile(tiny_run, faces_1k):
     seeds = [dict(early=e, late=l) for e, l in ((0.6, 0.45), (0.62, 0.47), (0.58, 0.46))]
     assert coarse_to_fine_verdict(seeds)['verdict'] == 'supported'
     assert coarse_to_fine_verdict([dict(early=0.4, late=0.5)])['verdict'] == 'indicative: behind'
+
+
+def test_protocol_report_section(tmp_path):
+    from crvae.protocol import protocol_markdown, read_protocol, curve_difference
+    assert 'Not started' in protocol_markdown(read_protocol(tmp_path/'none'))
+    curves = {(r, s): [dict(step=st, IS=2 + (0.3 + 0.01 * s if r == 'acvae-gan' else 0), attr_acc=0.8, val_recon_mse=0.04,
+                            FD_crvae=100) for st in (1750, 2000, 2250, 2500)] for r in ('acvae-gan', 'cvae-gan') for s in range(3)}
+    d = curve_difference(curves, 'acvae-gan', 'cvae-gan', 'IS')
+    assert list(d) == [1750, 2000, 2250, 2500] and d[2500] == pytest.approx([0.3, 0.31, 0.32])
+    assert curve_difference(curves, 'acvae-gan', 'cvae-gan', 'FD', higher=False)[2500] == [0.0] * 3
+    scores = [dict(role=r, seed=s, budgets={'2500': dict(mean=dict(IS=c[-1]['IS'], FD=100, recon_mse=0.04, attr_acc=0.8,
+                                                                    diversity=0.1))}) for (r, s), c in curves.items()]
+    man = [dict(run=f'{r}-seed{s}', status='scored' if s else 'running', steps_done='2500', steps='10000', code_commit='abc1234')
+           for r, s in curves]
+    md = protocol_markdown(dict(manifest=man, scores=scores, curves=curves), tmp_path)
+    assert 'commit abc1234' in md and '4 of 6 runs scored' in md and 'acvae-gan-seed0 (2,500/10,000)' in md
+    row = next(l for l in md.splitlines() if l.startswith('| is-acvae-cvae |'))
+    assert '+0.31 ± 0.00577 (3 seeds): supported' in row and row.endswith('| not run |')
+    assert (tmp_path/'protocol-budget-curves.png').stat().st_size > 5000

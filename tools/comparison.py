@@ -5,16 +5,16 @@
 
 RUNS is a folder outside the repository for the run folders; CODE is a frozen copy of the code the runs train with
 (`git archive COMMIT | tar -x -C CODE`), so that the work in the repository can change while they train. The manifest
-`nbs/results/protocol/manifest.csv` (run, role, seed, steps, steps done, status, code commit) tells a bare machine what to
+`crvae/assets/protocol/manifest.csv` (shipped with the package, so `crvae reproduce` reads it) (run, role, seed, steps, steps done, status, code commit) tells a bare machine what to
 restart: `watch` resumes every run that has a folder (`crvae train ... --resume`) and starts the others in the plan's order.
 A run that reaches its steps is scored (`crvae protocol score`: the windowed scores at each budget) and its scores, learning
-curves and summary are written to `nbs/results/protocol/<run>/` at once, for a commit. Trainings run one thread each,
+curves and summary are written to `crvae/assets/protocol/<run>/` at once, for a commit. Trainings run one thread each,
 with `nice`, as `python -m crvae` from CODE; their output goes to RUNS/<run>.out."""
 import argparse, csv, io, json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(os.environ.get('CRVAE_PROTOCOL_RESULTS') or REPO/'nbs'/'results'/'protocol')   # tests: elsewhere
+RESULTS = Path(os.environ.get('CRVAE_PROTOCOL_RESULTS') or REPO/'crvae'/'assets'/'protocol')   # tests: elsewhere
 FIELDS = ['run', 'role', 'seed', 'steps', 'steps_done', 'status', 'code_commit']
 
 
