@@ -54,7 +54,7 @@ def test_notebook_is_committed_with_its_pictures(path):
             if mime == 'image/png': assert base64.b64decode(''.join(v))[:8] == b'\x89PNG\r\n\x1a\n', (path.name, c.get('id'))
 
 
-NOISE = re.compile(r'\w*Warning\b|Traceback')                   # a warning or a traceback printed to stderr
+NOISE = re.compile(r'\w*Warning\b|Traceback|\babout \d+:\d\d left\b')   # a warning, a traceback or a progress log on stderr
 BUILD_PATH = re.compile(r'(?<![\w.])/__w/|[\\/]site-packages[\\/]|<ipython-input-')   # someone else's build, an installed library, a kernel's cell
 # notebooks whose code another change rewrites (issue 28): their noise is known; strict, so the mark must go once they are clean
 NOISY = {'06_training': "06's readable loop rounds float() of tensors that need grad (its code is being rewritten)"}
@@ -70,7 +70,7 @@ def noise(o) -> str:
 @pytest.mark.parametrize('path', [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=NOISY[p.stem]))
                                   if p.stem in NOISY else p for p in NOTEBOOKS], ids=lambda p: p.stem)
 def test_outputs_carry_no_warnings_or_tracebacks(path):
-    "A lesson's outputs show its results: no warning or traceback on stderr, no path of PyTorch's build or of installed libraries."
+    "A lesson's outputs show its results: no warning, traceback or progress log on stderr, no path of PyTorch's build or of a library."
     found = [f'cell {c.get("id")}: ...{n}...' for c, o in outputs(json.loads(path.read_text())) for n in [noise(o)] if n]
     assert not found, f'{path.name}: noise in committed outputs (fix its cause, then re-run the notebook): {found[:3]}'
 
@@ -90,7 +90,7 @@ def test_the_checks_can_fail():
     assert not is_picture(dict(text='done\n'))
     err = lambda text: dict(output_type='stream', name='stderr', text=text)
     assert noise(err('<ipython-input-3-ab>:19: UserWarning: Converting a tensor')) and noise(err('Traceback (most recent call last):'))
-    assert noise(err('x: Pandas4Warning: fillna')) and noise(dict(output_type='stream', name='stdout', text='(at /__w/pytorch/x.cpp:8)'))
+    assert noise(err('[10/10] figures | elapsed 2:09 | about 1:30 left')) and noise(err('x: Pandas4Warning: fillna')) and noise(dict(output_type='stream', name='stdout', text='(at /__w/pytorch/x.cpp:8)'))
     assert not noise(err('crvae data: error: --n must be a positive integer, got 0')) and not noise(dict(text='a Warning word'))
 
 
