@@ -33,7 +33,7 @@ def is_picture(o) -> bool:
     if any(k.startswith('image/') for k in d): return True
     html = ''.join(d.get('text/html', ''))
     if '<table' in html or '<img' in html: return True
-    text = ''.join(o.get('text', '')) + ''.join(d.get('text/plain', '')) + ''.join(d.get('text/markdown', ''))
+    text = '\n'.join(''.join(t) for t in (o.get('text', ''), d.get('text/plain', ''), d.get('text/markdown', '')))
     return bool(re.search(r'^\|.*\|\s*$\n^\|[-:| ]+\|\s*$', text, re.M))
 
 
@@ -88,6 +88,7 @@ def test_the_checks_can_fail():
     assert DATE.search('created 2026-11-30 23:10:02') and not DATE.search('seed 2026')
     assert is_picture(dict(data={'image/png': ''})) and is_picture(dict(text='| a | b |\n|---|---|\n| 1 | 2 |\n'))
     assert not is_picture(dict(text='done\n'))
+    assert is_picture(dict(data={'text/plain': ['<IPython.core.display.Markdown object>'], 'text/markdown': ['| a |\n', '|---|\n', '| 1 |']}))
     err = lambda text: dict(output_type='stream', name='stderr', text=text)
     assert noise(err('<ipython-input-3-ab>:19: UserWarning: Converting a tensor')) and noise(err('Traceback (most recent call last):'))
     assert noise(err('[10/10] figures | elapsed 2:09 | about 1:30 left')) and noise(err('x: Pandas4Warning: fillna')) and noise(dict(output_type='stream', name='stdout', text='(at /__w/pytorch/x.cpp:8)'))
