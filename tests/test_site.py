@@ -211,8 +211,12 @@ def test_site_in_browser(site, tmp_path):
                     problems.append(f'00_bound.html: the step-by-step bound is not shown as aligned rows ({info["mathRows"]})')
                 stem = name.removesuffix('.html')
                 if stem in SHOTS:
-                    if stem in ('05_objectives', '00_bound'):           # a displayed equation in view
+                    if stem == '05_objectives':                          # a displayed equation in view
                         page.locator('main math[display="block"]').first.scroll_into_view_if_needed()
+                    if stem == '00_bound':                               # the bound's aligned rows, mid-screen
+                        page.locator('main math mtable').first.evaluate('e => e.closest("math").scrollIntoView({block: "center"})')
+                    if stem == 'index':                                  # where to start, and the course map
+                        page.locator('main h2', has_text='The course: notebook map').first.evaluate('e => e.scrollIntoView()')
                     tables = page.locator('main .output_markdown table')
                     if stem == '91_differences' and tables.count():      # a results table in view
                         tables.first.scroll_into_view_if_needed()
