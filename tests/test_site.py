@@ -54,6 +54,7 @@ def test_maths_the_converter_lacks(site):
         out = site.mathml(tex, False)
         assert not TEX_LEFT.search(' '.join(re.findall(r'>([^<>]*)<', out)).replace('&#x', '').replace('&amp;', '')), (tex, out)
     assert '>arg<' in site.mathml('\\arg\\min_t x', False) and '>min_visible<' in site.mathml('\\text{min\\_visible}', False)
+    assert '<mi>log</mi><mspace' in site.mathml('\\log p', False) and '<msub><mi>log</mi><mn>2</mn></msub>' in site.mathml('\\log_2 x', False)
     for bad in ['a & b', '\\unknowncommand x']:
         with pytest.raises(ValueError, match='TeX as text'): site.mathml(bad, True)
 

@@ -129,7 +129,12 @@ def mathml(latex: str, display: bool) -> str:
     out = convert(tex_for_mathml(latex), display='block' if display else 'inline')
     left = _TEX_LEFT.findall(' '.join(re.findall(r'>([^<>]*)<', out)))      # the text nodes, entities as written
     if left: raise ValueError(f'the MathML shows TeX as text: {" ".join(sorted(set(left)))}')
-    return out
+    return _FUNCTION.sub(r'\1<mspace width="0.167em"></mspace>', out)
+
+
+# \log p as TeX sets it, with a thin space (latex2mathml writes <mi>log</mi><mi>p</mi>); none before a parenthesis
+_FUNCTION = re.compile(r'(?<!<msub>)(?<!<msup>)(?<!<msubsup>)(?<!<munder>)(?<!<mover>)(?<!<munderover>)(?<!<mfrac>)(?<!<mroot>)'
+                       r'(<mi>(?:log|ln|exp|sin|cos|tan|tanh|sinh|cosh|dim|ker|deg|sgn)</mi>)(?!</|<mo[^>]*>(?:\(|&#x00028;))')   # (a script's base, a last child: as is)
 
 
 # ---------------------------------------------------------------- notebooks -> HTML bodies
@@ -306,9 +311,10 @@ code, pre { font-family: "DejaVu Sans Mono", ui-monospace, monospace; font-size:
 th, td { border: 1px solid var(--line); padding: .3rem .5rem; text-align: left; vertical-align: top; }
 blockquote { margin: .8rem 0; padding: .1rem 1rem; border-left: 4px solid var(--line); color: var(--muted); }
 math[display="block"] { display: block math; margin: .8rem 0; overflow-x: auto; }
-math { font-size: 1.08em; }
+math { font-size: 1.08em; font-family: "STIX Two Math", "Latin Modern Math", "DejaVu Math TeX Gyre", math; }   /* a font with a MATH table stretches \\Big[ */
 /* aligned rows (align*): Chromium's MathML ignores columnalign/columnspacing, so the same in CSS: r l r l columns */
-math mtd[columnalign="right"] { text-align: right; padding: .25em 0 .25em 1.5em; }
+math mtd[columnalign="right"] { text-align: right; padding: .25em 0 .25em 1em; }
+math mtd[columnalign="right"]:first-child { padding-left: 0; }
 math mtd[columnalign="left"] { text-align: left; padding: .25em 0; }
 .pager { display: flex; justify-content: space-between; margin-top: 3rem; padding-top: 1rem; border-top: 1px solid var(--line); }
 .ansi-red-fg { color: #b22b31; } .ansi-green-fg { color: #007427; } .ansi-yellow-fg { color: #b27d12; }
