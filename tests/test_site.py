@@ -97,10 +97,15 @@ def test_build_small_course(site, tmp_path):
         ('code', '#| hide\nsecret = 1'),
         ('code', '#| export\ndef f(): pass', [stream(['one\n']), stream('two\n'), shown]),     # .ipynb: lists of lines
         ('code', "#| echo: false\nprint('x')", [stream('only the output\n')])))
-    (nbs/'02_b.ipynb').write_text(_nb(('markdown', '# B')))
+    (nbs/'02_b.ipynb').write_text(_nb(('markdown', '# B\n\n$$\\begin{aligned}a &= b\\end{aligned}$$ but $x & y$'),
+                                      ('code', 'print(table)', [stream('| a | b |\n|---|---|\n| 1 | 2 |\n')])))
     (nbs/'03_c.ipynb').write_text(_nb(('markdown', '# C, not in the map')))
     rep = site.build(tmp_path/'site', nbs=nbs)
-    assert rep.problems == ['01_a.ipynb: broken link missing.ipynb'] and '03_c' in rep.warnings[0]
+    assert sorted(p[:46] for p in rep.problems) == ['01_a.ipynb: broken link missing.ipynb',
+                                                   '02_b.ipynb: cannot convert the formula $x & y$']   # TeX left: an error
+    assert '03_c' in rep.warnings[0]
+    b = (rep.out/'02_b.html').read_text()
+    assert '<mtable' in b and '<td>1</td>' in b and '|---|' not in b                  # aligned rows; the printed table
     a, home = (rep.out/'01_a.html').read_text(), (rep.out/'index.html').read_text()
     assert 'secret' not in a and '#| export' not in a and 'print' not in a and '<span class="k">def</span>' in a
     assert '<pre>one\ntwo\n</pre>' in a and 'data:image/png;base64,' in a and 'only the output' in a
