@@ -33,7 +33,7 @@ def is_picture(o) -> bool:
     if any(k.startswith('image/') for k in d): return True
     html = ''.join(d.get('text/html', ''))
     if '<table' in html or '<img' in html: return True
-    text = ''.join(o.get('text', '')) + ''.join(d.get('text/plain', '')) + ''.join(d.get('text/markdown', ''))
+    text = '\n'.join(''.join(t) for t in (o.get('text', ''), d.get('text/plain', ''), d.get('text/markdown', '')))
     return bool(re.search(r'^\|.*\|\s*$\n^\|[-:| ]+\|\s*$', text, re.M))
 
 
@@ -54,6 +54,27 @@ def test_notebook_is_committed_with_its_pictures(path):
             if mime == 'image/png': assert base64.b64decode(''.join(v))[:8] == b'\x89PNG\r\n\x1a\n', (path.name, c.get('id'))
 
 
+NOISE = re.compile(r'\w*Warning\b|Traceback|\babout \d+:\d\d left\b')   # a warning, a traceback or a progress log on stderr
+BUILD_PATH = re.compile(r'(?<![\w.])/__w/|[\\/]site-packages[\\/]|<ipython-input-')   # someone else's build, an installed library, a kernel's cell
+# notebooks whose code another change rewrites (issue 28): their noise is known; strict, so the mark must go once they are clean
+NOISY = {'06_training': "06's readable loop rounds float() of tensors that need grad (its code is being rewritten)"}
+
+
+def noise(o) -> str:
+    "The first warning, traceback or build path a reader would see in an output, with its context, else ''."
+    text = text_of(o)
+    m = (NOISE.search(text) if o.get('output_type') == 'stream' and o.get('name') == 'stderr' else None) or BUILD_PATH.search(text)
+    return text[max(0, m.start() - 80):m.end() + 80] if m else ''
+
+
+@pytest.mark.parametrize('path', [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=NOISY[p.stem]))
+                                  if p.stem in NOISY else p for p in NOTEBOOKS], ids=lambda p: p.stem)
+def test_outputs_carry_no_warnings_or_tracebacks(path):
+    "A lesson's outputs show its results: no warning, traceback or progress log on stderr, no path of PyTorch's build or of a library."
+    found = [f'cell {c.get("id")}: ...{n}...' for c, o in outputs(json.loads(path.read_text())) for n in [noise(o)] if n]
+    assert not found, f'{path.name}: noise in committed outputs (fix its cause, then re-run the notebook): {found[:3]}'
+
+
 def test_notebooks_stay_small():
     total = sum(p.stat().st_size for p in NBS.glob('*.ipynb'))
     assert total < MAX_MB * 2**20, f'the notebooks hold {total / 2**20:.1f} MB; keep them under {MAX_MB} MB (smaller figures)'
@@ -67,6 +88,11 @@ def test_the_checks_can_fail():
     assert DATE.search('created 2026-11-30 23:10:02') and not DATE.search('seed 2026')
     assert is_picture(dict(data={'image/png': ''})) and is_picture(dict(text='| a | b |\n|---|---|\n| 1 | 2 |\n'))
     assert not is_picture(dict(text='done\n'))
+    assert is_picture(dict(data={'text/plain': ['<IPython.core.display.Markdown object>'], 'text/markdown': ['| a |\n', '|---|\n', '| 1 |']}))
+    err = lambda text: dict(output_type='stream', name='stderr', text=text)
+    assert noise(err('<ipython-input-3-ab>:19: UserWarning: Converting a tensor')) and noise(err('Traceback (most recent call last):'))
+    assert noise(err('[10/10] figures | elapsed 2:09 | about 1:30 left')) and noise(err('x: Pandas4Warning: fillna')) and noise(dict(output_type='stream', name='stdout', text='(at /__w/pytorch/x.cpp:8)'))
+    assert not noise(err('crvae data: error: --n must be a positive integer, got 0')) and not noise(dict(text='a Warning word'))
 
 
 SHIPPED_TEXT = ('crvae/assets', 'nbs/results', 'README.md', 'data/README.md')

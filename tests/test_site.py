@@ -1,7 +1,8 @@
 """The course site (`make docs`, tools/site.py): its maths and links on hand-made markdown, then the whole site, built from
 the committed notebooks, in a real browser: headless Chromium (Debian's) driven by Playwright opens every page and checks
-that every picture loads, no internal link is broken, the maths rendered as MathML, no request leaves the machine and the
-sidebar lists every notebook in course order. Screenshots go to $CRVAE_SCREENSHOTS (else tmp_path)."""
+that every picture loads, no internal link is broken, the maths rendered as MathML with no TeX left in it, no markdown
+table is shown as `|---|` text, no page is wider than its 1280 px window, no request leaves the machine, and the sidebar
+and the pager follow the course order. Screenshots go to $CRVAE_SCREENSHOTS (else tmp_path)."""
 import importlib.util, json, os, re, sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -16,8 +17,10 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networki
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason=f'{CHROMIUM} is absent: install Debian chromium (apt-get install -y chromium) '
                                            'to run the browser test')
-SHOTS = {'index': 'site_index.png', '05_objectives': 'site_objectives_maths.png', '06_training': 'site_training.png',
-         '13_fig_blocks': 'site_fig_blocks.png'}
+SHOTS = {'index': 'site_index.png', '00_bound': 'site_bound_maths.png', '05_objectives': 'site_objectives_maths.png',
+         '06_training': 'site_training.png', '13_fig_blocks': 'site_fig_blocks.png', '91_differences': 'site_differences.png'}
+RAW_TABLE = re.compile(r'^[ \t]*\|(?:[ \t]*:?-{3,}:?[ \t]*\|)+[ \t]*$', re.M)   # a markdown table's |---| rule as text
+TEX_LEFT = re.compile(r'&|\\[A-Za-z]+|\\')                      # an alignment & or a TeX command shown in the maths
 
 
 @pytest.fixture(scope='module')
@@ -41,6 +44,31 @@ def test_maths_code_and_notebook_links(site):
     assert out.count('(06_training.ipynb)') == 2 and '[`06_training`](06_training.ipynb)' in out
     assert site.prepare_markdown('$a\n\nb$', [], set()) == '$a\n\nb$'          # no formula across a blank line
     assert '<mfrac>' in site.mathml('\\frac{1}{2}', True) and 'display="block"' in site.mathml('x', True)
+
+
+def test_maths_the_converter_lacks(site):
+    "aligned rows, \\arg, \\big\\|, \\_ and a backslash at a line's end become MathML with no TeX left; what cannot, fails."
+    rows = site.mathml('\\begin{aligned}a &= b && \\text{(x)}\\\\ &\\ge c\\end{aligned}', True)
+    assert rows.count('<mtr>') == 2 and '&' not in rows.replace('&#x', '')
+    for tex in ['\\arg\\max_t x', '\\big\\|x\\big\\|_2^2', '\\text{min\\_visible} + a\\_b', 'a,\\ \\\n b', '\\|x\\|', '\\& x']:
+        out = site.mathml(tex, False)
+        assert not TEX_LEFT.search(' '.join(re.findall(r'>([^<>]*)<', out)).replace('&#x', '').replace('&amp;', '')), (tex, out)
+    assert '>arg<' in site.mathml('\\arg\\min_t x', False) and '>min_visible<' in site.mathml('\\text{min\\_visible}', False)
+    assert '<mi>log</mi><mspace' in site.mathml('\\log p', False) and '<msub><mi>log</mi><mn>2</mn></msub>' in site.mathml('\\log_2 x', False)
+    for bad in ['a & b', '\\unknowncommand x']:
+        with pytest.raises(ValueError, match='TeX as text'): site.mathml(bad, True)
+
+
+def test_printed_tables_become_tables(site):
+    "A printed markdown table (two of them back to back, text around) is shown as markdown tables; a | in a cell's text stays text."
+    text = ('before\n| a | b |\n|---|---|\n| `x|y` | tiny|paper |\n| c | d |\n|---|---|\n| 1 | 2 |\nafter\n')
+    parts = site._tables_shown(dict(output_type='stream', name='stdout', text=text))
+    assert [p['output_type'] for p in parts] == ['stream', 'display_data', 'display_data', 'stream']
+    assert parts[0]['text'] == 'before\n' and parts[-1]['text'] == 'after\n'
+    assert parts[1]['data']['text/markdown'] == '| a | b |\n|---|---|\n| `x\\|y` | tiny\\|paper |\n'
+    assert parts[2]['data']['text/markdown'].startswith('| c | d |')
+    stderr = dict(output_type='stream', name='stderr', text='| a |\n|---|\n')
+    assert site._tables_shown(stderr) == [stderr]
 
 
 def _nb(*cells) -> str:
@@ -69,10 +97,15 @@ def test_build_small_course(site, tmp_path):
         ('code', '#| hide\nsecret = 1'),
         ('code', '#| export\ndef f(): pass', [stream(['one\n']), stream('two\n'), shown]),     # .ipynb: lists of lines
         ('code', "#| echo: false\nprint('x')", [stream('only the output\n')])))
-    (nbs/'02_b.ipynb').write_text(_nb(('markdown', '# B')))
+    (nbs/'02_b.ipynb').write_text(_nb(('markdown', '# B\n\n$$\\begin{aligned}a &= b\\end{aligned}$$ but $x & y$'),
+                                      ('code', 'print(table)', [stream('| a | b |\n|---|---|\n| 1 | 2 |\n')])))
     (nbs/'03_c.ipynb').write_text(_nb(('markdown', '# C, not in the map')))
     rep = site.build(tmp_path/'site', nbs=nbs)
-    assert rep.problems == ['01_a.ipynb: broken link missing.ipynb'] and '03_c' in rep.warnings[0]
+    assert sorted(p[:46] for p in rep.problems) == ['01_a.ipynb: broken link missing.ipynb',
+                                                   '02_b.ipynb: cannot convert the formula $x & y$']   # TeX left: an error
+    assert '03_c' in rep.warnings[0]
+    b = (rep.out/'02_b.html').read_text()
+    assert '<mtable' in b and '<td>1</td>' in b and '|---|' not in b                  # aligned rows; the printed table
     a, home = (rep.out/'01_a.html').read_text(), (rep.out/'index.html').read_text()
     assert 'secret' not in a and '#| export' not in a and 'print' not in a and '<span class="k">def</span>' in a
     assert '<pre>one\ntwo\n</pre>' in a and 'data:image/png;base64,' in a and 'only the output' in a
@@ -101,6 +134,13 @@ _PAGE_JS = """() => {
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
     ids: [...document.querySelectorAll('[id]')].map(e => e.id),
     sidebar: [...document.querySelectorAll('nav.sidebar li a')].map(a => a.getAttribute('href')),
+    next: [...document.querySelectorAll('footer.pager a[rel="next"]')].map(a => a.getAttribute('href')),
+    mathTexts: [...document.querySelectorAll('main math')].map(m =>           // a backslash, or an & as an identifier
+      m.textContent.includes('\\\\') || [...m.querySelectorAll('mi')].some(e => e.textContent.includes('&')) ? m.textContent : ''),
+    mathRows: [...document.querySelectorAll('main math mtable')].map(t => t.querySelectorAll('mtr').length),
+    width: [document.documentElement.scrollWidth, window.innerWidth],
+    shown: (() => { const m = document.querySelector('main').cloneNode(true);     // what a reader sees, but the code
+                    m.querySelectorAll('.input_area, math, :not(pre) > code').forEach(e => e.remove()); return m.innerText; })(),
     current: [...document.querySelectorAll('nav.sidebar a[aria-current="page"]')].map(a => a.getAttribute('href')),
     maths: [...document.querySelectorAll('main math')].filter(m => m instanceof MathMLElement
                                                               && m.getBoundingClientRect().width > 0).length,
@@ -152,8 +192,9 @@ def test_site_in_browser(site, tmp_path):
                 side = [h.removesuffix('.html') for h in info['sidebar']]
                 if sorted(side) != [s for s in stems if s != 'index']:
                     problems.append(f'{name}: the sidebar lists {side}, not every notebook once')
-                mapped = [s for s in side if f'`{s}`' in index_md]
-                if mapped != sorted(mapped, key=lambda s: index_md.index(f'`{s}`')):
+                row = lambda s: re.search(rf'^\|\s*`{re.escape(s)}`\s*\|', index_md, re.M)     # its row in a map table
+                mapped = [s for s in side if row(s)]
+                if mapped != sorted(mapped, key=lambda s: row(s).start()):
                     problems.append(f'{name}: the sidebar is not in the order of the notebook map: {mapped}')
                 if name != 'index.html' and info['current'] != [name]:
                     problems.append(f'{name}: the sidebar marks {info["current"]} as the current page')
@@ -162,10 +203,29 @@ def test_site_in_browser(site, tmp_path):
                     problems.append(f'{name}: its markdown has LaTeX but the page shows no rendered <math>')
                 leftover = re.findall(r'.{0,30}(?:\$\$|\$\\[a-zA-Z]).{0,30}', info['text'])
                 problems += [f'{name}: raw TeX left in the text: {t!r}' for t in leftover]
+                problems += [f'{name}: TeX left in rendered maths: {t[:80]!r}' for t in info['mathTexts'] if t]
+                # tables, width and the pager
+                problems += [f'{name}: a markdown table shown as text: {info["shown"][max(0, m.start() - 60):m.end()].strip()!r}'
+                             for m in RAW_TABLE.finditer(info['shown'])]
+                if info['width'][0] > info['width'][1]:
+                    problems.append(f'{name}: the page is {info["width"][0]} px wide in a {info["width"][1]} px window')
+                order = ['index'] + side
+                at = order.index(name.removesuffix('.html'))
+                want = [f'{order[at + 1]}.html'] if at + 1 < len(order) else []
+                if info['next'] != want: problems.append(f'{name}: the pager goes on to {info["next"]}, the course to {want}')
+                if name == '00_bound.html' and not any(n >= 4 for n in info['mathRows']):
+                    problems.append(f'00_bound.html: the step-by-step bound is not shown as aligned rows ({info["mathRows"]})')
                 stem = name.removesuffix('.html')
                 if stem in SHOTS:
                     if stem == '05_objectives':                          # a displayed equation in view
                         page.locator('main math[display="block"]').first.scroll_into_view_if_needed()
+                    if stem == '00_bound':                               # the bound's aligned rows, mid-screen
+                        page.locator('main math mtable').first.evaluate('e => e.closest("math").scrollIntoView({block: "center"})')
+                    if stem == 'index':                                  # where to start, and the course map
+                        page.locator('main h2', has_text='The course: notebook map').first.evaluate('e => e.scrollIntoView()')
+                    tables = page.locator('main .output_markdown table')
+                    if stem == '91_differences' and tables.count():      # a results table in view
+                        tables.first.scroll_into_view_if_needed()
                     page.screenshot(path=str(shots/SHOTS[stem]))
         finally:
             browser.close()

@@ -1,4 +1,4 @@
-"""Render the notebooks in nbs/ to a static, offline course site (Quarto, which `nbdev-preview` needs, cannot be installed here).
+r"""Render the notebooks in nbs/ to a static, offline course site (Quarto, which `nbdev-preview` needs, cannot be installed here).
 
     python tools/site.py              # build _site/ (`make docs`); exit 1 on a broken link, a missing picture or bad maths
     python tools/site.py --out DIR    # build into DIR instead
@@ -8,7 +8,10 @@ What it does, per notebook, as committed (with whatever outputs it holds):
 - the cells go through nbconvert's HTML exporter (the body-only classic template, without the In/Out prompts);
   nbdev's `#| hide` cells are left out, and the directives that only matter to `nbdev-export` are stripped;
 - the maths, `$...$` and `$$...$$` in markdown (never in fenced code or code spans), becomes MathML at build time
-  (latex2mathml), which Chromium renders natively: no MathJax, no CDN, no request leaves the page;
+  (latex2mathml), which Chromium renders natively: no MathJax, no CDN, no request leaves the page; what latex2mathml
+  lacks (`aligned`, `\arg`, `\big\|`, `\_`) is rewritten first, and a formula whose MathML still shows TeX as text (an
+  `&`, a `\name`) fails the build;
+- a markdown table printed to stdout (`print(markdown_table(...))`) is shown as a table, the rest of the print as text;
 - links to notebooks (`06_training.ipynb#Section`) become links to pages (`06_training.html#Section`), and a code span
   that names a notebook (`06_training`) becomes such a link; other relative links and markdown pictures
   (`images/...png`) are copied into the site (files outside nbs/ under _repo/); output pictures are embedded by nbconvert
@@ -98,9 +101,40 @@ def prepare_markdown(md: str, maths: list, stems: set) -> str:
     return ''.join(out)
 
 
+# TeX that latex2mathml (3.x) does not know, rewritten into TeX it does: (pattern, replacement), applied in order
+_TEX_REWRITES = [
+    (re.compile(r'\\(begin|end)\{(?:aligned|align)\*?\}'), r'\\\1{align*}'),   # aligned rows: an mtable, unnumbered
+    (re.compile(r'\\(arg|argmax|argmin)(?![A-Za-z])'),
+     lambda m: r'\operatorname{' + {'arg': 'arg', 'argmax': 'arg max', 'argmin': 'arg min'}[m[1]] + '}'),
+    (re.compile(r'\\(?:big|Big|bigg|Bigg)[lrm]?\s*(?=\\\||\\[lr]?Vert(?![A-Za-z]))'), ''),  # \big\| : a plain \|
+    (re.compile(r'\\[lr]?Vert(?![A-Za-z])'), r'\\|'),
+    (re.compile(r'\\text\{((?:[^{}]|\{[^{}]*\})*)\}'), lambda m: r'\text{' + m[1].replace('\\_', '_') + '}'),
+    (re.compile(r'(?<!\\)((?:\\\\)*)\\_'), r'\1\\text{_}'),     # \_ outside \text
+    (re.compile(r'(?<!\\)((?:\\\\)*)\\(?=\n|$)'), r'\1\\ '),   # a backslash that ends a line: a space, as in TeX
+]
+# what no rendered formula may keep: an alignment `&` or a TeX command or backslash, left as text by the converter
+_TEX_LEFT = re.compile(r'&(?!#?\w+;)|\\[A-Za-z]+|\\.?')
+
+
+def tex_for_mathml(latex: str) -> str:
+    "The formula with the constructs latex2mathml lacks (aligned, \\arg, \\big\\|, \\_ ...) written as ones it has."
+    latex = latex.strip()
+    for pattern, repl in _TEX_REWRITES: latex = pattern.sub(repl, latex)
+    return latex
+
+
 def mathml(latex: str, display: bool) -> str:
+    "MathML for a formula; ValueError if the result still shows TeX (a literal `&` or `\\name`) as text."
     from latex2mathml.converter import convert
-    return convert(latex.strip(), display='block' if display else 'inline')
+    out = convert(tex_for_mathml(latex), display='block' if display else 'inline')
+    left = _TEX_LEFT.findall(' '.join(re.findall(r'>([^<>]*)<', out)))      # the text nodes, entities as written
+    if left: raise ValueError(f'the MathML shows TeX as text: {" ".join(sorted(set(left)))}')
+    return _FUNCTION.sub(r'\1<mspace width="0.167em"></mspace>', out)
+
+
+# \log p as TeX sets it, with a thin space (latex2mathml writes <mi>log</mi><mi>p</mi>); none before a parenthesis
+_FUNCTION = re.compile(r'(?<!<msub>)(?<!<msup>)(?<!<msubsup>)(?<!<munder>)(?<!<mover>)(?<!<munderover>)(?<!<mfrac>)(?<!<mroot>)'
+                       r'(<mi>(?:log|ln|exp|sin|cos|tan|tanh|sinh|cosh|dim|ker|deg|sgn)</mi>)(?!</|<mo[^>]*>(?:\(|&#x00028;))')   # (a script's base, a last child: as is)
 
 
 # ---------------------------------------------------------------- notebooks -> HTML bodies
@@ -148,6 +182,40 @@ def _joined(output: dict) -> dict:
     return o
 
 
+_TABLE_ROW = re.compile(r'^[ \t]*\|.*\|[ \t]*$')
+_TABLE_RULE = re.compile(r'^[ \t]*\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*$')
+
+
+def _cells(row: str) -> int:
+    return len(re.findall(r'(?<!\\)\|', row.strip())) - 1
+
+
+def _table_row(row: str, n: int) -> str:
+    "A printed table's row with the `|` that are text escaped: those in code spans, and if it has too many cells, those not between spaces."
+    row = _CODE_SPAN.sub(lambda m: re.sub(r'(?<!\\)\|', r'\\|', m[0]), row)
+    if _cells(row) > n: row = re.sub(r'(?<=\S)(?<!\\)\|(?=\S)', r'\\|', row.strip()) + '\n'
+    return row
+
+
+def _tables_shown(output: dict) -> list:
+    """A printed stdout split into its text and its markdown tables (a header row, a |---| rule, rows), each table as
+    a markdown output, so the page shows a table where the notebook printed one."""
+    if output.get('output_type') != 'stream' or output.get('name') != 'stdout': return [output]
+    lines, pieces, text, i = output['text'].splitlines(True), [], [], 0
+    while i < len(lines):
+        if i + 1 < len(lines) and _TABLE_ROW.match(lines[i]) and _TABLE_RULE.match(lines[i + 1]):
+            j = i + 2
+            while j < len(lines) and _TABLE_ROW.match(lines[j]) and not (j + 1 < len(lines) and _TABLE_RULE.match(lines[j + 1])):
+                j += 1                                                           # (a rule below: the next table's header)
+            if text: pieces.append(dict(output, text=''.join(text))); text = []
+            table = ''.join(_table_row(l, _cells(lines[i])) for l in lines[i:j])
+            pieces.append(dict(output_type='display_data', metadata={}, data={'text/markdown': table}))
+            i = j
+        else: text.append(lines[i]); i += 1
+    if text: pieces.append(dict(output, text=''.join(text)))
+    return pieces
+
+
 def prepare_notebook(nb: dict, maths: list, stems: set) -> dict:
     "The notebook as a reader sees it: hidden cells gone, exporter directives stripped, maths held as placeholders."
     cells = []
@@ -165,6 +233,7 @@ def prepare_notebook(nb: dict, maths: list, stems: set) -> dict:
                 if o['output_type'] == 'stream' and last.get('output_type') == 'stream' and last['name'] == o['name']:
                     last['text'] += o['text']; continue                                     # one block per stream
                 outputs.append(o)
+            outputs = [p for o in outputs for p in _tables_shown(o)]
             for o in outputs:
                 data = o.get('data', {})
                 if 'text/latex' in data and 'text/html' not in data:          # e.g. sympy: its maths through ours
@@ -234,15 +303,19 @@ code, pre { font-family: "DejaVu Sans Mono", ui-monospace, monospace; font-size:
 :not(pre) > code { background: var(--code); padding: .05rem .25rem; border-radius: 3px; }
 .input_area { background: var(--code); border: 1px solid var(--line); border-radius: 6px; margin: .8rem 0 .3rem; }
 .input_area pre { margin: 0; padding: .6rem .8rem; overflow-x: auto; }
-.output_area pre, .output_text pre { margin: .2rem 0; padding: .4rem .8rem; overflow-x: auto; white-space: pre-wrap; }
+.output_area pre, .output_text pre { margin: .2rem 0; padding: .4rem .8rem; overflow-x: auto; white-space: pre; }   /* tables keep their columns */
 .output_stderr { background: #fff5f5; }
 .output_area img, .rendered_html img { max-width: 100%; height: auto; }
 .rendered_html table, .output_html table { border: 0; border-collapse: collapse; margin: .8rem 0; font-size: 0.9rem; }
-.text_cell_render, .output_html { overflow-x: auto; }
+.text_cell_render, .output_html, .output_markdown, .output_subarea { overflow-x: auto; }   /* wide tables scroll */
 th, td { border: 1px solid var(--line); padding: .3rem .5rem; text-align: left; vertical-align: top; }
 blockquote { margin: .8rem 0; padding: .1rem 1rem; border-left: 4px solid var(--line); color: var(--muted); }
 math[display="block"] { display: block math; margin: .8rem 0; overflow-x: auto; }
-math { font-size: 1.08em; }
+math { font-size: 1.08em; font-family: "STIX Two Math", "Latin Modern Math", "DejaVu Math TeX Gyre", math; }   /* a font with a MATH table stretches \\Big[ */
+/* aligned rows (align*): Chromium's MathML ignores columnalign/columnspacing, so the same in CSS: r l r l columns */
+math mtd[columnalign="right"] { text-align: right; padding: .25em 0 .25em 1em; }
+math mtd[columnalign="right"]:first-child { padding-left: 0; }
+math mtd[columnalign="left"] { text-align: left; padding: .25em 0; }
 .pager { display: flex; justify-content: space-between; margin-top: 3rem; padding-top: 1rem; border-top: 1px solid var(--line); }
 .ansi-red-fg { color: #b22b31; } .ansi-green-fg { color: #007427; } .ansi-yellow-fg { color: #b27d12; }
 .ansi-blue-fg { color: #0065ca; } .ansi-bold { font-weight: bold; }
@@ -266,6 +339,10 @@ def _pager(order, titles, stem) -> str:
     nxt = (f'<a rel="next" href="{order[at + 1]}.html">{html.escape(titles[order[at + 1]])} &rarr;</a>'
            if at + 1 < len(order) else '<span></span>')
     return prev + nxt
+
+
+_TABLE_CELL = re.compile(r'<t[dh]\b[^>]*>.*?</t[dh]>', re.S)
+_CODE_TAG = re.compile(r'<code>[^<]*</code>')
 
 
 def _fill_maths(body: str, maths: list, problems: list, where: str) -> str:
@@ -348,6 +425,7 @@ def build(out: Path = ROOT/'_site', nbs: Path = NBS) -> Report:
         nb = nbformat.from_dict(prepare_notebook(notebooks[stem], maths, stems))
         body, _ = ex.from_notebook_node(nb, resources={'metadata': {'name': stem, 'path': str(nbs)}})
         body = _fill_maths(body, maths, rep.problems, where)
+        body = _TABLE_CELL.sub(lambda c: _CODE_TAG.sub(lambda m: m[0].replace('\\|', '|'), c[0]), body)   # GFM: \| in a cell's code is |
         page_links = links[f'{stem}.html'] = []
         body = _relink(body, nbs, stems, copies, page_links, rep.problems, where)
         page = _PAGE.format(title=html.escape(titles[stem] if stem == 'index' else f'{titles[stem]} · crvae'),
