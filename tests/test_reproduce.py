@@ -264,3 +264,30 @@ def test_shipped_checkpoints_match_their_cards(faces_1k):
         assert m['frechet_distance']['value'] == pytest.approx(want['fd_crvae'], rel=1e-3), role
         if want['attribute_accuracy'] is not None:
             assert m['attribute_accuracy']['mean'] == pytest.approx(want['attribute_accuracy'], abs=2e-3), role
+
+
+def test_the_completion_claim_reads_the_long_study_when_its_weights_ship(setup, tmp_path):
+    "tools/completion_study.py's JSON counts for crVAE Table 2 only while the checkpoints it completed with still ship."
+    from crvae.shipping import sha256_file
+    assets = tmp_path/'assets'
+    shutil.copytree(setup/'assets', assets)
+    w = sha256_file(assets/'checkpoints'/shipped_name('vae-gan')/'model.safetensors')
+    rows = [dict(model=m, mask=k, masked_mse=v, masked_mse_se=0.001) for k in ('eyes', 'mouth')
+            for m, v in (('vae-gan', 0.02), ('acvae-gan', 0.01))]
+    claim = dict(id='completion', claim='acvae-gan completes better', kind='completion', a='acvae-gan', b='vae-gan',
+                 figure='crvae-fig8-completion', paper='test')
+    import crvae.reproduce as R
+    old = R.judge_claims
+    seen = {}
+    R.judge_claims = lambda by_role, figures=None: seen.setdefault('c', judge_claim(claim, by_role, figures)) and []
+    try:
+        for sha, n in ((w, 100), ('0' * 64, None)):
+            save_json(assets/'results'/'completion-study.json', dict(n_faces=100, steps=300, rows=rows,
+                                                                     checkpoints={'vae-gan': dict(name='x', weights_sha256=sha)}))
+            seen.clear()
+            reproduce(tmp_path/f'r{n}', roles=['vae-gan', 'acvae-gan'], assets=assets, classifiers_root=setup/'clf', cfg=TINY,
+                      progress=False)
+            if n: assert seen['c']['evidence'].startswith('acvae-gan vs vae-gan, 100 test faces per mask') and \
+                         seen['c']['verdict'] == 'supported, 2/2 masks'
+            else: assert '100 test faces' not in seen['c']['evidence']          # weights changed: the study no longer counts
+    finally: R.judge_claims = old
