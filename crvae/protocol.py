@@ -1,4 +1,4 @@
-"""Models, seeds, steps, settings, evaluation and the decision rule of the 10,000-step comparison, as data and code, committed before its first run.
+"""The 10,000-step comparison's runs, settings, evaluation and decision rule, as data and code, fixed before its first run.
 
 Docs: https://crvae.github.io/crvae/protocol.html.md"""
 
