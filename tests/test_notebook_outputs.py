@@ -57,7 +57,7 @@ def test_notebook_is_committed_with_its_pictures(path):
 NOISE = re.compile(r'\w*Warning\b|Traceback|\babout \d+:\d\d left\b')   # a warning, a traceback or a progress log on stderr
 BUILD_PATH = re.compile(r'(?<![\w.])/__w/|[\\/]site-packages[\\/]|<ipython-input-')   # someone else's build, an installed library, a kernel's cell
 # notebooks whose code another change rewrites (issue 28): their noise is known; strict, so the mark must go once they are clean
-NOISY = {'06_training': "06's readable loop rounds float() of tensors that need grad (its code is being rewritten)"}
+NOISY = {}   # notebook stem -> why its outputs may still carry noise (strict xfail)
 
 
 def noise(o) -> str:
