@@ -19,8 +19,9 @@ from .runs import find_run, load, read_run, safetensors_bytes
 
 # %% auto #0
 __all__ = ['FIT_N', 'DENSITY_FILE', 'DENSITY_FORMAT', 'posterior_codes', 'block_index', 'block_kl', 'whitened_distance',
-           'hole_table', 'CodeDensity', 'fit_gaussian', 'fit_code_density', 'sample_fitted', 'redraw_block_fitted',
-           'save_code_density', 'load_code_density', 'density_for', 'two_samplers', 'sampler_scores', 'refit', 'main']
+           'hole_table', 'CodeDensity', 'fit_gaussian', 'fit_code_density', 'sample_fitted', 'block_conditional',
+           'redraw_block_fitted', 'save_code_density', 'load_code_density', 'density_for', 'two_samplers',
+           'sampler_scores', 'refit', 'main']
 
 # %% ../nbs/16_prior_hole.ipynb #50245ec6
 def _flat(model, z): return z.reshape(z.shape[0], -1)                    # (B, *latent_shape) -> (B, Z)
@@ -150,18 +151,26 @@ def sample_fitted(model, density:CodeDensity, a=None, n:int|None=None, generator
     z = density.loc(a, n) + eps @ L.T                                   # (B, Z)
     return z.reshape(n, *model.latent_shape).to(model.device)
 
-def redraw_block_fitted(model, density:CodeDensity, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
-    "`z` with block `t` redrawn from the fitted density's conditional given the other blocks; every other block kept bit for bit."
-    check(0 <= t < model.T, f"block {t} does not exist: {model.name} has blocks 0..{model.T - 1}")
-    idx = block_index(model)
-    it = idx[t]
-    io = torch.cat([idx[s] for s in range(model.T) if s != t])
+def block_conditional(density:CodeDensity, idx:torch.Tensor, t:int) -> tuple[torch.Tensor, torch.Tensor]:
+    "K = S_to S_oo^-1 (D, Z-D) and the conditional covariance S_tt - K S_ot (D, D) of block `t` given the others."
+    it, io = idx[t], torch.cat([idx[s] for s in range(len(idx)) if s != t])
     S = density.S.double()
+    K = torch.linalg.solve(S[io][:, io], S[io][:, it]).T
+    return K, S[it][:, it] - K @ S[io][:, it]
+
+def redraw_block_fitted(model, density:CodeDensity, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None,
+                        given:str='blocks') -> torch.Tensor:
+    "`z` with block `t` redrawn from the fitted density given the other blocks and a (`given='blocks'`) or given a only ('attributes')."
+    check(0 <= t < model.T, f"block {t} does not exist: {model.name} has blocks 0..{model.T - 1}")
+    check(given in ('blocks', 'attributes'), f"given={given!r}: use 'blocks' or 'attributes'")
+    idx = block_index(model)
+    it, io = idx[t], torch.cat([idx[s] for s in range(model.T) if s != t])
     flat = _flat(model, z).detach().cpu().double()                      # (B, Z)
     m = density.loc(None if a is None else torch.as_tensor(a).cpu(), len(flat)).double().expand(len(flat), -1)
-    K = torch.linalg.solve(S[io][:, io], S[io][:, it]).T               # (D, Z-D): S_to S_oo^-1
-    mean = m[:, it] + (flat[:, io] - m[:, io]) @ K.T                   # (B, D)
-    cov = S[it][:, it] - K @ S[io][:, it]                              # (D, D)
+    if given == 'blocks':
+        K, cov = block_conditional(density, idx, t)                     # (D, Z-D), (D, D)
+        mean = m[:, it] + (flat[:, io] - m[:, io]) @ K.T                # (B, D)
+    else: mean, cov = m[:, it], density.S.double()[it][:, it]
     L = torch.linalg.cholesky(cov + 1e-9 * cov.diagonal().mean() * torch.eye(len(it), dtype=torch.float64))
     new = flat.clone()
     new[:, it] = mean + _gen_randn((len(flat), len(it)), generator, torch.float64) @ L.T
