@@ -47,7 +47,7 @@ class FaceToolUI(GuardedUI):
         self.sampler_box = W.Dropdown(options=[(SAMPLER_OPTIONS['prior'], 'prior')], value='prior', description='sampler',
                                       layout=W.Layout(width='240px'))
         self.howto, self.sampler_line = W.HTML(HOWTO), W.HTML('')
-        self.sampler_line.add_class('crvae-sampler')
+        self.sampler_line.add_class('crvae-sampler'); self.sampler_box.add_class('crvae-sampler-menu')
         self.attr_box = W.Box(layout=W.Layout(display='flex', flex_flow='row wrap', max_width='760px'))
         self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description='seed', layout=W.Layout(width='160px'))
         self.gen_btn = W.Button(description='Generate', button_style='primary', tooltip='stage 1: faces for these attributes')
