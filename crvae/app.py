@@ -75,6 +75,7 @@ class FaceToolUI(GuardedUI):
         self.timing = W.HTML('')
         self.timing.add_class('crvae-timing')
         self.grid_seconds = None                             # (stage, n, seconds) of the last grid drawn
+        self.grid_times = {}                                 # history depth -> (stage, n, seconds) of the grid drawn there
         self.load_btn.on_click(lambda _: self._guard('loading the run', self.load))
         self.gen_btn.on_click(lambda _: self._guard('generating', self.generate))
         self.var_btn.on_click(lambda _: self._guard('making variations', self.variations))
@@ -192,6 +193,8 @@ def variations(self:FaceToolUI):
 def _timed(self:FaceToolUI, stage:str, seconds:float):
     "Show how long the grid just drawn took in the kernel: sampling, decoding, the badges' classifier, PNGs, widget updates."
     self.grid_seconds = (stage, self.n, seconds)
+    depth = len(self.tool.history)
+    self.grid_times = {d: v for d, v in self.grid_times.items() if d < depth} | {depth: self.grid_seconds}   # undone grids forgotten
     self.timing.value = (f"<span title='in the kernel: sampling, decoding, the badges and the PNGs'>{stage}: "
                          f"<b>{self.n} faces in {seconds:.2f} s</b></span>")
 
@@ -204,6 +207,9 @@ def undo(self:FaceToolUI):
         try: self.sampler_box.value = st.sampler
         finally: self._syncing = False
     self._show()
+    shown = [d for d in self.grid_times if d <= len(self.tool.history)]      # the grid on screen now was drawn at this depth
+    if shown: self._timed(*self.grid_times[max(shown)][::2])
+    else: self.timing.value = ''
     return 'undone: back to the start' if st is None else f"undone: back to the {'faces' if st.stage == 'faces' else 'variations'}" + \
         (f" with face {st.picked} picked" if st.picked is not None else '')
 
