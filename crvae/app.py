@@ -18,12 +18,16 @@ from .tool import (FaceTool, TOOL_CSS, GuardedUI, BLOCK_FILE, blank_png, face_pn
                         _attr_value)
 
 # %% auto #0
-__all__ = ['DEFAULT_ATTRS', 'APP_SOURCE', 'APP_MAX_KERNELS', 'APP_CULL_IDLE_S', 'APP_CULL_EVERY_S', 'FaceToolUI', 'run_label',
-           'app_notebook', 'app_from_env', 'free_port', 'voila_command', 'serve_voila']
+__all__ = ['DEFAULT_ATTRS', 'HOWTO', 'SAMPLER_OPTIONS', 'APP_SOURCE', 'APP_MAX_KERNELS', 'APP_CULL_IDLE_S', 'APP_CULL_EVERY_S',
+           'FaceToolUI', 'run_label', 'app_notebook', 'app_from_env', 'free_port', 'voila_command', 'serve_voila']
 
 # %% ../nbs/30a_face_app.ipynb #b1f00007
 _STATES = (0.0, 1.0, -1.0)                                   # a toggle's cycle: open -> wanted -> not wanted
 DEFAULT_ATTRS = {'Eyeglasses': 1.0, 'Smiling': 1.0}         # ticked on loading a run, for the first grid (those the run has)
+HOWTO = ('<ol class="crvae-howto"><li><b>Ask</b>: click attributes (+ wanted, − not wanted, open: as in the data), then '
+         '<b>Generate</b>.</li><li><b>Pick</b>: click the face closest to what you want.</li><li><b>Refine</b>: '
+         '<b>Variations</b> redraws one block of it; pick again, or <b>Undo</b> to step back.</li></ol>')
+SAMPLER_OPTIONS = {'fitted': 'fitted density', 'prior': "paper's prior"}   # the sampler menu's labels
 
 class FaceToolUI(GuardedUI):
     "The ipywidgets app of the 2-stage tool: attribute toggles, seed, clickable grid, undo, block choice and messages."
@@ -40,6 +44,10 @@ class FaceToolUI(GuardedUI):
                               layout=W.Layout(width='420px'))
         self.load_btn = W.Button(description='Load', tooltip='load the run and its fine-tuning block')
         self.block_box = W.Dropdown(options=[('measured', -1)], value=-1, description='block', layout=W.Layout(width='200px'))
+        self.sampler_box = W.Dropdown(options=[(SAMPLER_OPTIONS['prior'], 'prior')], value='prior', description='sampler',
+                                      layout=W.Layout(width='240px'))
+        self.howto, self.sampler_line = W.HTML(HOWTO), W.HTML('')
+        self.sampler_line.add_class('crvae-sampler'); self.sampler_box.add_class('crvae-sampler-menu')
         self.attr_box = W.Box(layout=W.Layout(display='flex', flex_flow='row wrap', max_width='760px'))
         self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description='seed', layout=W.Layout(width='160px'))
         self.gen_btn = W.Button(description='Generate', button_style='primary', tooltip='stage 1: faces for these attributes')
@@ -67,13 +75,16 @@ class FaceToolUI(GuardedUI):
         self.timing = W.HTML('')
         self.timing.add_class('crvae-timing')
         self.grid_seconds = None                             # (stage, n, seconds) of the last grid drawn
+        self.grid_times = {}                                 # history depth -> (stage, n, seconds) of the grid drawn there
         self.load_btn.on_click(lambda _: self._guard('loading the run', self.load))
         self.gen_btn.on_click(lambda _: self._guard('generating', self.generate))
         self.var_btn.on_click(lambda _: self._guard('making variations', self.variations))
         self.undo_btn.on_click(lambda _: self._guard('undoing', self.undo))
         self.block_box.observe(lambda ch: self._guard('choosing the block', self.choose_block, ch['new']), names='value')
-        self.widget = W.VBox([self.css, self.title, W.HBox([self.run_box, self.load_btn, self.block_box]), self.attr_box,
-                              W.HBox([self.seed, self.gen_btn, self.var_btn, self.undo_btn]), self.status, self.timing,
+        self.sampler_box.observe(lambda ch: self._guard('choosing the sampler', self.choose_sampler, ch['new']), names='value')
+        self.widget = W.VBox([self.css, self.title, self.howto, W.HBox([self.run_box, self.load_btn, self.block_box, self.sampler_box]),
+                              self.attr_box, W.HBox([self.seed, self.gen_btn, self.var_btn, self.undo_btn]), self.sampler_line,
+                              self.status, self.timing,
                               W.HBox([self.grid, W.VBox([self.picked_label, self.picked_img], layout=W.Layout(margin='0 0 0 16px'))])])
         self._refresh_header()
         if self.tool.loaded: self._guard('drawing the first grid', self._after_load)
@@ -112,6 +123,8 @@ def _after_load(self:FaceToolUI):
     try:
         self.block_box.options = [(f"measured ({t.block_info['block']})", -1)] + [(f'block {b}', b) for b in range(t.model.T)]
         self.block_box.value = -1 if t.override is None else t.override
+        self.sampler_box.options = [(SAMPLER_OPTIONS[k], k) for k in ('fitted', 'prior') if k == 'prior' or t.density is not None]
+        self.sampler_box.value = t.sampler
     finally: self._syncing = False
     for k, v in self.default_attrs.items():                  # the first grid: the default attributes the run has, seed 0
         if k in self.values: self._set_attr(k, _attr_value(k, v) or 0.0)
@@ -180,12 +193,23 @@ def variations(self:FaceToolUI):
 def _timed(self:FaceToolUI, stage:str, seconds:float):
     "Show how long the grid just drawn took in the kernel: sampling, decoding, the badges' classifier, PNGs, widget updates."
     self.grid_seconds = (stage, self.n, seconds)
+    depth = len(self.tool.history)
+    self.grid_times = {d: v for d, v in self.grid_times.items() if d < depth} | {depth: self.grid_seconds}   # undone grids forgotten
     self.timing.value = (f"<span title='in the kernel: sampling, decoding, the badges and the PNGs'>{stage}: "
                          f"<b>{self.n} faces in {seconds:.2f} s</b></span>")
 
 @patch
 def undo(self:FaceToolUI):
-    st = self.tool.undo(); self._show()
+    st = self.tool.undo()
+    if st is not None and st.sampler != self.tool.sampler:   # back to a grid of the other sampler: the menu follows it
+        self.tool.set_sampler(st.sampler)
+        self._syncing = True
+        try: self.sampler_box.value = st.sampler
+        finally: self._syncing = False
+    self._show()
+    shown = [d for d in self.grid_times if d <= len(self.tool.history)]      # the grid on screen now was drawn at this depth
+    if shown: self._timed(*self.grid_times[max(shown)][::2])
+    else: self.timing.value = ''
     return 'undone: back to the start' if st is None else f"undone: back to the {'faces' if st.stage == 'faces' else 'variations'}" + \
         (f" with face {st.picked} picked" if st.picked is not None else '')
 
@@ -197,8 +221,16 @@ def choose_block(self:FaceToolUI, value):
     return f"variations now redraw block {self.tool.block}" + (' (the measured one)' if self.tool.override is None else ' (override)')
 
 @patch
+def choose_sampler(self:FaceToolUI, value):
+    "Switch the sampler and redraw the grid with the same attributes and seed, so the two can be compared."
+    if self._syncing or not self.tool.loaded or value == self.tool.sampler: return None
+    self.tool.set_sampler(value)
+    return f"sampler: {SAMPLER_OPTIONS[value]}; " + self.generate()
+
+@patch
 def _show(self:FaceToolUI):
-    "Draw the current state: the grid, the picked cell, the picked (or varied) face."
+    "Draw the current state: the grid, the picked cell, the picked (or varied) face, the sampler line."
+    import html
     st = self.tool.state
     badges = self.tool.badges() if st is not None else []
     for i, (cell, img, row) in enumerate(zip(self.cells, self.imgs, self.badge_rows)):
@@ -211,6 +243,7 @@ def _show(self:FaceToolUI):
     else: face, what = None, 'none yet'
     self.picked_img.value = face_png(face) if face is not None else blank_png()
     self.picked_label.value = f'<b>picked</b>: {what}'
+    self.sampler_line.value = f'<i>{html.escape(self.tool.sampler_line())}</i>'
 
 # %% ../nbs/30a_face_app.ipynb #e50f69af
 APP_SOURCE = "from crvae.app import app_from_env\nui = app_from_env()"

@@ -19,6 +19,7 @@ from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_wr
                         Arg)
 from .data import FaceData, load_faces
 from .classifiers import load_classifiers, CLASSIFIER_KINDS
+from .prior_hole import fit_code_density, save_code_density
 
 # %% auto #0
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'shipped_name', 'portable_command',
@@ -309,6 +310,7 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
         res['weights_sha256'], res['run'] = shipped['sha256'], name
         card = model_card(name, dict(info, path=str(src)), res, faces, shipped, cfg, role)   # path: the recipe's --out
         card['check'] = _ci_check(model, info, classifiers_root)
+        if model.has_encoder: save_code_density(fit_code_density(model, faces), tmp)   # the face tool's sampler (notebook 16)
         save_json(tmp/'card.json', card)
         atomic_write_text(tmp/'card.md', card_markdown(card))
     if dest.exists(): shutil.rmtree(dest)

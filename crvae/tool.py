@@ -21,6 +21,7 @@ from .data import FaceData, to_uint8, to_float, SPLITS
 from .models import FAMILY
 from .runs import load, find_run, read_run
 from .sampling import parse_attrs, attribute_prevalence, sample_attributes
+from .prior_hole import density_for, sample_fitted, redraw_block_fitted
 
 # %% auto #0
 __all__ = ['BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'redraw_block', 'render', 'BlockSearch', 'choose_block', 'attending',
@@ -230,6 +231,7 @@ class ToolState:
     base: dict|None = None              # stage 2: z, a, image of the face the variations vary
     requested: dict = field(default_factory=dict)   # the attributes asked for (name -> +1/-1); stage 2 keeps them
     logits: torch.Tensor|None = None    # (n, N) the attribute classifier on `images` (None: nothing requested, or no classifier)
+    sampler: str = 'prior'              # what drew z: 'fitted' (the checkpoint's code density) or 'prior' (the paper's p(z|a))
 
     def face(self, i:int) -> dict:
         "z, a and image of face `i` of the grid."
@@ -249,7 +251,8 @@ class FaceTool:
     def __init__(self, run=None, block:int|None=None, n:int=9, device='cpu', **block_kw):
         "`block_kw` (search, classifier, data, recompute) go to `fine_tuning_block` on every `load`."
         self.model, self.block_info, self.override, self.history = None, None, None, []
-        self.classifier, self.classifier_note = None, 'no run loaded'
+        self.classifier, self.classifier_note, self.density, self.density_note = None, 'no run loaded', None, 'no run loaded'
+        self.sampler = 'prior'
         self.n, self.device, self.block_kw = n, get_device(device), block_kw
         if run is not None: self.load(run, block)
 
@@ -260,7 +263,8 @@ class FaceTool:
         info = fine_tuning_block(model.run['path'], model=model, **self.block_kw)
         clf, _, note = _resolve_classifier(self.block_kw.get('classifier', 'auto'), model.run)   # the block's own (cached)
         self.model, self.block_info, self.history, self.override = model, info, [], None
-        self.classifier, self.classifier_note = clf, note
+        self.classifier, self.classifier_note, (self.density, self.density_note) = clf, note, density_for(model)   # notebook 16
+        self.sampler = 'fitted' if self.density is not None else 'prior'
         self.set_block(block)
         return self
 
@@ -285,6 +289,18 @@ class FaceTool:
                   f"block {block} does not exist: {self.model.name} has blocks 0..{self.model.T - 1}")
             block = int(block)
         self.override = block
+
+    def set_sampler(self, sampler:str):
+        "Draw stage 1 and redraw stage 2 from 'fitted' (the checkpoint's code density) or 'prior' (the paper's p(z|a))."
+        self._need_model()
+        check(sampler in ('fitted', 'prior'), f"sampler {sampler!r}: use fitted or prior")
+        check(sampler == 'prior' or self.density is not None, f"{self.model.name} has no fitted density: {self.density_note}")
+        self.sampler = sampler
+
+    def sampler_line(self) -> str:
+        "One line for the page: which sampler draws the faces."
+        if self.sampler == 'fitted': return f"sampler: fitted density of {self.density_note} (Ghosh et al. 2020), not the paper's prior"
+        return "sampler: the paper's prior p(z|a)" + (' (a fitted density is available)' if self.density is not None else ' (none fitted)')
 
     def _n(self, n) -> int:
         n = self.n if n is None else n
@@ -330,14 +346,15 @@ def _seen(self, images:torch.Tensor, req:dict) -> torch.Tensor|None:
 
 @patch
 def generate(self:FaceTool, attrs=None, seed:int=0, n:int|None=None) -> torch.Tensor:
-    "Stage 1: n faces z ~ p(z|a) for the requested attributes (eq. 1); returns their images (n, 3, H, W) uint8."
+    "Stage 1: n faces for the requested attributes, z from the current sampler (eq. 1 for the prior); images (n, 3, H, W) uint8."
     self._need_model()
     n, req = self._n(n), self.requested(attrs)
     g = torch.Generator().manual_seed(int(seed))
     a = self.attr_matrix(req, n, g)
-    z = self.model.sample_z(a, n, g)
+    z = sample_fitted(self.model, self.density, a, n, g) if self.sampler == 'fitted' else self.model.sample_z(a, n, g)
     imgs = _images(self, z, a)
-    self.history.append(ToolState('faces', z, a, imgs, int(seed), requested=req, logits=_seen(self, imgs, req)))
+    self.history.append(ToolState('faces', z, a, imgs, int(seed), requested=req, logits=_seen(self, imgs, req),
+                                  sampler=self.sampler))
     return self.state.images
 
 @patch
@@ -352,7 +369,7 @@ def pick(self:FaceTool, i:int) -> torch.Tensor:
 
 @patch
 def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
-    "Stage 2: n copies of the picked face (or of the face being varied) with only the fine-tuning block redrawn from p(z_t|a) (eq. 2)."
+    "Stage 2: n copies of the picked face (or of the face being varied), only the fine-tuning block redrawn by the sampler (eq. 2)."
     self._need_model()
     st = self.state
     check(st is not None and (st.picked is not None or st.base is not None),
@@ -361,10 +378,11 @@ def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
     base = st.face(st.picked) if st.picked is not None else st.base     # again on a variations grid: the same face
     g = torch.Generator().manual_seed(int(seed))
     a = None if base['a'] is None else base['a'].expand(n, -1)
-    z = redraw_block(self.model, base['z'].expand(n, *base['z'].shape[1:]), a, t, g)
+    zb = base['z'].expand(n, *base['z'].shape[1:])
+    z = redraw_block_fitted(self.model, self.density, zb, a, t, g) if self.sampler == 'fitted' else redraw_block(self.model, zb, a, t, g)
     imgs = _images(self, z, a)
     self.history.append(ToolState('variations', z, a, imgs, int(seed), block=t, base=base, requested=st.requested,
-                                  logits=_seen(self, imgs, st.requested)))
+                                  logits=_seen(self, imgs, st.requested), sampler=self.sampler))
     return self.state.images
 
 @patch

@@ -115,6 +115,7 @@ def test_face_tool_in_chromium(app_url, tmp_path):
             header = page.inner_text("body")          # the shipped classifiers were found, as `crvae reproduce` finds them
             assert f'face tool: {SHIPPED}' in header and 'attribute classifier attributes-' in header, header[:1000]
             assert 'no attribute classifier' not in header
+            assert 'sampler: fitted density of' in header and 'Refine' in header, header[:1000]   # the sampler line, the how-to
             page.wait_for_function("() => [...document.querySelectorAll('.crvae-cell img')].every(i => i.complete && i.naturalWidth > 0)",
                                    timeout=10_000)
             pics = page.evaluate(_PICTURES_JS)
@@ -160,5 +161,10 @@ def test_face_tool_in_chromium(app_url, tmp_path):
             for bad in ('Traceback', 'unexpected error', 'There was an error', 'Error:'):
                 assert bad not in text, f'{bad!r} on the page:\n{text[:2000]}'
             assert 'crvae-error' not in (status.get_attribute('class') or '')
+
+            page.locator('.crvae-sampler-menu select').select_option(label="paper's prior")   # the switch redraws the request
+            expect(status).to_contain_text("sampler: paper's prior; 9 faces for +Eyeglasses", timeout=20_000)
+            expect(page.locator('.crvae-sampler')).to_contain_text("sampler: the paper's prior")
+            expect(timing).to_have_text(re.compile(r'stage 1: 9 faces in \d+\.\d\d s'))
         finally:
             browser.close()

@@ -51,7 +51,8 @@ def test_commands_on_cards_name_their_folders():
 def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
     from crvae.training import load, read_weights
     dest = setup/'assets'/'checkpoints'/'acvae-gan-avatars64'
-    assert sorted(p.name for p in dest.iterdir()) == ['card.json', 'card.md', 'model.safetensors', 'run.json', 'snapshots']
+    assert sorted(p.name for p in dest.iterdir()) == ['card.json', 'card.md', 'code_density.safetensors', 'model.safetensors', 'run.json',
+                                                      'snapshots']
     w = read_weights(dest/'model.safetensors')
     assert {v.dtype for v in w.values() if v.is_floating_point()} == {torch.float16}
     assert any(k.startswith('D.') for k in w)                                  # the discriminator is kept (completion uses it)
@@ -73,6 +74,10 @@ def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
     assert card['shipping_machine']['torch'] == torch.__version__ and card['evaluation']['n_test'] == TINY.n_test
     assert 0 <= card['metrics']['attribute_accuracy'] <= 1 and card['attention']['T'] == m.T
     assert '## Intended use' in (dest/'card.md').read_text() and 'real people' in card['limits']
+    from crvae.prior_hole import load_code_density      # the face tool's density, fitted to these shipped weights
+    dens = load_code_density(dest, m)
+    assert dens.W.shape == (m.n_attrs, 512) and dens.info['n_faces'] == 812 and dens.info['model'] == 'acvae-gan'
+    assert str(setup) not in json.dumps(dens.info)
     for f in ('card.json', 'card.md', 'run.json'): assert str(setup) not in (dest/f).read_text(), f'a machine path in {f}'
     # the bytes are canonical: writing the shipped tensors and metadata again gives the same bytes (and sha256)
     import hashlib

@@ -362,3 +362,20 @@ def test_run_label_hides_the_machine_path_of_a_shipped_checkpoint(tmp_path):
     from crvae.app import run_label
     assert run_label(checkpoints_home()/'acvae-gan-avatars64') == 'acvae-gan-avatars64'
     assert run_label(tmp_path/'my-run') == str(tmp_path/'my-run') and run_label('runs/x') == 'runs/x' and run_label('') == ''
+
+
+@pytest.mark.parametrize('name', ['acvae-gan-avatars64', 'vae-gan-avatars64'])
+def test_shipped_checkpoints_sample_their_fitted_density(tmp_path, monkeypatch, faces_1k, name):
+    "A shipped checkpoint opens on its fitted code density (notebook 16); stage 2 redraws one block from that density's "
+    "conditional; the paper's prior is one switch away. Asserted on the codes, not the pictures."
+    monkeypatch.setenv('CRVAE_DATA', str(tmp_path/'home'))
+    tool = FaceTool(name, n=64, search=BlockSearch(n_faces=2), classifier=None, data=faces_1k)
+    assert tool.sampler == 'fitted' and 'fitted density' in tool.sampler_line()
+    tool.generate(seed=0)
+    d, st = tool.density, tool.state
+    off = (st.z.reshape(64, -1) - d.loc(st.a, 64)).mean(0)                  # the codes' mean offset from W^T a + b (or b)
+    assert bool((off.abs() < 5 * (d.S.diagonal() / 64).sqrt()).all()) and st.sampler == 'fitted'
+    tool.pick(3); tool.variations(n=5, seed=1)
+    assert _unchanged_blocks(tool) == [b != tool.block for b in range(tool.model.T)] and tool.state.sampler == 'fitted'
+    tool.set_sampler('prior'); tool.generate(seed=0)
+    assert tool.state.sampler == 'prior' and not torch.equal(tool.state.z, st.z)
