@@ -383,15 +383,22 @@ def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False
 # %% ../nbs/08_metrics.ipynb #f82791dd
 _LOAD_KEYS = ('data', 'root', 'n', 'size', 'seed')
 
+def _number(v):
+    "A CSV cell for a table: a number rounded to 4 places, else the text as it is (None when empty)."
+    if v in ('', None): return None
+    try: return round(float(v), 4)
+    except ValueError: return v
+
 def _print_curves(runs, device, quiet:bool):
     "The learning-curve table of each run: its curves.csv, or the points computed from its weight snapshots."
     from crvae.runs import find_run
     for run in runs:
         path = find_run(run)/'curves.csv'
         if not path.exists(): path = curves_from_snapshots(run, device=device, progress=not quiet)
-        rows = list(csv.DictReader(open(path, newline='')))
+        from crvae.outputs import _check_log
+        rows = _check_log(path)                                  # a damaged file: one line saying what to do
         print(f"\n{run}: learning curves on validation faces ({path})\n")
-        print(markdown_table([{k: (round(float(v), 4) if v not in ('', None) else None) for k, v in r.items()} for r in rows]))
+        print(markdown_table([{k: _number(v) for k, v in r.items()} for r in rows]))
         if (path.parent/'blocks.csv').exists():
             print(f"\n{run}: % of faces whose part changes when block t is resampled ({path.parent/'blocks.csv'})\n")
             print(markdown_table(list(csv.DictReader(open(path.parent/'blocks.csv', newline='')))))

@@ -216,14 +216,17 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
             sources[r] = sources[r] + [results_home(assets)/f"{r}-seed{x['seed']}.json" for x in rs]
     prog.start(next(it)[0])
     fig_key = dict(runs=[_results_key(Path(sources[r][0]), cfg, clf)['weights_sha256'] for r in roles], eval=dataclasses.asdict(cfg))
-    fk = out/'figures'/'key.json'
-    if fk.exists() and (out/'figures'/'figures.json').exists() and load_json(fk) == fig_key:
-        rec = load_json(out/'figures'/'figures.json'); figures = dict(written=rec['figures'], skipped=rec['skipped'])
-    else:
+    fk, fdir = out/'figures'/'key.json', out/'figures'
+    old = load_json(fk) if fk.is_file() else {}
+    intact = isinstance(old, dict) and isinstance(old.get('files'), dict) and all(         # every file as it was written
+        (fdir/f).is_file() and sha256_file(fdir/f) == h for f, h in old['files'].items())
+    if intact and old.get('key') == fig_key and (fdir/'figures.json').is_file():
+        rec = load_json(fdir/'figures.json'); figures = dict(written=rec['figures'], skipped=rec['skipped'])
+    else:               # new weights or settings, or a figure deleted or changed since: draw them all again
         runs = RunSet([load(sources[r][0], device=dev) for r in roles], faces=faces)
         fcfg = figure_config(cfg.figures, [f'completion_steps={cfg.completion_steps}'])
-        figures = make_figures(runs, out/'figures', seed=cfg.seed, cfg=fcfg, verbose=False)
-        save_json(fk, fig_key)
+        figures = make_figures(runs, fdir, seed=cfg.seed, cfg=fcfg, verbose=False)
+        save_json(fk, dict(key=fig_key, files={f: sha256_file(fdir/f) for fs in figures['written'].values() for f in fs}))
     prog.finish('figures')
     if (out/'figures'/'crvae-table2-completion.json').exists() and figures['written'].get('crvae-fig8-completion'):
         figures['completion'] = load_json(out/'figures'/'crvae-table2-completion.json')

@@ -250,3 +250,15 @@ def test_curve_point_keys(faces_1k, clf):
     pt = curve_point(BlurAutoencoder(), v, clf)
     assert set(pt) == set(CURVE_KEYS) and pt['val_recon_mse'] > 0 and pt['attr_acc'] is None
     assert set(k for k, x in curve_point(BlurAutoencoder(), v, None).items() if x is not None) == {'val_recon_mse', 'val_elbo', 'val_kl'}
+
+
+@pytest.mark.parametrize('text,shown', [('step,IS\n250,1.5\ntwo,1.6\n', None), ('IS\n1.5\n', None),
+                                        ('step,IS,note\n250,1.5,ok\n500,1.61234,late\n', '| 500 | 1.612 | late |')])
+def test_evaluate_curves_reads_a_damaged_file_as_a_user_error(text, shown, tiny_run, faces_1k, tmp_path, run_cli):
+    run = tmp_path/'r'
+    shutil.copytree(tiny_run('curves-vae', 'vae', [], faces_1k), run)
+    (run/'curves.csv').write_text(text)
+    code, out, err = run_cli('evaluate', run, '--curves')
+    if shown is None:
+        assert code == 2 and 'curves.csv' in err and len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+    else: assert code == 0 and shown in out                        # a text column is shown as it is

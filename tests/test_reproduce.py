@@ -296,3 +296,20 @@ def test_the_completion_claim_reads_the_long_study_when_its_weights_ship(setup, 
                          seen['c']['verdict'] == 'supported, 2/2 masks'
             else: assert '100 test faces' not in seen['c']['evidence']          # weights changed: the study no longer counts
     finally: R.judge_claims = old
+
+
+def test_reproduce_redraws_a_figure_deleted_or_cut_short(setup, tmp_path):
+    out = tmp_path/'report'
+    kw = dict(roles=['vae-gan', 'acvae-gan'], assets=setup/'assets', classifiers_root=setup/'clf', cfg=TINY, progress=False)
+    reproduce(out, **kw)
+    png = out/'figures'/'acvae-fig7-progression.png'
+    whole = png.read_bytes()
+    png.write_bytes(whole[:100])                                          # cut short
+    reproduce(out, **kw)
+    assert png.read_bytes()[:100] == whole[:100] and len(png.read_bytes()) > 100
+    png.unlink()                                                          # deleted
+    reproduce(out, **kw)
+    assert png.is_file() and '<img src="figures/acvae-fig7-progression.png"' in (out/'report.html').read_text()
+    stamp = png.stat().st_mtime_ns
+    reproduce(out, **kw)
+    assert png.stat().st_mtime_ns == stamp                                # intact: reused, not drawn again
