@@ -349,6 +349,8 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
                                   'distance (crvae features), recon error, ELBO'),
     'figures': ('crvae.figures', "Write the papers' figures (PNG) and tables (markdown) from trained runs"),
     'info': ('crvae.param_counts', 'Print per-module and total parameter counts of a model (--config tiny|paper)'),
+    'prior-fit': ('crvae.prior_hole', "Fit a density to a run's encoder codes after training (the face tool's default "
+                                      'sampler) and store it beside the weights'),
     'protocol': ('crvae.protocol', "The long comparison's pre-registered plan: its runs and commands (plan), a run's windowed "
                                    'scores (score)'),
     'reconstruct': ('crvae.sampling', 'Encode a face image and decode it again (the posterior mean)'),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .core import UserError, check, atomic_write_bytes, markdown_table
+from .core import UserError, check, atomic_write_bytes, markdown_table, command, Arg
 from .bound import kl_diag_gaussians, reparameterize
 from .data import FaceData, to_float, load_faces
 from .runs import find_run, load, read_run, safetensors_bytes
@@ -21,7 +21,7 @@ from .runs import find_run, load, read_run, safetensors_bytes
 __all__ = ['FIT_N', 'DENSITY_FILE', 'DENSITY_FORMAT', 'posterior_codes', 'block_index', 'block_kl', 'whitened_distance',
            'hole_table', 'CodeDensity', 'fit_gaussian', 'fit_code_density', 'sample_fitted', 'block_conditional',
            'redraw_block_fitted', 'save_code_density', 'load_code_density', 'density_for', 'two_samplers',
-           'sampler_scores', 'refit', 'main']
+           'sampler_scores', 'refit']
 
 # %% ../nbs/16_prior_hole.ipynb #50245ec6
 def _flat(model, z): return z.reshape(z.shape[0], -1)                    # (B, *latent_shape) -> (B, Z)
@@ -197,20 +197,20 @@ def load_code_density(run, model=None) -> CodeDensity:
     from safetensors import safe_open
     path = find_run(run)/DENSITY_FILE
     check(path.exists(), f"{path.parent.name} has no fitted code density ({DENSITY_FILE}): fit one with "
-                         f"`python -m crvae.prior_hole {path.parent.name}`")
+                         f"`crvae prior-fit {path.parent.name}`")
     try:
         with safe_open(str(path), 'pt') as f:
             meta, t = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
         info = json.loads(meta['info'])
     except Exception as e: raise UserError(f"{path} is not a readable code density ({type(e).__name__}): fit it again with "
-                                           f"`python -m crvae.prior_hole {path.parent.name}`") from None
+                                           f"`crvae prior-fit {path.parent.name}`") from None
     check(str(meta.get('format')) == str(DENSITY_FORMAT), f"{path}: density format {meta.get('format')}, this crvae reads {DENSITY_FORMAT}")
     dens = CodeDensity(b=t['b'], S=t['S'], W=t.get('W'), info=info)
     if model is not None:
         sha = _weights_sha256(model)
         check(sha is None or info.get('weights_sha256') in (None, sha),
               f"{path} was fitted to other weights than {path.parent.name}'s: fit it again with "
-              f"`python -m crvae.prior_hole {path.parent.name}`")
+              f"`crvae prior-fit {path.parent.name}`")
         check(list(info.get('latent_shape', model.latent_shape)) == list(model.latent_shape) and dens.conditional == model.conditional,
               f"{path} does not fit a {model.name}: fit it again")
     return dens
@@ -275,18 +275,8 @@ def refit(runs=(), n:int=FIT_N, progress:bool=True) -> list[Path]:
         if progress: print(f"{r}: fitted on {dens.info['n_faces']} training faces -> {out[-1].name}", flush=True)
     return out
 
-def main(argv=None) -> int:
-    "`python -m crvae.prior_hole [RUN_OR_NAME ...] [--n N]`: errors as one line and exit code 2."
-    import argparse
-    p = argparse.ArgumentParser(prog='python -m crvae.prior_hole', description=refit.__doc__)
-    p.add_argument('runs', nargs='*', help='run folders or shipped checkpoint names (default: every shipped checkpoint)')
-    p.add_argument('--n', type=int, default=FIT_N, help=f'training faces to fit on (default {FIT_N})')
-    args = p.parse_args(argv)
-    try:
-        check(args.n >= 2, f"--n {args.n}: fit on at least 2 faces")
-        refit(args.runs, args.n)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr); return 2
-    return 0
+@command('prior-fit')
+def _prior_fit_cmd(runs: Arg('run folders or shipped checkpoint names (default: every shipped checkpoint)', nargs='*',
+                             metavar='RUN')=(), *, n: Arg('training faces to fit on', range=(2, 10**7, 'faces'))=FIT_N):
+    refit(runs, n)
 
-if __name__ == '__main__' and Path(sys.argv[0]).name == 'prior_hole.py': sys.exit(main())   # python -m crvae.prior_hole

@@ -379,3 +379,10 @@ def test_shipped_checkpoints_sample_their_fitted_density(tmp_path, monkeypatch, 
     assert _unchanged_blocks(tool) == [b != tool.block for b in range(tool.model.T)] and tool.state.sampler == 'fitted'
     tool.set_sampler('prior'); tool.generate(seed=0)
     assert tool.state.sampler == 'prior' and not torch.equal(tool.state.z, st.z)
+
+
+def test_prior_fit_command_errors(run_cli):
+    code, _, err = run_cli('prior-fit', 'nowhere')
+    assert code == 2 and 'nowhere is not a crvae run' in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli('prior-fit', '--n', '1')
+    assert code == 2 and '--n must be an integer from 2' in err
