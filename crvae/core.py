@@ -6,7 +6,8 @@ Docs: https://crvae.github.io/crvae/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #0f18af4b
 from __future__ import annotations
-import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, os, pkgutil, random, re, stat, sys, tempfile, time, traceback
+import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, os, pkgutil, random, re, stat, sys, tempfile, time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable
 

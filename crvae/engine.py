@@ -6,18 +6,18 @@ Docs: https://crvae.github.io/crvae/engine.html.md"""
 
 # %% ../nbs/06b_engine.ipynb #3f5844e8
 from __future__ import annotations
-import csv, io, math, os, re, shutil, signal, sys, time
+import csv, io, math, os, shutil, signal, sys, time
 from pathlib import Path
 
 import torch
 
 from .core import UserError, check, atomic_write_bytes, atomic_write_text, atomic_dir, get_device, check_output_path
 from .data import FaceData, to_float, SPLITS
-from .runs import save_weights, read_weights, read_state, load_weights_into, _latest_checkpoint, weights_meta
+from .runs import save_weights, read_weights, read_state, load_weights_into, _latest_checkpoint, crvae_wrote
 from .outputs import _gen, _write_csv, save_png, run_plots, plot_losses, read_log
 
 # %% auto #0
-__all__ = ['NonFiniteError', 'init_distributed', 'crvae_wrote', 'Engine']
+__all__ = ['NonFiniteError', 'init_distributed', 'Engine']
 
 # %% ../nbs/06b_engine.ipynb #917af102
 class NonFiniteError(UserError):
@@ -51,21 +51,6 @@ def _rng_state(device) -> dict:
 def _set_rng_state(s:dict, device):
     torch.set_rng_state(s['cpu'])
     if device.type == 'cuda' and 'cuda' in s: torch.cuda.set_rng_state(s['cuda'], device)
-
-def crvae_wrote(p) -> bool:
-    """Whether `p` is a checkpoint folder or a weights snapshot that crvae wrote, so pruning may delete it: its name is crvae's
-    (`step-NNNNNNN`, a snapshot `step-NNNNNNN.safetensors`), it is no link, a checkpoint holds only `model.safetensors` and
-    `state.pt`, and the weights' header records that step (crvae writes it there). A user's own `step-1` folder is never ours."""
-    p = Path(p)
-    m = re.fullmatch(r'step-(\d{7})(\.safetensors)?', p.name)
-    if not m or p.is_symlink(): return False
-    if m[2]: weights = p
-    else:
-        try: names = {e.name for e in os.scandir(p)}
-        except OSError: return False
-        if not names <= {'model.safetensors', 'state.pt'}: return False
-        weights = p/'model.safetensors'
-    return weights_meta(weights).get('step') == str(int(m[1]))
 
 def _inside(p:Path, folder:Path) -> bool:
     "Whether `p` is itself no link and its real location lies inside `folder`'s: deleting it deletes nothing elsewhere."

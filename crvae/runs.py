@@ -6,21 +6,21 @@ Docs: https://crvae.github.io/crvae/runs.html.md"""
 
 # %% ../nbs/06a_runs.ipynb #a1f0c003
 from __future__ import annotations
-import contextlib, json, os, sys
+import contextlib, json, os, re, sys
 from pathlib import Path
 
 import torch
 
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, load_json, get_device, config_from_dict,
-                        checkpoints_home, SEED_MAX, read_regular)
+                        checkpoints_home, SEED_MAX, read_regular, _TMP_NAME)
 from .models import ModelConfig, build_model, check_model_name, meta_model
 from . import progressive as _progressive     # noqa: F401 -- registers the 128 px models: runs of any size load
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'WEIGHTS_LIMIT', 'LOCK_NAME', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state',
            'weights_meta', 'load_weights_into', 'find_run', 'read_run', 'check_buildable', 'model_from_run', 'load',
-           'check_unlocked', 'run_lock']
+           'check_unlocked', 'run_lock', 'crvae_wrote', 'check_out_folder']
 
 # %% ../nbs/06a_runs.ipynb #31ee893a
 FORMAT_VERSION = 1
@@ -85,9 +85,11 @@ def load_weights_into(model, weights:dict, where:str, strict:bool=True):
     floating-point tensor given as int8 or bool would load as blank faces)."""
     own = model.state_dict()
     kind = [k for k in own if k in weights and weights[k].is_floating_point() != own[k].is_floating_point()]
-    check(not kind, f"the weights in {where} hold {weights[kind[0]].dtype if kind else ''} values for {kind[0] if kind else ''}, "
-                    f"which is {own[kind[0]].dtype if kind else ''} in this model" + (f" (and {len(kind) - 1} more tensors)" if len(kind) > 1 else '') +
-                    ": the file is damaged or was not written by crvae; restore it, or use an earlier checkpoint of the run")
+    if kind:
+        more = f" (and {len(kind) - 1} more tensors)" if len(kind) > 1 else ''
+        raise UserError(f"the weights in {where} hold {weights[kind[0]].dtype} values for {kind[0]}, which is {own[kind[0]].dtype} in "
+                        f"this model{more}: the file is damaged or was not written by crvae; restore it, or use an earlier checkpoint "
+                        "of the run")
     missing = [k for k in own if k not in weights]
     extra = [k for k in weights if k not in own]
     shape = [k for k in own if k in weights and weights[k].shape != own[k].shape]
@@ -268,3 +270,47 @@ def run_lock(out):
         try: os.unlink(path)
         except OSError: pass
         os.close(fd)
+
+# %% ../nbs/06a_runs.ipynb #a656fe56
+def crvae_wrote(p) -> bool:
+    """Whether `p` is a checkpoint folder or a weights snapshot that crvae wrote, so pruning may delete it: its name is crvae's
+    (`step-NNNNNNN`, a snapshot `step-NNNNNNN.safetensors`), it is no link, a checkpoint holds only `model.safetensors` and
+    `state.pt`, and the weights' header records that step (crvae writes it there). A user's own `step-1` folder is never ours."""
+    p = Path(p)
+    m = re.fullmatch(r'step-(\d{7})(\.safetensors)?', p.name)
+    if not m or p.is_symlink(): return False
+    if m[2]: weights = p
+    else:
+        try: names = {e.name for e in os.scandir(p)}
+        except OSError: return False
+        if not names <= {'model.safetensors', 'state.pt'}: return False
+        weights = p/'model.safetensors'
+    return weights_meta(weights).get('step') == str(int(m[1]))
+
+def _foreign(out:Path) -> list:
+    "What folder `out` holds besides crvae's own temporaries and lock (of a killed writer): in a folder with no run.json, not ours."
+    return [p for p in out.iterdir() if p.name != LOCK_NAME and not re.fullmatch(_TMP_NAME, p.name)]
+
+def check_out_folder(out:Path, model:str, resume:bool, force:bool) -> dict|None:
+    """Before any work: `out` is no file and no other process writes it; without `resume` or `force` it is absent, empty, or a
+    run of `model` (in this format). Returns the run.json of a run there (None: no run). A folder of other files, another tool's
+    run.json or a run of another model is refused: training would overwrite, delete or merge what is there."""
+    check(not out.exists() or out.is_dir(), f"--out {out} is a file, not a folder: choose a folder for the run")
+    if not out.is_dir(): return None
+    check_unlocked(out)
+    if not (out/'run.json').exists():
+        odd = [] if resume or force else _foreign(out)
+        check(not odd, f"--out {out} is not empty and holds no crvae run ({len(odd)} entries, e.g. {odd[0].name if odd else ''}): "
+                       "choose a new or empty folder, or pass --force to train into it (crvae's own file names there are replaced, "
+                       "other files are kept)")
+        return None
+    try: info = read_run(out)
+    except UserError as e:
+        if resume: raise
+        check(force, f"--out {out} holds a run.json that crvae cannot use ({e}); choose another --out, or pass --force to train "
+                     "over it")
+        return None
+    check(resume or force or info['model'] == model, f"--out {out} is a {info['model']} run, not {model}: choose another --out, "
+                                                     f"or pass --force to train a {model} over it")
+    return info
+

@@ -19,16 +19,16 @@ from .core import (UserError, check, did_you_mean, save_json, get_device, apply_
 from .data import FaceData, load_faces
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
 from .runs import (FORMAT_VERSION, save_weights, read_weights, read_state, load_weights_into, find_run, read_run, check_buildable,
-                   load, _latest_checkpoint, _run_model_config, run_lock, check_unlocked, LOCK_NAME)
+                   load, _latest_checkpoint, _run_model_config, run_lock, check_out_folder)
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
-from .engine import Engine, NonFiniteError, init_distributed, _dist_rank_world, _inside, crvae_wrote
+from .engine import Engine, NonFiniteError, init_distributed, _dist_rank_world, _inside
 from .outputs import (sample_grid, save_png, run_plots, plot_losses, plot_curves, truncate_log, _check_log, _curve_row,
                            _write_curve_rows, write_block_table)
 # NonFiniteError, load, read_state, save_weights, save_png, plot_losses are here also for the callers that import them from crvae.training
 
 # %% auto #0
 __all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'LOG_KEYS_FIRST', 'TrainConfig', 'split_sets', 'build_optimizers', 'gan_warmup',
-           'set_learning_rates', 'Trainer', 'make_configs', 'check_out_folder', 'train']
+           'set_learning_rates', 'Trainer', 'make_configs', 'train']
 
 # %% ../nbs/06_training.ipynb #d2b66c3e
 @dataclass(frozen=True)
@@ -342,40 +342,6 @@ def _remove_leftovers(out:Path):
     "Remove the temporaries that killed writers (SIGKILL, a power cut) left in a run folder; never through a link, never a live writer's."
     for d in (out, out/'checkpoints', out/'samples', out/'snapshots'):
         if d == out or _inside(d, out): remove_stale_temps(d)
-
-def _foreign(out:Path) -> list:
-    """What in run folder `out` crvae did not write: every entry but crvae's own temporaries and lock, and checkpoint or
-    snapshot folders holding anything but `crvae_wrote` ones (and `checkpoints/latest`)."""
-    import re
-    from crvae.core import _TMP_NAME
-    odd = [p for p in out.iterdir() if p.name != LOCK_NAME and not re.fullmatch(_TMP_NAME, p.name)]
-    for d in (out/'checkpoints', out/'snapshots'):
-        if d.is_dir() and not d.is_symlink():
-            odd += [p for p in d.iterdir() if p.name != 'latest' and not re.fullmatch(_TMP_NAME, p.name) and not crvae_wrote(p)]
-    return odd
-
-def check_out_folder(out:Path, model:str, resume:bool, force:bool) -> dict|None:
-    """Before any work: `out` is no file and no other process writes it; without `resume` or `force` it is absent, empty, or a
-    run of `model` (in this format). Returns the run.json of a run there (None: no run). A folder of other files, another tool's
-    run.json or a run of another model is refused: training would overwrite, delete or merge what is there."""
-    check(not out.exists() or out.is_dir(), f"--out {out} is a file, not a folder: choose a folder for the run")
-    if not out.is_dir(): return None
-    check_unlocked(out)
-    if not (out/'run.json').exists():
-        odd = [] if resume or force else _foreign(out)
-        check(not odd, f"--out {out} is not empty and holds no crvae run ({len(odd)} entries, e.g. {odd[0].name if odd else ''}): "
-                       "choose a new or empty folder, or pass --force to train into it (crvae's own file names there are replaced, "
-                       "other files are kept)")
-        return None
-    try: info = read_run(out)
-    except UserError as e:
-        if resume: raise
-        check(force, f"--out {out} holds a run.json that crvae cannot use ({e}); choose another --out, or pass --force to train "
-                     "over it")
-        return None
-    check(resume or force or info['model'] == model, f"--out {out} is a {info['model']} run, not {model}: choose another --out, "
-                                                     f"or pass --force to train a {model} over it")
-    return info
 
 _FIXED_BY_RUN = dict(data='data', root='root', n='n', size='size', seed='seed', config='preset')   # option -> train_config field
 
