@@ -6,7 +6,8 @@ Docs: https://crvae.github.io/crvae/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #0f18af4b
 from __future__ import annotations
-import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, os, pkgutil, random, re, sys, tempfile, time, traceback
+import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, os, pkgutil, random, re, stat, sys, tempfile, time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -14,11 +15,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SEED_MAX', 'COMMAND_TABLE', 'COMMANDS', 'UserError', 'check', 'did_you_mean', 'check_range', 'check_seed',
-           'atomic_write', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'atomic_dir',
-           'remove_stale_temps', 'data_home', 'assets_home', 'checkpoints_home', 'get_device', 'machine_info',
-           'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table', 'Arg', 'command',
-           'command_index', 'build_parser', 'main']
+__all__ = ['SEED_MAX', 'READ_LIMITS', 'CHOSEN_BY_COMMAND', 'COMMAND_TABLE', 'COMMANDS', 'UserError', 'check', 'did_you_mean',
+           'check_range', 'check_seed', 'check_output_path', 'atomic_write', 'atomic_write_bytes', 'atomic_write_text',
+           'save_json', 'read_regular', 'load_json', 'atomic_dir', 'remove_stale_temps', 'data_home', 'assets_home',
+           'checkpoints_home', 'get_device', 'machine_info', 'seed_everything', 'apply_overrides', 'config_from_dict',
+           'markdown_table', 'Arg', 'command', 'command_index', 'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -88,10 +89,28 @@ def _tmp_prefix(path:Path) -> str:
     "`.NAME.pidPID-MACHINE-`: a temporary's name carries its writer, so a later writer can tell a killed one's leftovers."
     return f'.{path.name}.pid{os.getpid()}-{_machine_tag()}-'
 
+def _kind(mode:int) -> str:
+    "What a file of mode `mode` (from `os.stat`) is, in words."
+    for test, name in ((stat.S_ISDIR, 'a folder'), (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+                       (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISSOCK, 'a socket'), (stat.S_ISREG, 'a regular file')):
+        if test(mode): return name
+    return 'not a regular file'
+
+def check_output_path(path, flag:str|None=None) -> Path:
+    """`path`, unless something that is not a regular file stands there (a link is followed): a device, a FIFO or a folder is a
+    `UserError`. A rename onto `/dev/null` would replace the device node itself; crvae writes only onto what is its kind."""
+    path = Path(path)
+    try: st = os.stat(path)
+    except OSError: return path                         # absent (or a dangling link): the write makes it
+    check(stat.S_ISREG(st.st_mode), f"cannot write {path}: it is {_kind(st.st_mode)}, not a regular file, and crvae replaces only "
+                                    f"regular files; choose another path{f' ({flag})' if flag else ''}")
+    return path
+
 @contextlib.contextmanager
 def atomic_write(path, mode:str='wb', encoding:str|None=None):
-    "Open a temporary file beside `path`; on success it replaces `path` atomically, on any error it is removed."
-    path = Path(path)
+    """Open a temporary file beside `path`; on success it replaces `path` atomically, on any error it is removed. A `path`
+    that exists and is not a regular file (a device, a FIFO, a folder) is refused (`check_output_path`)."""
+    path = check_output_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix='.tmp')
@@ -103,6 +122,7 @@ def atomic_write(path, mode:str='wb', encoding:str|None=None):
             yield f
             f.flush(); os.fsync(f.fileno())
         if _before_replace is not None: _before_replace(tmp)
+        check_output_path(path)                          # again: a FIFO made meanwhile is not replaced either
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -124,11 +144,32 @@ def save_json(path, obj, **kw):
     "Write `obj` as indented JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str, **kw) + '\n')
 
-def load_json(path) -> Any:
-    "Read a JSON file, with a `UserError` naming the file if it is missing or malformed."
+READ_LIMITS = dict(json=64 * 2**20, csv=256 * 2**20)   # bytes: no crvae JSON or CSV file comes near these
+
+def read_regular(path, limit:int, what:str='file') -> bytes:
+    """The bytes of `path` if it is a regular file (a link is followed) of at most `limit` bytes; else a `UserError`. Opened
+    without blocking and checked before reading: a FIFO never hangs, a link to `/dev/zero` or a huge file never fills memory."""
     path = Path(path)
-    check(path.exists(), f"missing file {path}")
-    try: return json.loads(path.read_text(encoding='utf-8'))
+    try: fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+    except FileNotFoundError: raise UserError(f"missing file {path}") from None
+    except OSError as e: raise UserError(f"cannot read {path}: {e.strerror or e}; check the path and its permissions") from None
+    try:
+        st = os.fstat(fd)
+        check(stat.S_ISREG(st.st_mode), f"{path} is {_kind(st.st_mode)}, not a regular file, so it is not a crvae {what}: "
+                                        f"restore the file")
+        too_big = f"{path} is larger than any crvae {what} ({limit:,} bytes at most): it is not one; restore the file"
+        check(st.st_size <= limit, too_big)
+        with os.fdopen(os.dup(fd), 'rb') as f: data = f.read(limit + 1)
+        check(len(data) <= limit, too_big)               # it grew while being read
+        return data
+    except OSError as e: raise UserError(f"cannot read {path}: {e.strerror or e}; check the path and the disk") from None
+    finally: os.close(fd)
+
+def load_json(path) -> Any:
+    "Read a JSON file (a regular file of at most `READ_LIMITS['json']` bytes), with a `UserError` naming it if it is missing or malformed."
+    path = Path(path)
+    check(os.path.lexists(path), f"missing file {path}")
+    try: return json.loads(read_regular(path, READ_LIMITS['json'], 'JSON file').decode('utf-8'))
     except (ValueError, UnicodeDecodeError) as e:       # JSONDecodeError, or an integer of more than 4,300 digits
         raise UserError(f"{path} is not valid JSON ({str(e)[:200]}); delete it or restore it") from None
     except RecursionError:
@@ -302,13 +343,17 @@ def _coerce(value:str, current, name:str):
     if current is None: return v
     return str(value) if isinstance(current, str) else v
 
+CHOSEN_BY_COMMAND = dict(model='the command names the model (crvae train MODEL)', preset='--config tiny|paper chooses it')
+
 def apply_overrides(cfg, items:Iterable[str]|None):
-    "A copy of dataclass `cfg` with each 'key=value' of `items` applied (JSON values, checked against field types)."
+    """A copy of dataclass `cfg` with each 'key=value' of `items` applied (JSON values, checked against field types). The keys
+    of `CHOSEN_BY_COMMAND` are refused: a config records what built it, so `--set model=vae` would record a lie."""
     names = [f.name for f in dataclasses.fields(cfg)]
     changes = {}
     for item in items or []:
         check('=' in item, f"--set {item}: expected key=value, e.g. --set kappa=0")
         k, v = item.split('=', 1); k = k.strip()
+        check(k not in CHOSEN_BY_COMMAND or k not in names, f"--set {k}: not a setting: {CHOSEN_BY_COMMAND.get(k)}")
         check(k in names, f"--set {k}: unknown config key{did_you_mean(k, names)}; valid keys: {', '.join(names)}")
         changes[k] = _coerce(v.strip(), getattr(cfg, k), k)
     return dataclasses.replace(cfg, **changes)

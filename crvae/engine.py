@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from .core import UserError, check, atomic_write_bytes, atomic_write_text, atomic_dir, get_device
+from .core import UserError, check, atomic_write_bytes, atomic_write_text, atomic_dir, get_device, check_output_path
 from .data import FaceData, to_float, SPLITS
-from .runs import save_weights, read_weights, read_state, load_weights_into, _latest_checkpoint
-from .outputs import _gen, _write_csv, save_png, run_plots, plot_losses
+from .runs import save_weights, read_weights, read_state, load_weights_into, _latest_checkpoint, crvae_wrote
+from .outputs import _gen, _write_csv, save_png, run_plots, plot_losses, read_log
 
 # %% auto #0
 __all__ = ['NonFiniteError', 'init_distributed', 'Engine']
@@ -206,6 +206,8 @@ class Engine:
         if (ck_dir/name).exists() or (ck_dir/name).is_symlink():
             check(_inside(ck_dir/name, self.out), f"{ck_dir/name} lies outside the run folder (a link): crvae never deletes through "
                                                   "a link; remove it yourself, or make checkpoints a plain folder")
+            check(crvae_wrote(ck_dir/name), f"{ck_dir/name} is not a checkpoint crvae wrote (other files, or no step in its weights): "
+                                            "crvae replaces only its own; move it away, or train into another --out")
             shutil.rmtree(ck_dir/name)
         with atomic_dir(ck_dir/name) as tmp:
             self._save_weights(tmp/'model.safetensors')
@@ -213,14 +215,15 @@ class Engine:
             atomic_write_bytes(tmp/'state.pt', buf.getvalue())
         atomic_write_text(ck_dir/'latest', name)
         self._save_weights(self.out/'model.safetensors')
-        self._prune(sorted(p for p in ck_dir.glob('step-*') if p.is_dir())[:-max(1, self.tcfg.keep_checkpoints)])
+        self._prune(sorted(p for p in ck_dir.glob('step-*') if p.is_dir() and crvae_wrote(p))[:-max(1, self.tcfg.keep_checkpoints)])
         return ck_dir/name
 
     def _prune(self, old:list):
-        """Delete old checkpoints or snapshots `old`, never through a link (RUN/checkpoints a link to another folder: they are
-        kept, with a note)."""
+        """Delete old checkpoints or snapshots `old` that crvae wrote (`crvae_wrote`), never through a link (RUN/checkpoints a
+        link to another folder: they are kept, with a note)."""
         kept = []
         for p in old:
+            if not crvae_wrote(p): continue
             if not _inside(p, self.out): kept.append(p); continue
             if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
             else: p.unlink(missing_ok=True)
@@ -278,10 +281,11 @@ class Engine:
         self._acc, self._acc_imgs = {}, 0
         path = self.out/'log.csv'
         header = not path.exists()
+        check_output_path(path)                           # a FIFO or a device there: refused, never opened
         if not header:
             with open(path, newline='') as f: cols = next(csv.reader(f), [])
             if set(row) - set(cols):    # a new term appeared: rewrite the file with the wider header
-                rows = list(csv.DictReader(open(path, newline='')))
+                rows = read_log(path)[1]
                 cols = cols + [k for k in row if k not in cols]
                 _write_csv(path, cols, rows)
         else: cols = list(row)
@@ -318,8 +322,12 @@ class Engine:
         every = self._tc('snapshot_every')
         if every and self.step_ % every == 0:
             self._finite_weights_or_raise()
-            save_weights(self.model, self.out/'snapshots'/f'step-{self.step_:07d}.safetensors', dict(step=self.step_))
-            self._prune(sorted((self.out/'snapshots').glob('step-*.safetensors'))[:-self._tc('keep_snapshots', 10)])
+            snap = self.out/'snapshots'/f'step-{self.step_:07d}.safetensors'
+            check(not os.path.lexists(snap) or crvae_wrote(snap), f"{snap} is not a snapshot crvae wrote: crvae replaces only its "
+                                                                  "own; move it away, or train into another --out")
+            save_weights(self.model, snap, dict(step=self.step_))
+            self._prune([p for p in sorted((self.out/'snapshots').glob('step-*.safetensors')) if crvae_wrote(p)]
+                        [:-self._tc('keep_snapshots', 10)])
 
     def fit(self) -> dict:
         """Train until the step/epoch/minute budget is spent; returns a summary. Ctrl-C or SIGTERM: the step ends, a checkpoint

@@ -44,6 +44,14 @@ CR_ALPHAS = (3e-4, 3e-4, 3e-4, 2e-4, 2e-4, 2e-4, 2e-4, 2e-4)
 TINY_BETA = 0.0025   # the tiny preset's GAN weight for all models with an encoder: the acVAE code's value
 CR_MI_WEIGHTS = (0.1, 1.5, 1.5, 1.25, 0.1, 0.1, 1.0, 1.0)
 
+_COUNTS = ('T', 'z_channels', 'z_dim', 'lstm_hidden', 'lstm_layers', 'attr_channels', 'gen_attr_dim', 'd_fc', 'mbd_kernels',
+           'mbd_dims', 'mi_channels', 'dec_out_kernel')
+_WIDTH_LISTS = ('enc_widths', 'dec_widths', 'd_widths', 'd_kernels')
+_NONE_IF_0 = ('enc_stem', 'd_stem', 'prior_hidden')
+_POSITIVE = dict(lr='a learning rate of 0 does not learn and one below 0 climbs the loss', lr_d='a learning rate must be above 0',
+                 lr_d_heads='a learning rate must be above 0', lstm_lr_factor='it scales a learning rate',
+                 bn_eps="BatchNorm divides by sqrt(var + eps): 0 divides by zero")
+
 @dataclass(frozen=True)
 class ModelConfig:
     "Architecture and loss weights of one model (defaults: the released crVAE-GAN, 64x64)."
@@ -103,6 +111,7 @@ class ModelConfig:
 
     def __post_init__(self):
         check_model_name(self.model)
+        self._check_sense()
         check(self.image_size == 64 or (self.image_size == 128 and self.model in PROGRESSIVE_MODELS),
               f"image_size={self.image_size}: {self.model} is built at 64 px; 128 px comes by progressive growing of "
               f"{', '.join(PROGRESSIVE_MODELS)} (crvae train MODEL --init-from RUN_64 --size 128) or by Stage 2 (crvae stage2 RUN_64)")
@@ -120,6 +129,24 @@ class ModelConfig:
         check(self.d_batch in ('quarters', 'thirds'), f"d_batch={self.d_batch!r}: use 'quarters' or 'thirds'")
         check(self.mi_target in ('u', 'z'), f"mi_target={self.mi_target!r}: use 'u' (the transformed code) or 'z'")
         if self.model in CONDITIONAL: check(self.n_attrs >= 1, f"{self.model} is conditional: set n_attrs >= 1")
+
+    def _check_sense(self):
+        """Values outside their sense are refused with one line, before a model is built: counts of channels, units and layers
+        are >= 1 (a stem or hidden width of 0 means none), learning rates and BatchNorm's eps are > 0."""
+        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+        for k in _COUNTS:
+            v = getattr(self, k)
+            check(is_int(v) and v >= 1, f"{k}={v!r}: must be a positive integer, a count of channels, units or layers (--set {k}=...)")
+        for k in _WIDTH_LISTS:
+            v = getattr(self, k)
+            check(all(is_int(x) and x >= 1 for x in v), f"{k}={list(v)!r}: every width must be a positive integer (--set {k}=[...])")
+        for k in _NONE_IF_0:
+            v = getattr(self, k)
+            check(is_int(v) and v >= 0, f"{k}={v!r}: must be 0 (none) or a positive integer (--set {k}=...)")
+        for k, why in _POSITIVE.items():
+            v = getattr(self, k)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float('inf')
+            check(ok, f"{k}={v!r}: must be a positive number, {why} (--set {k}=...)")
 
     @property
     def latent_side(self) -> int: return min(self.image_size, 64) // 16   # grown 128 px models keep the 64 px latent

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from .core import UserError, check, atomic_write_bytes, atomic_write_text
+from .core import UserError, check, atomic_write_bytes, atomic_write_text, read_regular, READ_LIMITS
 from .data import FaceData, to_float, to_uint8
 
 # %% auto #0
-__all__ = ['sample_grid', 'save_png', 'truncate_log', 'run_plots', 'plot_losses', 'plot_curves', 'write_block_table']
+__all__ = ['sample_grid', 'save_png', 'read_log', 'truncate_log', 'run_plots', 'plot_losses', 'plot_curves', 'write_block_table']
 
 # %% ../nbs/06c_outputs.ipynb #bf880814
 def _gen(seed:int, k:int) -> torch.Generator:
@@ -58,13 +58,25 @@ def _write_csv(path, cols, rows):
     buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=cols); w.writeheader(); w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
 
+def read_log(path) -> tuple[list, list]:
+    """The columns and rows (dicts) of a run's CSV file (log.csv, curves.csv): a regular file of at most `READ_LIMITS['csv']`
+    bytes; a last row without its line end, or with too few fields, was cut short by a killed writer and is dropped."""
+    text = read_regular(path, READ_LIMITS['csv'], 'CSV file').decode('utf-8')
+    lines = text.splitlines(keepends=True)
+    if len(lines) > 1 and not lines[-1].endswith(('\n', '\r')): lines.pop()     # torn: no line end
+    rows = list(csv.reader(lines))
+    if len(rows) > 1 and len(rows[-1]) < len(rows[0]): rows.pop()                  # torn at a line end, fields missing
+    cols = rows[0] if rows else []
+    return cols, [dict(zip(cols, r)) for r in rows[1:]]
+
 def _check_log(path):
-    "Read a run's log (log.csv, curves.csv) as rows with a `step`; a damaged one is a `UserError` saying what to do."
+    "Read a run's log (log.csv, curves.csv) as rows with a `step` (`read_log`); a damaged one is a `UserError` saying what to do."
     path = Path(path)
-    if not path.exists(): return []
+    if not os.path.lexists(path): return []
     fix = f"delete it (the resumed run starts it again from the checkpoint's step) or restore it"
     try:
-        with open(path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f))
+        cols, rows = read_log(path)
+        if rows and 'step' not in cols: raise KeyError('step')
         for r in rows:
             v = float(r['step'])
             if not (math.isfinite(v) and v >= 0): raise ValueError(f"step {r['step']!r}")
@@ -79,9 +91,9 @@ def _check_log(path):
 def truncate_log(path, step:int):
     "Keep only the log rows up to `step` (a resumed run rewrites what came after its checkpoint)."
     path = Path(path)
-    if not path.exists(): return
+    if not os.path.lexists(path): return
     rows = _check_log(path)
-    cols = list(rows[0].keys()) if rows else []
+    cols = read_log(path)[0]
     _write_csv(path, cols, [r for r in rows if int(float(r['step'])) <= step])
 
 # %% ../nbs/06c_outputs.ipynb #65760089
@@ -93,7 +105,7 @@ def run_plots() -> bool:
 def plot_losses(log_path, out_path=None, keys=None):
     "Plot the loss curves of a run's log.csv (saved to `out_path` if given); returns the figure."
     import matplotlib; import matplotlib.pyplot as plt
-    rows = list(csv.DictReader(open(log_path, newline='')))
+    rows = _check_log(log_path)
     check(rows, f"{log_path} has no rows yet")
     keys = keys or [k for k in ('pixel', 'kl', 'gan_rec', 'gan_prior', 'mi_rec', 'mi_prior', 'd_gan', 'd_err', 'd_mi', 'att_entropy')
                     if k in rows[0]]
@@ -116,7 +128,7 @@ def _curve_row(step:int, point:dict, seconds:float) -> dict:
 
 def _write_curve_rows(path, new_rows:list):
     "Merge `new_rows` (dicts with a 'step') into the curves CSV at `path`, one row per step, sorted."
-    rows = {int(float(r['step'])): r for r in csv.DictReader(open(path, newline=''))} if Path(path).exists() else {}
+    rows = {int(float(r['step'])): r for r in _check_log(path)}
     rows.update({int(r['step']): r for r in new_rows})
     cols = list(dict.fromkeys(k for r in rows.values() for k in r))
     _write_csv(path, cols, [rows[k] for k in sorted(rows)])
@@ -126,7 +138,7 @@ def plot_curves(curves_path, out_path=None, runs:dict|None=None):
     import matplotlib.pyplot as plt
     from crvae.figures import figure_png
     runs = runs or {Path(curves_path).parent.name: curves_path}
-    data = {k: list(csv.DictReader(open(v, newline=''))) for k, v in runs.items()}
+    data = {k: _check_log(v) for k, v in runs.items()}
     check(any(data.values()), f"{curves_path} has no learning-curve points yet")
     keys = [k for k in ('val_recon_mse', 'val_kl', 'IS', 'FD_crvae', 'recall', 'attr_acc', 'exploded')
             if any(r.get(k) not in (None, '') for rows in data.values() for r in rows)]
@@ -134,7 +146,7 @@ def plot_curves(curves_path, out_path=None, runs:dict|None=None):
     colour = {label: f'C{i}' for i, label in enumerate(data)}    # a run keeps its colour in every panel, drawn or not
     for ax, k in zip(axs[0], keys):
         for label, rows in data.items():
-            pts = [(int(r['step']), float(r[k])) for r in rows if r.get(k) not in (None, '')]
+            pts = [(int(float(r['step'])), float(r[k])) for r in rows if r.get(k) not in (None, '')]
             if pts: ax.plot(*zip(*pts), marker='.', lw=1, label=label, color=colour[label])
         ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=7)
     if len(data) > 1:

@@ -129,6 +129,7 @@ class Scene:
 
     def clean(self):
         import shutil
+        while _HELD_LOCKS: os.close(_HELD_LOCKS.pop())    # the live writers some cases play
         for p in self.made:
             if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
             else: p.unlink(missing_ok=True)
@@ -180,6 +181,73 @@ def _huge_png(s) -> Path:
                   chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
     return p
 
+def _weights_map(fn):
+    "A damage: each tensor of the run's model.safetensors replaced by `fn(name, tensor)`."
+    def damage(r):
+        from safetensors.torch import load, save
+        w = load((r/'model.safetensors').read_bytes())
+        (r/'model.safetensors').write_bytes(save({k: fn(k, v) for k, v in w.items()}))
+    return damage
+
+_negative_var = _weights_map(lambda k, v: -torch.ones_like(v) if k.endswith('running_var') else v)   # finite, yet NaN faces
+_huge_weights = _weights_map(lambda k, v: v * 1e30 if v.is_floating_point() else v)
+_int8_weights = _weights_map(lambda k, v: v.to(torch.int8) if v.is_floating_point() else v)
+_bool_weights = _weights_map(lambda k, v: v > 0 if v.is_floating_point() else v)
+
+def _fifo(s, name='pipe') -> Path:
+    "A FIFO (named pipe) in the scene: opening it to read would wait for a writer forever."
+    p = s.path(name); os.mkfifo(p); return p
+
+def _device(s) -> Path:
+    "A private character device node in the scene (the numbers of /dev/null; made with mknod as root, else a FIFO)."
+    import stat
+    p = s.path('device')
+    try: os.mknod(p, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, AttributeError, OSError): os.mkfifo(p)
+    return p
+
+def _as_fifo(name):
+    "A damage: file `name` of the run replaced by a FIFO."
+    def damage(r): (r/name).unlink(missing_ok=True); os.mkfifo(r/name)
+    return damage
+
+def _sparse(s) -> Path:
+    "A 1 GiB sparse file beside the scene (no disk used; the scene's listing does not read it): read whole, it would fill memory."
+    p = s.root.parent/'sparse-1gib'
+    if not p.exists():
+        with open(p, 'wb') as f: f.truncate(2**30)
+    return p
+
+def _link_to_sparse(name, s):
+    "A damage: file `name` of the run replaced by a link to the sparse 1 GiB file."
+    def damage(r): (r/name).unlink(missing_ok=True); (r/name).symlink_to(_sparse(s))
+    return damage
+
+_HELD_LOCKS: list = []    # locks a case holds as a live writer would (closed by `Scene.clean`)
+
+def _locked(r):
+    "A damage: run folder `r` locked by a live writer (pid 4242 written in its lock file)."
+    import fcntl
+    from crvae.runs import LOCK_NAME
+    Path(r).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(r)/LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644); os.write(fd, b'4242\n'); fcntl.flock(fd, fcntl.LOCK_EX)
+    _HELD_LOCKS.append(fd)
+    return r
+
+def _users_folder(s) -> Path:
+    "A folder of the user's own files whose names crvae also uses (a checkpoint folder, weights, a log)."
+    d = s.path('mine'); (d/'checkpoints'/'step-0000001').mkdir(parents=True)
+    (d/'checkpoints'/'step-0000001'/'notes.txt').write_text('my notes')
+    (d/'model.safetensors').write_bytes(b'my own weights'); (d/'log.csv').write_text('a,b\n1,2\n')
+    return d
+
+def _other_tools_run(s) -> Path:
+    "A folder holding another tool's run.json, log.csv and curves.csv."
+    d = s.path('other'); d.mkdir()
+    (d/'run.json').write_text('{"tool": "other", "steps": 3}'); (d/'log.csv').write_text('step,loss\n1,2\n')
+    (d/'curves.csv').write_text('step,fid\n1,30\n')
+    return d
+
 def _train(s, *a): return ['train', 'cvae', '--n', 1000, '--steps', 2, '--out', s.path('new'), '--no-progress', '--set', 'batch_size=8', *a]
 def _resume(s, damage=None, *a): return ['train', 'cvae', '--out', s.run(damage), '--resume', '--steps', 2, '--no-progress', *a]
 def _sample(s, run=None, *a): return ['sample', run or s.run(), '--out', s.path('x.png'), *a]
@@ -219,7 +287,7 @@ BAD_INPUTS = [
     ('train', '--set z_dim=1000000000000', lambda s: _train(s, '--set', 'z_dim=1000000000000'),
      'at most 1,000,000,000); change the --set values'),
     ('train', '--set enc_widths=[-8,16,32,64,64,64]', lambda s: _train(s, '--set', 'enc_widths=[-8,16,32,64,64,64]'),
-     'does not describe a model (RuntimeError'),
+     'every width must be a positive integer'),
     ('train', '--set lr=NaN', lambda s: _train(s, '--set', 'lr=NaN'), '--set lr=NaN: expected a finite number'),
     ('train', '--set z_channels=ten', lambda s: _train(s, '--set', 'z_channels=ten'), 'expected an integer'),
     ('train', '--set ckpt_minutes=-1', lambda s: _train(s, '--set', 'ckpt_minutes=-1'), 'ckpt_minutes=-1.0: must be 0 (off) or positive'),
@@ -318,7 +386,7 @@ BAD_INPUTS = [
     ('data', 'folder --root ""', lambda s: ['data', 'folder', '--root', ''], '--root is empty: give a path'),
     ('info', 'an unknown model', lambda s: ['info', 'crvae-gna'], 'did you mean crvae-gan'),
     ('info', '--set enc_widths=[-8,...]', lambda s: ['info', 'vae', '--set', 'enc_widths=[-8,16,32,64,64,64]'],
-     'the model config does not describe a model (RuntimeError'),
+     'every width must be a positive integer'),
     ('info', '--set z_dim=1000000000000', lambda s: ['info', 'vae', '--set', 'z_dim=1000000000000'],
      'at most 1,000,000,000); change the --set'),
     # stage2, figures, reproduce, ship, bench, app: their numeric options, refused before any work with their range
@@ -348,6 +416,77 @@ BAD_INPUTS = [
     ('bench', '--batch -1', lambda s: ['bench', '--batch', -1], '--batch must be a positive integer'),
     ('app', '--port 99999', lambda s: ['app', '--port', 99999], '--port 99999: use 1..65535'),
     ('crvae', 'an unknown command', lambda s: ['trian', 'cvae'], "invalid choice: 'trian'"),
+    # writes only onto what is ours: a device node, a FIFO or a folder where a file goes
+    ('sample', '--out a device node', lambda s: ['sample', s.run(), '--out', _device(s)],
+     'not a regular file, and crvae replaces only regular files; choose another path (--out)'),
+    ('sample', '--out a FIFO', lambda s: ['sample', s.run(), '--out', _fifo(s)], 'it is a FIFO (named pipe), not a regular file'),
+    ('sample', '--out a folder', lambda s: ['sample', s.run(), '--out', s.root], 'it is a folder, not a regular file'),
+    ('edit', '--compare a FIFO', lambda s: ['edit', s.run(), s.face(), '--set', 'Eyeglasses=1', '--attrs', 'Smiling', '--out',
+                                            s.path('e.png'), '--compare', _fifo(s)], 'choose another path (--compare)'),
+    ('edit', '--out a device node', lambda s: ['edit', s.run(), s.face(), '--set', 'Eyeglasses=1', '--out', _device(s)],
+     'not a regular file'),
+    ('reconstruct', '--out a folder', lambda s: ['reconstruct', s.run(), s.face(), '--out', s.root], 'it is a folder, not a regular file'),
+    ('reconstruct', '--compare a device node', lambda s: ['reconstruct', s.run(), s.face(), '--out', s.path('r.png'), '--compare',
+                                                          _device(s)], 'choose another path (--compare)'),
+    # train --out: only an empty folder, a run of this model, or --resume/--force
+    ('train', "--out a folder of the user's own files", lambda s: ['train', 'cvae', '--n', 1000, '--out', _users_folder(s),
+                                                                     '--no-progress'],
+     'is not empty and holds no crvae run'),
+    ('train', "--out another tool's run.json and CSVs", lambda s: ['train', 'cvae', '--n', 1000, '--out', _other_tools_run(s),
+                                                                     '--no-progress'], 'holds a run.json that crvae cannot use'),
+    ('train', '--out a cvae run, training vae', lambda s: ['train', 'vae', '--n', 1000, '--out', s.run(), '--no-progress'],
+     'is a cvae run, not vae'),
+    ('train', '--out a cvae run stopped before its checkpoint, training vae',
+     lambda s: ['train', 'vae', '--n', 1000, '--out', s.run(_killed_before_first_checkpoint), '--no-progress'], 'is a cvae run, not vae'),
+    ('train', '--out a run of checkpoint format 2', lambda s: ['train', 'cvae', '--n', 1000, '--out', s.run(_run_entry(format_version=2)),
+                                                              '--no-progress'], 'was written in checkpoint format 2'),
+    ('train', '--out a file', lambda s: ['train', 'cvae', '--n', 1000, '--out', s.file()], 'is a file, not a folder'),
+    ('train', '--resume while another process writes the run', lambda s: _resume(s, _locked),
+     'is being written by another crvae process (pid 4242)'),
+    ('train', '--out a folder another process writes', lambda s: ['train', 'cvae', '--n', 1000, '--out', _locked(s.path('busy'))],
+     'is being written by another crvae process (pid 4242)'),
+    ('train', '--resume: log.csv is a FIFO', lambda s: _resume(s, _as_fifo('log.csv')),
+     'log.csv is a FIFO (named pipe), not a regular file'),
+    ('train', '--resume: curves.csv links to a 1 GiB file', lambda s: _resume(s, _link_to_sparse('curves.csv', s)),
+     'is larger than any crvae CSV file'),
+    ('train', '--resume: run.json is a FIFO', lambda s: _resume(s, _as_fifo('run.json')),
+     'run.json is a FIFO (named pipe), not a regular file'),
+    # --set: values outside their sense, keys that are not settings
+    ('train', '--set z_channels=0', lambda s: _train(s, '--set', 'z_channels=0'), 'z_channels=0: must be a positive integer'),
+    ('train', '--set bn_eps=0', lambda s: _train(s, '--set', 'bn_eps=0'), 'bn_eps=0.0: must be a positive number'),
+    ('train', '--set lr=-0.001', lambda s: _train(s, '--set', 'lr=-0.001'), 'lr=-0.001: must be a positive number'),
+    ('train', '--set lr=0', lambda s: _train(s, '--set', 'lr=0'), 'lr=0.0: must be a positive number'),
+    ('train', '--set lr_d=-1', lambda s: _train(s, '--set', 'lr_d=-1'), 'lr_d=-1.0: must be a positive number'),
+    ('train', '--set lr_d_heads=0', lambda s: _train(s, '--set', 'lr_d_heads=0'), 'lr_d_heads=0.0: must be a positive number'),
+    ('train', '--set lstm_lr_factor=0', lambda s: _train(s, '--set', 'lstm_lr_factor=0'), 'lstm_lr_factor=0.0: must be a positive'),
+    ('train', '--set d_fc=0', lambda s: _train(s, '--set', 'd_fc=0'), 'd_fc=0: must be a positive integer'),
+    ('train', '--set lstm_layers=0', lambda s: _train(s, '--set', 'lstm_layers=0'), 'lstm_layers=0: must be a positive integer'),
+    ('train', '--set mbd_dims=0', lambda s: _train(s, '--set', 'mbd_dims=0'), 'mbd_dims=0: must be a positive integer'),
+    ('train', '--set dec_widths with a 0', lambda s: _train(s, '--set', 'dec_widths=[64,64,64,32,16,16,0]'),
+     'every width must be a positive integer'),
+    ('train', '--set enc_stem=-1', lambda s: _train(s, '--set', 'enc_stem=-1'), 'enc_stem=-1: must be 0 (none) or a positive integer'),
+    ('train', '--set model=vae', lambda s: _train(s, '--set', 'model=vae'), '--set model: not a setting: the command names the model'),
+    ('train', '--set preset=paper', lambda s: _train(s, '--set', 'preset=paper'), '--set preset: not a setting'),
+    ('train', '--resume --set lr=-1', lambda s: _resume(s, None, '--set', 'lr=-1'), 'lr=-1.0: must be a positive number'),
+    ('stage2', '--set preset=paper', lambda s: ['stage2', s.run(), '--set', 'preset=paper', '--out', s.path('s2')],
+     '--set preset=paper: unknown key'),
+    # generated faces checked; weights of another kind of number refused; reads bounded
+    ('sample', 'a BatchNorm running_var below 0', lambda s: _sample(s, s.run(_negative_var)),
+     'hold NaN or infinite values: its weights are damaged'),
+    ('sample', 'weights of 1e30', lambda s: _sample(s, s.run(_huge_weights)), 'its weights are damaged'),
+    ('edit', 'a BatchNorm running_var below 0', lambda s: ['edit', s.run(_negative_var), s.face(), '--set', 'Eyeglasses=1', '--out',
+                                                             s.path('e.png')], 'hold NaN or infinite values: its weights are damaged'),
+    ('reconstruct', 'weights of 1e30', lambda s: ['reconstruct', s.run(_huge_weights), s.face(), '--out', s.path('r.png')],
+     'its weights are damaged'),
+    ('sample', 'int8 weights', lambda s: _sample(s, s.run(_int8_weights)), 'hold torch.int8 values for'),
+    ('sample', 'bool weights', lambda s: _sample(s, s.run(_bool_weights)), 'hold torch.bool values for'),
+    ('reconstruct', 'int8 weights', lambda s: ['reconstruct', s.run(_int8_weights), s.face(), '--out', s.path('r.png')],
+     'the file is damaged or was not written by crvae'),
+    ('sample', 'run.json is a FIFO', lambda s: _sample(s, s.run(_as_fifo('run.json'))), 'is a FIFO (named pipe), not a regular file'),
+    ('sample', 'run.json links to a 1 GiB file', lambda s: _sample(s, s.run(_link_to_sparse('run.json', s))),
+     'is larger than any crvae JSON file'),
+    ('sample', 'model.safetensors is a FIFO', lambda s: _sample(s, s.run(_as_fifo('model.safetensors'))),
+     'is a FIFO (named pipe), not a regular file, so it is not a crvae weights file'),
 ]
 
 # %% ../nbs/09_reliability.ipynb #d2e4b7a1
@@ -357,13 +496,14 @@ def _tree(root:Path) -> dict:
     """Every file and folder under `root`: its relative path -> the sha1 of its bytes (a folder: 'dir', a link: its target).
     A file whose inode, size, modification and change times are those of an earlier call is not read again (any write
     changes its change time, which no program can set back), unless that time is under 2 s old (git's 'racy' rule)."""
-    import hashlib, time
+    import hashlib, stat, time
     out, now = {}, time.time()
     for p in sorted(root.rglob('*')):
         rel = str(p.relative_to(root))
         if p.is_symlink(): out[rel] = 'link:' + os.readlink(p); continue
         if p.is_dir(): out[rel] = 'dir'; continue
         st = p.stat()
+        if not stat.S_ISREG(st.st_mode): out[rel] = f'special:{st.st_mode:o}'; continue   # a FIFO is never opened (it would wait)
         key = (str(p), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if key not in _HASHES or now - st.st_ctime_ns / 1e9 < 2: _HASHES[key] = hashlib.sha1(p.read_bytes()).hexdigest()
         out[rel] = _HASHES[key]

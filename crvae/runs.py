@@ -6,23 +6,25 @@ Docs: https://crvae.github.io/crvae/runs.html.md"""
 
 # %% ../nbs/06a_runs.ipynb #a1f0c003
 from __future__ import annotations
-import json
+import contextlib, json, os, re, sys
 from pathlib import Path
 
 import torch
 
 import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, load_json, get_device, config_from_dict,
-                        checkpoints_home, SEED_MAX)
+                        checkpoints_home, SEED_MAX, read_regular, _TMP_NAME)
 from .models import ModelConfig, build_model, check_model_name, meta_model
 from . import progressive as _progressive     # noqa: F401 -- registers the 128 px models: runs of any size load
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state', 'load_weights_into', 'find_run',
-           'read_run', 'check_buildable', 'model_from_run', 'load']
+__all__ = ['FORMAT_VERSION', 'WEIGHTS_LIMIT', 'LOCK_NAME', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state',
+           'weights_meta', 'load_weights_into', 'find_run', 'read_run', 'check_buildable', 'model_from_run', 'load',
+           'check_unlocked', 'run_lock', 'crvae_wrote', 'check_out_folder']
 
 # %% ../nbs/06a_runs.ipynb #31ee893a
 FORMAT_VERSION = 1
+WEIGHTS_LIMIT = 16 * 2**30   # bytes of a weights file (the paper models' fp32 weights are about 100 MB)
 
 def _weights(model) -> dict:
     return {k: v.detach().to('cpu').contiguous().clone() for k, v in model.state_dict().items()}
@@ -48,7 +50,8 @@ def read_weights(path) -> dict:
     from safetensors.torch import load
     path = Path(path)
     check(path.exists(), f"missing weights file {path}")
-    try: return load(path.read_bytes())
+    data = read_regular(path, WEIGHTS_LIMIT, 'weights file')     # a link to /dev/zero is refused, not read until memory runs out
+    try: return load(data)
     except Exception as e: raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}: "
                                            f"{str(e).splitlines()[0][:200] if str(e) else ''}); "
                                            "it is truncated or not a crvae checkpoint: restore it, or use an earlier checkpoint of the "
@@ -65,9 +68,28 @@ def read_state(path) -> dict:
                                            f"{path.parent} "
                                            "to resume from the checkpoint before it") from None
 
+def weights_meta(path) -> dict:
+    """The metadata in the header of safetensors file `path` (e.g. the model and step crvae wrote there), read without the
+    tensors; {} if it has none or is not a safetensors file."""
+    try:
+        with open(path, 'rb') as f:
+            if not os.path.isfile(path): return {}
+            n = int.from_bytes(f.read(8), 'little')
+            if not 0 < n <= min(2**24, os.fstat(f.fileno()).st_size - 8): return {}   # the header fits the file
+            meta = json.loads(f.read(n)).get('__metadata__')
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError, AttributeError): return {}
+
 def load_weights_into(model, weights:dict, where:str, strict:bool=True):
-    "Load `weights` into `model`, with a `UserError` naming what does not match."
+    """Load `weights` into `model`, with a `UserError` naming what does not match: names, shapes, and the kind of number (a
+    floating-point tensor given as int8 or bool would load as blank faces)."""
     own = model.state_dict()
+    kind = [k for k in own if k in weights and weights[k].is_floating_point() != own[k].is_floating_point()]
+    if kind:
+        more = f" (and {len(kind) - 1} more tensors)" if len(kind) > 1 else ''
+        raise UserError(f"the weights in {where} hold {weights[kind[0]].dtype} values for {kind[0]}, which is {own[kind[0]].dtype} in "
+                        f"this model{more}: the file is damaged or was not written by crvae; restore it, or use an earlier checkpoint "
+                        "of the run")
     missing = [k for k in own if k not in weights]
     extra = [k for k in weights if k not in own]
     shape = [k for k in own if k in weights and weights[k].shape != own[k].shape]
@@ -146,7 +168,9 @@ def _run_model_config(info:dict) -> ModelConfig:
     try:
         cfg = config_from_dict(ModelConfig, info['model_config'], what='run.json model_config')
         check(cfg.model == info['model'], f"run.json says model {info['model']} but its config is for {cfg.model}: restore run.json")
-    except UserError: raise
+    except UserError as e:
+        if 'run.json' in str(e): raise
+        raise UserError(f"run.json model_config holds a value crvae never writes ({e}); {fix}") from None   # ModelConfig's checks
     except Exception as e:
         raise UserError(f"run.json model_config does not describe a model ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:200] if str(e) else ''}); "
@@ -194,3 +218,99 @@ def _latest_checkpoint(run) -> Path|None:
     except (OSError, UnicodeDecodeError, ValueError): pass     # absent or damaged: every step-* folder is whole (atomic_dir)
     cks = sorted(c for c in d.glob('step-*') if c.is_dir() and whole(c))
     return cks[-1] if cks else None
+
+# %% ../nbs/06a_runs.ipynb #261be7bb
+LOCK_NAME = '.lock'     # in a run folder: held by the process that writes it
+
+def _lock_pid(path) -> str:
+    "The process id written in lock file `path`, or '?'."
+    try: return Path(path).read_text()[:64].split()[0]
+    except (OSError, UnicodeDecodeError, IndexError): return '?'
+
+def _held_by_another(out) -> str|None:
+    "The pid (text) of a live process holding run folder `out`'s lock, or None."
+    import fcntl
+    try: fd = os.open(Path(out)/LOCK_NAME, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError: return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB); return None
+    except OSError: return _lock_pid(Path(out)/LOCK_NAME)
+    finally: os.close(fd)
+
+def _busy(out, pid) -> UserError:
+    return UserError(f"{out} is being written by another crvae process (pid {pid}): wait until it ends, or stop it; two writers "
+                     "in one run folder would mix their logs and weights (use another --out for a second run)")
+
+def check_unlocked(out):
+    "A `UserError` if another process holds run folder `out`'s lock (a quick check before any work; `run_lock` is the real one)."
+    if os.name == 'posix' and (pid := _held_by_another(out)) is not None: raise _busy(out, pid)
+
+@contextlib.contextmanager
+def run_lock(out):
+    """Hold the writer's lock of run folder `out` (made if needed) while the block runs; a `UserError` if another process holds
+    it. A lock file whose writer died is taken over with a note."""
+    if os.name != 'posix': yield None; return         # no flock: one writer is the user's care
+    import fcntl
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    path = out/LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd); raise _busy(out, _lock_pid(path)) from None
+        try: same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError: same = False
+        if same: break
+        os.close(fd)                                      # the holder removed the file as we opened it: take the new one
+    old = os.read(fd, 64).decode(errors='replace').split()
+    if old: print(f"note: {out} was locked by process {old[0]}, which no longer runs: its lock is taken over", file=sys.stderr)
+    os.ftruncate(fd, 0); os.lseek(fd, 0, 0); os.write(fd, f"{os.getpid()}\n".encode())
+    try: yield path
+    finally:
+        try: os.unlink(path)
+        except OSError: pass
+        os.close(fd)
+
+# %% ../nbs/06a_runs.ipynb #a656fe56
+def crvae_wrote(p) -> bool:
+    """Whether `p` is a checkpoint folder or a weights snapshot that crvae wrote, so pruning may delete it: its name is crvae's
+    (`step-NNNNNNN`, a snapshot `step-NNNNNNN.safetensors`), it is no link, a checkpoint holds only `model.safetensors` and
+    `state.pt`, and the weights' header records that step (crvae writes it there). A user's own `step-1` folder is never ours."""
+    p = Path(p)
+    m = re.fullmatch(r'step-(\d{7})(\.safetensors)?', p.name)
+    if not m or p.is_symlink(): return False
+    if m[2]: weights = p
+    else:
+        try: names = {e.name for e in os.scandir(p)}
+        except OSError: return False
+        if not names <= {'model.safetensors', 'state.pt'}: return False
+        weights = p/'model.safetensors'
+    return weights_meta(weights).get('step') == str(int(m[1]))
+
+def _foreign(out:Path) -> list:
+    "What folder `out` holds besides crvae's own temporaries and lock (of a killed writer): in a folder with no run.json, not ours."
+    return [p for p in out.iterdir() if p.name != LOCK_NAME and not re.fullmatch(_TMP_NAME, p.name)]
+
+def check_out_folder(out:Path, model:str, resume:bool, force:bool) -> dict|None:
+    """Before any work: `out` is no file and no other process writes it; without `resume` or `force` it is absent, empty, or a
+    run of `model` (in this format). Returns the run.json of a run there (None: no run). A folder of other files, another tool's
+    run.json or a run of another model is refused: training would overwrite, delete or merge what is there."""
+    check(not out.exists() or out.is_dir(), f"--out {out} is a file, not a folder: choose a folder for the run")
+    if not out.is_dir(): return None
+    check_unlocked(out)
+    if not (out/'run.json').exists():
+        odd = [] if resume or force else _foreign(out)
+        check(not odd, f"--out {out} is not empty and holds no crvae run ({len(odd)} entries, e.g. {odd[0].name if odd else ''}): "
+                       "choose a new or empty folder, or pass --force to train into it (crvae's own file names there are replaced, "
+                       "other files are kept)")
+        return None
+    try: info = read_run(out)
+    except UserError as e:
+        if resume: raise
+        check(force, f"--out {out} holds a run.json that crvae cannot use ({e}); choose another --out, or pass --force to train "
+                     "over it")
+        return None
+    check(resume or force or info['model'] == model, f"--out {out} is a {info['model']} run, not {model}: choose another --out, "
+                                                     f"or pass --force to train a {model} over it")
+    return info
+

@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/training.html.md"""
 
 # %% ../nbs/06_training.ipynb #976bd6a0
 from __future__ import annotations
-import dataclasses, math, os, platform, sys, time
+import contextlib, dataclasses, math, os, platform, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from .core import (UserError, check, did_you_mean, save_json, get_device, apply_
 from .data import FaceData, load_faces
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
 from .runs import (FORMAT_VERSION, save_weights, read_weights, read_state, load_weights_into, find_run, read_run, check_buildable,
-                   load, _latest_checkpoint, _run_model_config)
+                   load, _latest_checkpoint, _run_model_config, run_lock, check_out_folder)
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
 from .engine import Engine, NonFiniteError, init_distributed, _dist_rank_world, _inside
 from .outputs import (sample_grid, save_png, run_plots, plot_losses, plot_curves, truncate_log, _check_log, _curve_row,
@@ -347,15 +347,20 @@ _FIXED_BY_RUN = dict(data='data', root='root', n='n', size='size', seed='seed', 
 
 def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, sets=None, steps:int=0, epochs:float=0.0,
           minutes:float=0.0, resume:bool=False, init_from=None, n:int|None=None, size:int|None=None, seed:int|None=None, device:str='auto',
-          progress:bool=True, faces:FaceData|None=None, command_line:str|None=None, **train_kw) -> dict:
+          progress:bool=True, faces:FaceData|None=None, command_line:str|None=None, force:bool=False, **train_kw) -> dict:
     """Train `model` into run folder `out` (see `TrainConfig`); `resume=True` continues the run there. A run folder whose
     run stopped before its first checkpoint starts again from step 0. With `resume`, the data, seed and preset are the
-    run's (giving another is an error) and only the learning rates and the `_RESUME_FREE` fields may change."""
+    run's (giving another is an error) and only the learning rates and the `_RESUME_FREE` fields may change. The folder is
+    checked first (`check_out_folder`; `force`: train into a folder of other files, or over another tool's or model's run) and
+    locked while this process writes it (`run_lock`)."""
     check(str(out).strip(), "--out is empty: give a path (an empty one would mean the current folder)")
     out = Path(out)
     root = str(Path(root).expanduser().resolve()) if root else root   # run.json records the folder, not a name relative to the cwd
     rank, world = init_distributed(device)
+    theirs = check_out_folder(out, model, resume, force) if rank == 0 else None
     existing = (out/'run.json').exists()
+    if force and not resume and existing and (theirs is None or theirs['model'] != model):
+        existing = False                  # --force over another tool's run.json or another model's run: a new run
     restart = existing and not resume and _latest_checkpoint(out) is None and not (out/'model.safetensors').exists()
     if existing and not resume and not restart:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
@@ -417,27 +422,29 @@ def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, s
               f"--resume: {out} has no complete checkpoint yet; start it again without --resume (it restarts from step 0)")
         check(ck is not None, f"--resume: {out} has no checkpoint, only its final weights (model.safetensors), so it cannot go on; "
                               "start a new run in another --out (--init-from it to start from its weights)")
-        trainer.resume(ck)
-        if rank == 0:
+    with run_lock(out) if rank == 0 else contextlib.nullcontext():    # one writer per run folder, from here to the end
+        if resume:
+            trainer.resume(ck)
+            if rank == 0:
+                _remove_leftovers(out)
+                truncate_log(out/'log.csv', trainer.step_); truncate_log(out/'curves.csv', trainer.step_)
+                if lr_sets and mcfg != _run_model_config(info):      # the new rates go on record: a later --resume keeps them
+                    info = dict(info, model_config=dataclasses.asdict(mcfg))
+                    info['resumed_with'] = list(info.get('resumed_with') or []) + [dict(step=trainer.step_, sets=lr_sets)]
+                    save_json(out/'run.json', info)
+        elif rank == 0:
+            if restart:
+                print(f"note: {out} holds a run that stopped before its first checkpoint: starting it again from step 0", file=sys.stderr)
+            if restart or force:              # crvae's logs of that run, or (--force) files of crvae's names: a new run's logs
+                for f in ('log.csv', 'curves.csv'): (out/f).unlink(missing_ok=True)
             _remove_leftovers(out)
-            truncate_log(out/'log.csv', trainer.step_); truncate_log(out/'curves.csv', trainer.step_)
-            if lr_sets and mcfg != _run_model_config(info):      # the new rates go on record: a later --resume keeps them
-                info = dict(info, model_config=dataclasses.asdict(mcfg))
-                info['resumed_with'] = list(info.get('resumed_with') or []) + [dict(step=trainer.step_, sets=lr_sets)]
-                save_json(out/'run.json', info)
-    elif rank == 0:
-        if restart:
-            print(f"note: {out} holds a run that stopped before its first checkpoint: starting it again from step 0", file=sys.stderr)
-            for f in ('log.csv', 'curves.csv'): (out/f).unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(out)
-        save_json(out/'run.json', {**trainer.run_json(), **({'init_from': _lineage(src)} if init_from is not None else {})})
-    if world > 1: torch.distributed.barrier()
-    summary = trainer.fit()
-    if rank == 0:
-        info = read_run(out)
-        info.update(last_step=trainer.step_, train_seconds=round(trainer.elapsed, 1))
-        save_json(out/'run.json', info)
+            save_json(out/'run.json', {**trainer.run_json(), **({'init_from': _lineage(src)} if init_from is not None else {})})
+        if world > 1: torch.distributed.barrier()
+        summary = trainer.fit()
+        if rank == 0:
+            info = read_run(out)
+            info.update(last_step=trainer.step_, train_seconds=round(trainer.elapsed, 1))
+            save_json(out/'run.json', info)
     return summary
 
 # %% ../nbs/06_training.ipynb #4e0b2eaa
@@ -458,13 +465,15 @@ def _train_cmd(model: Arg(f"one of {', '.join(MODEL_NAMES)}"), *,
                steps: _STEPS_ARG=None, epochs: _EPOCHS_ARG=None, minutes: _MINUTES_ARG=None,
                out: Arg('run folder'),
                resume: Arg('continue the run in --out from its last checkpoint')=False,
+               force: Arg("train into a non-empty --out that is not a run of this model (crvae's file names there are replaced, "
+                          "other files kept)")=False,
                init_from: Arg('initialise the weights from another run (e.g. a 64 px run)')=None,
                seed: Arg('random seed (default 0)', type=int, range=(0, SEED_MAX, ''))=None,
                device: Arg('auto, cpu, cuda, cuda:N or mps')='auto',
                no_progress: Arg('no progress bar')=False):
     get_device(device)
     s = train(check_model_name(model), out, data=data, root=root, preset=config, sets=sets, steps=steps or 0, epochs=epochs or 0.0,
-              minutes=minutes or 0.0, resume=resume, init_from=init_from, n=n, size=size, seed=seed, device=device,
+              minutes=minutes or 0.0, resume=resume, force=force, init_from=init_from, n=n, size=size, seed=seed, device=device,
               progress=not no_progress, command_line='crvae ' + ' '.join(sys.argv[1:]))
     if _dist_rank_world()[0] == 0:
         print(f"{s['model']}: {s['step']} steps ({s['epochs']} epochs) in {s['seconds']} s ({s['stop']}); run folder {s['run']}")

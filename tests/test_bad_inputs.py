@@ -58,7 +58,7 @@ def test_pruning_never_deletes_through_a_link(tmp_path, faces_1k, capsys):
     elsewhere, run = tmp_path/'elsewhere', tmp_path/'run'
     (elsewhere/'step-0000000').mkdir(parents=True); (elsewhere/'step-0000000'/'precious').write_text('mine')
     run.mkdir(); (run/'checkpoints').symlink_to(elsewhere)
-    _train(faces_1k, run, keep_checkpoints=1)
+    _train(faces_1k, run, keep_checkpoints=1, force=True)            # a folder that is not a run: --force to train into it
     assert (elsewhere/'step-0000000'/'precious').read_text() == 'mine'
     assert sorted(p.name for p in elsewhere.iterdir()) == ['latest', 'step-0000000', 'step-0000001', 'step-0000002']
     assert 'crvae never deletes through a link' in capsys.readouterr().err
@@ -154,6 +154,82 @@ def test_sampling_works_in_batches(scene, monkeypatch):
     parts = S.sample_faces(model, n=40, seed=3)['images']
     assert parts.shape == whole.shape == (40, 3, 64, 64)
     assert (parts.int() - whole.int()).abs().max() <= 1
+
+
+# -- writes only onto what is ours (issue 29) ---------------------------------------------------------------------------
+
+def test_a_device_node_is_never_replaced(tmp_path):
+    "A private character device node (mknod, as root; the numbers of /dev/null) where a file goes: refused, and still a device."
+    import stat
+    node = tmp_path/'node'
+    try: os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, OSError): pytest.skip('mknod needs root (CAP_MKNOD); the FIFO cases of BAD_INPUTS run everywhere')
+    with pytest.raises(UserError, match='it is a character device, not a regular file'): core.atomic_write_bytes(node, b'png')
+    assert stat.S_ISCHR(os.stat(node).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ['node']
+
+
+def test_two_writers_into_one_out(tmp_path, faces_1k, monkeypatch):
+    """While `crvae train` writes a run (here: during its first step), a second `crvae train` into the same --out, another
+    process, is refused with one line and changes nothing; the first goes on to its end."""
+    import subprocess, sys
+    run, seen = tmp_path/'run', {}
+    real = T.Trainer.step
+    def step_with_a_second_writer(self):
+        if self.step_ == 0:
+            seen['before'] = sorted(p.name for p in run.iterdir())
+            p = subprocess.run([sys.executable, '-m', 'crvae', 'train', 'cvae', '--n', '1000', '--steps', '2', '--out', str(run),
+                                '--no-progress'], capture_output=True, text=True, timeout=300)
+            seen.update(code=p.returncode, err=p.stderr, after=sorted(p.name for p in run.iterdir()))
+        return real(self)
+    monkeypatch.setattr(T.Trainer, 'step', step_with_a_second_writer)
+    assert _train(faces_1k, run)['step'] == 2
+    assert seen['code'] == 2 and len(seen['err'].strip().splitlines()) == 1, seen['err']
+    assert f'{run} is being written by another crvae process (pid {os.getpid()})' in seen['err']
+    assert seen['after'] == seen['before']
+    assert not (run/'.lock').exists()                                   # the lock goes with its writer
+
+
+def test_a_dead_writers_lock_is_taken_over(tmp_path, faces_1k, capsys):
+    "A lock file left by a writer killed outright (SIGKILL: no cleanup) does not block the next run: taken over with a note."
+    import signal, subprocess, sys
+    run = tmp_path/'run'
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from crvae.runs import run_lock\n'
+                               'with run_lock(sys.argv[1]): print("held", flush=True); time.sleep(600)', str(run)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        with pytest.raises(UserError, match=f'being written by another crvae process \\(pid {holder.pid}\\)'): _train(faces_1k, run)
+    finally:
+        holder.send_signal(signal.SIGKILL); holder.wait()
+    assert (run/'.lock').read_text().split() == [str(holder.pid)]      # left behind
+    assert _train(faces_1k, run)['step'] == 2
+    assert f'was locked by process {holder.pid}, which no longer runs: its lock is taken over' in capsys.readouterr().err
+
+
+def test_force_keeps_the_users_files_and_prunes_only_crvaes(tmp_path, faces_1k):
+    "--force into a folder of the user's files: crvae's names are replaced, the rest kept; pruning skips step-* folders not crvae's."
+    run = tmp_path/'mine'
+    (run/'checkpoints'/'step-0000009').mkdir(parents=True); (run/'checkpoints'/'step-0000009'/'notes.txt').write_text('mine')
+    (run/'snapshots').mkdir(); (run/'snapshots'/'step-0000009.safetensors').write_bytes(b'my own weights')
+    (run/'notes.txt').write_text('mine'); (run/'log.csv').write_text('a,b\n1,2\n')
+    with pytest.raises(UserError, match='is not empty and holds no crvae run'): _train(faces_1k, run)
+    _train(faces_1k, run, steps=3, keep_checkpoints=1, snapshot_every=1, keep_snapshots=1, force=True)
+    assert (run/'notes.txt').read_text() == (run/'checkpoints'/'step-0000009'/'notes.txt').read_text() == 'mine'
+    assert (run/'snapshots'/'step-0000009.safetensors').read_bytes() == b'my own weights'
+    assert sorted(p.name for p in (run/'checkpoints').iterdir()) == ['latest', 'step-0000003', 'step-0000009']
+    assert sorted(p.name for p in (run/'snapshots').iterdir()) == ['step-0000003.safetensors', 'step-0000009.safetensors']
+    assert [r['step'] for r in csv.DictReader(open(run/'log.csv', newline=''))] == ['1', '2', '3']
+
+
+def test_resume_drops_a_torn_last_log_row(tmp_path, faces_1k):
+    "A writer killed inside a log row (the log ends in '3', no line end): --resume keeps whole rows only, and the run verifies."
+    from crvae.reliability import verify_run
+    run = tmp_path/'run'
+    _train(faces_1k, run, steps=3, ckpt_every=2)
+    with open(run/'log.csv', 'a') as f: f.write('3')
+    _train(faces_1k, run, steps=5, resume=True)
+    assert [r['step'] for r in csv.DictReader(open(run/'log.csv', newline=''))] == ['1', '2', '3', '4', '5']
+    verify_run(run)
 
 
 # -- property tests -------------------------------------------------------------------------------------------------
