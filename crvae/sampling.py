@@ -14,7 +14,7 @@ import torch
 
 from .core import UserError, check, get_device, command, Arg, check_range, check_seed, check_output_path
 from .data import FaceData, load_faces, to_float, to_uint8
-from .images import image_too_large
+from .images import image_too_large, to_rgb8, upright
 
 # %% auto #0
 __all__ = ['ATTR_VALUES', 'UNNAMED', 'DECODE_BATCH', 'SAMPLE_LIMITS', 'parse_attrs', 'run_attr_names', 'run_faces',
@@ -154,7 +154,7 @@ def load_face_image(path, size:int=64) -> torch.Tensor:
     check(path.exists(), f"no such image file: {path}")
     check(path.is_file(), f"{path} is a folder, not an image file")
     try:
-        with Image.open(path) as im: im = im.convert('RGB')
+        with Image.open(path) as im: im = to_rgb8(upright(im))     # by value (16-bit, alpha, CMYK), EXIF orientation applied
     except Image.DecompressionBombError: raise image_too_large(path) from None
     except (UnidentifiedImageError, OSError) as e:
         raise UserError(f"{path} is not an image Pillow can read (PNG, JPEG, ...): {e}") from None

@@ -167,3 +167,20 @@ def test_edit_and_reconstruct_commands(runs, tmp_path, run_cli, face_file):
                       (['reconstruct', runs['vae'], face_file, '--scale', '0'], '--scale must be at least 1')]:
         code, _, err = run_cli(*argv)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_a_16_bit_or_rotated_image_is_read_by_value_and_upright(tmp_path):
+    "reconstruct/edit read images as the data readers do: 16-bit grey by value (not nearly white), EXIF orientation applied."
+    import numpy as np
+    from PIL import Image
+    from crvae.sampling import load_face_image
+    g8 = (np.arange(64 * 64).reshape(64, 64) % 256).astype(np.uint8)
+    Image.fromarray(g8).save(tmp_path/'g8.png')
+    Image.fromarray(g8.astype(np.uint16) * 257).save(tmp_path/'g16.png')
+    assert (load_face_image(tmp_path/'g8.png').int() - load_face_image(tmp_path/'g16.png').int()).abs().max() <= 1
+    rgb = np.zeros((64, 64, 3), np.uint8); rgb[:32] = 255                         # white on top
+    im = Image.fromarray(rgb).rotate(90, expand=True)                             # stored rotated: white on the left
+    exif = Image.Exif(); exif[0x0112] = 6                                         # "rotate 90 clockwise to view"
+    im.save(tmp_path/'rot.jpg', exif=exif.tobytes(), quality=95)
+    x = load_face_image(tmp_path/'rot.jpg').float()
+    assert x[:, :32].mean() > 200 and x[:, 32:].mean() < 50                       # upright again: white on top
