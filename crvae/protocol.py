@@ -153,11 +153,11 @@ def _snapshots(run:Path) -> dict:
 def score_run(run, role:str, seed:int, p:Protocol=PROTOCOL, faces=None, classifiers=None, device='cpu',
               progress:bool=False) -> dict:
     "The protocol's scores of run folder `run` at each budget its snapshots cover: per snapshot and the window's mean."
-    from crvae.runs import load, read_run, read_weights, load_weights_into
+    from crvae.runs import load, read_run, read_weights, load_weights_into, find_run
     from crvae.data import load_faces
     from crvae.metrics import evaluate_model
     from crvae.shipping import eval_classifiers, eval_subset, cast_weights
-    run = Path(run)
+    run = find_run(run)                                   # not a run: one line naming the shipped checkpoints
     info = read_run(run)
     check(role in ROLES and info['model'] == ROLES[role][0], f"{run} trains {info['model']}, not the role {role!r}")
     if faces is None:
@@ -175,7 +175,7 @@ def score_run(run, role:str, seed:int, p:Protocol=PROTOCOL, faces=None, classifi
         rows = []
         for s in steps:
             w = cast_weights(read_weights(snaps[s]), 'float16')
-            load_weights_into(model, {k: v.float() for k, v in w.items()}, str(snaps[s]))
+            load_weights_into(model, {k: v.float() if v.is_floating_point() else v for k, v in w.items()}, str(snaps[s]))
             model.eval()
             res = evaluate_model(model, sub, clf, None, p.eval_seed)
             g = torch.Generator(device=model.device).manual_seed(p.eval_seed)
