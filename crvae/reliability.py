@@ -417,6 +417,8 @@ BAD_INPUTS = [
     ('protocol', 'score: no run there', lambda s: ['protocol', 'score', s.path('none'), '--role', 'vae-gan', '--seed', 0,
                                                    '--out', s.path('p.json')], 'is not a crvae run'),
     ('prior-fit', '--n 1', lambda s: ['prior-fit', s.run(), '--n', 1], '--n must be an integer from 2'),
+    ('ship', 'weights that hold NaN', lambda s: ['ship', s.run(_nan_weights), '--name', 'nan-avatars64', '--out', s.path('ship')],
+     'NaN or infinite values before any cast'),
     ('prior-fit', 'no run there', lambda s: ['prior-fit', s.path('none')], 'is not a crvae run'),
     ('bench', '--steps 0', lambda s: ['bench', '--steps', 0], '--steps must be a positive integer'),
     ('bench', '--batch -1', lambda s: ['bench', '--batch', -1], '--batch must be a positive integer'),

@@ -90,6 +90,9 @@ DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16, 'float32': torch
 def cast_weights(weights:dict, dtype:str='float16') -> dict:
     "Floating tensors of `weights` cast to `dtype` (integer buffers untouched); a `UserError` if a value does not fit."
     check(dtype in DTYPES, f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    check(not broken, f"{broken[:1]} holds NaN or infinite values before any cast (and {len(broken) - 1} more tensors): the run "
+                      "diverged; ship an earlier checkpoint of it (checkpoints/step-*) or train again with a lower rate")
     out = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
     bad = [k for k, v in out.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     check(not bad, f"{bad[:1]} does not fit in {dtype} (values beyond its range); ship with --dtype float32")
@@ -278,6 +281,7 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
     check(force or not dest.exists(), f"{dest} already exists: pass --force to replace it, or choose another --name")
     wsrc = src/'model.safetensors'
     weights = read_weights(wsrc)
+    cast_weights(weights, dtype)                                 # NaN, or a value beyond dtype: refused before anything is written
     step = info.get('last_step')
     if step is None:
         from safetensors import safe_open

@@ -40,6 +40,9 @@ def test_cast_weights_keeps_integers_and_refuses_overflow():
     assert cast_weights({'a': torch.randn(3)}, 'float32')['a'].dtype == torch.float32
     with pytest.raises(UserError, match='--dtype float32'): cast_weights({'a': torch.tensor([1e9])})
     with pytest.raises(UserError, match='use one of'): cast_weights({}, 'int8')
+    for bad in (float('nan'), float('inf')):            # broken in any precision: no advice to ship in float32
+        with pytest.raises(UserError, match='NaN or infinite values before any cast') as e: cast_weights({'a': torch.tensor([bad])}, 'float32')
+        assert '--dtype float32' not in str(e.value)
 
 
 def test_commands_on_cards_name_their_folders():
