@@ -2,6 +2,7 @@
 
     python tools/comparison.py status --runs RUNS                      # every run of the plan: steps done, running or not
     python tools/comparison.py watch --runs RUNS --code CODE [--jobs 2] # keep JOBS trainings going until the plan is done
+    python tools/comparison.py check --runs RUNS --code CODE            # the LSTM-rate check, once both lr/8 runs pass 2,500 steps
 
 RUNS is a folder outside the repository for the run folders; CODE is a frozen copy of the code the runs train with
 (`git archive COMMIT | tar -x -C CODE`), so that the work in the repository can change while they train. The manifest
@@ -132,9 +133,34 @@ def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str):
     _write_manifest(state(runs, plan, commit))
 
 
+def lstm_check(runs:Path, code:Path):
+    """The protocol's LSTM-rate check (notebook 88b_protocol): the lr/8 runs' learning curves at steps 1,750-2,500 against the
+    three full-rate seeds committed under nbs/results; writes RESULTS/lstm-rate-check.json with the rows it read."""
+    prog = f"""
+import json, sys
+from pathlib import Path
+from crvae.protocol import lstm_rate_decision, read_curves, window_steps, PROTOCOL
+R, runs = Path({str(REPO/'nbs'/'results')!r}), Path({str(runs)!r})
+arms = {{m: {{'lr': [read_curves(R/'learning'/f'tinybeta-{{m}}-seed0'/'curves.csv')] +
+              [read_curves(R/'comparison'/f'{{m}}-seed{{s}}'/'curves.csv') for s in (1, 2)],
+         'lr/8': read_curves(runs/f'{{m}}-seed0'/'curves.csv')}} for m in ('crvae-gan', 'acvae-gan')}}
+d = lstm_rate_decision(arms)
+keep = set(window_steps(PROTOCOL.budgets[0]))
+d['lr/8 curves'] = {{m: [r for r in a['lr/8'] if int(float(r['step'])) in keep] for m, a in arms.items()}}
+d['lr curves'] = 'nbs/results/learning/tinybeta-MODEL-seed0 and nbs/results/comparison/MODEL-seed1, -seed2 (curves.csv)'
+print(json.dumps(d, indent=1))
+"""
+    out = subprocess.run([sys.executable, '-c', prog], env=_env(code), cwd=code, capture_output=True, text=True, check=True).stdout
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS/'lstm-rate-check.json.tmp'; tmp.write_text(out); os.replace(tmp, RESULTS/'lstm-rate-check.json')
+    d = json.loads(out)
+    for r in d['rows']: print(r)
+    print(d['decision'])
+
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('what', choices=('status', 'watch'))
+    ap.add_argument('what', choices=('status', 'watch', 'check'))
     ap.add_argument('--runs', required=True, help='folder of the run folders (outside the repository)')
     ap.add_argument('--code', help='frozen copy of the code the runs train with (default: this checkout)')
     ap.add_argument('--commit', default='', help='the commit CODE was archived from (recorded in the manifest)')
@@ -148,4 +174,5 @@ if __name__ == '__main__':
     if a.what == 'status':
         rows = state(runs, _plan(code), a.commit)
         for r in rows: print(f"{r['run']:28s} {r['status']:8s} {r['steps_done']:>6}/{r['steps']:<6} {r['code_commit']}")
+    elif a.what == 'check': lstm_check(runs, code)
     else: watch(runs, code, a.jobs, a.every, a.note, a.commit)
