@@ -68,6 +68,7 @@ def check_left_behind(run:Path) -> dict:
     for p in run.rglob('*'):
         rel = p.relative_to(run)
         hidden = [part for part in rel.parts if part.startswith('.')]
+        if rel == Path('.lock'): continue                            # the writer's lock (runs.run_lock): a killed writer leaves it
         if hidden: assert hidden[0].endswith('.tmp'), rel           # only atomic_write/atomic_dir temporaries are hidden
         elif p.is_file(): assert p.name in ('run.json', 'log.csv', 'latest', 'model.safetensors', 'state.pt') or p.suffix == '.png', rel
     if (run/'checkpoints'/'latest').exists():
