@@ -99,8 +99,9 @@ def window_steps(budget:int, p:Protocol=PROTOCOL) -> list[int]:
     return [budget - k * p.gap for k in range(p.window - 1, -1, -1)]
 
 def read_curves(path) -> list[dict]:
-    "A run's curves.csv as rows of strings."
-    with open(path, newline='') as f: return list(csv.DictReader(f))
+    "A run's curves.csv (or the manifest) as rows of strings, read as every run log is (`outputs.read_log`: bounded, torn row dropped)."
+    from crvae.outputs import read_log
+    return read_log(path)[1]
 
 def lstm_rate_decision(arms:dict, p:Protocol=PROTOCOL) -> dict:
     """The check's verdict from `arms`: {model: {'lr': [curve rows of each seed], 'lr/8': curve rows}} for crvae-gan and
