@@ -73,6 +73,7 @@ def decode_snapshots(model, z, paths, a=None) -> torch.Tensor:
         model.load_state_dict(own)
     return torch.stack(cols, 1)
 
+# %% ../nbs/12_fig_mi.ipynb #ce1bafb7
 @torch.no_grad()
 def snapshot_stability(model, clf, k:int=5, n:int=256, seed:int=0) -> dict|None:
     """crVAE Fig. 6 as numbers: the same `n` prior codes decoded by each of the last `k` weight snapshots, and how much
