@@ -1,7 +1,8 @@
 """The course site (`make docs`, tools/site.py): its maths and links on hand-made markdown, then the whole site, built from
 the committed notebooks, in a real browser: headless Chromium (Debian's) driven by Playwright opens every page and checks
 that every picture loads, no internal link is broken, the maths rendered as MathML with no TeX left in it, no markdown
-table is shown as `|---|` text, no page is wider than its 1280 px window, no request leaves the machine, and the sidebar
+table is shown as `|---|` text, no page is wider than its 1280 px window, no output picture is shrunk below its own size
+(its text, drawn at 9 px or more, stays so; test_notebook_outputs checks the sizes drawn), wide code scrolls, no request leaves the machine, and the sidebar
 and the pager follow the course order. Screenshots go to $CRVAE_SCREENSHOTS (else tmp_path)."""
 import importlib.util, json, os, re, sys
 from pathlib import Path
@@ -139,6 +140,12 @@ _PAGE_JS = """() => {
       m.textContent.includes('\\\\') || [...m.querySelectorAll('mi')].some(e => e.textContent.includes('&')) ? m.textContent : ''),
     mathRows: [...document.querySelectorAll('main math mtable')].map(t => t.querySelectorAll('mtr').length),
     width: [document.documentElement.scrollWidth, window.innerWidth],
+    shrunk: [...document.querySelectorAll('main .output_area img')]                 // an output picture drawn below its size
+      .filter(i => i.naturalWidth && i.getBoundingClientRect().width < i.naturalWidth - 1)
+      .map(i => `${i.naturalWidth} px shown at ${Math.round(i.getBoundingClientRect().width)} px`),
+    clipped: [...document.querySelectorAll('main pre')]                             // wide code or text must scroll
+      .filter(p => p.scrollWidth > p.clientWidth + 1 && !['auto', 'scroll'].includes(getComputedStyle(p).overflowX))
+      .map(p => p.textContent.slice(0, 60)),
     shown: (() => { const m = document.querySelector('main').cloneNode(true);     // what a reader sees, but the code
                     m.querySelectorAll('.input_area, math, :not(pre) > code').forEach(e => e.remove()); return m.innerText; })(),
     current: [...document.querySelectorAll('nav.sidebar a[aria-current="page"]')].map(a => a.getAttribute('href')),
@@ -207,6 +214,8 @@ def test_site_in_browser(site, tmp_path):
                 # tables, width and the pager
                 problems += [f'{name}: a markdown table shown as text: {info["shown"][max(0, m.start() - 60):m.end()].strip()!r}'
                              for m in RAW_TABLE.finditer(info['shown'])]
+                problems += [f'{name}: an output picture is shrunk, its text below the size it was drawn at: {w}' for w in info['shrunk']]
+                problems += [f'{name}: a wide code or text block is cut off instead of scrolling: {t!r}' for t in info['clipped']]
                 if info['width'][0] > info['width'][1]:
                     problems.append(f'{name}: the page is {info["width"][0]} px wide in a {info["width"][1]} px window')
                 order = ['index'] + side

@@ -15,7 +15,8 @@ What it does, per notebook, as committed (with whatever outputs it holds):
 - links to notebooks (`06_training.ipynb#Section`) become links to pages (`06_training.html#Section`), and a code span
   that names a notebook (`06_training`) becomes such a link; other relative links and markdown pictures
   (`images/...png`) are copied into the site (files outside nbs/ under _repo/); output pictures are embedded by nbconvert
-  as data URIs; a broken link or picture, or anything a page would load from the network, fails the build;
+  as data URIs and shown at their own size, never shrunk (a wider one scrolls), so that figure text drawn at 9 px or
+  more stays readable; a broken link or picture, or anything a page would load from the network, fails the build;
 - every page gets a sidebar in course order: the tracks and notebook tables of the notebook map in nbs/index.ipynb
   (a notebook missing from the map is listed last, with a warning), and index.ipynb is the home page.
 The build is deterministic: the same notebooks give the same bytes.
@@ -305,7 +306,9 @@ code, pre { font-family: "DejaVu Sans Mono", ui-monospace, monospace; font-size:
 .input_area pre { margin: 0; padding: .6rem .8rem; overflow-x: auto; }
 .output_area pre, .output_text pre { margin: .2rem 0; padding: .4rem .8rem; overflow-x: auto; white-space: pre; }   /* tables keep their columns */
 .output_stderr { background: #fff5f5; }
-.output_area img, .rendered_html img { max-width: 100%; height: auto; }
+.rendered_html img { max-width: 100%; height: auto; }
+/* a notebook's output picture at its own size (a wider one scrolls): its 10 px labels stay 10 px, never shrunk below 9 */
+.output_area img { max-width: none; height: auto; }
 .rendered_html table, .output_html table { border: 0; border-collapse: collapse; margin: .8rem 0; font-size: 0.9rem; }
 .text_cell_render, .output_html, .output_markdown, .output_subarea { overflow-x: auto; }   /* wide tables scroll */
 th, td { border: 1px solid var(--line); padding: .3rem .5rem; text-align: left; vertical-align: top; }
