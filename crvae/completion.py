@@ -100,7 +100,7 @@ def loss_curves(curves:dict, title:str='completion objective'):
         axs[1].plot(tr['visible'].mean(1).numpy(), label=label, lw=1)
     axs[0].set_title(f'{title}: L(z)', fontsize=9); axs[1].set_title('visible-pixel MSE', fontsize=9)
     for ax in axs: ax.set_xlabel('step', fontsize=8); ax.tick_params(labelsize=7)
-    axs[1].legend(fontsize=6, ncol=2)
+    axs[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
 

@@ -292,7 +292,7 @@ def block_effect_heatmap(effects:dict, title:str='share of faces whose part chan
     im = ax.imshow(S, vmin=0, vmax=1, cmap='viridis')
     ax.set_xticks(range(S.shape[1]), effects['families'], rotation=45, ha='right', fontsize=8)
     ax.set_yticks(range(S.shape[0]), [f't={t}' for t in range(1, S.shape[0] + 1)], fontsize=8)
-    for (i, j), v in np.ndenumerate(S): ax.text(j, i, f'{100 * v:.0f}', ha='center', va='center', fontsize=7, color='w' if v < 0.5 else 'k')
+    for (i, j), v in np.ndenumerate(S): ax.text(j, i, f'{100 * v:.0f}', ha='center', va='center', fontsize=8, color='w' if v < 0.5 else 'k')
     ax.set_title(title, fontsize=9); fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
     return fig
