@@ -232,9 +232,11 @@ def test_site_in_browser(site, tmp_path):
                         page.locator('main math mtable').first.evaluate('e => e.closest("math").scrollIntoView({block: "center"})')
                     if stem == 'index':                                  # where to start, and the course map
                         page.locator('main h2', has_text='The course: notebook map').first.evaluate('e => e.scrollIntoView()')
+                    if stem == '13_fig_blocks':                          # the shipped models' figures, first on the page
+                        page.locator('main h2', has_text='What the shipped models draw').first.evaluate('e => e.scrollIntoView()')
                     tables = page.locator('main .output_markdown table')
-                    if stem == '91_differences' and tables.count():      # a results table in view
-                        tables.first.scroll_into_view_if_needed()
+                    if stem == '91_differences' and tables.count():      # the learning curves of the shipped runs, a table below
+                        page.locator('main h2', has_text='crVAE Table 1').first.evaluate('e => e.scrollIntoView()')
                     page.screenshot(path=str(shots/SHOTS[stem]))
         finally:
             browser.close()

@@ -302,6 +302,7 @@ h1, h2, h3 { line-height: 1.25; }
 h1:hover .anchor-link, h2:hover .anchor-link, h3:hover .anchor-link, h4:hover .anchor-link { visibility: visible; }
 code, pre { font-family: "DejaVu Sans Mono", ui-monospace, monospace; font-size: 0.86rem; }
 :not(pre) > code { background: var(--code); padding: .05rem .25rem; border-radius: 3px; }
+main pre { overflow-x: auto; }                                  /* every code or text block scrolls, never cut */
 .input_area { background: var(--code); border: 1px solid var(--line); border-radius: 6px; margin: .8rem 0 .3rem; }
 .input_area pre { margin: 0; padding: .6rem .8rem; overflow-x: auto; }
 .output_area pre, .output_text pre { margin: .2rem 0; padding: .4rem .8rem; overflow-x: auto; white-space: pre; }   /* tables keep their columns */
