@@ -147,7 +147,7 @@ def exploded_share(tv:torch.Tensor, threshold:float) -> dict:
     "Share of generated images, given their total variations `tv` (B,), above `threshold`: fragmented 'coloured block' samples."
     return dict(share=float((tv > threshold).float().mean()), threshold=threshold, n=len(tv), max_tv=float(tv.max()))
 
-# %% ../nbs/08_metrics.ipynb #51065939
+# %% ../nbs/08_metrics.ipynb #628f589a
 BROKEN_BLUR, BROKEN_QUANTILE = 1.0, 0.95
 BROKEN = ('blob', 'fragments')              # the labels that count as broken
 LABELS_FILE = 'labels/broken_faces.csv'      # under assets_home()
@@ -166,8 +166,9 @@ def broken_threshold(classifiers, real:torch.Tensor, blur_px:float=BROKEN_BLUR, 
                      batch_size:int=250) -> float:
     "The doubt above which a generated face is broken: the `q` quantile over the real faces `real` blurred by `blur_px`."
     check(len(real) > 0, "broken_threshold needs real reference images")
-    doubt = [attribute_doubt(classifiers.score(blur(real[s:s + batch_size], blur_px), batch_size)['attr_logits'])
-             for s in range(0, len(real), batch_size)]
+    logits = ((lambda x: classifiers.score(x, batch_size)['attr_logits']) if hasattr(classifiers, 'score') else
+              (lambda x: torch.as_tensor(classifiers(x)).float().cpu()))        # a `Classifiers`, or the tool's attribute net
+    doubt = [attribute_doubt(logits(blur(real[s:s + batch_size], blur_px))) for s in range(0, len(real), batch_size)]
     return float(torch.cat(doubt).quantile(q))
 
 def broken_share(doubt:torch.Tensor, threshold:float) -> dict:
