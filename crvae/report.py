@@ -16,10 +16,10 @@ from .core import check, markdown_table
 from .shipping import COMPARISON
 
 # %% auto #0
-__all__ = ['RESPONSIBLE_USE', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS', 'merge_seeds', 'summary_rows', 'differences',
-           'report_markdown', 'md_to_html']
+__all__ = ['RESPONSIBLE_USE', 'SAMPLER_GROUPS', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS', 'merge_seeds', 'summary_rows',
+           'sampler_rows', 'sampler_section', 'differences', 'report_markdown', 'md_to_html']
 
-# %% ../nbs/89a_report.ipynb #a8927fcb
+# %% ../nbs/89a_report.ipynb #6acd9921
 def merge_seeds(results:list) -> dict:
     "One result from the results of several seeds: means of IS and attribute accuracy, their std over seeds."
     check(len(results) > 0, "no results to merge")
@@ -77,6 +77,41 @@ def summary_rows(by_role:dict, sources:dict) -> list[dict]:
                      'source': ', '.join(Path(p).name for p in sources.get(role, []))})
     return rows
 
+SAMPLER_GROUPS = (('prior', "paper's prior"), ('fitted', 'fitted density'))
+
+def sampler_rows(path=None) -> list[dict]:
+    "The both-samplers table: per shipped model IS, FD, attribute accuracy, diversity and broken share under the paper's prior"
+    " and under the fitted code density (notebook 16's `sampler_results` file; [] when it is absent)."
+    from crvae.core import assets_home, load_json
+    from crvae.prior_hole import SAMPLERS_FILE
+    path = Path(path) if path is not None else assets_home()/SAMPLERS_FILE
+    if not path.exists(): return []
+    rows = []
+    for r in load_json(path)['rows']:
+        row = {'model': r['role']}
+        for k, label in SAMPLER_GROUPS:
+            v = r[k]
+            row |= {f'{label}: IS': v['inception_score'], f'{label}: FD_crvae': v['fd'],
+                    f'{label}: attr acc %': None if v['attribute_accuracy'] is None else round(100 * v['attribute_accuracy'], 1),
+                    f'{label}: diversity': v.get('diversity'),
+                    f'{label}: broken %': None if v.get('broken') is None else round(100 * v['broken'], 1)}
+        rows.append(row)
+    return rows
+
+def sampler_section(path=None) -> list[str]:
+    "The report's lines for the both-samplers table (none when its results file is absent)."
+    from crvae.core import assets_home, load_json
+    from crvae.prior_hole import SAMPLERS_FILE
+    rows = sampler_rows(path)
+    if not rows: return []
+    meta = load_json(Path(path) if path is not None else assets_home()/SAMPLERS_FILE)
+    return ['## Both samplers: the paper\'s prior and the fitted code density', '',
+            f"Each shipped model scored on the first {meta['n']} test faces (seed {meta['seed']}) twice: faces decoded from the "
+            "paper's prior, and from a density fitted after training to the encoder's codes (notebook 16). Diversity: mean "
+            "squared pixel difference between pairs of faces; broken: share flagged by the broken-face score (notebook 08). "
+            "The papers' claims above are judged on the paper's prior only; the fitted density never enters a verdict.", '',
+            _table(rows), '', f"Regenerate with `{meta['command']}`.", '']
+
 FIG3_PAPER = 'crVAE Fig. 3'      # COMPARISON's `paper` of the latent-space study (vae, conv-vae, crvae): not in Table 1
 FIG3_COLUMNS = ['model', 'paper label', 'seeds', 'steps', 'recon MSE', 'IS', 'FD_crvae']   # its panels: reconstructions, samples
 
@@ -115,6 +150,7 @@ def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
          "Our numbers are avatar numbers with crvae's own classifiers; the papers' are CelebA numbers with a VGG network: "
          "they sit side by side for orientation, and only the *ordering* of the models is compared.", '',
          '## Key results', '', _table(summary_rows(by_role, meta['sources'])), '',
+         *sampler_section(meta.get('samplers')),
          '## Claims of the papers', '', _table(claims, ['claim', 'paper', 'evidence', 'seeds', 'verdict']), '',
          "A seed is *ahead* when the two intervals (IS ± split std; accuracy ± standard error) do not overlap; *supported* "
          "needs a majority of seeds ahead and none behind.", '', *differences(claims),
