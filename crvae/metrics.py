@@ -24,9 +24,9 @@ __all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'BROKEN_BLUR', 'BROKEN_QUANTI
            'CURVE_KEYS', 'split_indices', 'mean_kl', 'inception_score', 'inception_parts', 'attribute_accuracy',
            'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product', 'feature_statistics', 'frechet_distance', 'knn_radii',
            'precision_recall', 'total_variation', 'exploded_threshold', 'exploded_share', 'attribute_doubt', 'blur',
-           'broken_threshold', 'broken_share', 'broken_labels', 'labelled_images', 'label_scores',
-           'gaussian_log_likelihood', 'reconstruction_metrics', 'RealImagesModel', 'NoiseModel', 'BlurAutoencoder',
-           'evaluate_model', 'result_row', 'head_rows', 'validation_faces', 'curve_point', 'curves_from_snapshots']
+           'broken_threshold', 'broken_share', 'broken_labels', 'label_scores', 'gaussian_log_likelihood',
+           'reconstruction_metrics', 'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row',
+           'head_rows', 'validation_faces', 'curve_point', 'curves_from_snapshots']
 
 # %% ../nbs/08_metrics.ipynb #ae86773c
 def split_indices(n:int, splits:int=10, generator:torch.Generator|None=None) -> list[torch.Tensor]:
@@ -175,7 +175,7 @@ def broken_share(doubt:torch.Tensor, threshold:float) -> dict:
     "Share of generated faces, given their attribute doubts `doubt` (B,), above `threshold`: blobs and fragments."
     return dict(share=float((doubt > threshold).float().mean()), threshold=threshold, n=len(doubt))
 
-# %% ../nbs/08_metrics.ipynb #ac7a7caf
+# %% ../nbs/08_metrics.ipynb #c243ddc7
 def broken_labels(path=None) -> list[dict]:
     "The hand-labelled faces: rows of model (checkpoint or 'real-test'), sampler, seed, n, index, label."
     from crvae.core import assets_home
@@ -185,25 +185,6 @@ def broken_labels(path=None) -> list[dict]:
         for k in ('seed', 'n', 'index'): r[k] = int(r[k])
         check(r['label'] in ('clean', 'damaged') + BROKEN, f"{path}: unknown label {r['label']!r}")
     return rows
-
-@torch.no_grad()
-def labelled_images(rows:list, data:FaceData) -> torch.Tensor:
-    "The images (n, 3, H, W) uint8 of label rows: the checkpoint's `sampler` at `seed` (the first `n` test attribute rows), or test face `index`."
-    from crvae.runs import load
-    from crvae.prior_hole import density_for, two_samplers
-    from crvae.data import to_uint8
-    test, out, grids = data.subset('test'), [], {}
-    for r in rows:
-        if r['model'] == 'real-test': out.append(test.images[r['index']]); continue
-        key = (r['model'], r['seed'], r['n'])
-        if key not in grids:
-            m = load(r['model'])
-            dens, note = density_for(m)
-            check(dens is not None, f"{r['model']}: {note}")
-            a = test.attrs[:r['n']].float() if m.conditional else None
-            grids[key] = {s: to_uint8(v) for s, v in two_samplers(m, dens, a, r['n'], r['seed']).items()}
-        out.append(grids[key][r['sampler']][r['index']])
-    return torch.stack(out)
 
 def label_scores(flagged:torch.Tensor, rows:list) -> dict:
     "Precision and recall of `flagged` (n,) bool for *broken* among the generated labelled faces; the share flagged per label."

@@ -18,10 +18,10 @@ from .data import FaceData, to_float, load_faces
 from .runs import find_run, load, read_run, safetensors_bytes
 
 # %% auto #0
-__all__ = ['FIT_N', 'DENSITY_FILE', 'DENSITY_FORMAT', 'SAMPLERS_FILE', 'posterior_codes', 'block_index', 'block_kl',
-           'whitened_distance', 'hole_table', 'CodeDensity', 'fit_gaussian', 'fit_code_density', 'sample_fitted',
-           'block_conditional', 'redraw_block_fitted', 'save_code_density', 'load_code_density', 'density_for',
-           'two_samplers', 'sampler_scores', 'sampler_results', 'refit']
+__all__ = ['FIT_N', 'DENSITY_FILE', 'DENSITY_FORMAT', 'posterior_codes', 'block_index', 'block_kl', 'whitened_distance',
+           'hole_table', 'CodeDensity', 'fit_gaussian', 'fit_code_density', 'sample_fitted', 'block_conditional',
+           'redraw_block_fitted', 'save_code_density', 'load_code_density', 'density_for', 'two_samplers',
+           'sampler_scores', 'labelled_images', 'refit']
 
 # %% ../nbs/16_prior_hole.ipynb #50245ec6
 def _flat(model, z): return z.reshape(z.shape[0], -1)                    # (B, *latent_shape) -> (B, Z)
@@ -233,13 +233,12 @@ def two_samplers(model, density:CodeDensity, a=None, n:int=9, seed:int=0) -> dic
              fitted=sample_fitted(model, density, a, n, torch.Generator().manual_seed(seed)))
     return {k: model.decode(v, a).float().clamp(-1, 1).cpu() for k, v in z.items()}
 
-# %% ../nbs/16_prior_hole.ipynb #48e11ec0
+# %% ../nbs/16_prior_hole.ipynb #d7fc6fe3
 @torch.no_grad()
 def sampler_scores(model, density:CodeDensity, data:FaceData, classifiers, n:int=500, seed:int=0, splits:int=10,
-                   batch_size:int=250) -> dict:
+                   batch_size:int=250, diversity=None) -> dict:
     "IS, FD and attribute accuracy of faces from the paper's prior and from the fitted density, on `data`'s first `n` test faces."
     from crvae.metrics import inception_score, frechet_distance, attribute_accuracy, attribute_doubt, broken_threshold
-    from crvae.protocol import pairwise_diversity
     test = data.subset('test')
     test = test.subset(torch.arange(min(n, len(test))))
     real = classifiers.score(test.images, batch_size)
@@ -260,33 +259,27 @@ def sampler_scores(model, density:CodeDensity, data:FaceData, classifiers, n:int
         out[k] = dict(inception_score=round(inception_score(probs, splits, torch.Generator().manual_seed(seed))['mean'], 3),
                       fd=round(frechet_distance(real['features'], feats), 1),
                       attribute_accuracy=None if acc is None else round(acc['mean'], 4),
-                      diversity=round(pairwise_diversity(first[:256].cpu()), 4),
+                      diversity=None if diversity is None else round(diversity(first[:256].cpu()), 4),   # e.g. protocol's
                       broken=round(float((attribute_doubt(torch.cat([o['attr_logits'] for o in scores])) > thr).float().mean()), 4))
     return dict(model=model.name, n=len(test), **out)
 
-# %% ../nbs/16_prior_hole.ipynb #fce96c99
-SAMPLERS_FILE = 'results/samplers.json'      # under assets_home()
-
-def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path:
-    "`sampler_scores` of every shipped model on its data's first `n` test faces, written (atomic JSON) to assets/results/samplers.json."
-    from crvae.shipping import COMPARISON, shipped_name, eval_classifiers
-    from crvae.core import assets_home, save_json
-    rows, cache = [], {}
-    for role in COMPARISON:
-        name = shipped_name(role)
-        model = load(name)
-        d = model.run['data']
-        key = (d['data'], d.get('root'), d.get('size', 64), d.get('n'), d.get('seed', 0))
-        if key not in cache:
-            data = load_faces(*key, progress=False)
-            cache[key] = (data, eval_classifiers(data))
-        data, clf = cache[key]
-        rows.append(dict(role=role, checkpoint=name, **sampler_scores(model, load_code_density(name, model), data, clf, n=n, seed=seed)))
-        if progress: print(f"{role}: scored", flush=True)
-    path = Path(out) if out is not None else assets_home()/SAMPLERS_FILE
-    save_json(path, dict(n=n, seed=seed, classifiers=clf.versions, rows=rows,
-                         command=f'python -c "from crvae.prior_hole import sampler_results; sampler_results({n}, {seed})"'))
-    return path
+# %% ../nbs/16_prior_hole.ipynb #40e7e29c
+@torch.no_grad()
+def labelled_images(rows:list, data:FaceData) -> torch.Tensor:
+    "The images (n, 3, H, W) uint8 of label rows: the checkpoint's `sampler` at `seed` (the first `n` test attribute rows), or test face `index`."
+    from crvae.data import to_uint8
+    test, out, grids = data.subset('test'), [], {}
+    for r in rows:
+        if r['model'] == 'real-test': out.append(test.images[r['index']]); continue
+        key = (r['model'], r['seed'], r['n'])
+        if key not in grids:
+            m = load(r['model'])
+            dens, note = density_for(m)
+            check(dens is not None, f"{r['model']}: {note}")
+            a = test.attrs[:r['n']].float() if m.conditional else None
+            grids[key] = {s: to_uint8(v) for s, v in two_samplers(m, dens, a, r['n'], r['seed']).items()}
+        out.append(grids[key][r['sampler']][r['index']])
+    return torch.stack(out)
 
 # %% ../nbs/16_prior_hole.ipynb #9cd85f83
 def refit(runs=(), n:int=FIT_N, progress:bool=True) -> list[Path]:

@@ -16,10 +16,40 @@ from .core import check, markdown_table
 from .shipping import COMPARISON
 
 # %% auto #0
-__all__ = ['RESPONSIBLE_USE', 'SAMPLER_GROUPS', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS', 'merge_seeds', 'summary_rows',
-           'sampler_rows', 'sampler_section', 'differences', 'report_markdown', 'md_to_html']
+__all__ = ['SAMPLERS_FILE', 'RESPONSIBLE_USE', 'SAMPLER_GROUPS', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS',
+           'sampler_results', 'merge_seeds', 'summary_rows', 'sampler_rows', 'sampler_section', 'differences',
+           'report_markdown', 'md_to_html']
 
-# %% ../nbs/89a_report.ipynb #6acd9921
+# %% ../nbs/89a_report.ipynb #db3a49e2
+SAMPLERS_FILE = 'results/samplers.json'      # under assets_home()
+
+def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path:
+    "`sampler_scores` of every shipped model on its data's first `n` test faces, written (atomic JSON) to assets/results/samplers.json."
+    from crvae.shipping import COMPARISON, shipped_name, eval_classifiers
+    from crvae.core import assets_home, save_json
+    from crvae.runs import load
+    from crvae.data import load_faces
+    from crvae.prior_hole import sampler_scores, load_code_density
+    from crvae.protocol import pairwise_diversity
+    rows, cache = [], {}
+    for role in COMPARISON:
+        name = shipped_name(role)
+        model = load(name)
+        d = model.run['data']
+        key = (d['data'], d.get('root'), d.get('size', 64), d.get('n'), d.get('seed', 0))
+        if key not in cache:
+            data = load_faces(*key, progress=False)
+            cache[key] = (data, eval_classifiers(data))
+        data, clf = cache[key]
+        rows.append(dict(role=role, checkpoint=name, **sampler_scores(model, load_code_density(name, model), data, clf, n=n, seed=seed,
+                                                                         diversity=pairwise_diversity)))
+        if progress: print(f"{role}: scored", flush=True)
+    path = Path(out) if out is not None else assets_home()/SAMPLERS_FILE
+    save_json(path, dict(n=n, seed=seed, classifiers=clf.versions, rows=rows,
+                         command=f'python -c "from crvae.report import sampler_results; sampler_results({n}, {seed})"'))
+    return path
+
+# %% ../nbs/89a_report.ipynb #216a4705
 def merge_seeds(results:list) -> dict:
     "One result from the results of several seeds: means of IS and attribute accuracy, their std over seeds."
     check(len(results) > 0, "no results to merge")
@@ -83,7 +113,6 @@ def sampler_rows(path=None) -> list[dict]:
     "The both-samplers table: per shipped model IS, FD, attribute accuracy, diversity and broken share under the paper's prior"
     " and under the fitted code density (notebook 16's `sampler_results` file; [] when it is absent)."
     from crvae.core import assets_home, load_json
-    from crvae.prior_hole import SAMPLERS_FILE
     path = Path(path) if path is not None else assets_home()/SAMPLERS_FILE
     if not path.exists(): return []
     rows = []
@@ -101,7 +130,6 @@ def sampler_rows(path=None) -> list[dict]:
 def sampler_section(path=None) -> list[str]:
     "The report's lines for the both-samplers table (none when its results file is absent)."
     from crvae.core import assets_home, load_json
-    from crvae.prior_hole import SAMPLERS_FILE
     rows = sampler_rows(path)
     if not rows: return []
     meta = load_json(Path(path) if path is not None else assets_home()/SAMPLERS_FILE)
