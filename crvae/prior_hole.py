@@ -266,7 +266,7 @@ def sampler_scores(model, density:CodeDensity, data:FaceData, classifiers, n:int
 # %% ../nbs/16_prior_hole.ipynb #40e7e29c
 @torch.no_grad()
 def labelled_images(rows:list, data:FaceData) -> torch.Tensor:
-    "The images (n, 3, H, W) uint8 of label rows: the checkpoint's `sampler` at `seed` (the first `n` test attribute rows), or test face `index`."
+    "Images (n, 3, H, W) uint8 of label rows: the checkpoint's `sampler` at `seed` (first `n` test attribute rows), or test face `index`."
     from crvae.data import to_uint8
     test, out, grids = data.subset('test'), [], {}
     for r in rows:
