@@ -26,9 +26,9 @@ from .metrics import attribute_doubt, broken_threshold
 
 # %% auto #0
 __all__ = ['VISIBLE_RULE', 'BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'redraw_block', 'render', 'BlockSearch', 'choose_row',
-           'choose_block', 'attending', 'measure_blocks', 'run_attribute_table', 'tool_broken_threshold',
-           'fine_tuning_block', 'block_table', 'ToolState', 'FaceTool', 'badge_html', 'grid_png', 'face_png',
-           'time_grid', 'blank_png', 'GuardedUI']
+           'choose_block', 'attending', 'measure_blocks', 'run_faces_small', 'run_attribute_table',
+           'tool_broken_threshold', 'fine_tuning_block', 'block_table', 'ToolState', 'FaceTool', 'badge_html',
+           'grid_png', 'face_png', 'time_grid', 'blank_png', 'GuardedUI']
 
 # %% ../nbs/30_face_tool.ipynb #373cfffb
 def redraw_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
@@ -137,7 +137,7 @@ def measure_blocks(model, attr_rows:torch.Tensor|None=None, classifier=None, sea
     return dict(block=chosen['block'], given=chosen['given'], qualified=rule == VISIBLE_RULE, rule=rule, full_change=full_change,
                 base_score=base if decide is not None else None, blocks=rows)
 
-# %% ../nbs/30_face_tool.ipynb #6416e814
+# %% ../nbs/30_face_tool.ipynb #c60fb0e4
 BLOCK_FILE = 'finetune_block.json'
 BLOCK_FORMAT = 2                 # 2: the key holds the weights' sha256 (shipping's `sha256_file`), not a sha1
 
@@ -150,17 +150,21 @@ def _weights_path(run:Path) -> Path:
     check(latest is not None, f"{run} has no weights yet (no model.safetensors, no complete checkpoint)")
     return latest/'model.safetensors'
 
+def run_faces_small(info:dict, n_avatars:int=1000) -> FaceData:
+    "The run's data, small: avatars are the first `n_avatars` faces (the first n of a bigger avatar set are the n-face set)."
+    from crvae.data import load_avatars, load_faces
+    d = info.get('data') or {}
+    if d.get('data', 'avatars') == 'avatars':
+        return load_avatars(n=min(int(d.get('n') or n_avatars), n_avatars), size=int(d.get('size', 64)), seed=int(d.get('seed', 0)),
+                            progress=False)
+    return load_faces(d['data'], d.get('root'), int(d.get('size', 64)), d.get('n'), progress=False)
+
 def run_attribute_table(info:dict, data:FaceData|None=None, n_avatars:int=1000) -> dict:
     "The run's data attributes: names, train-split prevalence p(a_i = +1) and the test-split rows (avatars: the first `n_avatars` faces)."
     d = info.get('data') or {}
     names = d.get('attr_names')
     check(names, f"run {info.get('path', '')} records no attribute names: it was trained on data without attributes")
-    if data is None:
-        from crvae.data import load_avatars, load_faces
-        if d.get('data', 'avatars') == 'avatars':        # the first n faces of a bigger avatar set are the n-face set
-            data = load_avatars(n=min(int(d.get('n') or n_avatars), n_avatars), size=int(d.get('size', 64)), seed=int(d.get('seed', 0)),
-                                progress=False)
-        else: data = load_faces(d['data'], d.get('root'), int(d.get('size', 64)), d.get('n'), progress=False)
+    if data is None: data = run_faces_small(info, n_avatars)
     check(list(data.attr_names) == list(names), f"the data's attributes ({len(data.attr_names)}) are not the run's ({len(names)}): "
                                                 f"pass the data the run was trained on")
     test = data.attrs[data.split == SPLITS['test']]
@@ -202,7 +206,7 @@ def _resolve_classifier(classifier, info:dict) -> tuple:
     version = getattr(classifier, 'version', getattr(classifier, '__name__', type(classifier).__name__))
     return classifier, str(version), f'classifier {version}'
 
-# %% ../nbs/30_face_tool.ipynb #56101373
+# %% ../nbs/30_face_tool.ipynb #0a7f6d66
 _THRESHOLDS = {}                                     # broken-face thresholds, per classifier version and data (this process)
 
 @torch.no_grad()
@@ -212,8 +216,7 @@ def tool_broken_threshold(classifier, version, info:dict, n:int=500) -> float|No
     d = info.get('data') or {}
     key = (version, json.dumps({k: d.get(k) for k in ('data', 'root', 'size', 'n', 'seed')}, sort_keys=True, default=str))
     if version is None or key not in _THRESHOLDS:
-        from crvae.data import load_faces
-        try: data = load_faces(d['data'], d.get('root'), int(d.get('size', 64)), d.get('n'), int(d.get('seed', 0)), progress=False)
+        try: data = run_faces_small(info)                                    # avatars: the 1,000-face set's test split
         except (UserError, KeyError): return None                            # no data to calibrate on: no broken badges
         test = data.subset('test') if bool((data.split == SPLITS['test']).any()) else data
         _THRESHOLDS[key] = broken_threshold(classifier, test.images[:n])
