@@ -16,8 +16,8 @@ from .core import check, markdown_table
 from .shipping import COMPARISON
 
 # %% auto #0
-__all__ = ['SAMPLERS_FILE', 'RESPONSIBLE_USE', 'SAMPLER_GROUPS', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS',
-           'sampler_results', 'merge_seeds', 'summary_rows', 'sampler_rows', 'sampler_section', 'differences',
+__all__ = ['SAMPLERS_FILE', 'SAMPLER_GROUPS', 'RESPONSIBLE_USE', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS',
+           'sampler_results', 'sampler_rows', 'sampler_section', 'merge_seeds', 'summary_rows', 'differences',
            'report_markdown', 'md_to_html']
 
 # %% ../nbs/89a_report.ipynb #db3a49e2
@@ -49,64 +49,7 @@ def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path
                          command=f'python -c "from crvae.report import sampler_results; sampler_results({n}, {seed})"'))
     return path
 
-# %% ../nbs/89a_report.ipynb #216a4705
-def merge_seeds(results:list) -> dict:
-    "One result from the results of several seeds: means of IS and attribute accuracy, their std over seeds."
-    check(len(results) > 0, "no results to merge")
-    if len(results) == 1: return results[0]
-    r = json.loads(json.dumps(results[0], default=str))
-    sd = lambda xs: float(np.std(xs, ddof=1))
-    ism = [x['inception_score']['mean'] for x in results]
-    r['inception_score'] = dict(results[0]['inception_score'], mean=float(np.mean(ism)), std=sd(ism), over='seeds')
-    if r.get('attribute_accuracy'):
-        acc = [x['attribute_accuracy']['mean'] for x in results]
-        r['attribute_accuracy']['mean'], r['attribute_accuracy']['std'] = float(np.mean(acc)), sd(acc)
-        r['attribute_accuracy']['per_attribute'] = {k: float(np.mean([x['attribute_accuracy']['per_attribute'][k] for x in results]))
-                                                    for k in r['attribute_accuracy']['per_attribute']}
-    r['seeds'] = len(results)
-    return r
-
-RESPONSIBLE_USE = """The acVAE-GAN paper motivates attribute-conditioned face synthesis as a tool to help witnesses describe a
-suspect or a missing person. These models cannot do that, and tools like them can do harm:
-
-- **What they can do.** Draw cartoon avatars that, on average, show the requested attributes (hair colour, glasses,
-  beard, smile, ...) about as often as the table above says, and show how a latent block or an attention mask relates to
-  those attributes. They are trained on synthetic avatars only.
-- **What they cannot do.** Depict any real person. A generated face is a sample from a learnt distribution given a
-  short list of attributes: many different faces fit the same description, and the model picks one at random. Attribute
-  accuracy below 100 % means some requested attributes are simply missing or wrong.
-- **The risk of misleading composites.** A realistic-looking face built from a witness's description looks more
-  certain than the description is. Shown to a witness, it can overwrite their memory of the real face (composite
-  contamination); shown to the public, it can direct suspicion at innocent people who happen to resemble it, and
-  attribute lists such as skin colour can encode and amplify bias. Face synthesis for identification should only be
-  studied with the forensic-psychology literature on composites, with human oversight, and never as evidence.
-- Use these checkpoints for learning and research on generative models, not to depict, identify or profile people."""
-
-def _pm(m, s, nd=2): return None if m is None else (f'{m:.{nd}f}' if s is None else f'{m:.{nd}f} ± {s:.{nd}f}')
-
-def summary_rows(by_role:dict, sources:dict) -> list[dict]:
-    "The key table: one row per role (means ± std over seeds when there are several)."
-    rows = []
-    for role, rs in by_role.items():
-        S = len(rs)
-        isv = [r['inception_score']['mean'] for r in rs]
-        acc = [100 * r['attribute_accuracy']['mean'] for r in rs if r.get('attribute_accuracy')]
-        sd = lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None
-        steps = [s for r in rs if (s := r.get('steps_total') or r.get('step'))]   # all stages of a fine-tuned run
-        mins = [(r.get('train_seconds_total') or r['train_seconds']) / 60 for r in rs if r.get('train_seconds')]
-        rec = [r['reconstruction']['recon_mse'] for r in rs if r.get('reconstruction')]
-        rows.append({'model': role, 'paper label': f"{COMPARISON[role]['label']} ({COMPARISON[role]['paper']})",
-                     'seeds': S, 'steps': int(np.mean(steps)) if steps else None,
-                     'train min': round(float(np.mean(mins)), 1) if mins else None,
-                     'IS': _pm(np.mean(isv), sd(isv) if S > 1 else rs[0]['inception_score']['std']),
-                     'attr acc %': _pm(np.mean(acc), sd(acc) if S > 1 else None, 1) if acc else None,
-                     'real attr acc %': round(100 * rs[0]['reference']['attribute_accuracy']['mean'], 1) if acc else None,
-                     'FD_crvae': round(float(np.mean([r['frechet_distance']['value'] for r in rs])), 1),
-                     'recall': round(float(np.mean([r['precision_recall']['recall'] for r in rs])), 3),
-                     'recon MSE': round(float(np.mean(rec)), 4) if rec else None,
-                     'source': ', '.join(Path(p).name for p in sources.get(role, []))})
-    return rows
-
+# %% ../nbs/89a_report.ipynb #be4cabef
 SAMPLER_GROUPS = (('prior', "paper's prior"), ('fitted', 'fitted density'))
 
 def sampler_rows(path=None) -> list[dict]:
@@ -140,6 +83,67 @@ def sampler_section(path=None) -> list[str]:
             "The papers' claims above are judged on the paper's prior only; the fitted density never enters a verdict.", '',
             _table(rows), '', f"Regenerate with `{meta['command']}`.", '']
 
+# %% ../nbs/89a_report.ipynb #ffed3462
+def merge_seeds(results:list) -> dict:
+    "One result from the results of several seeds: means of IS and attribute accuracy, their std over seeds."
+    check(len(results) > 0, "no results to merge")
+    if len(results) == 1: return results[0]
+    r = json.loads(json.dumps(results[0], default=str))
+    sd = lambda xs: float(np.std(xs, ddof=1))
+    ism = [x['inception_score']['mean'] for x in results]
+    r['inception_score'] = dict(results[0]['inception_score'], mean=float(np.mean(ism)), std=sd(ism), over='seeds')
+    if r.get('attribute_accuracy'):
+        acc = [x['attribute_accuracy']['mean'] for x in results]
+        r['attribute_accuracy']['mean'], r['attribute_accuracy']['std'] = float(np.mean(acc)), sd(acc)
+        r['attribute_accuracy']['per_attribute'] = {k: float(np.mean([x['attribute_accuracy']['per_attribute'][k] for x in results]))
+                                                    for k in r['attribute_accuracy']['per_attribute']}
+    r['seeds'] = len(results)
+    return r
+
+# %% ../nbs/89a_report.ipynb #8741b977
+RESPONSIBLE_USE = """The acVAE-GAN paper motivates attribute-conditioned face synthesis as a tool to help witnesses describe a
+suspect or a missing person. These models cannot do that, and tools like them can do harm:
+
+- **What they can do.** Draw cartoon avatars that, on average, show the requested attributes (hair colour, glasses,
+  beard, smile, ...) about as often as the table above says, and show how a latent block or an attention mask relates to
+  those attributes. They are trained on synthetic avatars only.
+- **What they cannot do.** Depict any real person. A generated face is a sample from a learnt distribution given a
+  short list of attributes: many different faces fit the same description, and the model picks one at random. Attribute
+  accuracy below 100 % means some requested attributes are simply missing or wrong.
+- **The risk of misleading composites.** A realistic-looking face built from a witness's description looks more
+  certain than the description is. Shown to a witness, it can overwrite their memory of the real face (composite
+  contamination); shown to the public, it can direct suspicion at innocent people who happen to resemble it, and
+  attribute lists such as skin colour can encode and amplify bias. Face synthesis for identification should only be
+  studied with the forensic-psychology literature on composites, with human oversight, and never as evidence.
+- Use these checkpoints for learning and research on generative models, not to depict, identify or profile people."""
+
+# %% ../nbs/89a_report.ipynb #dbfc2bf4
+def _pm(m, s, nd=2): return None if m is None else (f'{m:.{nd}f}' if s is None else f'{m:.{nd}f} ± {s:.{nd}f}')
+
+def summary_rows(by_role:dict, sources:dict) -> list[dict]:
+    "The key table: one row per role (means ± std over seeds when there are several)."
+    rows = []
+    for role, rs in by_role.items():
+        S = len(rs)
+        isv = [r['inception_score']['mean'] for r in rs]
+        acc = [100 * r['attribute_accuracy']['mean'] for r in rs if r.get('attribute_accuracy')]
+        sd = lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None
+        steps = [s for r in rs if (s := r.get('steps_total') or r.get('step'))]   # all stages of a fine-tuned run
+        mins = [(r.get('train_seconds_total') or r['train_seconds']) / 60 for r in rs if r.get('train_seconds')]
+        rec = [r['reconstruction']['recon_mse'] for r in rs if r.get('reconstruction')]
+        rows.append({'model': role, 'paper label': f"{COMPARISON[role]['label']} ({COMPARISON[role]['paper']})",
+                     'seeds': S, 'steps': int(np.mean(steps)) if steps else None,
+                     'train min': round(float(np.mean(mins)), 1) if mins else None,
+                     'IS': _pm(np.mean(isv), sd(isv) if S > 1 else rs[0]['inception_score']['std']),
+                     'attr acc %': _pm(np.mean(acc), sd(acc) if S > 1 else None, 1) if acc else None,
+                     'real attr acc %': round(100 * rs[0]['reference']['attribute_accuracy']['mean'], 1) if acc else None,
+                     'FD_crvae': round(float(np.mean([r['frechet_distance']['value'] for r in rs])), 1),
+                     'recall': round(float(np.mean([r['precision_recall']['recall'] for r in rs])), 3),
+                     'recon MSE': round(float(np.mean(rec)), 4) if rec else None,
+                     'source': ', '.join(Path(p).name for p in sources.get(role, []))})
+    return rows
+
+# %% ../nbs/89a_report.ipynb #a228120f
 FIG3_PAPER = 'crVAE Fig. 3'      # COMPARISON's `paper` of the latent-space study (vae, conv-vae, crvae): not in Table 1
 FIG3_COLUMNS = ['model', 'paper label', 'seeds', 'steps', 'recon MSE', 'IS', 'FD_crvae']   # its panels: reconstructions, samples
 
@@ -161,6 +165,7 @@ def differences(claims:list) -> list[str]:
              'are reported as measured, without tuning a model against another; the notebooks read the runs\' learning '
              'curves to tell a slower model from a worse one.', '', *out, ''] if out else [])
 
+# %% ../nbs/89a_report.ipynb #224bc3db
 def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
     "The report (markdown): key table, the papers' tables with our numbers, claims, figures, runs, machine, responsible use."
     from crvae.tables import crvae_table1, acvae_table2, acvae_table3
