@@ -101,10 +101,12 @@ def _refresh_header(self:FaceToolUI):
         self.title.value = '<h3>crvae face tool</h3><i>acVAE Fig. 8: attributes → diverse faces → variations of one</i>'; return
     bi = t.block_info
     how = f"override; measured {bi['block']}" if t.override is not None else 'measured'
+    if t.override is None and bi.get('given') == 'attributes': how += ', redrawn given the attributes only'
+    why = '' if bi.get('qualified', True) else f"<br><b>no block qualifies</b>: {html.escape(bi['rule'])}"   # the page says why
     note = ' '.join(x for x in (bi.get('family_note'), bi.get('classifier_note')) if x)
     self.title.value = (f"<h3>crvae face tool: {html.escape(Path(t.model.run['path']).name)}</h3>"
                         f"{t.model.name}, T={t.model.T} blocks; fine-tuning block <b>{t.block}</b> ({how})"
-                        f"<br><small>{html.escape(note)}</small>")
+                        f"{why}<br><small>{html.escape(note)}</small>")
 
 @patch
 def _after_load(self:FaceToolUI):

@@ -245,7 +245,7 @@ class Classifiers:
     "The two evaluation classifiers of one dataset, with their cards; `score` runs both over a batch of images once."
     def __init__(self, attributes:AttributeClassifier, recognition:RecognitionClassifier, cards:dict, folder=None):
         self.attributes, self.recognition, self.cards, self.folder = attributes, recognition, cards, folder
-        self._real = {}  # scores of real test sets, reused across models (metrics notebook)
+        self._cache = {}  # e.g. scores of real test sets, reused across models (metrics notebook)
 
     @property
     def identity(self) -> dict: return self.cards['attributes']['dataset']['identity']
@@ -255,6 +255,12 @@ class Classifiers:
     def attr_names(self) -> list: return self.identity['attributes']
     @property
     def device(self) -> torch.device: return next(self.attributes.parameters()).device
+
+    def cached(self, key, compute):
+        "`compute()` once per hashable `key` (e.g. the scores of a real test set, reused across models); None: not cached."
+        if key is None: return compute()
+        if key not in self._cache: self._cache[key] = compute()
+        return self._cache[key]
 
     def to(self, device):
         self.attributes.to(device); self.recognition.to(device); return self

@@ -20,12 +20,13 @@ from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
 
 # %% auto #0
-__all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'TABLE_COLUMNS', 'CURVE_KEYS', 'split_indices', 'mean_kl', 'inception_score',
-           'inception_parts', 'attribute_accuracy', 'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product',
-           'feature_statistics', 'frechet_distance', 'knn_radii', 'precision_recall', 'total_variation',
-           'exploded_threshold', 'exploded_share', 'gaussian_log_likelihood', 'reconstruction_metrics',
-           'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows',
-           'validation_faces', 'curve_point', 'curves_from_snapshots']
+__all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'BROKEN_BLUR', 'BROKEN_QUANTILE', 'BROKEN', 'LABELS_FILE', 'TABLE_COLUMNS',
+           'CURVE_KEYS', 'split_indices', 'mean_kl', 'inception_score', 'inception_parts', 'attribute_accuracy',
+           'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product', 'feature_statistics', 'frechet_distance', 'knn_radii',
+           'precision_recall', 'total_variation', 'exploded_threshold', 'exploded_share', 'attribute_doubt', 'blur',
+           'broken_threshold', 'broken_share', 'broken_labels', 'label_scores', 'gaussian_log_likelihood',
+           'reconstruction_metrics', 'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row',
+           'head_rows', 'validation_faces', 'curve_point', 'curves_from_snapshots']
 
 # %% ../nbs/08_metrics.ipynb #ae86773c
 def split_indices(n:int, splits:int=10, generator:torch.Generator|None=None) -> list[torch.Tensor]:
@@ -146,16 +147,65 @@ def exploded_share(tv:torch.Tensor, threshold:float) -> dict:
     "Share of generated images, given their total variations `tv` (B,), above `threshold`: fragmented 'coloured block' samples."
     return dict(share=float((tv > threshold).float().mean()), threshold=threshold, n=len(tv), max_tv=float(tv.max()))
 
+# %% ../nbs/08_metrics.ipynb #628f589a
+BROKEN_BLUR, BROKEN_QUANTILE = 1.0, 0.95
+BROKEN = ('blob', 'fragments')              # the labels that count as broken
+LABELS_FILE = 'labels/broken_faces.csv'      # under assets_home()
+
+def attribute_doubt(attr_logits:torch.Tensor) -> torch.Tensor:
+    "How unsure the attribute classifier is of each face: (n, N) logits -> (n,) minus the mean |logit| (higher: less face-like)."
+    return -attr_logits.float().abs().mean(1)
+
+def blur(x:torch.Tensor, sigma:float) -> torch.Tensor:
+    "Images (B, 3, H, W), uint8 or in [-1, 1], blurred by a Gaussian of `sigma` px; returned in [-1, 1]."
+    from torchvision.transforms.functional import gaussian_blur
+    x = to_float(x) if x.dtype == torch.uint8 else x.float()
+    return x if sigma <= 0 else gaussian_blur(x, 2 * math.ceil(3 * sigma) + 1, sigma)
+
+def broken_threshold(classifiers, real:torch.Tensor, blur_px:float=BROKEN_BLUR, q:float=BROKEN_QUANTILE,
+                     batch_size:int=250) -> float:
+    "The doubt above which a generated face is broken: the `q` quantile over the real faces `real` blurred by `blur_px`."
+    check(len(real) > 0, "broken_threshold needs real reference images")
+    logits = ((lambda x: classifiers.score(x, batch_size)['attr_logits']) if hasattr(classifiers, 'score') else
+              (lambda x: torch.as_tensor(classifiers(x)).float().cpu()))        # a `Classifiers`, or the tool's attribute net
+    doubt = [attribute_doubt(logits(blur(real[s:s + batch_size], blur_px))) for s in range(0, len(real), batch_size)]
+    return float(torch.cat(doubt).quantile(q))
+
+def broken_share(doubt:torch.Tensor, threshold:float) -> dict:
+    "Share of generated faces, given their attribute doubts `doubt` (B,), above `threshold`: blobs and fragments."
+    return dict(share=float((doubt > threshold).float().mean()), threshold=threshold, n=len(doubt))
+
+# %% ../nbs/08_metrics.ipynb #c243ddc7
+def broken_labels(path=None) -> list[dict]:
+    "The hand-labelled faces: rows of model (checkpoint or 'real-test'), sampler, seed, n, index, label."
+    from crvae.core import assets_home
+    path = Path(path) if path is not None else assets_home()/LABELS_FILE
+    rows = list(csv.DictReader(open(path, newline='')))
+    for r in rows:
+        for k in ('seed', 'n', 'index'): r[k] = int(r[k])
+        check(r['label'] in ('clean', 'damaged') + BROKEN, f"{path}: unknown label {r['label']!r}")
+    return rows
+
+def label_scores(flagged:torch.Tensor, rows:list) -> dict:
+    "Precision and recall of `flagged` (n,) bool for *broken* among the generated labelled faces; the share flagged per label."
+    gen = torch.tensor([r['model'] != 'real-test' for r in rows])
+    pos = torch.tensor([r['label'] in BROKEN for r in rows]) & gen
+    tp = int((flagged & pos).sum())
+    per = {}
+    for lab in ('clean', 'damaged') + BROKEN:
+        m = torch.tensor([r['label'] == lab for r in rows]) & gen
+        if m.any(): per[lab] = dict(n=int(m.sum()), flagged=round(float(flagged[m].float().mean()), 3))
+    real = ~gen
+    if real.any(): per['real test faces'] = dict(n=int(real.sum()), flagged=round(float(flagged[real].float().mean()), 3))
+    return dict(precision=round(tp / max(1, int((flagged & gen).sum())), 3), recall=round(tp / max(1, int(pos.sum())), 3),
+                per_label=per)
+
 # %% ../nbs/08_metrics.ipynb #cf3b2807
 def gaussian_log_likelihood(sse:torch.Tensor, dims:int, var:float) -> torch.Tensor:
     "log N(x; x_hat, var I) per image from its summed squared error `sse` over `dims` values."
     return -0.5 * (dims * math.log(2 * math.pi * var) + sse / var)
 
-# %% ../nbs/08_metrics.ipynb #a4df28f7
-def _model_device(model:nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device('cpu')
-
+# %% ../nbs/08_metrics.ipynb #2c4cb824
 def _recon_batch(model, data:FaceData, s:int, batch_size:int, g, dev) -> tuple:
     """(summed squared error of the posterior mean's decoding and that error per image, per-image SSE of one z sample,
     per-image KL, count, values per image)."""
@@ -174,7 +224,7 @@ def _recon_batch(model, data:FaceData, s:int, batch_size:int, g, dev) -> tuple:
 def reconstruction_metrics(model:nn.Module, data:FaceData, batch_size:int=200, seed:int=0) -> dict:
     """Test-split reconstruction MSE (from the posterior mean) with its standard error over the images, and ELBO (one z
     sample, fitted decoder variance), nats per image."""
-    dev, was = _model_device(model), model.training
+    dev, was = getattr(model, 'device', torch.device('cpu')), model.training   # FaceModel.device; stand-ins: cpu
     g = torch.Generator(device=dev).manual_seed(seed)
     sse_mean, per_image, sse_sample, kls, n, dims = 0.0, [], [], [], 0, None
     model.eval()                                                    # running BatchNorm statistics, as every figure and score uses
@@ -242,12 +292,14 @@ class BlurAutoencoder(nn.Module):
         mu, logvar = self.prior(n=n)
         return self.decode(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)).clamp(-1, 1)
 
-# %% ../nbs/08_metrics.ipynb #1e23e186
+# %% ../nbs/08_metrics.ipynb #04fa8aac
 def _real_scores(clf:Classifiers, test:FaceData, batch_size:int) -> dict:
     "The classifiers' outputs on the real test images, computed once per classifier set and dataset."
     key = (test.manifest.get('path'), len(test), test.size, int(test.images[::max(1, len(test) // 64)].sum()))
-    if key[0] is None or key not in clf._real: clf._real[key] = clf.score(test.images, batch_size)
-    return clf._real[key]
+    real = clf.cached(key if key[0] is not None else None, lambda: clf.score(test.images, batch_size))
+    real['broken_threshold'] = clf.cached(key + ('broken',) if key[0] is not None else None,
+                                          lambda: broken_threshold(clf, test.images, batch_size=batch_size))
+    return real
 
 @torch.no_grad()
 def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_samples:int|None=None, seed:int=0,
@@ -265,7 +317,7 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
         check(model.n_attrs == data.n_attrs, f"{model.name} is conditioned on {model.n_attrs} attributes but {data.name} has "
                                              f"{data.n_attrs}")
     real = _real_scores(classifiers, test, batch_size)
-    dev, was = _model_device(model), model.training
+    dev, was = getattr(model, 'device', torch.device('cpu')), model.training   # FaceModel.device; stand-ins: cpu
     g = torch.Generator(device=dev).manual_seed(seed)
     a_all = test.attrs[torch.arange(n) % len(test)] if model.conditional else None
     outs, tvs, size = [], [], None
@@ -295,13 +347,14 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
                                                    "Inception-v3 FID"),
                precision_recall=precision_recall(real['features'], gen['features'], k),
                exploded=exploded_share(torch.cat(tvs), exploded_threshold(test.images)),
+               broken=broken_share(attribute_doubt(gen['attr_logits']), real['broken_threshold']),
                reconstruction=reconstruction_metrics(model, test, batch_size, seed) if model.has_encoder else None,
                reference=dict(inception_score=inception_score(real['probs'], splits, ig()),
                               attribute_accuracy=attribute_accuracy(real['attr_logits'], test.attrs, names)))
     res['seconds'] = round(time.time() - t0, 2)
     return res
 
-# %% ../nbs/08_metrics.ipynb #89da35ea
+# %% ../nbs/08_metrics.ipynb #3baa5b5e
 def _pm(d): return None if d is None else f"{d['mean']:.2f} ± {d['std']:.2f}"
 
 def result_row(res:dict) -> dict:
@@ -313,14 +366,15 @@ def result_row(res:dict) -> dict:
             'FD_crvae': round(res['frechet_distance']['value'], 4), 'precision': round(pr['precision'], 4),
             'recall': round(pr['recall'], 4),
             'exploded_%': round(100 * res['exploded']['share'], 2) if res.get('exploded') else None,
+            'broken_%': round(100 * res['broken']['share'], 2) if res.get('broken') else None,
             'recon_mse': None if rec is None else round(rec['recon_mse'], 5), 'ELBO_nats': None if rec is None else round(rec['elbo'], 1),
             'n_gen': res['n_generated'], 'n_real': res['n_real'], 'n_recon': None if rec is None else rec['n'],
             'real_IS': _pm(res['reference']['inception_score']),
             'real_attr_acc_%': round(100 * res['reference']['attribute_accuracy']['mean'], 2),
             'classifiers': ' '.join(res['classifier_versions'].values()), 'seed': res['seed'], 'seconds': res['seconds']}
 
-TABLE_COLUMNS = ['run', 'size', 'IS', 'attr_acc_%', 'FD_crvae', 'recall', 'exploded_%', 'recon_mse', 'ELBO_nats', 'n_gen', 'n_real',
-                 'classifiers']  # precision: see section 4
+TABLE_COLUMNS = ['run', 'size', 'IS', 'attr_acc_%', 'FD_crvae', 'recall', 'broken_%', 'exploded_%', 'recon_mse', 'ELBO_nats',
+                 'n_gen', 'n_real', 'classifiers']  # precision: see section 4
 
 def head_rows(results:list) -> list:
     "Per-head inception scores (mean ± std), one row per result."

@@ -21,7 +21,7 @@ from .runs import find_run, load, read_run, safetensors_bytes
 __all__ = ['FIT_N', 'DENSITY_FILE', 'DENSITY_FORMAT', 'posterior_codes', 'block_index', 'block_kl', 'whitened_distance',
            'hole_table', 'CodeDensity', 'fit_gaussian', 'fit_code_density', 'sample_fitted', 'block_conditional',
            'redraw_block_fitted', 'save_code_density', 'load_code_density', 'density_for', 'two_samplers',
-           'sampler_scores', 'refit']
+           'sampler_scores', 'labelled_images', 'refit']
 
 # %% ../nbs/16_prior_hole.ipynb #50245ec6
 def _flat(model, z): return z.reshape(z.shape[0], -1)                    # (B, *latent_shape) -> (B, Z)
@@ -233,32 +233,55 @@ def two_samplers(model, density:CodeDensity, a=None, n:int=9, seed:int=0) -> dic
              fitted=sample_fitted(model, density, a, n, torch.Generator().manual_seed(seed)))
     return {k: model.decode(v, a).float().clamp(-1, 1).cpu() for k, v in z.items()}
 
-# %% ../nbs/16_prior_hole.ipynb #6a841c4e
+# %% ../nbs/16_prior_hole.ipynb #d7fc6fe3
 @torch.no_grad()
 def sampler_scores(model, density:CodeDensity, data:FaceData, classifiers, n:int=500, seed:int=0, splits:int=10,
-                   batch_size:int=250) -> dict:
+                   batch_size:int=250, diversity=None) -> dict:
     "IS, FD and attribute accuracy of faces from the paper's prior and from the fitted density, on `data`'s first `n` test faces."
-    from crvae.metrics import inception_score, frechet_distance, attribute_accuracy
+    from crvae.metrics import inception_score, frechet_distance, attribute_accuracy, attribute_doubt, broken_threshold
     test = data.subset('test')
     test = test.subset(torch.arange(min(n, len(test))))
     real = classifiers.score(test.images, batch_size)
+    thr = broken_threshold(classifiers, test.images, batch_size=batch_size)      # notebook 08's broken-face score
     out = {}
     for k in ('prior', 'fitted'):
-        g, scores = torch.Generator().manual_seed(seed), []
+        g, scores, first = torch.Generator().manual_seed(seed), [], None
         for s in range(0, len(test), batch_size):
             a = test.attrs[s:s + batch_size].to(model.device) if model.conditional else None
             b = min(batch_size, len(test) - s)
             z = model.sample_z(a, b, g) if k == 'prior' else sample_fitted(model, density, a, b, g)
-            scores.append(classifiers.score(model.decode(z, a).float().clamp(-1, 1), batch_size))
+            x = model.decode(z, a).float().clamp(-1, 1)
+            first = x if first is None else first
+            scores.append(classifiers.score(x, batch_size))
         feats = torch.cat([o['features'] for o in scores])
         probs = {h: torch.cat([o['probs'][h] for o in scores]) for h in scores[0]['probs']}
         acc = attribute_accuracy(torch.cat([o['attr_logits'] for o in scores]), test.attrs) if model.conditional else None
         out[k] = dict(inception_score=round(inception_score(probs, splits, torch.Generator().manual_seed(seed))['mean'], 3),
                       fd=round(frechet_distance(real['features'], feats), 1),
-                      attribute_accuracy=None if acc is None else round(acc['mean'], 4))
+                      attribute_accuracy=None if acc is None else round(acc['mean'], 4),
+                      diversity=None if diversity is None else round(diversity(first[:256].cpu()), 4),   # e.g. protocol's
+                      broken=round(float((attribute_doubt(torch.cat([o['attr_logits'] for o in scores])) > thr).float().mean()), 4))
     return dict(model=model.name, n=len(test), **out)
 
-# %% ../nbs/16_prior_hole.ipynb #49925754
+# %% ../nbs/16_prior_hole.ipynb #40e7e29c
+@torch.no_grad()
+def labelled_images(rows:list, data:FaceData) -> torch.Tensor:
+    "Images (n, 3, H, W) uint8 of label rows: the checkpoint's `sampler` at `seed` (first `n` test attribute rows), or test face `index`."
+    from crvae.data import to_uint8
+    test, out, grids = data.subset('test'), [], {}
+    for r in rows:
+        if r['model'] == 'real-test': out.append(test.images[r['index']]); continue
+        key = (r['model'], r['seed'], r['n'])
+        if key not in grids:
+            m = load(r['model'])
+            dens, note = density_for(m)
+            check(dens is not None, f"{r['model']}: {note}")
+            a = test.attrs[:r['n']].float() if m.conditional else None
+            grids[key] = {s: to_uint8(v) for s, v in two_samplers(m, dens, a, r['n'], r['seed']).items()}
+        out.append(grids[key][r['sampler']][r['index']])
+    return torch.stack(out)
+
+# %% ../nbs/16_prior_hole.ipynb #9cd85f83
 def refit(runs=(), n:int=FIT_N, progress:bool=True) -> list[Path]:
     "Fit and store the code density of each run (folder or shipped name; default: every shipped checkpoint with an encoder)."
     from crvae.core import checkpoints_home
@@ -279,4 +302,3 @@ def refit(runs=(), n:int=FIT_N, progress:bool=True) -> list[Path]:
 def _prior_fit_cmd(runs: Arg('run folders or shipped checkpoint names (default: every shipped checkpoint)', nargs='*',
                              metavar='RUN')=(), *, n: Arg('training faces to fit on', range=(2, 10**7, 'faces'))=FIT_N):
     refit(runs, n)
-

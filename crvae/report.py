@@ -16,10 +16,74 @@ from .core import check, markdown_table
 from .shipping import COMPARISON
 
 # %% auto #0
-__all__ = ['RESPONSIBLE_USE', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS', 'merge_seeds', 'summary_rows', 'differences',
+__all__ = ['SAMPLERS_FILE', 'SAMPLER_GROUPS', 'RESPONSIBLE_USE', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS',
+           'sampler_results', 'sampler_rows', 'sampler_section', 'merge_seeds', 'summary_rows', 'differences',
            'report_markdown', 'md_to_html']
 
-# %% ../nbs/89a_report.ipynb #a8927fcb
+# %% ../nbs/89a_report.ipynb #db3a49e2
+SAMPLERS_FILE = 'results/samplers.json'      # under assets_home()
+
+def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path:
+    "`sampler_scores` of every shipped model on its data's first `n` test faces, written (atomic JSON) to assets/results/samplers.json."
+    from crvae.shipping import COMPARISON, shipped_name, eval_classifiers
+    from crvae.core import assets_home, save_json
+    from crvae.runs import load
+    from crvae.data import load_faces
+    from crvae.prior_hole import sampler_scores, load_code_density
+    from crvae.protocol import pairwise_diversity
+    rows, cache = [], {}
+    for role in COMPARISON:
+        name = shipped_name(role)
+        model = load(name)
+        d = model.run['data']
+        key = (d['data'], d.get('root'), d.get('size', 64), d.get('n'), d.get('seed', 0))
+        if key not in cache:
+            data = load_faces(*key, progress=False)
+            cache[key] = (data, eval_classifiers(data))
+        data, clf = cache[key]
+        rows.append(dict(role=role, checkpoint=name, **sampler_scores(model, load_code_density(name, model), data, clf, n=n, seed=seed,
+                                                                         diversity=pairwise_diversity)))
+        if progress: print(f"{role}: scored", flush=True)
+    path = Path(out) if out is not None else assets_home()/SAMPLERS_FILE
+    save_json(path, dict(n=n, seed=seed, classifiers=clf.versions, rows=rows,
+                         command=f'python -c "from crvae.report import sampler_results; sampler_results({n}, {seed})"'))
+    return path
+
+# %% ../nbs/89a_report.ipynb #be4cabef
+SAMPLER_GROUPS = (('prior', "paper's prior"), ('fitted', 'fitted density'))
+
+def sampler_rows(path=None) -> list[dict]:
+    "The both-samplers table: per shipped model IS, FD, attribute accuracy, diversity and broken share under the paper's prior"
+    " and under the fitted code density (notebook 16's `sampler_results` file; [] when it is absent)."
+    from crvae.core import assets_home, load_json
+    path = Path(path) if path is not None else assets_home()/SAMPLERS_FILE
+    if not path.exists(): return []
+    rows = []
+    for r in load_json(path)['rows']:
+        row = {'model': r['role']}
+        for k, label in SAMPLER_GROUPS:
+            v = r[k]
+            row |= {f'{label}: IS': v['inception_score'], f'{label}: FD_crvae': v['fd'],
+                    f'{label}: attr acc %': None if v['attribute_accuracy'] is None else round(100 * v['attribute_accuracy'], 1),
+                    f'{label}: diversity': v.get('diversity'),
+                    f'{label}: broken %': None if v.get('broken') is None else round(100 * v['broken'], 1)}
+        rows.append(row)
+    return rows
+
+def sampler_section(path=None) -> list[str]:
+    "The report's lines for the both-samplers table (none when its results file is absent)."
+    from crvae.core import assets_home, load_json
+    rows = sampler_rows(path)
+    if not rows: return []
+    meta = load_json(Path(path) if path is not None else assets_home()/SAMPLERS_FILE)
+    return ['## Both samplers: the paper\'s prior and the fitted code density', '',
+            f"Each shipped model scored on the first {meta['n']} test faces (seed {meta['seed']}) twice: faces decoded from the "
+            "paper's prior, and from a density fitted after training to the encoder's codes (notebook 16). Diversity: mean "
+            "squared pixel difference between pairs of faces; broken: share flagged by the broken-face score (notebook 08). "
+            "The papers' claims above are judged on the paper's prior only; the fitted density never enters a verdict.", '',
+            _table(rows), '', f"Regenerate with `{meta['command']}`.", '']
+
+# %% ../nbs/89a_report.ipynb #ffed3462
 def merge_seeds(results:list) -> dict:
     "One result from the results of several seeds: means of IS and attribute accuracy, their std over seeds."
     check(len(results) > 0, "no results to merge")
@@ -36,6 +100,7 @@ def merge_seeds(results:list) -> dict:
     r['seeds'] = len(results)
     return r
 
+# %% ../nbs/89a_report.ipynb #8741b977
 RESPONSIBLE_USE = """The acVAE-GAN paper motivates attribute-conditioned face synthesis as a tool to help witnesses describe a
 suspect or a missing person. These models cannot do that, and tools like them can do harm:
 
@@ -52,6 +117,7 @@ suspect or a missing person. These models cannot do that, and tools like them ca
   studied with the forensic-psychology literature on composites, with human oversight, and never as evidence.
 - Use these checkpoints for learning and research on generative models, not to depict, identify or profile people."""
 
+# %% ../nbs/89a_report.ipynb #dbfc2bf4
 def _pm(m, s, nd=2): return None if m is None else (f'{m:.{nd}f}' if s is None else f'{m:.{nd}f} ± {s:.{nd}f}')
 
 def summary_rows(by_role:dict, sources:dict) -> list[dict]:
@@ -77,6 +143,7 @@ def summary_rows(by_role:dict, sources:dict) -> list[dict]:
                      'source': ', '.join(Path(p).name for p in sources.get(role, []))})
     return rows
 
+# %% ../nbs/89a_report.ipynb #a228120f
 FIG3_PAPER = 'crVAE Fig. 3'      # COMPARISON's `paper` of the latent-space study (vae, conv-vae, crvae): not in Table 1
 FIG3_COLUMNS = ['model', 'paper label', 'seeds', 'steps', 'recon MSE', 'IS', 'FD_crvae']   # its panels: reconstructions, samples
 
@@ -98,6 +165,7 @@ def differences(claims:list) -> list[str]:
              'are reported as measured, without tuning a model against another; the notebooks read the runs\' learning '
              'curves to tell a slower model from a worse one.', '', *out, ''] if out else [])
 
+# %% ../nbs/89a_report.ipynb #224bc3db
 def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
     "The report (markdown): key table, the papers' tables with our numbers, claims, figures, runs, machine, responsible use."
     from crvae.tables import crvae_table1, acvae_table2, acvae_table3
@@ -115,6 +183,7 @@ def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
          "Our numbers are avatar numbers with crvae's own classifiers; the papers' are CelebA numbers with a VGG network: "
          "they sit side by side for orientation, and only the *ordering* of the models is compared.", '',
          '## Key results', '', _table(summary_rows(by_role, meta['sources'])), '',
+         *sampler_section(meta.get('samplers')),
          '## Claims of the papers', '', _table(claims, ['claim', 'paper', 'evidence', 'seeds', 'verdict']), '',
          "A seed is *ahead* when the two intervals (IS ± split std; accuracy ± standard error) do not overlap; *supported* "
          "needs a majority of seeds ahead and none behind.", '', *differences(claims),

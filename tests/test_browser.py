@@ -105,6 +105,8 @@ def test_face_tool_in_chromium(app_url, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={'width': 1200, 'height': 1100})
+            asked = []                                                   # every URL the page requests: none may leave the machine
+            page.on('request', lambda r: asked.append(r.url))
             page.goto(url, wait_until='domcontentloaded', timeout=30_000)
             status, timing = page.locator('.crvae-status'), page.locator('.crvae-timing')
             page.locator('.crvae-attr-Eyeglasses').wait_for(timeout=60_000)     # the kernel has run the app cell
@@ -153,7 +155,8 @@ def test_face_tool_in_chromium(app_url, tmp_path):
             page.wait_for_timeout(300)
             varied = grid.screenshot()
             assert varied != faces, 'Variations did not change the grid'
-            assert [len(row) for row in _badges(page)] == [3] * 9           # variations keep the request, and its badges
+            for row in _badges(page):                                   # variations keep the request, and its badges (or 'broken')
+                assert len(row) == 3 or row == [['broken', 'broken', 'broken']], row
 
             (shots/'face_tool.png').write_bytes(page.screenshot(full_page=True))
             print(f'screenshots: {shots/"face_tool_open.png"}, {shots/"face_tool.png"}')
@@ -166,5 +169,65 @@ def test_face_tool_in_chromium(app_url, tmp_path):
             expect(status).to_contain_text("sampler: paper's prior; 9 faces for +Eyeglasses", timeout=20_000)
             expect(page.locator('.crvae-sampler')).to_contain_text("sampler: the paper's prior")
             expect(timing).to_have_text(re.compile(r'stage 1: 9 faces in \d+\.\d\d s'))
+            # under the paper's prior the broken-face score flags some faces: one grey badge each, no attribute ticks
+            expect(page.locator('.crvae-badge-broken').first).to_be_visible(timeout=10_000)
+            rows = _badges(page)
+            broken = [row for row in rows if any(k == 'broken' for k, _, _ in row)]
+            assert broken and all(row == [['broken', 'broken', 'broken']] for row in broken), rows
+            assert page.locator('.crvae-badge-broken').first.evaluate("b => getComputedStyle(b).backgroundColor") == 'rgb(170, 183, 184)'
+            (shots/'face_tool_prior.png').write_bytes(page.screenshot(full_page=True))
+            page.locator('.crvae-sampler-menu select').select_option(label='fitted density')   # and back: no broken badge
+            expect(status).to_contain_text('sampler: fitted density', timeout=20_000)
+            page.wait_for_timeout(300)
+            assert not any(k == 'broken' for row in _badges(page) for k, _, _ in row), _badges(page)
+            # Undo back to a stage-1 grid: the timing line says stage 1 again
+            for _ in range(3): page.get_by_role('button', name='Undo').click(); page.wait_for_timeout(400)
+            expect(status).to_contain_text('undone: back to the faces', timeout=20_000)
+            expect(timing).to_have_text(re.compile(r'stage 1: 9 faces in \d+\.\d\d s'))
+            outside = [u for u in asked if not u.startswith(('http://127.0.0.1:', 'data:', 'blob:', 'ws://127.0.0.1:'))]
+            assert not outside, f'the page asked the network for {outside[:5]}'
         finally:
             browser.close()
+
+
+def test_preference_widget_in_chromium(tmp_path, faces_1k):
+    "31_preference's study widget served as `crvae app` serves the tool: three shipped models' faces, a choice recorded."
+    from playwright.sync_api import sync_playwright, expect
+    from crvae.app import voila_command, free_port
+    import json
+    folder = tmp_path/'study'; folder.mkdir()
+    src = ("from crvae.preference import PreferenceStudy, PreferenceWidget\n"
+           "study = PreferenceStudy(['cvae-gan-avatars64', 'ccrvae-gan-avatars64', 'acvae-gan-avatars64'], "
+           "'choices.csv', n_trials=4)\nPreferenceWidget(study, rater='test')")
+    nb = dict(cells=[dict(cell_type='code', execution_count=None, id='study', metadata={}, outputs=[], source=src)],
+              metadata=dict(kernelspec=dict(display_name='Python 3', language='python', name='python3')), nbformat=4, nbformat_minor=5)
+    (folder/'study.ipynb').write_text(json.dumps(nb))
+    port, log = free_port(), tmp_path/'voila.log'
+    with open(log, 'wb') as f:
+        proc = subprocess.Popen(voila_command(folder/'study.ipynb', port, False), stdout=f, stderr=subprocess.STDOUT, cwd=folder,
+                                stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED='1'), start_new_session=True)
+    try:
+        url = f'http://127.0.0.1:{port}/'
+        _wait_http(url, proc, log, timeout=90)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={'width': 900, 'height': 700})
+                page.goto(url, wait_until='domcontentloaded', timeout=30_000)
+                page.get_by_text('Which face looks most real?').wait_for(timeout=90_000)
+                page.wait_for_function("() => { const ims = [...document.querySelectorAll('.crvae-cell img')];"
+                                       " return ims.length == 3 && ims.every(i => i.complete && i.naturalWidth > 0); }", timeout=30_000)
+                pics = page.evaluate(_PICTURES_JS)
+                assert len(pics) == 3 and all(q['std'] > 10 for q in pics), pics                   # faces, not placeholders
+                (_screenshot_dir(tmp_path)/'preference.png').write_bytes(page.screenshot(full_page=True))
+                page.get_by_role('button', name='B looks most real').click()
+                expect(page.locator('.crvae-status')).to_contain_text('recorded trial 1', timeout=20_000)
+                page.wait_for_timeout(500)
+                assert (folder/'choices.csv').exists() and len((folder/'choices.csv').read_text().splitlines()) == 2
+            finally:
+                browser.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try: proc.wait(15)
+            except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait()

@@ -157,7 +157,7 @@ def test_block_file_written_atomically_and_reused(tmp_path, faces_1k, monkeypatc
     r1 = fine_tuning_block(run, data=faces_1k, **QUICK)
     stored = json.loads((run/BLOCK_FILE).read_text())
     assert r1['reused'] is False and stored['block'] == r1['block'] and len(stored['blocks']) == 8
-    assert stored['key']['settings'] == dict(n_faces=8, seed=0, tol=0.02, min_visible=0.1) and stored['key']['classifier'] is None
+    assert stored['key']['settings'] == dict(n_faces=8, seed=0, tol=0.02, min_visible=0.1, min_change=0.05, min_parts=1.0) and stored['key']['classifier'] is None
     assert 'pixel change only' in stored['classifier_note'] and stored['prevalence']['Eyeglasses'] > 0
     assert fine_tuning_block(run, **QUICK)['reused'] is True                 # no data needed to reuse
     # a crash just before the rename leaves the old file whole and no temporary behind
@@ -210,7 +210,7 @@ def test_measure_blocks_with_a_classifier(tool):
     assert perfect['base_score'] == 1.0 and all(r['keeps_attributes'] for r in perfect['blocks'])
     noisy = lambda y: y.mean((1, 2, 3), keepdim=False)[:, None].expand(-1, 32) - y.mean()   # depends on the picture
     res = measure_blocks(m, rows, classifier=noisy, search=BlockSearch(n_faces=8))
-    assert res['block'] in range(8) and [r['block'] for r in res['blocks']] == list(range(8))
+    assert res['block'] in range(8) and [r['block'] for r in res['blocks']] == list(range(8))          # the prior: one row a block
     assert 0 <= res['base_score'] <= 1 and all(0 <= r['attr_score'] <= 1 for r in res['blocks'])
     assert sorted(a for r in res['blocks'] for a in r['attends']) == sorted(m.run['data']['attr_names'])   # acVAE Table 1
 
@@ -230,8 +230,32 @@ def test_choose_block_rules():
             dict(block=2, pixel_change=0.01, attr_score=0.5)]
     assert choose_block(rows, 0.08, 0.9, 0.02, 0.1) == (1, 'smallest visible change that keeps the attributes')
     assert choose_block(rows, 0.08, None, 0.02, 0.1)[0] == 2
-    assert choose_block(rows, 1.0, 0.9, 0.02, 0.1)[0] == 0                       # nothing visible: smallest that keeps
+    assert choose_block(rows, 1.0, 0.9, 0.02, 0.1)[0] == 1                       # nothing visible: the largest that keeps
     assert choose_block(rows, 0.08, 0.99, 0.02, 0.1)[0] == 0                     # nothing keeps: best score
+    # issue 27's floors: at least 5 % mean pixel change and one part family per face
+    rows = [dict(block=0, pixel_change=0.03, parts_changed=2.0, attr_score=0.9), dict(block=1, pixel_change=0.12, parts_changed=6.0,
+            attr_score=0.9), dict(block=2, pixel_change=0.06, parts_changed=0.5, attr_score=0.9)]
+    assert choose_block(rows, 0.2, 0.9, 0.02, 0.1, 0.05, 1.0) == (1, 'smallest visible change that keeps the attributes')
+    block, rule = choose_block(rows, 0.2, 0.9, 0.02, 0.1, 0.5, 1.0)              # none qualifies: the page says so and why
+    assert block == 1 and rule.startswith('no block passed the visibility floor (at least 50 % mean pixel change and 1 part family')
+
+
+def test_broken_badge_replaces_the_ticks(tool):
+    "A face the broken-face score flags gets one grey 'broken' badge instead of the attribute ticks."
+    L = torch.full((4, 32), -8.0); L[1] = 0.1; L[3] = -0.2                    # faces 1 and 3: the classifier doubts everything
+    tool.history.clear()
+    tool.classifier, tool.broken_threshold = _fake_classifier(L), -5.0
+    try:
+        tool.generate({'Eyeglasses': 1}, seed=0)
+        assert tool.state.broken.tolist() == [False, True, False, True]
+        b = tool.badges()
+        assert [row[0]['name'] for row in b] == ['Eyeglasses', 'broken', 'Eyeglasses', 'broken'] and b[1][0]['broken']
+        html = badge_html(b[1])
+        assert 'crvae-badge-broken' in html and 'data-ok="broken"' in html and '✓' not in html
+        tool.generate(None, seed=0)                                                  # nothing requested: still flagged
+        assert [len(r) for r in tool.badges()] == [0, 1, 0, 1] and tool.state.logits is None
+    finally:
+        tool.classifier, tool.broken_threshold = None, None; tool.history.clear()
 
 
 def test_app_command_checks_and_loopback(acvae_run, run_cli, monkeypatch):
