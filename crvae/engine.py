@@ -52,7 +52,7 @@ def _set_rng_state(s:dict, device):
     torch.set_rng_state(s['cpu'])
     if device.type == 'cuda' and 'cuda' in s: torch.cuda.set_rng_state(s['cuda'], device)
 
-def _inside(p:Path, folder:Path) -> bool:
+def _deletable_inside(p:Path, folder:Path) -> bool:
     "Whether `p` is itself no link and its real location lies inside `folder`'s: deleting it deletes nothing elsewhere."
     real, top = os.path.realpath(p), os.path.realpath(folder)
     return not Path(p).is_symlink() and os.path.commonpath([real, top]) == top and real != top
@@ -204,7 +204,7 @@ class Engine:
         ck_dir = self.out/'checkpoints'
         name = f'step-{self.step_:07d}'
         if (ck_dir/name).exists() or (ck_dir/name).is_symlink():
-            check(_inside(ck_dir/name, self.out), f"{ck_dir/name} lies outside the run folder (a link): crvae never deletes through "
+            check(_deletable_inside(ck_dir/name, self.out), f"{ck_dir/name} lies outside the run folder (a link): crvae never deletes through "
                                                   "a link; remove it yourself, or make checkpoints a plain folder")
             check(crvae_wrote(ck_dir/name), f"{ck_dir/name} is not a checkpoint crvae wrote (other files, or no step in its weights): "
                                             "crvae replaces only its own; move it away, or train into another --out")
@@ -224,7 +224,7 @@ class Engine:
         kept = []
         for p in old:
             if not crvae_wrote(p): continue
-            if not _inside(p, self.out): kept.append(p); continue
+            if not _deletable_inside(p, self.out): kept.append(p); continue
             if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
             else: p.unlink(missing_ok=True)
         if kept and not getattr(self, '_link_note', False):
