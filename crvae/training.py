@@ -15,7 +15,8 @@ import torch.nn as nn
 
 import crvae
 from .core import (UserError, check, did_you_mean, save_json, get_device, apply_overrides, config_from_dict, command, Arg,
-                   check_seed, remove_stale_temps, SEED_MAX)
+                   check_seed, SEED_MAX)
+from .cleanup import remove_stale_temps
 from .data import FaceData, load_faces
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
 from .runs import (FORMAT_VERSION, save_weights, read_weights, read_state, load_weights_into, find_run, read_run, check_buildable,
