@@ -8,7 +8,16 @@ Docs: https://crvae.github.io/crvae/cli.html.md"""
 __all__ = []
 
 # %% ../nbs/01a_cli.ipynb #6838c308
-from .core import main
+import torch
+
+from .core import main, command, get_device
+
+# %% ../nbs/01a_cli.ipynb #6436279a
+@command('version')
+def _version_cmd():
+    import platform, crvae
+    print(f"crvae {crvae.__version__}  python {platform.python_version()}  torch {torch.__version__}  "
+          f"cuda {torch.cuda.is_available()}  device auto={get_device('auto')}")
 
 # %% ../nbs/01a_cli.ipynb #cf349d16
 # `__file__` is undefined when this cell runs in a notebook, which keeps the kernel alive

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 # %% auto #0
-__all__ = ['CLAIMS', 'budget', 'seed_pairs', 'judge_claim', 'judge_claims']
+__all__ = ['CLAIMS', 'RULES', 'budget', 'seed_pairs', 'judge_claim', 'judge_claims']
 
-# %% ../nbs/89_claims.ipynb #9405d4a8
+# %% ../nbs/89_claims.ipynb #244512c4
 CLAIMS = [
     dict(id='is-crvae', claim='crVAE-GAN IS > VAE-GAN IS', kind='is', a='crvae-gan-nomi', b='vae-gan',
          paper='crVAE Table 1, CelebA 64 px: 24.16 ± 0.33 vs 21.70 ± 0.15 (both without MI)', explained=('91_differences',)),
@@ -50,6 +50,7 @@ CLAIMS = [
          paper='crVAE Fig. 3 (d, f): sharper generations than the VAE', explained=('11_fig_latent', '91_differences')),
 ]
 
+# %% ../nbs/89_claims.ipynb #91e703eb
 def _spread(res:dict, kind:str) -> tuple[float, float]:
     """(value, spread) of `res` for a claim kind: IS mean and split std, test reconstruction MSE and its standard error over
     the images, or attribute accuracy and its standard error."""
@@ -68,6 +69,7 @@ def _majority(ahead:int, behind:int, n:int, unit:str, tie:str) -> str:
     if behind > n / 2 and not ahead: return f'not supported: the opposite holds, {behind}/{n} {unit}'
     return tie
 
+# %% ../nbs/89_claims.ipynb #caa75b59
 def budget(res:dict) -> int|None:
     "The training steps behind a result (with the runs it started from), None when it does not say."
     return res.get('steps_total') or res.get('step')
@@ -82,82 +84,100 @@ def seed_pairs(A:list, B:list) -> tuple[list, str|None]:
     if bad: return [], 'unequal budgets: ' + ', '.join(bad)
     return [(a[s], b[s]) for s in seeds], None
 
+# %% ../nbs/89_claims.ipynb #9fe8042b
+def _completion(claim:dict, figures:dict|None) -> tuple:
+    "Completion, from the figure's table: seed 0's checkpoints, each mask over the same test faces; the verdict counts masks."
+    comp = (figures or {}).get('completion') or {}
+    by = {(r['model'], r['mask']): r for r in comp.get('rows', [])}
+    pairs = [(k, by[claim['a'], k], by[claim['b'], k]) for (m, k) in by if m == claim['a'] and (claim['b'], k) in by]
+    if not pairs:
+        why = (figures or {}).get('skipped', {}).get(claim['figure'], 'its runs are missing') if figures else 'figures not drawn'
+        return '0', f"{claim['figure']} not drawn: {why}", 'not run'
+    ahead = behind = 0; ev = []
+    for k, ra, rb in pairs:
+        d, s = rb['masked_mse'] - ra['masked_mse'], ra.get('masked_mse_se', 0.0) + rb.get('masked_mse_se', 0.0)
+        ahead += d > s; behind += -d > s
+        kept = (f", attributes kept {100 * ra['attr_agreement']:.1f} vs {100 * rb['attr_agreement']:.1f} %"
+                if 'attr_agreement' in ra and 'attr_agreement' in rb else '')
+        ev.append(f"{k}: masked MSE {ra['masked_mse']:.4f} ± {ra.get('masked_mse_se', 0):.4f} vs {rb['masked_mse']:.4f} ± "
+                  f"{rb.get('masked_mse_se', 0):.4f}{kept}")
+    verdict = _majority(ahead, behind, len(pairs), 'masks', 'too short to judge: the errors overlap or the masks disagree')
+    return '1', f"{claim['a']} vs {claim['b']}, {comp.get('n_faces')} test faces per mask: " + '; '.join(ev), verdict
+
+# %% ../nbs/89_claims.ipynb #e26bed8a
+def _scores(claim:dict, pairs:list) -> tuple:
+    "IS, attribute accuracy or reconstruction error, seed by seed: ahead when the difference exceeds both spreads."
+    if claim['kind'] == 'recon' and not all(r.get('reconstruction') for p in pairs for r in p):
+        return '0', 'a model without an encoder has no reconstructions', 'not run'
+    ahead = behind = lead = 0; ev = []
+    sign = -1 if claim['kind'] == 'recon' else 1         # a lower error is better; a higher score or accuracy is
+    for ra, rb in pairs:
+        (va, sa), (vb, sb) = _spread(ra, claim['kind']), _spread(rb, claim['kind'])
+        d = sign * (va - vb)
+        ahead += d > sa + sb; behind += -d > sa + sb; lead += d > 0
+        ev.append(f"{_show(va, sa, claim['kind'])} vs {_show(vb, sb, claim['kind'])}")
+    n = len(pairs)
+    verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} '
+                                                   f'seeds ahead in the mean)')
+    return str(n), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict
+
+def _stability(claim:dict, pairs:list) -> tuple:
+    "Snapshot stability, seed by seed: lower is steadier; the spread of each is its standard error over snapshot pairs."
+    pairs = [(ra['stability'], rb['stability']) for ra, rb in pairs if ra.get('stability') and rb.get('stability')]
+    if not pairs: return '0', 'no weight snapshots in the runs (train with --set snapshot_every=N, ship with --snapshots K)', 'not run'
+    ahead = behind = lead = 0; ev = []
+    for sa, sb in pairs:
+        (va, ea), (vb, eb) = ((s['pixel_change_mean'], s['pixel_change_se']) for s in (sa, sb))
+        ahead += (vb - va) > ea + eb; behind += (va - vb) > ea + eb; lead += va < vb
+        ev.append(f"pixel change {va:.4f} ± {ea:.4f} vs {vb:.4f} ± {eb:.4f}, parts switched {100 * sa['part_switch_mean']:.1f} vs "
+                  f"{100 * sb['part_switch_mean']:.1f} % ({len(sa['steps'])} and {len(sb['steps'])} snapshots)")
+    n = len(pairs)
+    verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds '
+                                                   f'steadier in the mean)')
+    return str(n), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict
+
+# %% ../nbs/89_claims.ipynb #f0914028
+def _acc_vs_real(claim:dict, A:list) -> tuple:
+    "Attribute accuracy of generated faces at least 0.9 of the real faces', in a majority of seeds."
+    ratios = [r['attribute_accuracy']['mean'] / r['reference']['attribute_accuracy']['mean'] for r in A]
+    ok = sum(x >= 0.9 for x in ratios)
+    ev = '; '.join(f"{100 * r['attribute_accuracy']['mean']:.1f} % vs real {100 * r['reference']['attribute_accuracy']['mean']:.1f} % "
+                   f"(ratio {x:.3f})" for r, x in zip(A, ratios))
+    verdict = f'supported, {ok}/{len(A)} seeds' if ok > len(A) / 2 else f'not reached, {len(A) - ok}/{len(A)} seeds below 0.9'
+    return str(len(A)), ev, verdict
+
+def _attention(claim:dict, A:list) -> tuple:
+    "Sharp attention (entropy under half of log T, at least half the steps used) in a majority of seeds; nearly uniform: too early."
+    atts = [r['attention'] for r in A if r.get('attention')]
+    if not atts: return '0', 'no attention recorded', 'not run'
+    ev = '; '.join(f"entropy/log T {a['entropy_over_logT']:.2f}, {a['steps_used']}/{a['T']} steps attended, "
+                   f"at most {a['max_per_step']} attributes on one step (N/T = {a['n_attrs'] / a['T']:.0f})" for a in atts)
+    sharp = sum(a['entropy_over_logT'] < 0.5 and a['steps_used'] >= a['T'] / 2 for a in atts)
+    flat = sum(a['entropy_over_logT'] > 0.95 for a in atts)
+    n = len(atts)
+    if sharp > n / 2: return str(n), ev, f'supported, {sharp}/{n} seeds'
+    if flat > n / 2: return str(n), ev, 'too short to judge: the attention is still nearly uniform'
+    return str(n), ev, f'not supported, {n - sharp}/{n} seeds'
+
+# %% ../nbs/89_claims.ipynb #c17cce2a
+# kind of claim -> (its rule, what the rule is given: 'figures', 'a' (the first model's results) or 'pairs' (both, by seed))
+RULES = dict(completion=(_completion, 'figures'), acc_vs_real=(_acc_vs_real, 'a'), attention=(_attention, 'a'),
+             stability=(_stability, 'pairs'), **{k: (_scores, 'pairs') for k in ('is', 'acc', 'recon')})
+
 def judge_claim(claim:dict, by_role:dict, figures:dict|None=None) -> dict:
     "The verdict and evidence of one claim from `by_role` (role -> list of results, one per seed); `figures`: `make_figures`' record."
     out = dict(claim=claim['claim'], paper=claim['paper'], explained=claim.get('explained', ()))
+    row = lambda seeds, evidence, verdict: dict(out, seeds=seeds, evidence=evidence, verdict=verdict)
+    rule, given = RULES.get(claim['kind'], (None, None))
+    if given == 'figures': return row(*rule(claim, figures))
     A, B = by_role.get(claim['a'], []), by_role.get(claim.get('b'), []) if claim.get('b') else []
-    if claim['kind'] == 'completion':     # from the figure's table: seed 0's checkpoints, each mask over the same test faces
-        comp = (figures or {}).get('completion') or {}
-        by = {(r['model'], r['mask']): r for r in comp.get('rows', [])}
-        pairs = [(k, by[claim['a'], k], by[claim['b'], k]) for (m, k) in by if m == claim['a'] and (claim['b'], k) in by]
-        if not pairs:
-            why = (figures or {}).get('skipped', {}).get(claim['figure'], 'its runs are missing') if figures else 'figures not drawn'
-            return dict(out, seeds='0', evidence=f"{claim['figure']} not drawn: {why}", verdict='not run')
-        ahead = behind = 0; ev = []
-        for k, ra, rb in pairs:
-            d, s = rb['masked_mse'] - ra['masked_mse'], ra.get('masked_mse_se', 0.0) + rb.get('masked_mse_se', 0.0)
-            ahead += d > s; behind += -d > s
-            kept = (f", attributes kept {100 * ra['attr_agreement']:.1f} vs {100 * rb['attr_agreement']:.1f} %"
-                    if 'attr_agreement' in ra and 'attr_agreement' in rb else '')
-            ev.append(f"{k}: masked MSE {ra['masked_mse']:.4f} ± {ra.get('masked_mse_se', 0):.4f} vs {rb['masked_mse']:.4f} ± "
-                      f"{rb.get('masked_mse_se', 0):.4f}{kept}")
-        n = len(pairs)
-        verdict = _majority(ahead, behind, n, 'masks', 'too short to judge: the errors overlap or the masks disagree')
-        return dict(out, seeds='1', evidence=f"{claim['a']} vs {claim['b']}, {comp.get('n_faces')} test faces per mask: " + '; '.join(ev),
-                    verdict=verdict)
     missing = [r for r, xs in ((claim['a'], A), (claim.get('b'), B)) if r and not xs]
-    if missing: return dict(out, seeds='0', evidence=f"no run of {', '.join(missing)}", verdict='not run')
-    if claim['kind'] in ('is', 'acc', 'recon', 'stability'):
-        pairs, why = seed_pairs(A, B)
-        if why: return dict(out, seeds='0', evidence=why, verdict='not judged: ' + why.split(':')[0])
-    if claim['kind'] in ('is', 'acc', 'recon'):
-        if claim['kind'] == 'recon' and not all(r.get('reconstruction') for p in pairs for r in p):
-            return dict(out, seeds='0', evidence='a model without an encoder has no reconstructions', verdict='not run')
-        ahead = behind = lead = 0; ev = []
-        sign = -1 if claim['kind'] == 'recon' else 1         # a lower error is better; a higher score or accuracy is
-        for ra, rb in pairs:
-            (va, sa), (vb, sb) = _spread(ra, claim['kind']), _spread(rb, claim['kind'])
-            d = sign * (va - vb)
-            ahead += d > sa + sb; behind += -d > sa + sb; lead += d > 0
-            ev.append(f"{_show(va, sa, claim['kind'])} vs {_show(vb, sb, claim['kind'])}")
-        n = len(pairs)
-        verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} '
-                                                       f'seeds ahead in the mean)')
-        return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
-    if claim['kind'] == 'stability':      # lower is steadier; the spread of each is its standard error over snapshot pairs
-        pairs = [(ra['stability'], rb['stability']) for ra, rb in pairs if ra.get('stability') and rb.get('stability')]
-        if not pairs: return dict(out, seeds='0', evidence='no weight snapshots in the runs (train with --set snapshot_every=N, '
-                                                        'ship with --snapshots K)', verdict='not run')
-        ahead = behind = lead = 0; ev = []
-        for sa, sb in pairs:
-            (va, ea), (vb, eb) = ((s['pixel_change_mean'], s['pixel_change_se']) for s in (sa, sb))
-            ahead += (vb - va) > ea + eb; behind += (va - vb) > ea + eb; lead += va < vb
-            ev.append(f"pixel change {va:.4f} ± {ea:.4f} vs {vb:.4f} ± {eb:.4f}, parts switched {100 * sa['part_switch_mean']:.1f} vs "
-                      f"{100 * sb['part_switch_mean']:.1f} % ({len(sa['steps'])} and {len(sb['steps'])} snapshots)")
-        n = len(pairs)
-        verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds '
-                                                       f'steadier in the mean)')
-        return dict(out, seeds=str(n), evidence=f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict=verdict)
-    if claim['kind'] == 'acc_vs_real':
-        ratios = [r['attribute_accuracy']['mean'] / r['reference']['attribute_accuracy']['mean'] for r in A]
-        ok = sum(x >= 0.9 for x in ratios)
-        ev = '; '.join(f"{100 * r['attribute_accuracy']['mean']:.1f} % vs real {100 * r['reference']['attribute_accuracy']['mean']:.1f} % "
-                       f"(ratio {x:.3f})" for r, x in zip(A, ratios))
-        verdict = f'supported, {ok}/{len(A)} seeds' if ok > len(A) / 2 else f'not reached, {len(A) - ok}/{len(A)} seeds below 0.9'
-        return dict(out, seeds=str(len(A)), evidence=ev, verdict=verdict)
-    if claim['kind'] == 'attention':
-        atts = [r['attention'] for r in A if r.get('attention')]
-        if not atts: return dict(out, seeds='0', evidence='no attention recorded', verdict='not run')
-        ev = '; '.join(f"entropy/log T {a['entropy_over_logT']:.2f}, {a['steps_used']}/{a['T']} steps attended, "
-                       f"at most {a['max_per_step']} attributes on one step (N/T = {a['n_attrs'] / a['T']:.0f})" for a in atts)
-        sharp = sum(a['entropy_over_logT'] < 0.5 and a['steps_used'] >= a['T'] / 2 for a in atts)
-        flat = sum(a['entropy_over_logT'] > 0.95 for a in atts)
-        n = len(atts)
-        if sharp > n / 2: verdict = f'supported, {sharp}/{n} seeds'
-        elif flat > n / 2: verdict = 'too short to judge: the attention is still nearly uniform'
-        else: verdict = f'not supported, {n - sharp}/{n} seeds'
-        return dict(out, seeds=str(n), evidence=ev, verdict=verdict)
-    raise ValueError(claim['kind'])
+    if missing: return row('0', f"no run of {', '.join(missing)}", 'not run')
+    if rule is None: raise ValueError(claim['kind'])
+    if given == 'a': return row(*rule(claim, A))
+    pairs, why = seed_pairs(A, B)
+    if why: return row('0', why, 'not judged: ' + why.split(':')[0])
+    return row(*rule(claim, pairs))
 
 def judge_claims(by_role:dict, claims=None, figures:dict|None=None) -> list[dict]:
     "The claims table: one row per claim with the paper's evidence, ours, the number of seeds and the verdict."

@@ -6,8 +6,7 @@ Docs: https://crvae.github.io/crvae/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #0f18af4b
 from __future__ import annotations
-import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, os, pkgutil, random, re, stat, sys, tempfile, time
-import traceback
+import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, os, random, stat, sys, tempfile, traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -17,9 +16,9 @@ import torch
 # %% auto #0
 __all__ = ['SEED_MAX', 'READ_LIMITS', 'CHOSEN_BY_COMMAND', 'COMMAND_TABLE', 'COMMANDS', 'UserError', 'check', 'did_you_mean',
            'check_range', 'check_seed', 'check_output_path', 'atomic_write', 'atomic_write_bytes', 'atomic_write_text',
-           'save_json', 'read_regular', 'load_json', 'atomic_dir', 'remove_stale_temps', 'data_home', 'assets_home',
-           'checkpoints_home', 'get_device', 'machine_info', 'seed_everything', 'apply_overrides', 'config_from_dict',
-           'markdown_table', 'Arg', 'command', 'command_index', 'build_parser', 'main']
+           'save_json', 'read_regular', 'load_json', 'atomic_dir', 'data_home', 'assets_home', 'checkpoints_home',
+           'get_device', 'machine_info', 'seed_everything', 'apply_overrides', 'config_from_dict', 'markdown_table',
+           'Arg', 'command', 'command_index', 'build_parser', 'main']
 
 # %% ../nbs/01_core.ipynb #834aadf8
 class UserError(Exception):
@@ -53,7 +52,7 @@ def check_seed(seed, flag:str='--seed'):
     "A `UserError` unless `seed` is an integer from 0 to `SEED_MAX`."
     return check_range(seed, flag, 0, SEED_MAX)
 
-# %% ../nbs/01_core.ipynb #8dc482c3
+# %% ../nbs/01_core.ipynb #a38a51fa
 def _io_error(e:OSError, path) -> UserError:
     "Turn an `OSError` from writing `path` into a `UserError` naming the fix."
     if e.errno == errno.ENOSPC: return UserError(f"no space left on the device while writing {path}: free some space or "
@@ -64,9 +63,6 @@ def _io_error(e:OSError, path) -> UserError:
         return UserError(f"cannot use {path}: a file stands where a folder should be (or the reverse); choose another path")
     if e.errno == errno.ENOENT: return UserError(f"{path} does not exist (or a folder on its way is missing); check the path")
     return UserError(f"could not write {path}: {e.strerror or e}; check the path and the disk")
-
-# A hook for fault-injection tests: called with each temporary path just before its rename.
-_before_replace: Callable[[Path], None] | None = None
 
 def _machine_tag() -> str:
     "8 hex digits naming this machine and its process namespace: where a writer's pid means the same process."
@@ -88,6 +84,7 @@ def _umask() -> int:
 def _tmp_prefix(path:Path) -> str:
     "`.NAME.pidPID-MACHINE-`: a temporary's name carries its writer, so a later writer can tell a killed one's leftovers."
     return f'.{path.name}.pid{os.getpid()}-{_machine_tag()}-'
+_TMP_NAME = r'\.(?P<name>.+)\.pid(?P<pid>\d+)-(?P<machine>[0-9a-f]{8})-[a-z0-9_]+\.tmp'   # `_tmp_prefix` + mkstemp's 8 + '.tmp'
 
 def _kind(mode:int) -> str:
     "What a file of mode `mode` (from `os.stat`) is, in words."
@@ -106,6 +103,7 @@ def check_output_path(path, flag:str|None=None) -> Path:
                                     f"regular files; choose another path{f' ({flag})' if flag else ''}")
     return path
 
+# %% ../nbs/01_core.ipynb #9e2c5c68
 @contextlib.contextmanager
 def atomic_write(path, mode:str='wb', encoding:str|None=None):
     """Open a temporary file beside `path`; on success it replaces `path` atomically, on any error it is removed. A `path`
@@ -121,7 +119,6 @@ def atomic_write(path, mode:str='wb', encoding:str|None=None):
         with os.fdopen(fd, mode, encoding=encoding if 'b' not in mode else None) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
-        if _before_replace is not None: _before_replace(tmp)
         check_output_path(path)                          # again: a FIFO made meanwhile is not replaced either
         os.replace(tmp, path)
     except OSError as e:
@@ -144,6 +141,7 @@ def save_json(path, obj, **kw):
     "Write `obj` as indented JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str, **kw) + '\n')
 
+# %% ../nbs/01_core.ipynb #5f3ab54d
 READ_LIMITS = dict(json=64 * 2**20, csv=256 * 2**20)   # bytes: no crvae JSON or CSV file comes near these
 
 def read_regular(path, limit:int, what:str='file') -> bytes:
@@ -177,7 +175,7 @@ def load_json(path) -> Any:
                         "delete it or restore it") from None
     except OSError as e: raise _io_error(e, path) from None
 
-# %% ../nbs/01_core.ipynb #9a598da0
+# %% ../nbs/01_core.ipynb #98d03c00
 @contextlib.contextmanager
 def atomic_dir(path, exist_ok=False):
     """Yield a temporary folder beside `path`; on success it is renamed to `path` (which must not exist yet).
@@ -192,7 +190,6 @@ def atomic_dir(path, exist_ok=False):
     except OSError as e: raise _io_error(e, path) from e
     try:
         yield tmp
-        if _before_replace is not None: _before_replace(tmp)
         try: os.replace(tmp, path)
         except OSError:                                  # ENOTEMPTY/EEXIST: someone else's `path` is there
             if not (exist_ok and path.is_dir()): raise
@@ -203,47 +200,6 @@ def atomic_dir(path, exist_ok=False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-_TMP_NAME = r'\.(?P<name>.+)\.pid(?P<pid>\d+)-(?P<machine>[0-9a-f]{8})-[a-z0-9_]+\.tmp'   # `_tmp_prefix` + mkstemp's 8 + '.tmp'
-_OLD_TMP_NAME = r'\..+\.[a-z0-9_]{8}\.tmp'                                                 # before writers were named
-
-def _pid_alive(pid:int) -> bool:
-    "Whether process `pid` (of this machine) runs; when in doubt, yes."
-    if os.name != 'posix' or pid <= 0: return True       # on Windows os.kill(pid, 0) would end the process
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except (PermissionError, OverflowError): return True  # another user's process, or not a pid at all
-    return True
-
-def _newest_mtime(p:str) -> float:
-    "The latest modification time of `p` and (for a folder) of what it holds."
-    try:
-        t = os.stat(p).st_mtime
-        if os.path.isdir(p):
-            for e in os.scandir(p): t = max(t, e.stat(follow_symlinks=False).st_mtime)
-        return t
-    except OSError: return time.time()
-
-def remove_stale_temps(folder, old_after:float=86400) -> list[Path]:
-    """Remove from `folder` the temporaries of `atomic_write`/`atomic_dir` whose writer was killed (SIGKILL, a power cut:
-    no cleanup ran): those named with the pid of a process of this machine that no longer runs, and unnamed ones (older
-    crvae versions) untouched for `old_after` seconds. A live writer's temporary is never touched. Returns what went."""
-    import re, shutil
-    gone, me = [], _machine_tag()
-    try: entries = list(os.scandir(folder))
-    except OSError: return gone
-    for e in entries:
-        if not (e.name.startswith('.') and e.name.endswith('.tmp')): continue
-        m = re.fullmatch(_TMP_NAME, e.name)
-        if m: stale = m['machine'] == me and not _pid_alive(int(m['pid']))
-        else: stale = bool(re.fullmatch(_OLD_TMP_NAME, e.name)) and time.time() - _newest_mtime(e.path) > old_after
-        if not stale: continue
-        try:
-            if e.is_dir(follow_symlinks=False): shutil.rmtree(e.path)
-            else: os.unlink(e.path)
-            gone.append(Path(e.path))
-        except OSError: pass                            # another cleaner was first, or not ours to remove
-    return gone
 
 # %% ../nbs/01_core.ipynb #e9abb8ca
 def data_home() -> Path:
@@ -373,13 +329,12 @@ def markdown_table(rows:list[dict], columns:list[str]|None=None, floatfmt:str='.
     "Format a list of dicts as a GitHub-markdown table (a `|` inside a value is escaped, so q(z|x) stays one cell)."
     if not rows: return '(no rows)'
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    # GFM: a pipe inside a cell is escaped
     fmt = lambda v: (format(v, floatfmt) if isinstance(v, float) else ('' if v is None else str(v))).replace('|', '\\|')
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '|'.join('---' for _ in columns) + '|']
     lines += ['| ' + ' | '.join(fmt(r.get(c)) for c in columns) + ' |' for r in rows]
     return '\n'.join(lines)
 
-# %% ../nbs/01_core.ipynb #a9acca0a
+# %% ../nbs/01_core.ipynb #c453aee5
 # Every command: its module and its help line, so `crvae --help` lists them without importing anything (the module's
 # `@command` function declares the rest: its signature is the command line).
 COMMAND_TABLE: dict[str, tuple[str, str]] = {
@@ -410,11 +365,12 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
     'stage2': ('crvae.stage2', "Train the crVAE paper's Stage 2 (64 -> 128 px) on a stage-1 run; optional perceptual loss"),
     'stage2-evaluate': ('crvae.stage2', 'Score Stage 2 runs (and stage-1 runs) at their resolution; crVAE Table 1 layout'),
     'train': ('crvae.training', 'Train a model (vae ... acvae-gan) on avatars, CelebA or a folder; resumable'),
-    'version': ('crvae.core', 'Print the versions of crvae, Python, PyTorch and the devices it sees'),
+    'version': ('crvae.__main__', 'Print the versions of crvae, Python, PyTorch and the devices it sees'),
 }
 
 COMMANDS: dict[str, dict] = {}
 
+# %% ../nbs/01_core.ipynb #f95bd5f2
 @dataclasses.dataclass(frozen=True)
 class Arg:
     """How one parameter of a command function appears on the command line: its help line and, where the parameter's
@@ -465,6 +421,7 @@ def command_index() -> dict[str, dict]:
     "Every command of the package: name -> {module, help}, from `COMMAND_TABLE` (nothing is imported or read)."
     return {k: dict(module=m, help=h) for k, (m, h) in COMMAND_TABLE.items()}
 
+# %% ../nbs/01_core.ipynb #5bbda756
 def _int_arg(text:str) -> int:
     "argparse's `type=int`, bounded: a number a user types is never an overflow deep inside the library."
     try: v = int(text)
@@ -510,6 +467,7 @@ def build_parser(argv:list[str]|None=None) -> argparse.ArgumentParser:
             sp.set_defaults(_name=name)
     return p
 
+# %% ../nbs/01_core.ipynb #065c42c3
 def main(argv:list[str]|None=None) -> int:
     "Run the `crvae` command line; returns the exit code."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -540,10 +498,3 @@ def main(argv:list[str]|None=None) -> int:
         how = str(e) or 'nothing half-written was left behind (every write is atomic); run the same command again to redo it'
         print(f"crvae {args._name}: interrupted: {how}", file=sys.stderr)
         return 130
-
-# %% ../nbs/01_core.ipynb #3d2699dc
-@command('version')
-def _version_cmd():
-    import platform, crvae
-    print(f"crvae {crvae.__version__}  python {platform.python_version()}  torch {torch.__version__}  "
-          f"cuda {torch.cuda.is_available()}  device auto={get_device('auto')}")

@@ -15,8 +15,9 @@ import numpy as np
 import python_avatars as pa
 import torch
 
-from .core import (UserError, check, did_you_mean, atomic_dir, remove_stale_temps, save_json, load_json, data_home, command, Arg,
+from .core import (UserError, check, did_you_mean, atomic_dir, save_json, load_json, data_home, command, Arg,
                    markdown_table)
+from .cleanup import remove_stale_temps
 from .avatars import AVATAR_ATTRIBUTES, PART_FAMILIES, CROP_BOX, sample_avatar_spec, render_avatar, avatar_attributes, avatar_parts
 from .images import (CELEBA_CROP, CELEBA_LAYOUTS, find_celeba, _check_folder, _read_attr_file, _read_pairs, _check_lists_agree,
                           _load_chunk, _image_list, _same_images, _write_sources, make_fake_celeba)

@@ -10,6 +10,7 @@ import csv, io, math, os, shutil, signal, sys, time
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch
 
 from .core import UserError, check, atomic_write_bytes, atomic_write_text, atomic_dir, get_device, check_output_path
 from .data import FaceData, to_float, SPLITS
@@ -52,7 +53,7 @@ def _set_rng_state(s:dict, device):
     torch.set_rng_state(s['cpu'])
     if device.type == 'cuda' and 'cuda' in s: torch.cuda.set_rng_state(s['cuda'], device)
 
-def _inside(p:Path, folder:Path) -> bool:
+def _deletable_inside(p:Path, folder:Path) -> bool:
     "Whether `p` is itself no link and its real location lies inside `folder`'s: deleting it deletes nothing elsewhere."
     real, top = os.path.realpath(p), os.path.realpath(folder)
     return not Path(p).is_symlink() and os.path.commonpath([real, top]) == top and real != top
@@ -74,7 +75,7 @@ class _StopSignals:
         for s, h in self.old.items():
             if h is not None: signal.signal(s, h)
 
-# %% ../nbs/06b_engine.ipynb #10b0c1d4
+# %% ../nbs/06b_engine.ipynb #47f5b79a
 class Engine:
     """The training machinery every crvae trainer shares: a subclass brings its networks (`self.model`, `self.opts`) and
     its `step()` (see the table above)."""
@@ -109,287 +110,326 @@ class Engine:
     def _log_extra(self) -> dict: return {}
     def _weights_meta(self) -> dict: return dict(model=self.model.name)
 
-    # -- data -------------------------------------------------------------------------------------------------
-    def batch_indices(self, step:int) -> tuple[torch.Tensor, torch.Tensor]:
-        "This process's (indices into the training split, flip mask) at `step`."
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        perm = torch.randperm(len(self.train_data), generator=_gen(self.tcfg.seed, epoch))
-        idx = perm[pos * self.B:(pos + 1) * self.B]
-        flip = ((torch.rand(self.B, generator=_gen(self.tcfg.seed + 7919, step)) < 0.5) if self.tcfg.flip
-                else torch.zeros(self.B, dtype=torch.bool))
-        b = self.B // self.world
-        return idx[self.rank * b:(self.rank + 1) * b], flip[self.rank * b:(self.rank + 1) * b]
+# %% ../nbs/06b_engine.ipynb #efe7ce7a
+@patch
+def batch_indices(self:Engine, step:int) -> tuple[torch.Tensor, torch.Tensor]:
+    "This process's (indices into the training split, flip mask) at `step`."
+    epoch, pos = divmod(step, self.steps_per_epoch)
+    perm = torch.randperm(len(self.train_data), generator=_gen(self.tcfg.seed, epoch))
+    idx = perm[pos * self.B:(pos + 1) * self.B]
+    flip = ((torch.rand(self.B, generator=_gen(self.tcfg.seed + 7919, step)) < 0.5) if self.tcfg.flip
+            else torch.zeros(self.B, dtype=torch.bool))
+    b = self.B // self.world
+    return idx[self.rank * b:(self.rank + 1) * b], flip[self.rank * b:(self.rank + 1) * b]
 
-    def get_batch(self, step:int):
-        "The (faces in [-1, 1], attributes) of `step` on this process's device."
-        idx, flip = self.batch_indices(step)
-        x = to_float(self.train_data.images[idx].to(self.device, non_blocking=True))
-        x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(-1), x)
-        if self._tc('channels_last', False): x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.train_data.attrs[idx].to(self.device)
+@patch
+def get_batch(self:Engine, step:int):
+    "The (faces in [-1, 1], attributes) of `step` on this process's device."
+    idx, flip = self.batch_indices(step)
+    x = to_float(self.train_data.images[idx].to(self.device, non_blocking=True))
+    x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(-1), x)
+    if self._tc('channels_last', False): x = x.contiguous(memory_format=torch.channels_last)
+    return x, self.train_data.attrs[idx].to(self.device)
 
-    def total_steps(self) -> int:
-        tc = self.tcfg
-        if tc.steps: return tc.steps
-        if tc.epochs: return max(1, int(round(tc.epochs * self.steps_per_epoch)))
-        return 10**12 if tc.minutes else self.steps_per_epoch     # minutes only: until time runs out; nothing: one epoch
+@patch
+def total_steps(self:Engine) -> int:
+    tc = self.tcfg
+    if tc.steps: return tc.steps
+    if tc.epochs: return max(1, int(round(tc.epochs * self.steps_per_epoch)))
+    return 10**12 if tc.minutes else self.steps_per_epoch     # minutes only: until time runs out; nothing: one epoch
 
-    # -- checks and updates -----------------------------------------------------------------------------------
-    def _zero_grads(self):
-        for o in self.opts.values(): o.zero_grad(set_to_none=True)
+# %% ../nbs/06b_engine.ipynb #023d8882
+@patch
+def _zero_grads(self:Engine):
+    for o in self.opts.values(): o.zero_grad(set_to_none=True)
 
-    def _finite_or_raise(self, terms:dict, where:str) -> bool:
-        bad = [k for k, v in terms.items() if torch.is_tensor(v) and not torch.isfinite(v).all()]
-        flag = torch.tensor(float(bool(bad)), device=self.device)
-        if self.world > 1: torch.distributed.all_reduce(flag)
-        if flag.item() == 0: return True
-        self.nonfinite_run += 1
-        msg = (f"non-finite {', '.join(bad) or 'value (on another process)'} in the {where} at step {self.step_ + 1}; the weights "
-               f"were not updated and {self.lower_lr_advice()}")
-        if self._tc('nonfinite', 'stop') == 'stop' or self.nonfinite_run > 20: raise NonFiniteError(msg)
-        print(f"warning: {msg} (skipped)", file=sys.stderr)
-        self._zero_grads()
-        return False
+@patch
+def _finite_or_raise(self:Engine, terms:dict, where:str) -> bool:
+    bad = [k for k, v in terms.items() if torch.is_tensor(v) and not torch.isfinite(v).all()]
+    flag = torch.tensor(float(bool(bad)), device=self.device)
+    if self.world > 1: torch.distributed.all_reduce(flag)
+    if flag.item() == 0: return True
+    self.nonfinite_run += 1
+    msg = (f"non-finite {', '.join(bad) or 'value (on another process)'} in the {where} at step {self.step_ + 1}; the weights "
+           f"were not updated and {self.lower_lr_advice()}")
+    if self._tc('nonfinite', 'stop') == 'stop' or self.nonfinite_run > 20: raise NonFiniteError(msg)
+    print(f"warning: {msg} (skipped)", file=sys.stderr)
+    self._zero_grads()
+    return False
 
-    def _grads_finite(self, opt_names) -> bool:
-        params = [p for n in opt_names if n in self.opts for g in self.opts[n].param_groups for p in g['params'] if p.grad is not None]
-        norms = torch._foreach_norm([p.grad for p in params]) if params else []
-        ok = not params or bool(torch.isfinite(torch.stack(norms)).all())   # one pass, not one check per tensor
-        ids = {id(p) for p in params}     # on failure, name the first bad parameter (and ignore a norm that merely overflowed)
-        bad = None if ok else next((n for n, p in self.model.named_parameters()
-                                    if id(p) in ids and not bool(torch.isfinite(p.grad).all())), None)
-        return self._finite_or_raise({} if bad is None else {f'gradient of {bad}': torch.tensor(float('nan'))}, 'gradients')
+@patch
+def _grads_finite(self:Engine, opt_names) -> bool:
+    params = [p for n in opt_names if n in self.opts for g in self.opts[n].param_groups for p in g['params'] if p.grad is not None]
+    norms = torch._foreach_norm([p.grad for p in params]) if params else []
+    ok = not params or bool(torch.isfinite(torch.stack(norms)).all())   # one pass, not one check per tensor
+    ids = {id(p) for p in params}     # on failure, name the first bad parameter (and ignore a norm that merely overflowed)
+    bad = None if ok else next((n for n, p in self.model.named_parameters()
+                                if id(p) in ids and not bool(torch.isfinite(p.grad).all())), None)
+    return self._finite_or_raise({} if bad is None else {f'gradient of {bad}': torch.tensor(float('nan'))}, 'gradients')
 
-    def _opt_step(self, name:str):
-        o = self.opts[name]
-        for g in o.param_groups:
-            if g.get('clamp'):
-                for p in g['params']:
-                    if p.grad is not None: p.grad.clamp_(-g['clamp'], g['clamp'])   # elementwise, released LSTM clamp
-        o.step()
+@patch
+def _opt_step(self:Engine, name:str):
+    o = self.opts[name]
+    for g in o.param_groups:
+        if g.get('clamp'):
+            for p in g['params']:
+                if p.grad is not None: p.grad.clamp_(-g['clamp'], g['clamp'])   # elementwise, released LSTM clamp
+    o.step()
 
-    def own_random_streams(self):
-        "A context in which scoring draws random numbers without moving the training's streams (CPU, and this CUDA device)."
-        return torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else [])
+@patch
+def own_random_streams(self:Engine):
+    "A context in which scoring draws random numbers without moving the training's streams (CPU, and this CUDA device)."
+    return torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else [])
 
-    # -- state, checkpoints, resume ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def state(self) -> dict:
-        "The training state of a checkpoint (state.pt): step, counters, seconds, optimisers, random states."
-        rngs = [_rng_state(self.device)]
-        if self.world > 1:
-            rngs = [None] * self.world
-            torch.distributed.all_gather_object(rngs, _rng_state(self.device))
-            rngs = [{k: v.cpu() for k, v in r.items()} for r in rngs]
-        st = dict(step=self.step_, **{k: getattr(self, k) for k in self.counters}, elapsed=self.elapsed)
-        opts = {k: o.state_dict() for k, o in self.opts.items()}
-        if self.per_process_rng: st.update(world=self.world, optimizers=opts, rng=rngs)
-        else: st.update(rng=rngs[0], optimizers=opts)
-        return st
+# %% ../nbs/06b_engine.ipynb #601cc0c1
+@patch
+@torch.no_grad()
+def state(self:Engine) -> dict:
+    "The training state of a checkpoint (state.pt): step, counters, seconds, optimisers, random states."
+    rngs = [_rng_state(self.device)]
+    if self.world > 1:
+        rngs = [None] * self.world
+        torch.distributed.all_gather_object(rngs, _rng_state(self.device))
+        rngs = [{k: v.cpu() for k, v in r.items()} for r in rngs]
+    st = dict(step=self.step_, **{k: getattr(self, k) for k in self.counters}, elapsed=self.elapsed)
+    opts = {k: o.state_dict() for k, o in self.opts.items()}
+    if self.per_process_rng: st.update(world=self.world, optimizers=opts, rng=rngs)
+    else: st.update(rng=rngs[0], optimizers=opts)
+    return st
 
-    def _finite_weights_or_raise(self):
-        "Refuse to save NaN or infinite weights or buffers (e.g. BatchNorm statistics of a skipped non-finite batch)."
-        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if bad: raise NonFiniteError(f"non-finite values in {bad[0]}" + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else '') +
-                                     f" at step {self.step_}: not written, {self.lower_lr_advice()}")
+@patch
+def _finite_weights_or_raise(self:Engine):
+    "Refuse to save NaN or infinite weights or buffers (e.g. BatchNorm statistics of a skipped non-finite batch)."
+    bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad: raise NonFiniteError(f"non-finite values in {bad[0]}" + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else '') +
+                                 f" at step {self.step_}: not written, {self.lower_lr_advice()}")
 
-    def _save_weights(self, path):
-        save_weights(self.model, path, dict(**self._weights_meta(), step=self.step_))
+@patch
+def _save_weights(self:Engine, path):
+    save_weights(self.model, path, dict(**self._weights_meta(), step=self.step_))
 
-    def save_checkpoint(self) -> Path|None:
-        "Write a checkpoint of the current step (process 0 only writes; every process takes part in gathering RNG states)."
+# %% ../nbs/06b_engine.ipynb #f3d6a715
+@patch
+def _prune(self:Engine, old:list):
+    """Delete old checkpoints or snapshots `old` that crvae wrote (`crvae_wrote`), never through a link (RUN/checkpoints a
+    link to another folder: they are kept, with a note)."""
+    kept = []
+    for p in old:
+        if not crvae_wrote(p): continue
+        if not _deletable_inside(p, self.out): kept.append(p); continue
+        if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+        else: p.unlink(missing_ok=True)
+    if kept and not getattr(self, '_link_note', False):
+        self._link_note = True
+        print(f"note: {kept[0].parent} leads outside {self.out} (a link): old checkpoints and snapshots there are kept, "
+              "crvae never deletes through a link", file=sys.stderr)
+
+@patch
+def save_checkpoint(self:Engine) -> Path|None:
+    "Write a checkpoint of the current step (process 0 only writes; every process takes part in gathering RNG states)."
+    self._finite_weights_or_raise()
+    state = self.state()
+    if self.rank != 0: return None
+    ck_dir = self.out/'checkpoints'
+    name = f'step-{self.step_:07d}'
+    if (ck_dir/name).exists() or (ck_dir/name).is_symlink():
+        check(_deletable_inside(ck_dir/name, self.out), f"{ck_dir/name} lies outside the run folder (a link): crvae never deletes through "
+                                              "a link; remove it yourself, or make checkpoints a plain folder")
+        check(crvae_wrote(ck_dir/name), f"{ck_dir/name} is not a checkpoint crvae wrote (other files, or no step in its weights): "
+                                        "crvae replaces only its own; move it away, or train into another --out")
+        shutil.rmtree(ck_dir/name)
+    with atomic_dir(ck_dir/name) as tmp:
+        self._save_weights(tmp/'model.safetensors')
+        buf = io.BytesIO(); torch.save(state, buf)
+        atomic_write_bytes(tmp/'state.pt', buf.getvalue())
+    atomic_write_text(ck_dir/'latest', name)
+    self._save_weights(self.out/'model.safetensors')
+    self._prune(sorted(p for p in ck_dir.glob('step-*') if p.is_dir() and crvae_wrote(p))[:-max(1, self.tcfg.keep_checkpoints)])
+    return ck_dir/name
+
+# %% ../nbs/06b_engine.ipynb #175b97c8
+@patch
+def resume(self:Engine, ck:Path):
+    "Restore weights, optimisers, counters and RNG states from checkpoint folder `ck`."
+    load_weights_into(self.model, read_weights(ck/'model.safetensors'), str(ck))
+    st = read_state(ck/'state.pt')
+    bases = {k: [g.get('base_lr') for g in o.param_groups] for k, o in self.opts.items()}   # this config's rates (--set lr=...)
+    try:                                  # state.pt is untrusted input: anything unexpected in it is a UserError
+        for k, o in self.opts.items():
+            o.load_state_dict(st['optimizers'][k])
+            for g, b in zip(o.param_groups, bases[k], strict=True):
+                if b is not None: g['base_lr'] = b
+        self.step_, self.elapsed = int(st['step']), float(st['elapsed'])
+        for k in self.counters: setattr(self, k, int(st[k]))
+        for o in self.opts.values():          # optimiser tensors onto this device
+            for s in o.state.values():
+                for k, v in s.items():
+                    if torch.is_tensor(v) and k != 'step': s[k] = v.to(self.device)
+        rngs = st['rng'] if self.per_process_rng else [st['rng']]
+        if len(rngs) == self.world: _set_rng_state(rngs[self.rank], self.device)
+        else:
+            print(f"note: the checkpoint was written by {len(rngs)} process(es), this run has {self.world}: random streams are "
+                  "reseeded", file=sys.stderr)
+            torch.manual_seed(self.tcfg.seed + 1000 * self.step_ + self.rank)
+    except Exception as e:
+        msg = str(e).splitlines()[0][:200] if str(e) else ''
+        raise UserError(f"{ck}/state.pt does not match {self.state_owner} ({type(e).__name__}: {msg}); it belongs to another "
+                        f"run: delete {ck} to resume from the checkpoint before it") from None
+    counts = ''.join(f"{getattr(self, k)} {words}, " for k, words in self.counters.items())
+    ok = (self.step_ >= 0 and all(getattr(self, k) >= 0 for k in self.counters) and math.isfinite(self.elapsed)
+          and self.elapsed >= 0)
+    check(ok and ck.name == f'step-{self.step_:07d}', f"{ck}/state.pt holds step {self.step_} ({counts}{self.elapsed:g} s), "
+                                                      f"not the step its folder names: it is damaged; "
+                                                      f"delete {ck} to resume from the checkpoint before it")
+
+# %% ../nbs/06b_engine.ipynb #5773b3c6
+@patch
+def _accumulate(self:Engine, logs:dict, n_images:int):
+    for k, v in logs.items():
+        v = float(v.detach().float().mean()) if torch.is_tensor(v) else float(v)
+        s, c = self._acc.get(k, (0.0, 0))
+        self._acc[k] = (s + v, c + 1)
+    self._acc_imgs += n_images
+
+@patch
+def _flush_log(self:Engine, secs:float) -> dict|None:
+    if not self._acc or self.rank != 0: self._acc = {}; return None
+    row = dict(step=self.step_, epoch=round(self.step_ / self.steps_per_epoch, 3), seconds=round(self.elapsed, 1),
+               images_per_s=round(self._acc_imgs / max(secs, 1e-9), 1), **self._log_extra())
+    row.update({k: s / c for k, (s, c) in self._acc.items()})
+    self._acc, self._acc_imgs = {}, 0
+    path = self.out/'log.csv'
+    header = not path.exists()
+    check_output_path(path)                           # a FIFO or a device there: refused, never opened
+    if not header:
+        with open(path, newline='') as f: cols = next(csv.reader(f), [])
+        if set(row) - set(cols):    # a new term appeared: rewrite the file with the wider header
+            rows = read_log(path)[1]
+            cols = cols + [k for k in row if k not in cols]
+            _write_csv(path, cols, rows)
+    else: cols = list(row)
+    try:
+        with open(path, 'a', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            if header: w.writeheader()
+            w.writerow(row); f.flush()
+    except OSError as e:
+        from crvae.core import _io_error
+        raise _io_error(e, path) from None
+    return row
+
+# %% ../nbs/06b_engine.ipynb #8a355359
+@patch
+def _any_process(self:Engine, flag:bool) -> bool:
+    "Whether `flag` holds on any process (a decision every process must take together: stop now, checkpoint now)."
+    if self.world > 1:
+        t = torch.tensor(float(flag), device=self.device); torch.distributed.all_reduce(t); flag = t.item() > 0
+    return bool(flag)
+
+@patch
+def save_grid(self:Engine, name:str):
+    save_png(self.grid(), self.out/'samples'/name)
+
+@patch
+def _outputs_of_step(self:Engine):
+    "After a step (process 0): sample grids by steps and by minutes, the trainer's `after_step`, weight snapshots."
+    tc = self.tcfg
+    if self.rank != 0: return
+    if tc.sample_every and self.step_ % tc.sample_every == 0: self.save_grid(f'step-{self.step_:07d}.png')
+    every = self._tc('sample_minutes')
+    if every and self.elapsed >= (self._next_minute_grid or every) * 60:
+        self.save_grid(f'minute-{int(round(self.elapsed / 60 / every) * every):03d}.png')
+        self._next_minute_grid = (self.elapsed // (every * 60) + 1) * every
+    self.after_step()
+    every = self._tc('snapshot_every')
+    if every and self.step_ % every == 0:
         self._finite_weights_or_raise()
-        state = self.state()
-        if self.rank != 0: return None
-        ck_dir = self.out/'checkpoints'
-        name = f'step-{self.step_:07d}'
-        if (ck_dir/name).exists() or (ck_dir/name).is_symlink():
-            check(_inside(ck_dir/name, self.out), f"{ck_dir/name} lies outside the run folder (a link): crvae never deletes through "
-                                                  "a link; remove it yourself, or make checkpoints a plain folder")
-            check(crvae_wrote(ck_dir/name), f"{ck_dir/name} is not a checkpoint crvae wrote (other files, or no step in its weights): "
-                                            "crvae replaces only its own; move it away, or train into another --out")
-            shutil.rmtree(ck_dir/name)
-        with atomic_dir(ck_dir/name) as tmp:
-            self._save_weights(tmp/'model.safetensors')
-            buf = io.BytesIO(); torch.save(state, buf)
-            atomic_write_bytes(tmp/'state.pt', buf.getvalue())
-        atomic_write_text(ck_dir/'latest', name)
-        self._save_weights(self.out/'model.safetensors')
-        self._prune(sorted(p for p in ck_dir.glob('step-*') if p.is_dir() and crvae_wrote(p))[:-max(1, self.tcfg.keep_checkpoints)])
-        return ck_dir/name
+        snap = self.out/'snapshots'/f'step-{self.step_:07d}.safetensors'
+        check(not os.path.lexists(snap) or crvae_wrote(snap), f"{snap} is not a snapshot crvae wrote: crvae replaces only its "
+                                                              "own; move it away, or train into another --out")
+        save_weights(self.model, snap, dict(step=self.step_))
+        self._prune([p for p in sorted((self.out/'snapshots').glob('step-*.safetensors')) if crvae_wrote(p)]
+                    [:-self._tc('keep_snapshots', 10)])
 
-    def _prune(self, old:list):
-        """Delete old checkpoints or snapshots `old` that crvae wrote (`crvae_wrote`), never through a link (RUN/checkpoints a
-        link to another folder: they are kept, with a note)."""
-        kept = []
-        for p in old:
-            if not crvae_wrote(p): continue
-            if not _inside(p, self.out): kept.append(p); continue
-            if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
-            else: p.unlink(missing_ok=True)
-        if kept and not getattr(self, '_link_note', False):
-            self._link_note = True
-            print(f"note: {kept[0].parent} leads outside {self.out} (a link): old checkpoints and snapshots there are kept, "
-                  "crvae never deletes through a link", file=sys.stderr)
+# %% ../nbs/06b_engine.ipynb #d80ff435
+@patch
+def _loop(self:Engine, total:int, bar, stops:_StopSignals) -> str:
+    "Steps until `total`, the minute budget or a stop signal; returns why it stopped: 'steps', 'minutes' or 'interrupted'."
+    tc, ck_minutes = self.tcfg, self._tc('ckpt_minutes')
+    deadline = self._t_start + tc.minutes * 60 if tc.minutes else None
+    while self.step_ < total:
+        t0 = time.time()
+        self._in_step = True
+        logs = self.step()
+        self._in_step = False
+        self.elapsed += time.time() - t0
+        self._accumulate(logs, self.B)
+        bar.update(1)
+        if self.step_ % tc.log_every == 0 or self.step_ == total: self._log_row(bar)
+        self._outputs_of_step()
+        due = bool(tc.ckpt_every) and self.step_ % tc.ckpt_every == 0
+        if not due and ck_minutes: due = self._any_process(time.time() - self._t_ck >= ck_minutes * 60)
+        if due:
+            self.save_checkpoint(); self._last_ck, self._t_ck = self.step_, time.time()
+        if deadline is not None and time.time() > deadline: return 'minutes'
+        if self._any_process(stops.signal is not None): return 'interrupted'   # a stop signal to any process: all stop after this step
+    return 'steps'
 
-    def resume(self, ck:Path):
-        "Restore weights, optimisers, counters and RNG states from checkpoint folder `ck`."
-        load_weights_into(self.model, read_weights(ck/'model.safetensors'), str(ck))
-        st = read_state(ck/'state.pt')
-        bases = {k: [g.get('base_lr') for g in o.param_groups] for k, o in self.opts.items()}   # this config's rates (--set lr=...)
-        try:                                  # state.pt is untrusted input: anything unexpected in it is a UserError
-            for k, o in self.opts.items():
-                o.load_state_dict(st['optimizers'][k])
-                for g, b in zip(o.param_groups, bases[k], strict=True):
-                    if b is not None: g['base_lr'] = b
-            self.step_, self.elapsed = int(st['step']), float(st['elapsed'])
-            for k in self.counters: setattr(self, k, int(st[k]))
-            for o in self.opts.values():          # optimiser tensors onto this device
-                for s in o.state.values():
-                    for k, v in s.items():
-                        if torch.is_tensor(v) and k != 'step': s[k] = v.to(self.device)
-            rngs = st['rng'] if self.per_process_rng else [st['rng']]
-            if len(rngs) == self.world: _set_rng_state(rngs[self.rank], self.device)
-            else:
-                print(f"note: the checkpoint was written by {len(rngs)} process(es), this run has {self.world}: random streams are "
-                      "reseeded", file=sys.stderr)
-                torch.manual_seed(self.tcfg.seed + 1000 * self.step_ + self.rank)
-        except Exception as e:
-            msg = str(e).splitlines()[0][:200] if str(e) else ''
-            raise UserError(f"{ck}/state.pt does not match {self.state_owner} ({type(e).__name__}: {msg}); it belongs to another "
-                            f"run: delete {ck} to resume from the checkpoint before it") from None
-        counts = ''.join(f"{getattr(self, k)} {words}, " for k, words in self.counters.items())
-        ok = (self.step_ >= 0 and all(getattr(self, k) >= 0 for k in self.counters) and math.isfinite(self.elapsed)
-              and self.elapsed >= 0)
-        check(ok and ck.name == f'step-{self.step_:07d}', f"{ck}/state.pt holds step {self.step_} ({counts}{self.elapsed:g} s), "
-                                                          f"not the step its folder names: it is damaged; "
-                                                          f"delete {ck} to resume from the checkpoint before it")
+@patch
+def _log_row(self:Engine, bar):
+    "Write the log row of the steps since the last one; show its main terms on the progress bar."
+    self._last_row = self._flush_log(time.time() - self._t_log) or self._last_row; self._t_log = time.time()
+    if self._last_row:
+        bar.set_postfix({k: f"{self._last_row[k]:.3g}" for k in ('pixel', 'kl', 'gan_prior', 'd_err') if k in self._last_row},
+                        refresh=False)
 
-    # -- logs -------------------------------------------------------------------------------------------------
-    def _accumulate(self, logs:dict, n_images:int):
-        for k, v in logs.items():
-            v = float(v.detach().float().mean()) if torch.is_tensor(v) else float(v)
-            s, c = self._acc.get(k, (0.0, 0))
-            self._acc[k] = (s + v, c + 1)
-        self._acc_imgs += n_images
+@patch
+def _progress_bar(self:Engine, total:int):
+    "A tqdm bar of the steps (process 0, when `progress`); `fit`'s `with` closes it."
+    from tqdm.auto import tqdm
+    return tqdm(total=None if total >= 10**12 else total, initial=self.step_, desc=self.label, unit='step',
+                disable=not (self.tcfg.progress and self.rank == 0), mininterval=1.0, dynamic_ncols=True)
 
-    def _flush_log(self, secs:float) -> dict|None:
-        if not self._acc or self.rank != 0: self._acc = {}; return None
-        row = dict(step=self.step_, epoch=round(self.step_ / self.steps_per_epoch, 3), seconds=round(self.elapsed, 1),
-                   images_per_s=round(self._acc_imgs / max(secs, 1e-9), 1), **self._log_extra())
-        row.update({k: s / c for k, (s, c) in self._acc.items()})
-        self._acc, self._acc_imgs = {}, 0
-        path = self.out/'log.csv'
-        header = not path.exists()
-        check_output_path(path)                           # a FIFO or a device there: refused, never opened
-        if not header:
-            with open(path, newline='') as f: cols = next(csv.reader(f), [])
-            if set(row) - set(cols):    # a new term appeared: rewrite the file with the wider header
-                rows = read_log(path)[1]
-                cols = cols + [k for k in row if k not in cols]
-                _write_csv(path, cols, rows)
-        else: cols = list(row)
-        try:
-            with open(path, 'a', newline='') as f:
-                w = csv.DictWriter(f, fieldnames=cols)
-                if header: w.writeheader()
-                w.writerow(row); f.flush()
-        except OSError as e:
-            from crvae.core import _io_error
-            raise _io_error(e, path) from None
-        return row
+@patch
+def fit(self:Engine) -> dict:
+    """Train until the step/epoch/minute budget is spent; returns a summary. Ctrl-C or SIGTERM: the step ends, a checkpoint
+    is saved, then `KeyboardInterrupt`."""
+    total = self.total_steps()
+    self._t_start = self._t_log = self._t_ck = time.time()
+    self._last_ck, self._last_row, self._in_step = self.step_, None, False
+    if self.rank == 0: (self.out/'samples').mkdir(parents=True, exist_ok=True)
+    with self._progress_bar(total) as bar, _StopSignals() as stops:
+        try: stop = self._loop(total, bar, stops)
+        except KeyboardInterrupt: stop = 'interrupted'   # raised inside a step (a second Ctrl-C, or from Python): that step is half done
+    return self._end(stop)
 
-    # -- the loop ---------------------------------------------------------------------------------------------
-    def _any_process(self, flag:bool) -> bool:
-        "Whether `flag` holds on any process (a decision every process must take together: stop now, checkpoint now)."
-        if self.world > 1:
-            t = torch.tensor(float(flag), device=self.device); torch.distributed.all_reduce(t); flag = t.item() > 0
-        return bool(flag)
+# %% ../nbs/06b_engine.ipynb #85bdc93d
+@patch
+def _end(self:Engine, stop:str) -> dict:
+    """After the loop: the last checkpoint (unless a step was left half done), `_finish` on process 0, then the summary, or
+    the `KeyboardInterrupt` that says how to resume."""
+    torn = stop == 'interrupted' and self._in_step
+    if not torn and (self.step_ != self._last_ck or not (self.out/'checkpoints'/'latest').exists()): self.save_checkpoint()
+    if self.rank == 0: self._finish(stop, self._t_log)
+    summary = dict(run=str(self.out), model=self.label, step=self.step_, epochs=round(self.step_ / self.steps_per_epoch, 3),
+                   seconds=round(time.time() - self._t_start, 1), stop=stop, **{k: getattr(self, k) for k in self.counters})
+    how = self.resume_command()
+    if torn:
+        ck = _latest_checkpoint(self.out)
+        raise KeyboardInterrupt(f"stopped inside step {self.step_ + 1}, which is not saved (a checkpoint never holds half a step); " +
+                                (f"the last checkpoint is {ck.name}: resume with: {how}" if ck
+                                 else f"no checkpoint yet: delete {self.out} and start again") +
+                                " (in Python, fit() again goes on from memory)")
+    if stop == 'interrupted':
+        raise KeyboardInterrupt(f"saved a checkpoint at step {self.step_}; resume with: {how}")
+    return summary
 
-    def save_grid(self, name:str):
-        save_png(self.grid(), self.out/'samples'/name)
-
-    def _outputs_of_step(self):
-        "After a step (process 0): sample grids by steps and by minutes, the trainer's `after_step`, weight snapshots."
-        tc = self.tcfg
-        if self.rank != 0: return
-        if tc.sample_every and self.step_ % tc.sample_every == 0: self.save_grid(f'step-{self.step_:07d}.png')
-        every = self._tc('sample_minutes')
-        if every and self.elapsed >= (self._next_minute_grid or every) * 60:
-            self.save_grid(f'minute-{int(round(self.elapsed / 60 / every) * every):03d}.png')
-            self._next_minute_grid = (self.elapsed // (every * 60) + 1) * every
-        self.after_step()
-        every = self._tc('snapshot_every')
-        if every and self.step_ % every == 0:
-            self._finite_weights_or_raise()
-            snap = self.out/'snapshots'/f'step-{self.step_:07d}.safetensors'
-            check(not os.path.lexists(snap) or crvae_wrote(snap), f"{snap} is not a snapshot crvae wrote: crvae replaces only its "
-                                                                  "own; move it away, or train into another --out")
-            save_weights(self.model, snap, dict(step=self.step_))
-            self._prune([p for p in sorted((self.out/'snapshots').glob('step-*.safetensors')) if crvae_wrote(p)]
-                        [:-self._tc('keep_snapshots', 10)])
-
-    def fit(self) -> dict:
-        """Train until the step/epoch/minute budget is spent; returns a summary. Ctrl-C or SIGTERM: the step ends, a checkpoint
-        is saved, then `KeyboardInterrupt`."""
-        from tqdm.auto import tqdm
-        tc, total = self.tcfg, self.total_steps()
-        t_start = t_log = t_ck = time.time()
-        last_ck, ck_minutes = self.step_, self._tc('ckpt_minutes')
-        deadline = t_start + tc.minutes * 60 if tc.minutes else None
-        if self.rank == 0: (self.out/'samples').mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=None if total >= 10**12 else total, initial=self.step_, desc=self.label, unit='step',
-                   disable=not (tc.progress and self.rank == 0), mininterval=1.0, dynamic_ncols=True)
-        stop, last_row, in_step = 'steps', None, False
-        stops = _StopSignals().__enter__()
-        try:
-            while self.step_ < total:
-                t0 = time.time()
-                in_step = True
-                logs = self.step()
-                in_step = False
-                self.elapsed += time.time() - t0
-                self._accumulate(logs, self.B)
-                bar.update(1)
-                if self.step_ % tc.log_every == 0 or self.step_ == total:
-                    last_row = self._flush_log(time.time() - t_log) or last_row; t_log = time.time()
-                    if last_row:
-                        bar.set_postfix({k: f"{last_row[k]:.3g}" for k in ('pixel', 'kl', 'gan_prior', 'd_err') if k in last_row},
-                                        refresh=False)
-                self._outputs_of_step()
-                due = bool(tc.ckpt_every) and self.step_ % tc.ckpt_every == 0
-                if not due and ck_minutes: due = self._any_process(time.time() - t_ck >= ck_minutes * 60)
-                if due:
-                    self.save_checkpoint(); last_ck, t_ck = self.step_, time.time()
-                if deadline is not None and time.time() > deadline:
-                    stop = 'minutes'; break
-                if self._any_process(stops.signal is not None):   # a stop signal to any process: they all stop after this step
-                    stop = 'interrupted'; break
-        except KeyboardInterrupt:        # raised inside a step (a second Ctrl-C, or from Python): that step is half done
-            stop = 'interrupted'
-        finally:
-            bar.close(); stops.__exit__()
-        torn = stop == 'interrupted' and in_step
-        if not torn and (self.step_ != last_ck or not (self.out/'checkpoints'/'latest').exists()): self.save_checkpoint()
-        if self.rank == 0: self._finish(stop, t_log)
-        summary = dict(run=str(self.out), model=self.label, step=self.step_, epochs=round(self.step_ / self.steps_per_epoch, 3),
-                       seconds=round(time.time() - t_start, 1), stop=stop, **{k: getattr(self, k) for k in self.counters})
-        how = self.resume_command()
-        if torn:
-            ck = _latest_checkpoint(self.out)
-            raise KeyboardInterrupt(f"stopped inside step {self.step_ + 1}, which is not saved (a checkpoint never holds half a step); " +
-                                    (f"the last checkpoint is {ck.name}: resume with: {how}" if ck
-                                     else f"no checkpoint yet: delete {self.out} and start again") +
-                                    " (in Python, fit() again goes on from memory)")
-        if stop == 'interrupted':
-            raise KeyboardInterrupt(f"saved a checkpoint at step {self.step_}; resume with: {how}")
-        return summary
-
-    def _finish(self, stop:str, t_log:float):
-        "The end of `fit` on process 0: the last log row, the last grid, loss.png, then the trainer's `on_finish`."
-        self._flush_log(max(time.time() - t_log, 1e-9))
-        self.save_grid(f'step-{self.step_:07d}.png')
-        if (self.out/'log.csv').exists() and run_plots():
-            try: plot_losses(self.out/'log.csv', self.out/'loss.png', keys=self.loss_keys())
-            except UserError: pass
-        self.on_finish(stop)
+@patch
+def _finish(self:Engine, stop:str, t_log:float):
+    "The end of `fit` on process 0: the last log row, the last grid, loss.png, then the trainer's `on_finish`."
+    self._flush_log(max(time.time() - t_log, 1e-9))
+    self.save_grid(f'step-{self.step_:07d}.png')
+    if (self.out/'log.csv').exists() and run_plots():
+        try: plot_losses(self.out/'log.csv', self.out/'loss.png', keys=self.loss_keys())
+        except UserError: pass
+    self.on_finish(stop)

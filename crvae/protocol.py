@@ -296,6 +296,7 @@ def read_protocol(root=None) -> dict:
         if (d/'curves.csv').is_file(): curves[_role_seed(d.name)] = read_curves(d/'curves.csv')
     return dict(manifest=man, scores=scores, curves=curves)
 
+# %% ../nbs/88b_protocol.ipynb #45998ee7
 def curve_difference(curves:dict, a:str, b:str, key:str, higher:bool=True) -> dict:
     "The paired difference of roles a and b's learning curves per step: {step: [d per seed]}, over the seeds both have."
     col, out = CURVE_KEYS[key], {}
@@ -333,6 +334,7 @@ def budget_curves_figure(curves:dict, claims=HEADLINE, p:Protocol=PROTOCOL):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/88b_protocol.ipynb #425d3df8
 def _cell(r:dict) -> str:
     if r['verdict'] == 'not run': return 'not run'
     se = '' if r['se'] is None else f" ± {r['se']:.3g}"

@@ -15,13 +15,14 @@ import torch.nn as nn
 
 import crvae
 from .core import (UserError, check, did_you_mean, save_json, get_device, apply_overrides, config_from_dict, command, Arg,
-                   check_seed, remove_stale_temps, SEED_MAX)
+                   check_seed, SEED_MAX)
+from .cleanup import remove_stale_temps
 from .data import FaceData, load_faces
 from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES
 from .runs import (FORMAT_VERSION, save_weights, read_weights, read_state, load_weights_into, find_run, read_run, check_buildable,
                    load, _latest_checkpoint, _run_model_config, run_lock, check_out_folder)
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
-from .engine import Engine, NonFiniteError, init_distributed, _dist_rank_world, _inside
+from .engine import Engine, NonFiniteError, init_distributed, _dist_rank_world, _deletable_inside
 from .outputs import (sample_grid, save_png, run_plots, plot_losses, plot_curves, truncate_log, _check_log, _curve_row,
                            _write_curve_rows, write_block_table)
 # NonFiniteError, load, read_state, save_weights, save_png, plot_losses are here also for the callers that import them from crvae.training
@@ -341,7 +342,7 @@ def _lineage(run) -> dict:
 def _remove_leftovers(out:Path):
     "Remove the temporaries that killed writers (SIGKILL, a power cut) left in a run folder; never through a link, never a live writer's."
     for d in (out, out/'checkpoints', out/'samples', out/'snapshots'):
-        if d == out or _inside(d, out): remove_stale_temps(d)
+        if d == out or _deletable_inside(d, out): remove_stale_temps(d)
 
 _FIXED_BY_RUN = dict(data='data', root='root', n='n', size='size', seed='seed', config='preset')   # option -> train_config field
 

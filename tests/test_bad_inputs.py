@@ -1,4 +1,4 @@
-"""The bad-input table (`crvae.reliability.BAD_INPUTS`, also shown in nbs/09_reliability.ipynb) and the training-side
+"""The bad-input table (`tests/helpers/bad_inputs.py`, also shown in nbs/09_reliability.ipynb) and the training-side
 reliability behaviour of issue 18.
 
 - every row of the table, in-process: exit code 2, exactly one line on stderr naming the fix, no traceback, nothing
@@ -17,10 +17,12 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import crvae.core as core
+import crvae.cleanup as cleanup
 import crvae.training as T
 from crvae.models import MAX_PARAMS
 from crvae.core import UserError
-from crvae.reliability import BAD_INPUTS, SMALL_RUN, Scene, case_problems, run_case
+from crvae.reliability import SMALL_RUN
+from helpers.bad_inputs import BAD_INPUTS, Scene, case_problems, run_case
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -88,7 +90,7 @@ def test_temporaries_of_dead_writers_are_removed_on_the_next_run(tmp_path, faces
     run = tmp_path/'run'
     _train(faces_1k, run, steps=1)
     tag, dead = core._machine_tag(), 2**22 + 12345          # above Linux's largest pid: no such process
-    assert not core._pid_alive(dead)
+    assert not cleanup._pid_alive(dead)
     left = [run/f'.log.csv.pid{dead}-{tag}-abcd1234.tmp', run/'checkpoints'/f'.step-0000002.pid{dead}-{tag}-abcd1234.tmp',
             run/f'.run.json.pid{os.getpid()}-{tag}-live1234.tmp']
     left[0].write_text('half'); left[1].mkdir(); (left[1]/'model.safetensors').write_bytes(b'x')

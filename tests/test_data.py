@@ -8,6 +8,7 @@ import torch
 import crvae.avatars as A
 import crvae.data as D
 from crvae.core import UserError
+from helpers.write_hook import before_replace
 
 
 def test_prevalence_between_5_and_95_percent(faces_1k):
@@ -75,9 +76,8 @@ def test_two_builders_of_one_cache_both_succeed(tmp_path, monkeypatch):
     import shutil, crvae.core
     def other_process_finishes_first(tmp):                        # called with each whole temporary file or folder
         if tmp.is_dir(): shutil.copytree(tmp, tmp.parent/tmp.name[1:].rsplit('.', 2)[0])   # `.NAME.xxxx.tmp` -> NAME
-    monkeypatch.setattr(crvae.core, '_before_replace', other_process_finishes_first)
-    p = D.build_avatars(n=10, size=32, root=tmp_path, workers=1, progress=False)
-    monkeypatch.setattr(crvae.core, '_before_replace', None)
+    with before_replace(other_process_finishes_first):
+        p = D.build_avatars(n=10, size=32, root=tmp_path, workers=1, progress=False)
     assert [q.name for q in tmp_path.iterdir()] == [p.name]       # one cache, no temporary folder left
     assert len(D.load_avatars(n=10, size=32, root=tmp_path, progress=False)) == 10
 
@@ -399,8 +399,8 @@ def test_temporary_names_carry_the_writer(tmp_path, monkeypatch):
     "What `atomic_dir` names its temporary folder (the test of two builders above parses `.NAME.xxxx.tmp` too)."
     import re, crvae.core as core
     seen = []
-    monkeypatch.setattr(core, '_before_replace', seen.append)
-    D.build_avatars(n=10, size=32, root=tmp_path, workers=1, progress=False)
+    with before_replace(seen.append):
+        D.build_avatars(n=10, size=32, root=tmp_path, workers=1, progress=False)
     assert seen and all(re.fullmatch(core._TMP_NAME, t.name) and int(re.fullmatch(core._TMP_NAME, t.name)['pid']) == os.getpid()
                         for t in seen), [t.name for t in seen]
 

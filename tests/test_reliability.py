@@ -22,7 +22,7 @@ import crvae.runs as R
 import crvae.engine as E
 import crvae.training as T
 from crvae.core import UserError
-from crvae.reliability import fail_writes
+from helpers.write_hook import fail_writes
 from crvae.training import load, read_state, read_weights, train
 from test_kill import check_left_behind, same    # every file a killed or failed run left is whole; weights equal
 

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import crvae.core
 from crvae.core import UserError, main
 from crvae.core import assets_home, checkpoints_home
+from helpers.write_hook import before_replace
 from crvae.tool import (BLOCK_FILE, BlockSearch, FaceTool, fine_tuning_block, measure_blocks, redraw_block, choose_block, badge_html,
                         blank_png, _resolve_classifier)
 from crvae.app import FaceToolUI, app_notebook, voila_command, APP_SOURCE
@@ -163,9 +164,7 @@ def test_block_file_written_atomically_and_reused(tmp_path, faces_1k, monkeypatc
     # a crash just before the rename leaves the old file whole and no temporary behind
     before = (run/BLOCK_FILE).read_bytes()
     def boom(tmp): raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(crvae.core, '_before_replace', boom)
-    with pytest.raises(UserError): fine_tuning_block(run, data=faces_1k, recompute=True, **QUICK)
-    monkeypatch.setattr(crvae.core, '_before_replace', None)
+    with before_replace(boom), pytest.raises(UserError): fine_tuning_block(run, data=faces_1k, recompute=True, **QUICK)
     assert (run/BLOCK_FILE).read_bytes() == before and not list(run.glob('.*.tmp'))
     # new settings or new weights measure again
     assert fine_tuning_block(run, data=faces_1k, search=BlockSearch(n_faces=4), classifier=None)['reused'] is False

@@ -1,10 +1,12 @@
 """The package's modules with their line counts and the import graph between them (module-level and in-function
-imports alike), with any cycle: `python tools/modules.py`. The refactoring issue's yardsticks: no module over 500
-lines, no line over 140 characters, no cycle."""
-import ast, sys
+imports alike), with any cycle, and the exported notebook cells too long to read at once: `python tools/modules.py`
+(`--max-cell N` sets the cell limit, default 60 lines). The refactoring issue's yardsticks: no module over 500 lines, no
+line over 140 characters, no cycle, no exported cell over 60 lines."""
+import ast, json, sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1]/'crvae'
+NBS = PKG.parent/'nbs'
 
 
 def imports(py: Path) -> set[str]:
@@ -32,6 +34,24 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return [list(c) for c in sorted(found)]
 
 
+def long_cells(limit:int=60, nbs:Path=NBS) -> list[tuple[str, int, int]]:
+    "(notebook, cell number, lines) of every exported code cell of `nbs` longer than `limit` lines (directives included)."
+    out = []
+    for nb in sorted(nbs.glob('*.ipynb')):
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            src = ''.join(c['source']).splitlines()
+            exported = any(l.startswith('#|') and l.split()[1:2] in (['export'], ['exporti']) for l in src)
+            if c['cell_type'] == 'code' and exported and len(src) > limit: out.append((nb.stem, i, len(src)))
+    return out
+
+
+def report_long_cells(limit:int=60):
+    "Print the exported cells over `limit` lines (a cell a student cannot read at once); returns how many."
+    cells = long_cells(limit)
+    print(f"\nexported cells over {limit} lines: " + ('; '.join(f'{nb} cell {i} ({n} lines)' for nb, i, n in cells) or 'none'))
+    return len(cells)
+
+
 def main():
     mods = sorted(p for p in PKG.glob('*.py') if not p.name.startswith('_'))
     graph = {f'crvae.{p.stem}': imports(p) for p in mods}
@@ -44,6 +64,7 @@ def main():
     cyc = cycles(graph)
     print(f"\n{len(mods)} modules, {sum(len(p.read_text().splitlines()) for p in mods)} lines, {long} lines over 140 characters; "
           f"cycles: {'; '.join(' -> '.join(c + [c[0]]) for c in cyc) if cyc else 'none'}")
+    report_long_cells(int(sys.argv[sys.argv.index('--max-cell') + 1]) if '--max-cell' in sys.argv else 60)
     return 1 if cyc else 0
 
 

@@ -11,7 +11,7 @@ Fault plans (each counts its events inside one child and SIGKILLs the child at t
   none           run to the end
   step:K         at the start of the K-th training step (between iterations)
   optstep:K      right after the K-th optimiser step (crvae-gan: between the generator's and the discriminator's)
-  replace:K      at the K-th `crvae.core._before_replace` call: a temporary file or folder is whole but not yet renamed
+  replace:K      before the K-th rename of an atomic writer's temporary (write_hook.py): it is whole but not yet renamed
   halfwrite:K    inside the K-th atomic write: half of its bytes are on disk (fsynced), the rest never come
   render:K       at the start of the K-th avatar render chunk (during a data-cache build)
 Answering on stdout and reading stdin only, it never outlives its parent (EOF ends it).
@@ -25,6 +25,7 @@ import crvae.core as core  # noqa: E402
 import crvae.data as D  # noqa: E402
 import crvae.training as T  # noqa: E402
 from crvae.models import build_model, model_config  # noqa: E402
+from write_hook import calling  # noqa: E402  (this folder: the script's own)
 
 # Warm what every child would otherwise pay for again (imports, no tensor work): the first model built on the 'meta'
 # device (`check_buildable`) sets PyTorch's meta kernels up, the first optimiser imports torch._dynamo (about 3 s).
@@ -59,7 +60,7 @@ def arm(plan:str):
     elif kind == 'replace':
         def before_replace(tmp):
             if tick(): die()
-        core._before_replace = before_replace
+        os.replace = calling(before_replace)
     elif kind == 'halfwrite':
         real = os.fdopen
         class Half:
