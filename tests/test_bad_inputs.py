@@ -18,7 +18,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import crvae.core as core
 import crvae.training as T
-from crvae.models import MAX_PARAMS
+from crvae.param_counts import MAX_PARAMS
+from crvae.engine import NonFiniteError
+from crvae.runs import load
 from crvae.core import UserError
 from crvae.reliability import BAD_INPUTS, SMALL_RUN, Scene, case_problems, run_case
 
@@ -71,7 +73,7 @@ def test_checkpoints_by_time_and_a_run_without_one_starts_again(tmp_path, faces_
     run = tmp_path/'killed'
     real = T.Trainer.step
     def killed_at_step_2(self):
-        if self.step_ == 1: raise T.NonFiniteError('stopped before the first checkpoint (a stand-in for SIGKILL)')
+        if self.step_ == 1: raise NonFiniteError('stopped before the first checkpoint (a stand-in for SIGKILL)')
         return real(self)
     monkeypatch.setattr(T.Trainer, 'step', killed_at_step_2)
     with pytest.raises(UserError): _train(faces_1k, run, ckpt_every=0, ckpt_minutes=0)
@@ -122,11 +124,11 @@ def test_nonfinite_advice_can_be_followed(tmp_path, faces_1k, monkeypatch):
         return loss
     run = tmp_path/'run'
     monkeypatch.setattr(T, 'generator_loss', nan_at(1))
-    with pytest.raises(T.NonFiniteError, match=r'no checkpoint was written yet: run the same command again with a lower learning rate, '
+    with pytest.raises(NonFiniteError, match=r'no checkpoint was written yet: run the same command again with a lower learning rate, '
                                                r'--set lr=3e-05'):
         _train(faces_1k, run)
     monkeypatch.setattr(T, 'generator_loss', nan_at(2))
-    with pytest.raises(T.NonFiniteError, match=rf'last checkpoint is intact \(step-0000001\): resume it .*'
+    with pytest.raises(NonFiniteError, match=rf'last checkpoint is intact \(step-0000001\): resume it .*'
                                                rf'crvae train cvae --out {run} --resume --set lr=3e-05'):
         _train(faces_1k, run)
     monkeypatch.setattr(T, 'generator_loss', real)
@@ -148,7 +150,7 @@ def test_resume_with_the_same_rates_is_unchanged(tmp_path, faces_1k):
 
 def test_sampling_works_in_batches(scene, monkeypatch):
     import crvae.sampling as S
-    model = T.load(scene.base)
+    model = load(scene.base)
     whole = S.sample_faces(model, n=40, seed=3)['images']
     monkeypatch.setattr(S, 'DECODE_BATCH', 16)
     parts = S.sample_faces(model, n=40, seed=3)['images']
@@ -291,6 +293,6 @@ def test_run_json_reads_or_one_line(scratch, case):
     try:
         info = T.read_run(scratch)
         T.config_from_dict(T.TrainConfig, info.get('train_config') or {})
-        T.load(scratch)
+        load(scratch)
     except UserError as e: assert '\n' not in str(e)
     finally: (scratch/'run.json').write_text(good)
