@@ -56,6 +56,7 @@ def _mp_context():
     "Fork on Linux (workers start instantly and do not touch PyTorch), spawn elsewhere."
     return mp.get_context('fork' if sys.platform.startswith('linux') else 'spawn')
 
+# %% ../nbs/02b_data.ipynb #ed3cd003
 def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 def _check_positive(name, v):
@@ -90,6 +91,7 @@ def _check_space(folder:Path, need:int, what:str, out_given:bool, reclaim:int=0)
     check(free >= need, f"not enough free space for the {what} cache: it needs about {_human(need)} and {p} has {_human(free)} free; "
                         f"free some space or {fix}")
 
+# %% ../nbs/02b_data.ipynb #ed3cd103
 class _NpyWriter:
     """A .npy file written block by block with ordinary writes (`write(first_row, block)`): on a full disk a write fails
     with ENOSPC, an `OSError` (a `UserError` once `atomic_dir` has it), where a memory map would die of SIGBUS."""
@@ -111,6 +113,7 @@ def _progress(total, desc, enabled=True):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit='img', disable=not enabled, mininterval=0.5)
 
+# %% ../nbs/02b_data.ipynb #ed3cd203
 def build_avatars(n:int=30000, size:int=64, seed:int=0, root=None, workers:int|None=None, progress:bool=True,
                   rebuild:bool=False) -> Path:
     "Render `n` avatar faces at `size` px into the cache (or reuse it); returns the cache folder."

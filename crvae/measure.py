@@ -15,7 +15,8 @@ from .core import check, get_device
 from .data import FaceData, to_float
 from .models import check_model_name, build_model, count_params
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
-from .training import Trainer, make_configs
+from .training import Trainer
+from .config import make_configs
 
 # %% auto #0
 __all__ = ['loadavg', 'sync', 'timed', 'median', 'matmul_flops', 'synthetic_faces', 'bench_faces', 'make_trainer', 'step_flops',

@@ -350,6 +350,7 @@ class GenerationPath(nn.Module):
         if self.attr_embed is not None: zb = torch.cat([self.attr_embed(y_steps), zb], dim=-1)   # (B, T, d_a + d)
         return self.rnn(zb)                                                # (B, T, d)
 
+# %% ../nbs/04_models.ipynb #7c0a0053
 class ChannelRecurrentModel(FaceModel):
     "crvae, crvae-gan (unconditional), ccrvae-gan, acvae-gan (conditional)."
     def __init__(self, name:str, cfg:ModelConfig):

@@ -58,6 +58,7 @@ def read_weights(path) -> dict:
                                            "it is truncated or not a crvae checkpoint: restore it, or use an earlier checkpoint of the "
                                            "run (checkpoints/step-N)") from None
 
+# %% ../nbs/06_runs.ipynb #31eec003
 def read_state(path) -> dict:
     "Read a training-state file with `weights_only=True` (tensors and plain containers only, no code)."
     path = Path(path)
@@ -140,6 +141,7 @@ def _check_run_data(d, where:str):
     check(d.get('seed') is None or _is_count(d['seed'], 0, SEED_MAX),
           f"{where}: data.seed must be an integer from 0 to {SEED_MAX:,}; {fix}")
 
+# %% ../nbs/06_runs.ipynb #7333c003
 def read_run(run) -> dict:
     "The `run.json` of a run folder, checked (it is untrusted input: every field a reader uses has the expected type)."
     info = load_json(Path(run)/'run.json')
@@ -179,6 +181,7 @@ def _run_model_config(info:dict) -> ModelConfig:
     check_buildable(cfg, fix)
     return cfg
 
+# %% ../nbs/06_runs.ipynb #7333c103
 def model_from_run(info:dict):
     "Build the (untrained) model a `run.json` describes (a `UserError` if it describes none: run.json is untrusted input)."
     cfg = _run_model_config(info)

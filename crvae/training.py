@@ -12,13 +12,15 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from fastcore.basics import patch
 
 import crvae
-from .core import (UserError, check, did_you_mean, save_json, get_device, apply_overrides, config_from_dict, command, Arg,
-                   check_seed, remove_stale_temps, SEED_MAX)
+from .core import (UserError, check, save_json, get_device, apply_overrides, config_from_dict, command, Arg,
+                   remove_stale_temps, SEED_MAX)
 from .data import FaceData, load_faces
-from .models import ModelConfig, model_config, build_model, check_model_name, MODEL_NAMES, CONDITIONAL
-from .runs import (FORMAT_VERSION, read_weights, load_weights_into, find_run, read_run, check_buildable, _latest_checkpoint,
+from .config import TrainConfig, RunConfig, make_configs, split_sets, _with_data
+from .models import model_config, build_model, check_model_name, MODEL_NAMES
+from .runs import (FORMAT_VERSION, read_weights, load_weights_into, find_run, read_run, _latest_checkpoint,
                         _run_model_config, run_lock, check_out_folder)
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
 from .engine import Engine, init_distributed, _dist_rank_world, _inside
@@ -26,8 +28,7 @@ from .outputs import (sample_grid, run_plots, plot_curves, truncate_log, _check_
                            write_block_table)
 
 # %% auto #0
-__all__ = ['TRAIN_FIELDS', 'MODEL_FIELDS', 'LOG_KEYS_FIRST', 'build_optimizers', 'gan_warmup', 'set_learning_rates',
-           'papers_step', 'TrainConfig', 'split_sets', 'RunConfig', 'make_configs', 'Trainer', 'train']
+__all__ = ['LOG_KEYS_FIRST', 'build_optimizers', 'gan_warmup', 'set_learning_rates', 'papers_step', 'Trainer', 'train']
 
 # %% ../nbs/06c_training.ipynb #82fa5492
 def _lstm_param_ids(model) -> set:
@@ -105,119 +106,6 @@ def papers_step(model, opts:dict, x:torch.Tensor, a:torch.Tensor|None=None) -> d
     if 'd_mi' in opts: _update(opts['d_mi'])
     return {**terms, **d_terms}
 
-# %% ../nbs/06c_training.ipynb #d2b66c3e
-@dataclass(frozen=True)
-class TrainConfig:
-    "How to train: data, length, seeds, devices, logging and checkpoints (the model's own config holds its loss weights and rates)."
-    model: str = 'acvae-gan'
-    preset: str = 'tiny'
-    data: str = 'avatars'            # avatars | celeba | folder
-    root: str|None = None            # folder for celeba/folder
-    n: int = 30000                   # avatar faces (or a CelebA prefix)
-    size: int = 64
-    data_seed: int = 0
-    seed: int = 0
-    steps: int = 0                   # total steps of the run (0: from epochs/minutes)
-    epochs: float = 0.0
-    minutes: float = 0.0             # wall-clock budget of this invocation (0: none)
-    lr_halve_epochs: float = 60.0    # every rate halves every this many epochs (released: 60 of 150)
-    d_warmup: bool = True            # GAN head at lr/50 for 10 updates, lr/5 for 20 (released)
-    flip: bool = True                # horizontal flip 0.5 (the papers' augmentation)
-    device: str = 'auto'
-    amp: bool = True                 # bf16 autocast on CUDA
-    cpu_amp: bool = False            # bf16 autocast on the CPU too; off: 0.37x the fp32 speed on a CPU without AVX-512 BF16
-                                     # (`crvae bench --ablate cpu-bf16`)
-    channels_last: bool = True       # NHWC activations: 1.4x faster tiny training on CPU (crvae bench --ablate channels-first)
-    compile: bool = False            # torch.compile the networks (CUDA)
-    sync_bn: bool = False            # SyncBatchNorm across processes
-    log_every: int = 20
-    sample_every: int = 500
-    sample_minutes: float = 0.0      # also a grid every this many minutes of training (samples/minute-MMM.png); 0: off
-    ckpt_every: int = 500
-    ckpt_minutes: float = 5.0        # also a checkpoint every this many minutes of this invocation (a short run keeps its progress); 0: off
-    keep_checkpoints: int = 2
-    snapshot_every: int = 0          # keep weights-only snapshots every N steps (crVAE Fig. 6); 0: off
-    eval_every: int = 250            # learning curves (curves.csv): score eval_n validation faces every N steps; 0: off
-    eval_n: int = 500                # validation faces (and prior samples) per learning-curve point
-    keep_snapshots: int = 10
-    nonfinite: str = 'stop'          # 'stop' or 'skip' the update (stops after 20 in a row)
-    progress: bool = True
-
-    def __post_init__(self):
-        """Types, counts and sizes are checked here, so a bad `--set` (or run.json) is a one-line error before any work
-        (not a crash mid-run)."""
-        for f in dataclasses.fields(self):
-            v, d = getattr(self, f.name), f.default
-            if isinstance(d, bool): ok, kind = isinstance(v, bool), 'true or false'
-            elif isinstance(d, (int, float)): ok, kind = isinstance(v, (int, float)) and not isinstance(v, bool), 'a number'
-            else: ok, kind = isinstance(v, str) or (d is None and v is None), 'a text'
-            check(ok, f"{f.name}={v!r}: expected {kind} (--set {f.name}=...)")
-        for k, hi in _TRAIN_LIMITS.items():
-            v = getattr(self, k)
-            check(not (isinstance(v, (int, float)) and v > hi), f"{k}={v!r} is too large: at most {hi:,} (--set {k}=...)")
-        check(self.data in ('avatars', 'celeba', 'folder'), f"data={self.data!r}: use avatars, celeba or folder")
-        check_seed(self.seed, 'seed'); check_seed(self.data_seed, 'data_seed')
-        for k in ('n', 'size', 'log_every', 'keep_checkpoints', 'keep_snapshots'):
-            v = getattr(self, k)
-            check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{k}={v!r}: must be a positive integer (--set {k}=...)")
-        check(isinstance(self.eval_n, int) and not isinstance(self.eval_n, bool) and self.eval_n >= 20,
-              f"eval_n={self.eval_n!r}: must be an integer >= 20 (--set eval_n=500)")
-        for k in ('steps', 'epochs', 'minutes', 'lr_halve_epochs', 'sample_every', 'sample_minutes', 'ckpt_every', 'ckpt_minutes',
-                  'snapshot_every', 'eval_every'):
-            v = getattr(self, k)
-            check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float('inf'),
-                  f"{k}={v!r}: must be 0 (off) or positive (--set {k}=...)")
-        check(self.nonfinite in ('stop', 'skip'), f"nonfinite={self.nonfinite!r}: use --set nonfinite=stop or nonfinite=skip")
-
-_TRAIN_LIMITS = dict(n=10**7, size=1024, steps=10**10, epochs=10**6, minutes=10**7, lr_halve_epochs=10**6, log_every=10**10,
-                     sample_every=10**10, sample_minutes=10**7, ckpt_every=10**10, ckpt_minutes=10**7, keep_checkpoints=10**6,
-                     snapshot_every=10**10, eval_every=10**10, eval_n=10**6, keep_snapshots=10**6)   # beyond these: a typo, not a plan
-
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
-
-def split_sets(sets) -> tuple[list, list]:
-    "Route `--set key=value` items to the model config or the training config."
-    m, t = [], []
-    for s in sets or []:
-        check('=' in s, f"--set {s}: expected key=value, e.g. --set kappa=0")
-        k = s.split('=', 1)[0].strip()
-        if k in MODEL_FIELDS and k not in ('model', 'preset'): m.append(s)
-        elif k in TRAIN_FIELDS: t.append(s)
-        else: raise UserError(f"--set {k}: unknown key{did_you_mean(k, sorted(MODEL_FIELDS | TRAIN_FIELDS))}")
-    return m, t
-
-# %% ../nbs/06c_training.ipynb #5e1c0a01
-@dataclass(frozen=True)
-class RunConfig:
-    """Every setting of a run, in one frozen tree: `model` (architecture, loss weights, learning rates and batch size; the
-    models notebook) and `train` (data, length, seeds, devices, logging: `TrainConfig`). Unpacks as `mcfg, tcfg = rc`."""
-    model: ModelConfig
-    train: TrainConfig
-    def __iter__(self): return iter((self.model, self.train))
-
-def make_configs(model:str, preset:str='tiny', sets=None, data_attrs:int|None=None, **train_kw) -> RunConfig:
-    """The `RunConfig` of `model` at `preset`: the preset's values, then the training keywords, then the `--set` items, each
-    resolved once into the part of the tree that has its key. The model name is checked by `ModelConfig` itself."""
-    msets, tsets = split_sets(sets)
-    tcfg = apply_overrides(TrainConfig(model=model, preset=preset, **train_kw), tsets)
-    extra = {}
-    if model in CONDITIONAL and data_attrs is not None: extra['n_attrs'] = data_attrs
-    if tcfg.size != 64: extra['image_size'] = tcfg.size       # the model's resolution follows the data's
-    mcfg = model_config(model, preset, msets, **extra)
-    check_buildable(mcfg, "change the --set values (sizes and widths are positive and moderate)")
-    return RunConfig(mcfg, tcfg)
-
-def _with_data(rc:RunConfig, faces:FaceData, sets) -> RunConfig:
-    "`rc` completed by the data actually loaded: its attribute count (unless `--set n_attrs` gave one), its size and its count."
-    mcfg, tcfg = rc
-    if faces.manifest: tcfg = dataclasses.replace(tcfg, n=int(faces.manifest.get('n', len(faces))), size=faces.size)
-    if mcfg.model in CONDITIONAL and not any(s.split('=', 1)[0].strip() == 'n_attrs' for s in split_sets(sets)[0]):
-        mcfg = dataclasses.replace(mcfg, n_attrs=faces.n_attrs)
-    if tcfg.size != mcfg.image_size: mcfg = dataclasses.replace(mcfg, image_size=tcfg.size)
-    if mcfg != rc.model: check_buildable(mcfg, "change the --set values (sizes and widths are positive and moderate)")
-    return RunConfig(mcfg, tcfg)
-
 # %% ../nbs/06c_training.ipynb #f52a41b8
 LOG_KEYS_FIRST = ['step', 'epoch', 'seconds', 'images_per_s', 'lr']     # the first columns of a run's log.csv
 
@@ -284,102 +172,175 @@ class Trainer(Engine):
         for name, m in list(self.model.named_children()):
             if name != 'D' and any(True for _ in m.parameters()): setattr(self.model, name, torch.compile(m))
 
-    def step(self) -> dict:
-        "One iteration (generator phase, then discriminator phase); returns the logged values."
-        model, cfg, tc = self.model, self.cfg, self.tcfg
-        model.train()
-        set_learning_rates(self.opts, self.step_ / self.steps_per_epoch, tc.lr_halve_epochs, self.gan_updates, tc.d_warmup)
-        if hasattr(model, 'on_train_step'): model.on_train_step(self.step_, self.total_steps())   # e.g. a fade-in schedule
-        x, a = self.get_batch(self.step_)
-        logs = {}
+# %% ../nbs/06c_training.ipynb #7c0a0012
+@patch
+def step(self:Trainer) -> dict:
+    "One iteration (generator phase, then discriminator phase); returns the logged values."
+    model, cfg, tc = self.model, self.cfg, self.tcfg
+    model.train()
+    set_learning_rates(self.opts, self.step_ / self.steps_per_epoch, tc.lr_halve_epochs, self.gan_updates, tc.d_warmup)
+    if hasattr(model, 'on_train_step'): model.on_train_step(self.step_, self.total_steps())   # e.g. a fade-in schedule
+    x, a = self.get_batch(self.step_)
+    logs = {}
+    self._zero_grads()
+    with self.autocast: g_total, terms, fakes = self._gen_side(x, a, x.shape[0] // 2 if model.D is not None else None)
+    logs.update(terms)
+    if not self._finite_or_raise(dict(terms, total=g_total), 'generator loss'): return logs
+    g_total.backward()
+    if not self._grads_finite(['gen']): return logs
+    self._opt_step('gen')
+    if model.D is not None:
+        batch = discriminator_batch(model, x, a, fakes)
+        with self.autocast: d_terms = self._d_side(batch)
+        err = d_terms['d_err'].detach().clone()
+        if self.world > 1: torch.distributed.all_reduce(err); err /= self.world
+        gate = bool(err.item() >= cfg.d_threshold)          # False: D is too good on this batch, skip its GAN update
+        trunk_gan = gate or cfg.d_gate == 'head'             # 'head' (acVAE code): the trunk still learns from the GAN term
+        d_total = d_terms['d_gan'] * float(trunk_gan)
+        if 'd_mi' in d_terms: d_total = d_total + d_terms['d_mi']   # unscaled: kappa weighs only the generator's side
+        logs.update(d_terms, d_err=err, d_skip=float(not gate))
+        if not self._finite_or_raise(dict(d_terms, total=d_total), 'discriminator loss'): return logs
         self._zero_grads()
-        with self.autocast: g_total, terms, fakes = self._gen_side(x, a, x.shape[0] // 2 if model.D is not None else None)
-        logs.update(terms)
-        if not self._finite_or_raise(dict(terms, total=g_total), 'generator loss'): return logs
-        g_total.backward()
-        if not self._grads_finite(['gen']): return logs
-        self._opt_step('gen')
-        if model.D is not None:
-            batch = discriminator_batch(model, x, a, fakes)
-            with self.autocast: d_terms = self._d_side(batch)
-            err = d_terms['d_err'].detach().clone()
-            if self.world > 1: torch.distributed.all_reduce(err); err /= self.world
-            gate = bool(err.item() >= cfg.d_threshold)          # False: D is too good on this batch, skip its GAN update
-            trunk_gan = gate or cfg.d_gate == 'head'             # 'head' (acVAE code): the trunk still learns from the GAN term
-            d_total = d_terms['d_gan'] * float(trunk_gan)
-            if 'd_mi' in d_terms: d_total = d_total + d_terms['d_mi']   # unscaled: kappa weighs only the generator's side
-            logs.update(d_terms, d_err=err, d_skip=float(not gate))
-            if not self._finite_or_raise(dict(d_terms, total=d_total), 'discriminator loss'): return logs
-            self._zero_grads()
-            d_total.backward()
-            if not self._grads_finite(['d_trunk', 'd_gan', 'd_mi']): return logs
-            if gate: self._opt_step('d_gan')
-            self.gan_updates += 1                                # counts calls, gated or not (the warm-up's clock)
-            if trunk_gan or 'd_mi' in d_terms: self._opt_step('d_trunk')
-            if 'd_mi' in self.opts: self._opt_step('d_mi')
-        self.nonfinite_run = 0
-        self.step_ += 1
-        return logs
+        d_total.backward()
+        if not self._grads_finite(['d_trunk', 'd_gan', 'd_mi']): return logs
+        if gate: self._opt_step('d_gan')
+        self.gan_updates += 1                                # counts calls, gated or not (the warm-up's clock)
+        if trunk_gan or 'd_mi' in d_terms: self._opt_step('d_trunk')
+        if 'd_mi' in self.opts: self._opt_step('d_mi')
+    self.nonfinite_run = 0
+    self.step_ += 1
+    return logs
 
-    # -- what the engine asks of a trainer ------------------------------------------------------------------------
-    def grid(self) -> torch.Tensor: return sample_grid(self.model, self.valid_data, self.tcfg.seed)
-    def resume_command(self) -> str: return f"crvae train {self.model.name} --out {self.out} --resume"
-    def _log_extra(self) -> dict: return dict(lr=self.opts['gen'].param_groups[0]['lr'])
+# %% ../nbs/06c_training.ipynb #7c0a0015
+@patch
+def grid(self:Trainer) -> torch.Tensor: return sample_grid(self.model, self.valid_data, self.tcfg.seed)
 
-    def after_step(self):
-        if self.tcfg.eval_every and self.step_ % self.tcfg.eval_every == 0: self.log_curves()
+@patch
+def resume_command(self:Trainer) -> str: return f"crvae train {self.model.name} --out {self.out} --resume"
 
-    def on_finish(self, stop:str):
-        "A run that ran its steps and logged curves with classifiers ends with its block table (blocks.csv, blocks.png)."
-        if stop == 'steps' and self._curves is not None and self._curves[1] is not None:
-            with self.own_random_streams():
-                write_block_table(self.model, self._curves[1], self.out, a=self._curves[0].attrs, n=min(256, self.tcfg.eval_n),
-                                  seed=self.tcfg.seed)
+@patch
+def _log_extra(self:Trainer) -> dict: return dict(lr=self.opts['gen'].param_groups[0]['lr'])
 
-    def lower_lr_advice(self) -> str:
-        "Advice that works after a non-finite value: resume the last checkpoint with a lower rate, or (none yet) start again with one."
-        try: default = model_config(self.model.name, self.cfg.preset).lr
-        except UserError: default = self.cfg.lr
-        lr = default if self.cfg.lr > default else self.cfg.lr / 10
-        ck = _latest_checkpoint(self.out) if self.rank == 0 else None
-        if ck is not None:
-            return (f"the last checkpoint is intact ({ck.name}): resume it with a lower learning rate: "
-                    f"crvae train {self.model.name} --out {self.out} --resume --set lr={lr:.3g}")
-        return (f"no checkpoint was written yet: run the same command again with a lower learning rate, --set lr={lr:.3g} "
-                "(a run folder without a checkpoint starts again from step 0)")
+@patch
+def after_step(self:Trainer):
+    if self.tcfg.eval_every and self.step_ % self.tcfg.eval_every == 0: self.log_curves()
 
-    def run_json(self) -> dict:
-        return dict(format_version=FORMAT_VERSION, model=self.model.name, model_config=dataclasses.asdict(self.cfg),
-                    train_config=dataclasses.asdict(self.tcfg), data=self.data_info, crvae_version=crvae.__version__,
-                    torch_version=torch.__version__, machine=f"{platform.machine()} {platform.system()} {os.cpu_count()} CPUs",
-                    device=str(self.device), world_size=self.world, command=self.command_line,
-                    created=time.strftime('%Y-%m-%d %H:%M:%S'))
-
-    def log_curves(self) -> dict:
-        "Score the model on `eval_n` validation faces (`crvae.metrics.curve_point`) and append the point to curves.csv and curves.png."
-        from crvae.metrics import validation_faces, curve_point
-        from crvae.classifiers import load_classifiers
-        t0 = time.time()
+@patch
+def on_finish(self:Trainer, stop:str):
+    "A run that ran its steps and logged curves with classifiers ends with its block table (blocks.csv, blocks.png)."
+    if stop == 'steps' and self._curves is not None and self._curves[1] is not None:
         with self.own_random_streams():
-            if self._curves is None:            # (building the classifiers draws random initial weights too)
-                clf = None
-                try: clf = load_classifiers(self._faces, device=self.device)
-                except UserError as e: print(f"note: learning curves without classifier scores ({e})", file=sys.stderr)
-                self._curves = (validation_faces(self._faces, self.tcfg.eval_n), clf)
-            valid, clf = self._curves
-            point = curve_point(self.model, valid, clf, seed=self.tcfg.seed)
-        row = _curve_row(self.step_, point, time.time() - t0)
-        path = self.out/'curves.csv'
-        _write_curve_rows(path, [row])
-        if run_plots():
-            try: plot_curves(path, self.out/'curves.png')
-            except UserError: pass
-        return row
+            write_block_table(self.model, self._curves[1], self.out, a=self._curves[0].attrs, n=min(256, self.tcfg.eval_n),
+                              seed=self.tcfg.seed)
+
+# %% ../nbs/06c_training.ipynb #7c0a0019
+@patch
+def lower_lr_advice(self:Trainer) -> str:
+    "Advice that works after a non-finite value: resume the last checkpoint with a lower rate, or (none yet) start again with one."
+    try: default = model_config(self.model.name, self.cfg.preset).lr
+    except UserError: default = self.cfg.lr
+    lr = default if self.cfg.lr > default else self.cfg.lr / 10
+    ck = _latest_checkpoint(self.out) if self.rank == 0 else None
+    if ck is not None:
+        return (f"the last checkpoint is intact ({ck.name}): resume it with a lower learning rate: "
+                f"crvae train {self.model.name} --out {self.out} --resume --set lr={lr:.3g}")
+    return (f"no checkpoint was written yet: run the same command again with a lower learning rate, --set lr={lr:.3g} "
+            "(a run folder without a checkpoint starts again from step 0)")
+
+@patch
+def run_json(self:Trainer) -> dict:
+    return dict(format_version=FORMAT_VERSION, model=self.model.name, model_config=dataclasses.asdict(self.cfg),
+                train_config=dataclasses.asdict(self.tcfg), data=self.data_info, crvae_version=crvae.__version__,
+                torch_version=torch.__version__, machine=f"{platform.machine()} {platform.system()} {os.cpu_count()} CPUs",
+                device=str(self.device), world_size=self.world, command=self.command_line,
+                created=time.strftime('%Y-%m-%d %H:%M:%S'))
+
+@patch
+def log_curves(self:Trainer) -> dict:
+    "Score the model on `eval_n` validation faces (`crvae.metrics.curve_point`) and append the point to curves.csv and curves.png."
+    from crvae.metrics import validation_faces, curve_point
+    from crvae.classifiers import load_classifiers
+    t0 = time.time()
+    with self.own_random_streams():
+        if self._curves is None:            # (building the classifiers draws random initial weights too)
+            clf = None
+            try: clf = load_classifiers(self._faces, device=self.device)
+            except UserError as e: print(f"note: learning curves without classifier scores ({e})", file=sys.stderr)
+            self._curves = (validation_faces(self._faces, self.tcfg.eval_n), clf)
+        valid, clf = self._curves
+        point = curve_point(self.model, valid, clf, seed=self.tcfg.seed)
+    row = _curve_row(self.step_, point, time.time() - t0)
+    path = self.out/'curves.csv'
+    _write_curve_rows(path, [row])
+    if run_plots():
+        try: plot_curves(path, self.out/'curves.png')
+        except UserError: pass
+    return row
 
 # %% ../nbs/06c_training.ipynb #c9b2cec7
 _RESUME_FREE = {'steps', 'epochs', 'minutes', 'device', 'progress', 'log_every', 'sample_every', 'sample_minutes', 'ckpt_every',
                 'keep_checkpoints', 'snapshot_every', 'keep_snapshots', 'nonfinite', 'compile', 'amp', 'eval_every', 'ckpt_minutes'}
 _RESUME_RATES = ('lr', 'lr_d', 'lr_d_heads')    # model config fields --resume may change (lower the rate after a non-finite loss)
+_FIXED_BY_RUN = dict(data='data', root='root', n='n', size='size', seed='seed', config='preset')   # option -> train_config field
+
+def _resume_configs(out:Path, model:str, sets, given:dict, asked:dict) -> tuple[dict, RunConfig, list]:
+    """The config of the run in `out`, to resume it: its own, with the `asked` length and logging fields and the `--set` items
+    that may change (`_RESUME_FREE`, `_RESUME_RATES`); another data, seed or preset (`given`) or any other `--set` is a
+    one-line error. Returns (its run.json, the config, the learning-rate `--set` items)."""
+    info = read_run(out)
+    try: tstored = config_from_dict(TrainConfig, info.get('train_config') or {}, what='run.json train_config')
+    except UserError as e:
+        raise UserError(f"{out}/run.json: {e}; it was edited or damaged: restore it, or train the run again") from None
+    differ = [f"--{k} {given[k]} (the run's: {getattr(tstored, f)})" for k, f in _FIXED_BY_RUN.items()
+              if given[k] is not None and str(given[k]) != str(getattr(tstored, f))]
+    check(not differ, f"--resume continues the run with its own data, seed and preset; these options differ: {'; '.join(differ)}: "
+                      "drop them, or start a new run in another --out")
+    tcfg = dataclasses.replace(tstored, **asked)
+    msets, tsets = split_sets(sets)
+    check(model == info['model'], f"{out} is a {info['model']} run, not {model}: "
+                                  f"resume it with crvae train {info['model']} --out {out} --resume")
+    mcfg = _run_model_config(info)
+    lr_sets = [s for s in msets if s.split('=')[0].strip() in _RESUME_RATES]
+    tcfg = apply_overrides(tcfg, [s for s in tsets if s.split('=')[0] in _RESUME_FREE])
+    fixed = [s for s in tsets if s.split('=')[0] not in _RESUME_FREE]
+    bad = [s for s in msets if s not in lr_sets and apply_overrides(mcfg, [s]) != mcfg]
+    bad += [s for s in fixed if apply_overrides(tcfg, [s]) != tcfg]
+    check(not bad, f"--resume keeps the run's configuration; these --set items would change it: {bad}. Start a new run instead "
+                   f"(--resume may change {', '.join(_RESUME_RATES)} and {', '.join(sorted(_RESUME_FREE))})")
+    mcfg = apply_overrides(mcfg, lr_sets)
+    _check_log(out/'log.csv'); _check_log(out/'curves.csv')
+    return info, RunConfig(mcfg, tcfg), lr_sets
+
+# %% ../nbs/06c_training.ipynb #7c0a0024
+def _folder_state(out:Path, model:str, resume:bool, force:bool, rank:int) -> bool:
+    "Check the run folder `out` for a new run or a resume (`check_out_folder`); True when it holds a run to start again."
+    theirs = check_out_folder(out, model, resume, force) if rank == 0 else None
+    existing = (out/'run.json').exists()
+    if force and not resume and existing and (theirs is None or theirs['model'] != model):
+        existing = False                  # --force over another tool's run.json or another model's run: a new run
+    restart = existing and not resume and _latest_checkpoint(out) is None and not (out/'model.safetensors').exists()
+    if existing and not resume and not restart:
+        raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if resume and not existing:
+        raise UserError(f"--resume: {out} holds no run (no run.json); start one without --resume")
+    return restart
+
+def _resume_checkpoint(out:Path) -> Path:
+    "The checkpoint `--resume` continues from, or a one-line error that says what to do instead."
+    ck = _latest_checkpoint(out)
+    check(ck is not None or (out/'model.safetensors').exists(),
+          f"--resume: {out} has no complete checkpoint yet; start it again without --resume (it restarts from step 0)")
+    check(ck is not None, f"--resume: {out} has no checkpoint, only its final weights (model.safetensors), so it cannot go on; "
+                          "start a new run in another --out (--init-from it to start from its weights)")
+    return ck
+
+def _init_from(mdl, init_from, rank:int) -> Path:
+    "Load the weights of the run `init_from` into `mdl` where they fit (`--init-from`: new tensors stay initialised); that run's folder."
+    src = find_run(init_from)
+    rep = load_weights_into(mdl, read_weights(src/'model.safetensors'), str(src), strict=False)
+    if rank == 0: print(f"initialised from {src}: {len(rep['missing'])} new tensors, {len(rep['shape'])} resized, "
+                        f"{len(rep['unexpected'])} unused")
+    return src
 
 def _lineage(run) -> dict:
     "What a run started from (`--init-from`): that run's run.json (configs, command, steps, wall time, and its own `init_from`)."
@@ -390,8 +351,7 @@ def _remove_leftovers(out:Path):
     for d in (out, out/'checkpoints', out/'samples', out/'snapshots'):
         if d == out or _inside(d, out): remove_stale_temps(d)
 
-_FIXED_BY_RUN = dict(data='data', root='root', n='n', size='size', seed='seed', config='preset')   # option -> train_config field
-
+# %% ../nbs/06c_training.ipynb #7c0a0027
 def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, sets=None, steps:int=0, epochs:float=0.0,
           minutes:float=0.0, resume:bool=False, init_from=None, n:int|None=None, size:int|None=None, seed:int|None=None, device:str='auto',
           progress:bool=True, faces:FaceData|None=None, command_line:str|None=None, force:bool=False, **train_kw) -> dict:
@@ -405,42 +365,12 @@ def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, s
     out = Path(out)
     root = str(Path(root).expanduser().resolve()) if root else root   # run.json records the folder, not a name relative to the cwd
     rank, world = init_distributed(device)
-    theirs = check_out_folder(out, model, resume, force) if rank == 0 else None
-    existing = (out/'run.json').exists()
-    if force and not resume and existing and (theirs is None or theirs['model'] != model):
-        existing = False                  # --force over another tool's run.json or another model's run: a new run
-    restart = existing and not resume and _latest_checkpoint(out) is None and not (out/'model.safetensors').exists()
-    if existing and not resume and not restart:
-        raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    if resume and not existing:
-        raise UserError(f"--resume: {out} holds no run (no run.json); start one without --resume")
-    lr_sets = []
+    restart = _folder_state(out, model, resume, force, rank)
     if resume:
-        info = read_run(out)
-        try: tstored = config_from_dict(TrainConfig, info.get('train_config') or {}, what='run.json train_config')
-        except UserError as e:
-            raise UserError(f"{out}/run.json: {e}; it was edited or damaged: restore it, or train the run again") from None
-        given = dict(data=data, root=root, n=n, size=size, seed=seed, config=preset)
-        differ = [f"--{k} {given[k]} (the run's: {getattr(tstored, f)})" for k, f in _FIXED_BY_RUN.items()
-                  if given[k] is not None and str(given[k]) != str(getattr(tstored, f))]
-        check(not differ, f"--resume continues the run with its own data, seed and preset; these options differ: {'; '.join(differ)}: "
-                          "drop them, or start a new run in another --out")
-        asked = dict(steps=steps, epochs=epochs, minutes=minutes, device=device, progress=progress,
-                     **{k: v for k, v in train_kw.items() if k in _RESUME_FREE})
-        tcfg = dataclasses.replace(tstored, **asked)
-        msets, tsets = split_sets(sets)
-        check(model == info['model'], f"{out} is a {info['model']} run, not {model}: "
-                                      f"resume it with crvae train {info['model']} --out {out} --resume")
-        mcfg = _run_model_config(info)
-        lr_sets = [s for s in msets if s.split('=')[0].strip() in _RESUME_RATES]
-        tcfg = apply_overrides(tcfg, [s for s in tsets if s.split('=')[0] in _RESUME_FREE])
-        fixed = [s for s in tsets if s.split('=')[0] not in _RESUME_FREE]
-        bad = [s for s in msets if s not in lr_sets and apply_overrides(mcfg, [s]) != mcfg]
-        bad += [s for s in fixed if apply_overrides(tcfg, [s]) != tcfg]
-        check(not bad, f"--resume keeps the run's configuration; these --set items would change it: {bad}. Start a new run instead "
-                       f"(--resume may change {', '.join(_RESUME_RATES)} and {', '.join(sorted(_RESUME_FREE))})")
-        mcfg = apply_overrides(mcfg, lr_sets)
-        _check_log(out/'log.csv'); _check_log(out/'curves.csv')
+        info, (mcfg, tcfg), lr_sets = _resume_configs(
+            out, model, sets, given=dict(data=data, root=root, n=n, size=size, seed=seed, config=preset),
+            asked=dict(steps=steps, epochs=epochs, minutes=minutes, device=device, progress=progress,
+                       **{k: v for k, v in train_kw.items() if k in _RESUME_FREE}))
     else:
         data, preset, seed = data or 'avatars', preset or 'tiny', seed or 0
         n, size = 30000 if n is None else n, 64 if size is None else size
@@ -451,18 +381,9 @@ def train(model:str, out, data:str|None=None, root=None, preset:str|None=None, s
     if not resume: mcfg, tcfg = _with_data(rc, faces, sets)    # the data actually given (e.g. the 1,000-face set) on record
     torch.manual_seed(tcfg.seed + rank)
     mdl = build_model(model, mcfg)
-    if init_from is not None and not resume:
-        src = find_run(init_from)
-        rep = load_weights_into(mdl, read_weights(src/'model.safetensors'), str(src), strict=False)
-        if rank == 0: print(f"initialised from {src}: {len(rep['missing'])} new tensors, {len(rep['shape'])} resized, "
-                            f"{len(rep['unexpected'])} unused")
+    src = _init_from(mdl, init_from, rank) if init_from is not None and not resume else None
     trainer = Trainer(mdl, faces, tcfg, out, command_line=command_line)
-    if resume:
-        ck = _latest_checkpoint(out)
-        check(ck is not None or (out/'model.safetensors').exists(),
-              f"--resume: {out} has no complete checkpoint yet; start it again without --resume (it restarts from step 0)")
-        check(ck is not None, f"--resume: {out} has no checkpoint, only its final weights (model.safetensors), so it cannot go on; "
-                              "start a new run in another --out (--init-from it to start from its weights)")
+    ck = _resume_checkpoint(out) if resume else None
     with run_lock(out) if rank == 0 else contextlib.nullcontext():    # one writer per run folder, from here to the end
         if resume:
             trainer.resume(ck)

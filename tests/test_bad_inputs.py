@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import crvae.core as core
 import crvae.training as T
+import crvae.config as C
 from crvae.param_counts import MAX_PARAMS
 from crvae.engine import NonFiniteError
-from crvae.runs import load
+from crvae.runs import load, check_buildable
 from crvae.core import UserError
 from crvae.reliability import BAD_INPUTS, SMALL_RUN, Scene, case_problems, run_case
 
@@ -236,7 +237,7 @@ def test_resume_drops_a_torn_last_log_row(tmp_path, faces_1k):
 
 # -- property tests -------------------------------------------------------------------------------------------------
 
-SET_KEYS = sorted((T.MODEL_FIELDS | T.TRAIN_FIELDS) - {'model', 'preset'})
+SET_KEYS = sorted((C.MODEL_FIELDS | C.TRAIN_FIELDS) - {'model', 'preset'})
 SET_VALUES = st.one_of(st.integers(-10**13, 10**13).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
                        st.sampled_from(['[-8,16,32,64,64,64]', '[8,16,32,64,64,1000000000]', '1e15', '-1', '0', 'NaN', '"x"', '[]',
                                         'true', 'null', '{}', '[1,"a"]']))
@@ -249,7 +250,7 @@ def test_set_items_give_a_buildable_config_or_one_line(model, items):
     try: mcfg, tcfg = T.make_configs(model, 'tiny', [f'{k}={v}' for k, v in items], data_attrs=40)
     except UserError as e:
         assert '\n' not in str(e); return
-    assert T.check_buildable(mcfg, '') <= MAX_PARAMS
+    assert check_buildable(mcfg, '') <= MAX_PARAMS
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)

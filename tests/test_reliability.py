@@ -21,6 +21,7 @@ import crvae.data as D
 import crvae.runs as R
 import crvae.engine as E
 import crvae.training as T
+import crvae.config as C
 from crvae.core import UserError
 from crvae.reliability import fail_writes
 from crvae.training import train
@@ -468,7 +469,7 @@ def test_attribute_parser_random_input(text):
     assert set(out) <= set(ATTRS) and set(out.values()) <= {-1.0, 1.0}
 
 
-SET_KEYS = sorted((T.MODEL_FIELDS | T.TRAIN_FIELDS) - {'model', 'preset'}) + ['bogus', 'lr ', '']
+SET_KEYS = sorted((C.MODEL_FIELDS | C.TRAIN_FIELDS) - {'model', 'preset'}) + ['bogus', 'lr ', '']
 SET_VALUES = st.one_of(st.integers(-10**20, 10**20).map(str), st.floats().map(repr), st.text(max_size=6),
                        st.sampled_from(['[]', '[1,2]', '[8,16,32,64,64,64]', '[1.5]', '[true]', 'true', 'null', 'NaN', 'Infinity',
                                         '1e400', '-0', '{}', '"x"', 'stop', 'skip', 'paper', 'u', '[1,"a"]', '1' + '0' * 400]))
