@@ -336,6 +336,7 @@ def _images_to_cache(paths:list, size:int, box, out:Path, workers:int|None, prog
             with _mp_context().Pool(min(workers, len(jobs))) as pool: run(pool.imap(_load_chunk, jobs))
     return n / max(time.time() - t0, 1e-9), hashes
 
+# %% ../nbs/02b_data.ipynb #9590e003
 def _sha1(b:bytes) -> str: return hashlib.sha1(b).hexdigest()
 def _sha1_json(x) -> str: return _sha1(json.dumps(x).encode())
 
@@ -431,7 +432,6 @@ def load_faces(data:str='avatars', root=None, size:int=64, n:int|None=None, seed
     return load_folder(root, size, workers=workers, progress=progress, seed=seed)
 
 # %% ../nbs/02b_data.ipynb #8b740761
-# `crvae data DATASET`: each dataset is a sub-command of `data`, declared by its function's signature.
 _ROOT_ARG, _WORKERS_ARG = Arg('the dataset folder'), Arg(type=int)
 
 def _caches() -> list[dict]:
@@ -465,6 +465,7 @@ def _report_cache(path, built:bool, t0:float):
     print(f"{d}\n{how} in {secs:.1f} s: {d.manifest['path']}")
     if built: _superseded_note()
 
+# %% ../nbs/02b_data.ipynb #8b74e003
 @command('data', 'avatars', help='render the embedded avatar-face dataset into the cache')
 def _data_avatars(*, n: Arg('number of faces (default 30000)')=30000, size: Arg('image size in pixels (64 or 128)')=64,
                   seed: Arg()=0, out: Arg('cache root folder (default: $CRVAE_DATA/avatars or ~/.cache/crvae/avatars)')=None,

@@ -54,6 +54,7 @@ def find_celeba(root) -> dict:
     check(not missing, f"CelebA folder {root} lacks {', '.join(missing)}; {CELEBA_LAYOUTS}")
     return files
 
+# %% ../nbs/02a_image_files.ipynb #f2b4e003
 def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray, list]:
     "Parse CelebA's attribute file (txt or csv): (file names, attribute names, +-1 int8 matrix, each row's line number)."
     def bad(why, line=None):
@@ -88,6 +89,7 @@ def _read_attr_file(path:Path) -> tuple[list, list, np.ndarray, list]:
     a = np.array(vals, dtype=np.int8).reshape(len(vals), len(names))
     return files, names, np.where(a > 0, 1, -1).astype(np.int8), where  # {0,1} files become +-1 too
 
+# %% ../nbs/02a_image_files.ipynb #f2b4e006
 def _read_pairs(path:Path, what:str, valid:dict|None=None) -> tuple[dict, dict]:
     "Parse a 'file value' text or 'file,value' csv (partition, identity): ({file: value}, {file: line number})."
     out, where = {}, {}
