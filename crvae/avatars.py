@@ -161,6 +161,7 @@ def sample_avatar_spec(rng:np.random.Generator) -> dict:
     s['hat_color'] = _pick(rng, CLOTHING_COLORS)
     return s
 
+# %% ../nbs/02_avatars.ipynb #e828e003
 def avatar_attributes(spec:dict) -> np.ndarray:
     "The +-1 attribute vector (in `AVATAR_ATTRIBUTES` order) of a face `spec`."
     hair_visible = spec['top'] not in HATS and spec['top'] != 'NONE'

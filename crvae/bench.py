@@ -151,6 +151,7 @@ ABLATIONS = {
                             build=lambda: _patched(torch, 'compile', functools.partial(torch.compile, mode='reduce-overhead'))),
 }
 
+# %% ../nbs/80a_bench.ipynb #27eff003
 def check_ablations(names, device) -> list[str]:
     "The ablation names, 'all' expanded to those that apply on `device`; a `UserError` for an unknown one."
     dev = torch.device(device).type
@@ -337,6 +338,7 @@ def bench_report(res:dict) -> str:
         out += ['', 'data pipeline', markdown_table([dict(stage=k, **v) for k, v in res['data'].items()], floatfmt='.4g')]
     return '\n'.join(out)
 
+# %% ../nbs/80a_bench.ipynb #6e14f003
 def compare_results(old:dict, new:dict) -> list[dict]:
     "Per model and figure: old, new and new / old (for two `run_bench` results)."
     figs = [('images/s', ('train', 'images_per_s')), ('encode ms', ('eval', 'inference_ms')), ('decode ms', ('eval', 'generation_ms')),

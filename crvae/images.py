@@ -158,6 +158,7 @@ def upright(im):
     from PIL import ImageOps
     return ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
 
+# %% ../nbs/02a_image_files.ipynb #c2f0f003
 def _load_image(path, size:int, box=None, data:bytes|None=None) -> np.ndarray:
     """Read an image (from `data`, its bytes, if given), turn it upright, crop `box` (default: the centred square), resize to
     `size` (bilinear, antialiased): (3, size, size) uint8."""

@@ -156,6 +156,7 @@ class GrownFCModel(_Grown, FCModel):
         super().__init__(name, cfg)
         self._grow()
 
+# %% ../nbs/04b_progressive.ipynb #b832f003
 def build_grown_model(name:str, cfg:ModelConfig) -> FaceModel:
     "The 128 px model `name` (one of `PROGRESSIVE_MODELS`) from `cfg` (image_size 128); `build_model` calls this."
     check(name in PROGRESSIVE_MODELS, f"{name} does not grow to 128 px; progressive growing is for {', '.join(PROGRESSIVE_MODELS)} "
