@@ -20,10 +20,10 @@ from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRec
 
 # %% auto #0
 __all__ = ['MODEL_NAMES', 'PRESETS', 'CONDITIONAL', 'WITH_GAN', 'PROGRESSIVE_MODELS', 'FAMILY', 'CR_ALPHAS', 'TINY_BETA',
-           'CR_MI_WEIGHTS', 'SIZE_BUILDERS', 'MAX_PARAMS', 'check_model_name', 'ModelConfig', 'model_config',
+           'CR_MI_WEIGHTS', 'PRESET_TABLE', 'SIZE_BUILDERS', 'check_model_name', 'ModelConfig', 'model_config',
            'FaceModel', 'Discriminator', 'AttributeBlocksEncoder', 'ChannelRecurrentEncoder', 'GenerationPath',
            'ChannelRecurrentModel', 'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model',
-           'count_params', 'param_table', 'meta_model']
+           'count_params', 'param_table']
 
 # %% ../nbs/04_models.ipynb #9fc73956
 MODEL_NAMES = ('vae', 'conv-vae', 'crvae', 'vae-gan', 'crvae-gan', 'cvae', 'cgan', 'cvae-gan', 'ccrvae-gan', 'acvae-gan')
@@ -152,42 +152,40 @@ class ModelConfig:
     def latent_side(self) -> int: return min(self.image_size, 64) // 16   # grown 128 px models keep the 64 px latent
 
 # %% ../nbs/04_models.ipynb #a5742fc8
+_ALL, _COND, _FC = MODEL_NAMES, tuple(sorted(CONDITIONAL)), tuple(m for m in MODEL_NAMES if FAMILY[m] == 'fc')   # _COND: acVAE's
+
+PRESET_TABLE = (   # (preset or '*', models, values): every row that matches a (model, preset) applies, in order; later rows win
+    # the architecture. tiny: every structure of paper, narrower, for CPUs
+    ('tiny',  _ALL,  dict(enc_widths=(8, 16, 32, 64, 64, 64), dec_widths=(64, 64, 64, 32, 16, 16, 16), z_channels=32, z_dim=512,
+                          lstm_hidden=256, attr_channels=2, gen_attr_dim=64, prior_hidden=256, d_widths=(16, 32, 64, 64), d_fc=256,
+                          mbd_kernels=32, mi_channels=16, batch_size=64,   # and, each measured in the training notebook:
+                          bn_momentum=0.1,      # running statistics averaged over about 10 batches, not one
+                          lstm_lr_factor=1.0,   # LSTMs at the full lr: at lr/8 acvae-gan's LSTM prior learns the attributes too slowly
+                          dropout=0.0)),        # behind 0.5 (Lua) dropout the narrow tiny D learns nothing
+    ('paper', _COND + _FC, dict(d_widths=(32, 64, 128, 256))),   # the acVAE discriminator (the fc family's too)
+    ('tiny',  _COND + _FC, dict(d_widths=(8, 16, 32, 64))),
+    ('paper', _COND, dict(n_attrs=40, enc_stem=32, dec_out_kernel=1, d_stem=32, d_fc=512)),   # the acVAE stem, 1x1 to-RGB and D
+    ('tiny',  _COND, dict(n_attrs=32, enc_stem=8, dec_out_kernel=1, d_stem=8)),               # N = 32 avatar attributes
+    ('*',     ('cvae', 'cvae-gan'), dict(prior_hidden=0)),
+    ('paper', ('acvae-gan',), dict(prior_hidden=128)), ('tiny', ('acvae-gan',), dict(prior_hidden=64)),
+    # the loss weights and learning rates of the released runs
+    ('*', ('crvae', 'crvae-gan'), dict(kl_alphas=CR_ALPHAS, beta=0.0125, kappa=0.02, lr=3e-4, lr_d=1.5e-4, lr_d_heads=3e-4)),
+    ('*', ('vae', 'vae-gan', 'conv-vae'), dict(kl_alphas=(2e-4,) * 8, beta=0.05, kappa=0.0, mi=False)),
+    ('*', ('ccrvae-gan', 'acvae-gan'), dict(kl_alphas=CR_ALPHAS, beta=0.0025, kappa=0.01, lr=1e-3, lr_d=5e-4, lr_d_heads=5e-4,
+                                            d_beta1=0.5, d_gate='head')),
+    ('*', ('cvae', 'cvae-gan', 'cgan'), dict(kl_alphas=(3e-4,) * 8, beta=0.0025, kappa=0.0, mi=False, lr=3e-4, lr_d=1.5e-4,
+                                             lr_d_heads=1.5e-4, d_beta1=0.5, d_gate='head')),   # the acVAE code's D: half the rate
+    ('*', ('acvae-gan',), dict(rho=0.05, entropy_weight=0.05)), ('*', ('cgan',), dict(beta=1.0)),   # attention; a plain GAN
+    ('tiny', tuple(sorted(WITH_GAN - {'cgan'})), dict(beta=TINY_BETA)),   # one GAN weight for every tiny model: larger ones collapse
+    ('*', tuple(m for m in MODEL_NAMES if m not in WITH_GAN), dict(beta=0.0, kappa=0.0, mi=False)),
+)
+
 def _preset(name:str, preset:str) -> dict:
-    "The field values of `preset` for model `name`."
-    fam, cond = FAMILY[name], name in CONDITIONAL
-    acv = cond                     # the acVAE paper's models share its encoder stem, 1x1 to-RGB and discriminator
-    if preset == 'paper':
-        d = dict(n_attrs=40 if cond else 0, enc_stem=32 if acv else 0, dec_out_kernel=1 if acv else 3,
-                 d_stem=32 if acv else 0, d_widths=(32, 64, 128, 256) if (acv or fam == 'fc') else (64, 128, 256, 256),
-                 d_fc=512 if acv else 1024, prior_hidden=128 if name == 'acvae-gan' else (0 if name in ('cvae', 'cvae-gan') else 1024))
-    else:
-        d = dict(n_attrs=32 if cond else 0, enc_stem=8 if acv else 0, dec_out_kernel=1 if acv else 3,
-                 enc_widths=(8, 16, 32, 64, 64, 64), dec_widths=(64, 64, 64, 32, 16, 16, 16),
-                 z_channels=32, z_dim=512, lstm_hidden=256, attr_channels=2, gen_attr_dim=64,
-                 prior_hidden=64 if name == 'acvae-gan' else (0 if name in ('cvae', 'cvae-gan') else 256),
-                 d_stem=8 if acv else 0, d_widths=(8, 16, 32, 64) if (acv or fam == 'fc') else (16, 32, 64, 64),
-                 d_fc=256, mbd_kernels=32, mi_channels=16, batch_size=64,
-                 bn_momentum=0.1,      # running statistics averaged over about 10 batches, not one (training notebook)
-                 lstm_lr_factor=1.0,   # LSTMs at the full lr: at lr/8 acvae-gan's LSTM prior learns the attributes too slowly
-                                       # for a CPU budget (training notebook)
-                 dropout=0.0)   # behind 0.5 (Lua) dropout the narrow tiny D learns nothing: its GAN loss stays at log 2 (training notebook)
-    # loss weights and learning rates of the released runs
-    if name in ('crvae', 'crvae-gan'): d.update(kl_alphas=CR_ALPHAS, beta=0.0125, kappa=0.02, lr=3e-4, lr_d=1.5e-4, lr_d_heads=3e-4)
-    elif name in ('vae', 'vae-gan', 'conv-vae'): d.update(kl_alphas=(2e-4,) * 8, beta=0.05, kappa=0.0, mi=False)
-    elif name in ('ccrvae-gan', 'acvae-gan'):
-        d.update(kl_alphas=CR_ALPHAS, beta=0.0025, kappa=0.01, lr=1e-3, lr_d=5e-4, lr_d_heads=5e-4, d_beta1=0.5, d_gate='head')
-        if name == 'acvae-gan': d.update(rho=0.05, entropy_weight=0.05)
-    else:   # cvae, cvae-gan, cgan
-        d.update(kl_alphas=(3e-4,) * 8, beta=1.0 if name == 'cgan' else 0.0025, kappa=0.0, mi=False, lr=3e-4, lr_d=1.5e-4,
-                 lr_d_heads=1.5e-4, d_beta1=0.5, d_gate='head')   # the acVAE code's discriminator: half the rate, beta1 0.5
-    if preset == 'tiny' and name in WITH_GAN and name != 'cgan':
-        d.update(beta=TINY_BETA)   # one GAN weight for every tiny model: larger ones collapse the tiny runs (training notebook)
-    if name not in WITH_GAN: d.update(beta=0.0, kappa=0.0, mi=False)
-    return d
+    "The field values of `preset` for model `name`: the rows of `PRESET_TABLE` that match, merged in order."
+    return {k: v for p, models, values in PRESET_TABLE if p in ('*', preset) and name in models for k, v in values.items()}
 
 def model_config(name:str, preset:str='tiny', sets:list[str]|None=None, **overrides) -> ModelConfig:
     "The `ModelConfig` of model `name` at `preset` ('tiny' or 'paper'), then `overrides`, then `--set` items `sets`."
-    check_model_name(name)
     check(preset in PRESETS, f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}; use tiny or paper")
     names = {f.name for f in dataclasses.fields(ModelConfig)}
     bad = [k for k in overrides if k not in names]
@@ -352,6 +350,7 @@ class GenerationPath(nn.Module):
         if self.attr_embed is not None: zb = torch.cat([self.attr_embed(y_steps), zb], dim=-1)   # (B, T, d_a + d)
         return self.rnn(zb)                                                # (B, T, d)
 
+# %% ../nbs/04_models.ipynb #7c0a0053
 class ChannelRecurrentModel(FaceModel):
     "crvae, crvae-gan (unconditional), ccrvae-gan, acvae-gan (conditional)."
     def __init__(self, name:str, cfg:ModelConfig):
@@ -480,8 +479,7 @@ SIZE_BUILDERS: dict = {}   # image size -> builder(name, cfg) of the models at o
 
 def build_model(name:str, cfg:ModelConfig|None=None) -> FaceModel:
     "The model `name` built from `cfg` (default: `model_config(name)`, the tiny preset)."
-    check_model_name(name)
-    cfg = model_config(name) if cfg is None else cfg
+    cfg = model_config(name) if cfg is None else cfg       # a config holds a checked name (`ModelConfig.__post_init__`)
     check(cfg.model == name, f"the config is for {cfg.model}, not {name}: build it with model_config({name!r}, ...)")
     if cfg.image_size != 64:     # this module knows only 64 px; the module that grows a model registers the larger sizes
         check(cfg.image_size in SIZE_BUILDERS, f"image_size={cfg.image_size}: the 64 px models are built here; "
@@ -499,19 +497,3 @@ def param_table(model:FaceModel) -> dict:
     gen = sum(v for k, v in parts.items() if not k.startswith('D.'))
     return dict(model=model.name, preset=model.cfg.preset, parts=parts, generator=gen,
                 discriminator=count_params(model.D), total=count_params(model))
-
-MAX_PARAMS = 10**9     # a model beyond this many parameters (4 GB of float32 weights) is a typo in a config, not a plan
-
-def meta_model(cfg:ModelConfig, fix:str) -> FaceModel:
-    """The model `cfg` describes, built on PyTorch's 'meta' device (shapes only: no memory, no random numbers drawn). A
-    config that describes no model, or an absurdly large one, is a `UserError` ending in `fix`, before anything is allocated."""
-    try:
-        with torch.device('meta'): model = build_model(cfg.model, cfg)
-    except UserError: raise
-    except Exception as e:
-        why = (str(e).splitlines() or [''])[0][:160]
-        raise UserError(f"the model config does not describe a model ({type(e).__name__}: {why}); {fix}") from None
-    n = count_params(model)
-    check(n <= MAX_PARAMS, f"the model config makes a {cfg.model} of {n:,} parameters ({n * 4 / 1e9:,.0f} GB of weights; "
-                           f"at most {MAX_PARAMS:,}); {fix}")
-    return model

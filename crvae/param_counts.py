@@ -8,11 +8,31 @@ Docs: https://crvae.github.io/crvae/param_counts.html.md"""
 from __future__ import annotations
 import json
 
-from .core import markdown_table, command, Arg
-from .models import MODEL_NAMES, check_model_name, model_config, meta_model, param_table
+import torch
+
+from .core import UserError, check, markdown_table, command, Arg
+from .models import (MODEL_NAMES, ModelConfig, FaceModel, check_model_name, model_config, build_model, count_params,
+                          param_table)
 
 # %% auto #0
-__all__ = ['RELEASED_COUNTS', 'RELEASED_GENERATOR', 'model_info']
+__all__ = ['MAX_PARAMS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'meta_model', 'model_info']
+
+# %% ../nbs/04a_param_counts.ipynb #d1f0000b
+MAX_PARAMS = 10**9     # a model beyond this many parameters (4 GB of float32 weights) is a typo in a config, not a plan
+
+def meta_model(cfg:ModelConfig, fix:str) -> FaceModel:
+    """The model `cfg` describes, built on PyTorch's 'meta' device (shapes only: no memory, no random numbers drawn). A
+    config that describes no model, or an absurdly large one, is a `UserError` ending in `fix`, before anything is allocated."""
+    try:
+        with torch.device('meta'): model = build_model(cfg.model, cfg)
+    except UserError: raise
+    except Exception as e:
+        why = (str(e).splitlines() or [''])[0][:160]
+        raise UserError(f"the model config does not describe a model ({type(e).__name__}: {why}); {fix}") from None
+    n = count_params(model)
+    check(n <= MAX_PARAMS, f"the model config makes a {cfg.model} of {n:,} parameters ({n * 4 / 1e9:,.0f} GB of weights; "
+                           f"at most {MAX_PARAMS:,}); {fix}")
+    return model
 
 # %% ../nbs/04a_param_counts.ipynb #d1f00006
 def model_info(name:str, preset:str='tiny', sets:list[str]|None=None) -> dict:

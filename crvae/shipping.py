@@ -59,7 +59,7 @@ def train_command(info:dict, recorded:bool=True) -> str:
     """The `crvae train` command that made a run: the recorded one, else (or with `recorded=False`) rebuilt from its configs.
     Its run folders (`--out`, `--init-from`) are given by their names: a card carries no machine path."""
     if recorded and info.get('command'): return portable_command(info['command'])
-    from crvae.training import make_configs, TRAIN_FIELDS
+    from crvae.config import make_configs, TRAIN_FIELDS
     tc, mc, d = info['train_config'], info['model_config'], info.get('data') or {}
     m0, t0 = make_configs(info['model'], tc.get('preset', 'tiny'), data_attrs=mc.get('n_attrs'))
     m0, t0 = (json.loads(json.dumps(dataclasses.asdict(c))) for c in (m0, t0))   # tuples as the JSON lists run.json holds

@@ -232,6 +232,7 @@ def stage2_grid(stage1:nn.Module, G:nn.Module, valid:FaceData, seed:int=0, n:int
     G.train(was)
     return make_grid(to_uint8(torch.cat(rows).cpu()), nrow=len(x), padding=2, pad_value=255)
 
+# %% ../nbs/21_stage2.ipynb #ee11f003
 class Stage2Trainer(Engine):
     "Train Stage 2 `net` on the frozen `stage1` with the 128 px faces `data` into run folder `out`: G2 and D2's step on the `Engine`."
     counters = {'d_updates': 'D2 updates'}

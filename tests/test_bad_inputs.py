@@ -19,7 +19,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import crvae.core as core
 import crvae.cleanup as cleanup
 import crvae.training as T
-from crvae.models import MAX_PARAMS
+import crvae.config as C
+from crvae.param_counts import MAX_PARAMS
+from crvae.engine import NonFiniteError
+from crvae.runs import load, check_buildable
 from crvae.core import UserError
 from crvae.reliability import SMALL_RUN
 from helpers.bad_inputs import BAD_INPUTS, Scene, case_problems, run_case
@@ -73,7 +76,7 @@ def test_checkpoints_by_time_and_a_run_without_one_starts_again(tmp_path, faces_
     run = tmp_path/'killed'
     real = T.Trainer.step
     def killed_at_step_2(self):
-        if self.step_ == 1: raise T.NonFiniteError('stopped before the first checkpoint (a stand-in for SIGKILL)')
+        if self.step_ == 1: raise NonFiniteError('stopped before the first checkpoint (a stand-in for SIGKILL)')
         return real(self)
     monkeypatch.setattr(T.Trainer, 'step', killed_at_step_2)
     with pytest.raises(UserError): _train(faces_1k, run, ckpt_every=0, ckpt_minutes=0)
@@ -124,11 +127,11 @@ def test_nonfinite_advice_can_be_followed(tmp_path, faces_1k, monkeypatch):
         return loss
     run = tmp_path/'run'
     monkeypatch.setattr(T, 'generator_loss', nan_at(1))
-    with pytest.raises(T.NonFiniteError, match=r'no checkpoint was written yet: run the same command again with a lower learning rate, '
+    with pytest.raises(NonFiniteError, match=r'no checkpoint was written yet: run the same command again with a lower learning rate, '
                                                r'--set lr=3e-05'):
         _train(faces_1k, run)
     monkeypatch.setattr(T, 'generator_loss', nan_at(2))
-    with pytest.raises(T.NonFiniteError, match=rf'last checkpoint is intact \(step-0000001\): resume it .*'
+    with pytest.raises(NonFiniteError, match=rf'last checkpoint is intact \(step-0000001\): resume it .*'
                                                rf'crvae train cvae --out {run} --resume --set lr=3e-05'):
         _train(faces_1k, run)
     monkeypatch.setattr(T, 'generator_loss', real)
@@ -150,7 +153,7 @@ def test_resume_with_the_same_rates_is_unchanged(tmp_path, faces_1k):
 
 def test_sampling_works_in_batches(scene, monkeypatch):
     import crvae.sampling as S
-    model = T.load(scene.base)
+    model = load(scene.base)
     whole = S.sample_faces(model, n=40, seed=3)['images']
     monkeypatch.setattr(S, 'DECODE_BATCH', 16)
     parts = S.sample_faces(model, n=40, seed=3)['images']
@@ -236,7 +239,7 @@ def test_resume_drops_a_torn_last_log_row(tmp_path, faces_1k):
 
 # -- property tests -------------------------------------------------------------------------------------------------
 
-SET_KEYS = sorted((T.MODEL_FIELDS | T.TRAIN_FIELDS) - {'model', 'preset'})
+SET_KEYS = sorted((C.MODEL_FIELDS | C.TRAIN_FIELDS) - {'model', 'preset'})
 SET_VALUES = st.one_of(st.integers(-10**13, 10**13).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
                        st.sampled_from(['[-8,16,32,64,64,64]', '[8,16,32,64,64,1000000000]', '1e15', '-1', '0', 'NaN', '"x"', '[]',
                                         'true', 'null', '{}', '[1,"a"]']))
@@ -249,7 +252,7 @@ def test_set_items_give_a_buildable_config_or_one_line(model, items):
     try: mcfg, tcfg = T.make_configs(model, 'tiny', [f'{k}={v}' for k, v in items], data_attrs=40)
     except UserError as e:
         assert '\n' not in str(e); return
-    assert T.check_buildable(mcfg, '') <= MAX_PARAMS
+    assert check_buildable(mcfg, '') <= MAX_PARAMS
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -293,6 +296,6 @@ def test_run_json_reads_or_one_line(scratch, case):
     try:
         info = T.read_run(scratch)
         T.config_from_dict(T.TrainConfig, info.get('train_config') or {})
-        T.load(scratch)
+        load(scratch)
     except UserError as e: assert '\n' not in str(e)
     finally: (scratch/'run.json').write_text(good)

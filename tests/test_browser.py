@@ -21,7 +21,7 @@ def shipped_run(faces_1k):
     """The shipped acvae-gan with its fine-tuning block measured as `crvae app` measures it (stored under $CRVAE_DATA/tool,
     reused by the app and by later test runs), so the page starts quickly."""
     import torch
-    from crvae.training import find_run
+    from crvae.runs import find_run
     from crvae.tool import fine_tuning_block
     n = torch.get_num_threads(); torch.set_num_threads(1)      # steady on a shared 2-core machine (see 30_face_tool)
     try: res = fine_tuning_block(SHIPPED, data=faces_1k)

@@ -1,4 +1,4 @@
-"""Data read right (02_data, 02b_image_files): each bad input a user can hand `crvae data` is refused with exit code 2, one
+"""Data read right (02b_data, 02a_image_files): each bad input a user can hand `crvae data` is refused with exit code 2, one
 line, no traceback and nothing changed on disk; each odd but valid one (16-bit, EXIF-rotated, a byte-order mark, an
 image replaced with its mtime kept) is read by value."""
 import hashlib, json, os, shutil

@@ -233,7 +233,7 @@ def test_snapshot_stability_measures_the_change_between_snapshots(run_dirs, face
     import shutil
     from crvae.classifiers import load_classifiers
     from crvae.fig_mi import snapshot_stability
-    from crvae.training import load
+    from crvae.runs import load
     clf = load_classifiers(faces_1k, root=tiny_classifiers(faces_1k))
     s = snapshot_stability(load(run_dirs['crvae-gan']), clf, k=3, n=8)
     assert len(s['steps']) >= 2 and len(s['pixel_change']) == len(s['part_switch']) == len(s['steps']) - 1

@@ -13,7 +13,7 @@ import crvae.data as D
 import crvae.training as T
 from crvae.core import UserError
 from crvae.reliability import verify_run
-from crvae.training import load, read_weights
+from crvae.runs import load, read_weights
 
 HERE = Path(__file__).resolve().parent
 

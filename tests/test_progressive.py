@@ -6,7 +6,8 @@ import torch.nn.functional as F
 import crvae.progressive as P
 from crvae.core import UserError
 from crvae.models import PROGRESSIVE_MODELS, build_model, model_config
-from crvae.training import load, read_state, read_weights, train
+from crvae.training import train
+from crvae.runs import load, read_state, read_weights
 
 KW = dict(progress=False, log_every=1, sample_every=0, ckpt_every=1000, sets=['batch_size=4'])
 

@@ -21,9 +21,12 @@ import crvae.data as D
 import crvae.runs as R
 import crvae.engine as E
 import crvae.training as T
+import crvae.config as C
 from crvae.core import UserError
 from helpers.write_hook import fail_writes
-from crvae.training import load, read_state, read_weights, train
+from crvae.training import train
+from crvae.runs import load, read_state, read_weights, save_weights
+from crvae.engine import NonFiniteError
 from test_kill import check_left_behind, same    # every file a killed or failed run left is whole; weights equal
 
 HERE = Path(__file__).resolve().parent
@@ -227,7 +230,7 @@ def test_nonfinite_gradient_is_reported_with_step_and_parameter(tmp_path, faces_
             total = total + torch.sqrt(p.sum() * 0)
         return total, terms, fakes
     monkeypatch.setattr(T, 'generator_loss', loss)
-    with pytest.raises(T.NonFiniteError, match=r'non-finite gradient of \S+ in the gradients at step 3.*last checkpoint is intact'):
+    with pytest.raises(NonFiniteError, match=r'non-finite gradient of \S+ in the gradients at step 3.*last checkpoint is intact'):
         train('cvae', tmp_path/'r', steps=4, faces=faces_1k, ckpt_every=2, **QUICK)
     w = read_weights(tmp_path/'r'/'checkpoints'/'step-0000002'/'model.safetensors')
     assert all(torch.isfinite(v.float()).all() for v in w.values()) and T._latest_checkpoint(tmp_path/'r').name == 'step-0000002'
@@ -241,7 +244,7 @@ def test_nonfinite_statistics_never_reach_a_checkpoint(tmp_path, faces_1k, monke
         if step == 2 and not poisoned: poisoned.append(step); x = x * float('nan')     # once: the step is then redone
         return x, a
     monkeypatch.setattr(T.Trainer, 'get_batch', batch)
-    with pytest.raises(T.NonFiniteError, match=r'non-finite values in \S*running_\S+.* not written, the last checkpoint is intact'):
+    with pytest.raises(NonFiniteError, match=r'non-finite values in \S*running_\S+.* not written, the last checkpoint is intact'):
         train('cvae', tmp_path/'r', steps=6, faces=faces_1k, ckpt_every=2, nonfinite='skip', **QUICK)
     assert T._latest_checkpoint(tmp_path/'r').name == 'step-0000002'
     for f in (tmp_path/'r').rglob('*.safetensors'):
@@ -335,7 +338,7 @@ def _edit_json(p, fn):
 def _config(r, **kw): _edit_json(r/'run.json', lambda d: d['model_config'].update(kw))
 def _other_model_weights(r):
     from crvae.models import build_model, model_config
-    T.save_weights(build_model('vae', model_config('vae')), r/'model.safetensors')
+    save_weights(build_model('vae', model_config('vae')), r/'model.safetensors')
 def _latest_state(r): return T._latest_checkpoint(r)/'state.pt'
 def _lines(p, k, text):
     lines = p.read_text().splitlines(); lines[k] = text; p.write_text('\n'.join(lines) + '\n')
@@ -466,7 +469,7 @@ def test_attribute_parser_random_input(text):
     assert set(out) <= set(ATTRS) and set(out.values()) <= {-1.0, 1.0}
 
 
-SET_KEYS = sorted((T.MODEL_FIELDS | T.TRAIN_FIELDS) - {'model', 'preset'}) + ['bogus', 'lr ', '']
+SET_KEYS = sorted((C.MODEL_FIELDS | C.TRAIN_FIELDS) - {'model', 'preset'}) + ['bogus', 'lr ', '']
 SET_VALUES = st.one_of(st.integers(-10**20, 10**20).map(str), st.floats().map(repr), st.text(max_size=6),
                        st.sampled_from(['[]', '[1,2]', '[8,16,32,64,64,64]', '[1.5]', '[true]', 'true', 'null', 'NaN', 'Infinity',
                                         '1e400', '-0', '{}', '"x"', 'stop', 'skip', 'paper', 'u', '[1,"a"]', '1' + '0' * 400]))

@@ -52,7 +52,7 @@ def test_commands_on_cards_name_their_folders():
 
 
 def test_ship_writes_fp16_weights_card_and_loads_as_float32(setup):
-    from crvae.training import load, read_weights
+    from crvae.runs import load, read_weights
     dest = setup/'assets'/'checkpoints'/'acvae-gan-avatars64'
     assert sorted(p.name for p in dest.iterdir()) == ['card.json', 'card.md', 'code_density.safetensors', 'model.safetensors', 'run.json',
                                                       'snapshots']

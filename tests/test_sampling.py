@@ -9,7 +9,7 @@ from PIL import Image
 from crvae.core import UserError
 from crvae.sampling import (parse_attrs, sample_attributes, attribute_prevalence, sample_faces, load_face_image, edit_face,
                             reconstruct_face, estimate_source_attributes)
-from crvae.training import load
+from crvae.runs import load
 
 NAMES = ['Smiling', 'Eyeglasses', 'Wearing_Hat', 'Bald', 'Mouth_Slightly_Open']
 

@@ -19,7 +19,7 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason=f'{CHROMIUM} is absent: install Debian chromium (apt-get install -y chromium) '
                                            'to run the browser test')
 SHOTS = {'index': 'site_index.png', '00_bound': 'site_bound_maths.png', '05_objectives': 'site_objectives_maths.png',
-         '06_training': 'site_training.png', '13_fig_blocks': 'site_fig_blocks.png', '91_differences': 'site_differences.png'}
+         '06c_training': 'site_training.png', '13_fig_blocks': 'site_fig_blocks.png', '91_differences': 'site_differences.png'}
 RAW_TABLE = re.compile(r'^[ \t]*\|(?:[ \t]*:?-{3,}:?[ \t]*\|)+[ \t]*$', re.M)   # a markdown table's |---| rule as text
 TEX_LEFT = re.compile(r'&|\\[A-Za-z]+|\\')                      # an alignment & or a TeX command shown in the maths
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 import crvae.stage2 as S
 from crvae.classifiers import RecognitionClassifier, RecognitionClassifierConfig
 from crvae.core import UserError
-from crvae.training import read_weights, train
+from crvae.training import train
+from crvae.runs import read_weights
 
 KW = dict(progress=False, log_every=1, sample_every=0)
 

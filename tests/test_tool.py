@@ -13,7 +13,8 @@ from helpers.write_hook import before_replace
 from crvae.tool import (BLOCK_FILE, BlockSearch, FaceTool, fine_tuning_block, measure_blocks, redraw_block, choose_block, badge_html,
                         blank_png, _resolve_classifier)
 from crvae.app import FaceToolUI, app_notebook, voila_command, APP_SOURCE
-from crvae.training import train, load, find_run, read_run
+from crvae.training import train
+from crvae.runs import load, find_run, read_run
 
 QUICK = dict(search=BlockSearch(n_faces=8), classifier=None)
 

@@ -1,8 +1,10 @@
 """The package's modules with their line counts and the import graph between them (module-level and in-function
-imports alike), with any cycle, and the exported notebook cells too long to read at once: `python tools/modules.py`
-(`--max-cell N` sets the cell limit, default 60 lines). The refactoring issue's yardsticks: no module over 500 lines, no
-line over 140 characters, no cycle, no exported cell over 60 lines."""
-import ast, json, sys
+imports alike), with any cycle, the exported notebook cells too long to read at once, and every module that imports a
+module of a later-numbered notebook: `python tools/modules.py` (`--max-cell N` sets the cell limit, default 60 lines). The
+refactoring issue's yardsticks: no module over 500 lines, no line over 140 characters, no cycle, no exported cell over 60
+lines, and no import of a later notebook (`later_imports`: a student reading the notebooks in order meets no name before
+its lesson)."""
+import ast, json, re, sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1]/'crvae'
@@ -52,6 +54,28 @@ def report_long_cells(limit:int=60):
     return len(cells)
 
 
+BASE = {'crvae.core'}   # 01_core, the conventions (one-line errors, atomic writes): every module may use it, the 00 lessons too
+
+
+def notebook_of() -> dict[str, str]:
+    "Each exported module (`crvae.data`) -> the notebook that exports it (`02b_data`), from each notebook's `default_exp`."
+    out = {}
+    for nb in sorted(NBS.glob('*.ipynb')):
+        for c in json.loads(nb.read_text())['cells']:
+            m = re.search(r'^#\|\s*default_exp\s+(\S+)', ''.join(c['source']), re.M) if c['cell_type'] == 'code' else None
+            if m: out[f'crvae.{m[1]}'] = nb.stem; break
+    return out
+
+
+def later_imports(graph: dict[str, set[str]] | None = None) -> list[tuple[str, str, str, str]]:
+    """(module, its notebook, imported module, that module's notebook) for every import of a module whose notebook sorts
+    after the importer's (file names in order: `02_avatars` < `02a_image_files` < `02b_data`)."""
+    if graph is None: graph = {f'crvae.{p.stem}': imports(p) for p in PKG.glob('*.py') if not p.name.startswith('_')}
+    nb = notebook_of()
+    return sorted((m, nb[m], d, nb[d]) for m, deps in graph.items() for d in deps
+                  if m in nb and d in nb and d not in BASE and nb[d] > nb[m])
+
+
 def main():
     mods = sorted(p for p in PKG.glob('*.py') if not p.name.startswith('_'))
     graph = {f'crvae.{p.stem}': imports(p) for p in mods}
@@ -65,7 +89,10 @@ def main():
     print(f"\n{len(mods)} modules, {sum(len(p.read_text().splitlines()) for p in mods)} lines, {long} lines over 140 characters; "
           f"cycles: {'; '.join(' -> '.join(c + [c[0]]) for c in cyc) if cyc else 'none'}")
     report_long_cells(int(sys.argv[sys.argv.index('--max-cell') + 1]) if '--max-cell' in sys.argv else 60)
-    return 1 if cyc else 0
+    late = later_imports(graph)
+    print(f"imports of a later notebook: {len(late) or 'none'}")
+    for m, nm, d, nd in late: print(f"  {m[6:]} ({nm}) imports {d[6:]} ({nd})")
+    return 1 if cyc or late else 0
 
 
 if __name__ == '__main__': sys.exit(main())

@@ -1,7 +1,7 @@
 """Convert notebooks to and from percent-format Python (an authoring aid; the notebooks stay the source).
 
-    python tools/nb.py to-nb nbs/_src/02_data.py nbs/02_data.ipynb   # write a notebook (outputs dropped)
-    python tools/nb.py to-py nbs/02_data.ipynb 02_data.py             # edit a notebook as text
+    python tools/nb.py to-nb nbs/_src/02b_data.py nbs/02b_data.ipynb   # write a notebook (outputs dropped)
+    python tools/nb.py to-py nbs/02b_data.ipynb 02b_data.py             # edit a notebook as text
 
 Cells are separated by `# %%` (code) and `# %% [markdown]` (markdown, each line prefixed with `# `).
 """

@@ -26,7 +26,9 @@ class Scene:
 
     def _make_run(self, out):
         from crvae.core import save_json
-        from crvae.training import make_configs, build_model, Trainer
+        from crvae.config import make_configs
+        from crvae.models import build_model
+        from crvae.training import Trainer
         mcfg, tcfg = make_configs('cvae', 'tiny', SMALL_RUN, data_attrs=self.faces.n_attrs, n=len(self.faces), steps=2, device='cpu',
                                   progress=False, sample_every=0, eval_every=0)
         with torch.random.fork_rng(devices=[]):

@@ -8,7 +8,9 @@ from safetensors.torch import save_file
 
 from crvae.data import load_avatars
 from crvae.models import build_model
-from crvae.training import Trainer, init_distributed, make_configs
+from crvae.config import make_configs
+from crvae.training import Trainer
+from crvae.engine import init_distributed
 
 
 def main(model, out, steps, sync_bn, noise_seed='0'):
