@@ -297,7 +297,7 @@ def show_faces(data:FaceData, idx, ncol:int=8, attrs=('Smiling', 'Eyeglasses', '
     attrs = [a for a in attrs if a in data.attr_names]
     for ax, i in zip(axs.flat, idx):
         ax.imshow(data.images[i].permute(1, 2, 0).numpy()); ax.axis('off')
-        ax.set_title('\n'.join(a for a in attrs if data.attrs[i, data.attr_index(a)] > 0) or '-', fontsize=6)
+        ax.set_title('\n'.join(a for a in attrs if data.attrs[i, data.attr_index(a)] > 0) or '-', fontsize=9)
     for ax in list(axs.flat)[len(idx):]: ax.axis('off')
     fig.tight_layout()
     return fig

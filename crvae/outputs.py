@@ -113,7 +113,7 @@ def plot_losses(log_path, out_path=None, keys=None):
     st = [float(r['step']) for r in rows]
     for ax, k in zip(axs[0], keys):
         ax.plot(st, [float(r[k]) if r.get(k) not in (None, '') else float('nan') for r in rows], lw=1)
-        ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=7)
+        ax.set_title(k, fontsize=10); ax.tick_params(labelsize=8); ax.set_xlabel('step', fontsize=8)
     w = 2.6 * len(keys)     # fixed margins, in inches: tight_layout costs more than the drawing, at the end of every run
     fig.subplots_adjust(left=0.45 / w, right=1 - 0.1 / w, bottom=0.2, top=0.88, wspace=0.4)
     if out_path is not None:
@@ -148,10 +148,10 @@ def plot_curves(curves_path, out_path=None, runs:dict|None=None):
         for label, rows in data.items():
             pts = [(int(float(r['step'])), float(r[k])) for r in rows if r.get(k) not in (None, '')]
             if pts: ax.plot(*zip(*pts), marker='.', lw=1, label=label, color=colour[label])
-        ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=7)
+        ax.set_title(k, fontsize=10); ax.tick_params(labelsize=8); ax.set_xlabel('step', fontsize=8)
     if len(data) > 1:
         from matplotlib.lines import Line2D
-        axs[0][0].legend([Line2D([], [], color=colour[l], marker='.', lw=1) for l in data], list(data), fontsize=6)
+        axs[0][0].legend([Line2D([], [], color=colour[l], marker='.', lw=1) for l in data], list(data), fontsize=8)
     fig.tight_layout()
     if out_path is not None: atomic_write_bytes(out_path, figure_png(fig, dpi=90))
     return fig

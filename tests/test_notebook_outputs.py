@@ -65,8 +65,7 @@ def papers_track() -> list[str]:
 
 
 # lessons of the papers track that other changes of issue 28 give a picture (strict: the mark must go once they have one)
-PICTURELESS = {'06a_runs': 'run folders: no figure yet',
-               '08b_tables': 'the papers\' tables: no figure yet'}
+PICTURELESS = {}
 
 
 @pytest.mark.parametrize('stem', [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=PICTURELESS[s]))
@@ -126,7 +125,7 @@ def test_the_checks_can_fail():
 FIGURE_TEXT = re.compile(r'\b(fontsize|labelsize|font_size)=(\d+(?:\.\d+)?)\b')   # matplotlib points; PIL pixels (font_size)
 MIN_PX = 9            # figure text at least 9 px: the site shows output pictures at their own size (tools/site.py)
 # notebooks whose figures still draw smaller text, owned by other changes of issue 28 (strict: the mark must go once fixed)
-SMALL_TEXT = {'02_data': 'fontsize=6 and labelsize=6 in its data figures', '06c_outputs': 'fontsize 6-7 at dpi=90'}
+SMALL_TEXT = {}
 
 
 def small_figure_text(nb) -> list[str]:
