@@ -234,6 +234,8 @@ def test_site_in_browser(site, tmp_path):
                         page.locator('main h2', has_text='The course: notebook map').first.evaluate('e => e.scrollIntoView()')
                     if stem == '13_fig_blocks':                          # the shipped models' figures, first on the page
                         page.locator('main h2', has_text='What the shipped models draw').first.evaluate('e => e.scrollIntoView()')
+                    if stem == '06c_training':                          # the comparison's learning curves, trained models
+                        page.locator('main img[src*="learning-curves"]').first.evaluate('e => e.scrollIntoView({block: "center"})')
                     tables = page.locator('main .output_markdown table')
                     if stem == '91_differences' and tables.count():      # the learning curves of the shipped runs, a table below
                         page.locator('main h2', has_text='crVAE Table 1').first.evaluate('e => e.scrollIntoView()')
