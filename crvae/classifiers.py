@@ -26,7 +26,7 @@ from .classifier_nets import (CLASSIFIER_SIZE, CLASSIFIER_FORMAT, to_classifier_
 __all__ = ['CLASSIFIER_KINDS', 'recognition_targets', 'recognition_split', 'dataset_identity', 'dataset_id',
            'ClassifierTrainConfig', 'classifier_loss', 'output_names', 'classifier_accuracy', 'train_classifier',
            'save_classifier', 'load_classifier', 'Classifiers', 'classifiers_root', 'load_classifiers',
-           'train_classifiers', 'classifier_report']
+           'eval_classifiers', 'train_classifiers', 'classifier_report']
 
 # %% ../nbs/07a_classifiers.ipynb #9891883c
 def recognition_targets(data:FaceData) -> tuple[dict, torch.Tensor]:
@@ -335,6 +335,16 @@ def load_classifiers(data_or_manifest, root=None, device='cpu') -> Classifiers:
     why = _identity_mismatch(clf.identity, ident)
     if why: raise UserError(f"the classifiers in {folder} do not fit {ident['dataset']}: {why}; {fix}")
     return clf
+
+# %% ../nbs/07a_classifiers.ipynb #765fb5c5
+def eval_classifiers(data:FaceData, assets=None, root=None, device='cpu'):
+    "The classifiers that score `data`: `root` if given, else the shipped ones trained on this data, else the cache's."
+    if root is not None: return load_classifiers(data, root=root, device=device)
+    shipped = Path(assets or assets_home())/'classifiers'
+    if shipped.is_dir():
+        try: return load_classifiers(data, root=shipped, device=device)
+        except UserError: pass           # none shipped for this data: the cache's (load_classifiers names the fix)
+    return load_classifiers(data, device=device)
 
 # %% ../nbs/07a_classifiers.ipynb #9e2bce40
 def _split_accuracy(net, data, targets, split, names, eval_n, seed, device) -> tuple[dict, dict]:

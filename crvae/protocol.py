@@ -157,7 +157,8 @@ def score_run(run, role:str, seed:int, p:Protocol=PROTOCOL, faces=None, classifi
     from crvae.runs import load, read_run, read_weights, load_weights_into, find_run
     from crvae.data import load_faces
     from crvae.metrics import evaluate_model
-    from crvae.shipping import eval_classifiers, eval_subset, cast_weights
+    from crvae.classifiers import eval_classifiers
+    from crvae.shipping import eval_subset, cast_weights
     run = find_run(run)                                   # not a run: one line naming the shipped checkpoints
     info = read_run(run)
     check(role in ROLES and info['model'] == ROLES[role][0], f"{run} trains {info['model']}, not the role {role!r}")

@@ -25,7 +25,8 @@ SAMPLERS_FILE = 'results/samplers.json'      # under assets_home()
 
 def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path:
     "`sampler_scores` of every shipped model on its data's first `n` test faces, written (atomic JSON) to assets/results/samplers.json."
-    from crvae.shipping import COMPARISON, shipped_name, eval_classifiers
+    from crvae.classifiers import eval_classifiers
+    from crvae.shipping import COMPARISON, shipped_name
     from crvae.core import assets_home, save_json
     from crvae.runs import load
     from crvae.data import load_faces

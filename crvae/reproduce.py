@@ -15,7 +15,9 @@ import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_text, save_json, load_json, get_device, markdown_table, command, Arg,
                         assets_home, checkpoints_home, check_range, machine_info)
 from .data import FaceData, load_faces
-from .shipping import (COMPARISON, EvalConfig, eval_config, eval_classifiers, evaluate_checkpoint, sha256_file, shipped_name,
+from .classifiers import eval_classifiers
+from .runs import sha256_file
+from .shipping import (COMPARISON, EvalConfig, eval_config, evaluate_checkpoint, shipped_name,
                             train_command, recipe, _steps_total, _seconds_total, cast_weights,
                             _EVAL_ARG, _EVAL_SETS_ARG, _EVAL_CLASSIFIERS_ARG)
 from .claims import judge_claims

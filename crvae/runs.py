@@ -20,8 +20,8 @@ from . import progressive as _progressive     # noqa: F401 -- registers the 128 
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'WEIGHTS_LIMIT', 'LOCK_NAME', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state',
-           'weights_meta', 'load_weights_into', 'find_run', 'read_run', 'check_buildable', 'model_from_run', 'load',
-           'check_unlocked', 'run_lock', 'crvae_wrote', 'check_out_folder']
+           'weights_meta', 'load_weights_into', 'sha256_file', 'find_run', 'read_run', 'check_buildable',
+           'model_from_run', 'load', 'check_unlocked', 'run_lock', 'crvae_wrote', 'check_out_folder']
 
 # %% ../nbs/06_runs.ipynb #31ee893a
 FORMAT_VERSION = 1
@@ -104,6 +104,16 @@ def load_weights_into(model, weights:dict, where:str, strict:bool=True):
                         "the checkpoint was made with another model or config: load it with the run.json it was trained with")
     model.load_state_dict({k: v for k, v in weights.items() if k in own and v.shape == own[k].shape}, strict=False)
     return dict(missing=missing, unexpected=extra, shape=shape)
+
+# %% ../nbs/06_runs.ipynb #6994c8b2
+import hashlib
+
+def sha256_file(path) -> str:
+    "The SHA-256 of a file's bytes."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
 
 # %% ../nbs/06_runs.ipynb #73331d48
 def find_run(path_or_name) -> Path:

@@ -18,14 +18,14 @@ from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_wr
                         atomic_dir, apply_overrides, markdown_table, assets_home, checkpoints_home, machine_info, command,
                         Arg)
 from .data import FaceData, load_faces
-from .classifiers import load_classifiers, CLASSIFIER_KINDS
+from .classifiers import load_classifiers, eval_classifiers, CLASSIFIER_KINDS
+from .runs import sha256_file
 from .prior_hole import fit_code_density, save_code_density
 
 # %% auto #0
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'shipped_name', 'portable_command',
-           'train_command', 'data_manifest', 'cast_weights', 'sha256_file', 'EvalConfig', 'eval_config', 'eval_subset',
-           'eval_classifiers', 'evaluate_checkpoint', 'recipe', 'model_card', 'card_markdown', 'ship',
-           'ship_classifiers']
+           'train_command', 'data_manifest', 'cast_weights', 'EvalConfig', 'eval_config', 'eval_subset',
+           'evaluate_checkpoint', 'recipe', 'model_card', 'card_markdown', 'ship', 'ship_classifiers']
 
 # %% ../nbs/88_shipping.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -98,13 +98,6 @@ def cast_weights(weights:dict, dtype:str='float16') -> dict:
     check(not bad, f"{bad[:1]} does not fit in {dtype} (values beyond its range); ship with --dtype float32")
     return out
 
-def sha256_file(path) -> str:
-    "The SHA-256 of a file's bytes."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
 # %% ../nbs/88_shipping.ipynb #3fd4cc43
 @dataclass(frozen=True)
 class EvalConfig:
@@ -131,15 +124,6 @@ def eval_subset(data:FaceData, n:int) -> FaceData:
     test = data.subset('test')
     check(len(test) > 0, f"{data.name} has no test split to evaluate on")
     return test.subset(torch.arange(min(n, len(test))))
-
-def eval_classifiers(data:FaceData, assets=None, root=None, device='cpu'):
-    "The classifiers that score `data`: `root` if given, else the shipped ones trained on this data, else the cache's."
-    if root is not None: return load_classifiers(data, root=root, device=device)
-    shipped = Path(assets or assets_home())/'classifiers'
-    if shipped.is_dir():
-        try: return load_classifiers(data, root=shipped, device=device)
-        except UserError: pass           # none shipped for this data: the cache's (load_classifiers names the fix)
-    return load_classifiers(data, device=device)
 
 # %% ../nbs/88_shipping.ipynb #03376fe1
 def _attention_summary(model) -> dict|None:

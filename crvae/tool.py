@@ -139,7 +139,7 @@ def measure_blocks(model, attr_rows:torch.Tensor|None=None, classifier=None, sea
 
 # %% ../nbs/30_face_tool.ipynb #c60fb0e4
 BLOCK_FILE = 'finetune_block.json'
-BLOCK_FORMAT = 2                 # 2: the key holds the weights' sha256 (shipping's `sha256_file`), not a sha1
+BLOCK_FORMAT = 2                 # 2: the key holds the weights' sha256 (`runs.sha256_file`), not a sha1
 
 def _weights_path(run:Path) -> Path:
     "The weights file `load` reads: model.safetensors, else the checkpoint `runs._latest_checkpoint` picks (its fallback too)."
@@ -189,7 +189,7 @@ def _resolve_classifier(classifier, info:dict) -> tuple:
         d = info.get('data') or {}
         ident = json.dumps([{k: d.get(k) for k in ('data', 'attr_names', 'size')}, str(assets_home()), str(data_home())], sort_keys=True)
         try:
-            from crvae.shipping import eval_classifiers
+            from crvae.classifiers import eval_classifiers
             if ident not in _CLASSIFIERS: _CLASSIFIERS[ident] = eval_classifiers(info['data'])
             classifier = _CLASSIFIERS[ident]
         except (UserError, ImportError, KeyError) as e:
@@ -239,7 +239,7 @@ def fine_tuning_block(run, search:BlockSearch|None=None, classifier='auto', data
     run = find_run(run)
     info = dict(read_run(run), path=str(run))
     search = search or BlockSearch()
-    from crvae.shipping import sha256_file            # one file hash for the project (shipping imports nothing of this)
+    from crvae.runs import sha256_file                # one file hash for the project
     sha = sha256_file(_weights_path(run))
     clf, clf_version, clf_note = _resolve_classifier(classifier, info)
     parts = _resolve_parts(classifier, info) if clf is not None else None

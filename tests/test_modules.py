@@ -12,7 +12,6 @@ KNOWN = {
     ('crvae.outputs', 'crvae.fig_blocks'),   # write_block_table: the block table a run writes at its end
     ('crvae.training', 'crvae.classifiers'), # Trainer.log_curves: the learning curves' classifier scores
     ('crvae.training', 'crvae.metrics'),     # Trainer.log_curves: validation_faces, curve_point
-    ('crvae.tool', 'crvae.shipping'),        # tool: eval_classifiers
 }
 
 def test_notebook_of_every_module():

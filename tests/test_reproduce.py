@@ -8,8 +8,8 @@ import torch
 import crvae
 from crvae.core import UserError, load_json, save_json
 from crvae.reproduce import reproduce, checkpoints_home
-from crvae.shipping import (COMPARISON, cast_weights, eval_config, ship, ship_classifiers, shipped_name, evaluate_checkpoint,
-                            eval_classifiers)
+from crvae.shipping import (COMPARISON, cast_weights, eval_config, ship, ship_classifiers, shipped_name, evaluate_checkpoint)
+from crvae.classifiers import eval_classifiers
 from crvae.claims import CLAIMS, judge_claims, judge_claim
 from crvae.report import md_to_html
 
@@ -276,7 +276,7 @@ def test_shipped_checkpoints_match_their_cards(faces_1k):
 
 def test_the_completion_claim_reads_the_long_study_when_its_weights_ship(setup, tmp_path):
     "tools/completion_study.py's JSON counts for crVAE Table 2 only while the checkpoints it completed with still ship."
-    from crvae.shipping import sha256_file
+    from crvae.runs import sha256_file
     assets = tmp_path/'assets'
     shutil.copytree(setup/'assets', assets)
     w = sha256_file(assets/'checkpoints'/shipped_name('vae-gan')/'model.safetensors')

@@ -18,7 +18,8 @@ def main(n:int, steps:int, out:Path, seed:int=0):
     from crvae.data import load_faces, to_float
     from crvae.figures import RunSet, pick_faces, figure_config
     from crvae.completion import completion_study, default_realism, MASKS
-    from crvae.shipping import sha256_file, shipped_name
+    from crvae.runs import sha256_file
+    from crvae.shipping import shipped_name
     names = {r: shipped_name(r) for r in ROLES}
     models = {r: load(names[r]) for r in ROLES}
     d = models['vae-gan'].run['data']
