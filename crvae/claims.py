@@ -105,36 +105,38 @@ def _completion(claim:dict, figures:dict|None) -> tuple:
     return '1', f"{claim['a']} vs {claim['b']}, {comp.get('n_faces')} test faces per mask: " + '; '.join(ev), verdict
 
 # %% ../nbs/89_claims.ipynb #e26bed8a
+def _seed_verdict(diffs:list, better:str) -> str:
+    """The verdict over seeds from each seed's (difference in a's favour, the two spreads summed): a seed is ahead (behind)
+    when the difference exceeds the spreads; `better` names what 'in a's favour' means in the message."""
+    n = len(diffs)
+    ahead, behind = sum(d > s for d, s in diffs), sum(-d > s for d, s in diffs)
+    lead = sum(d > 0 for d, _ in diffs)
+    return _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} '
+                                                f'seeds {better} in the mean)')
+
 def _scores(claim:dict, pairs:list) -> tuple:
     "IS, attribute accuracy or reconstruction error, seed by seed: ahead when the difference exceeds both spreads."
     if claim['kind'] == 'recon' and not all(r.get('reconstruction') for p in pairs for r in p):
         return '0', 'a model without an encoder has no reconstructions', 'not run'
-    ahead = behind = lead = 0; ev = []
+    diffs, ev = [], []
     sign = -1 if claim['kind'] == 'recon' else 1         # a lower error is better; a higher score or accuracy is
     for ra, rb in pairs:
         (va, sa), (vb, sb) = _spread(ra, claim['kind']), _spread(rb, claim['kind'])
-        d = sign * (va - vb)
-        ahead += d > sa + sb; behind += -d > sa + sb; lead += d > 0
+        diffs.append((sign * (va - vb), sa + sb))
         ev.append(f"{_show(va, sa, claim['kind'])} vs {_show(vb, sb, claim['kind'])}")
-    n = len(pairs)
-    verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} '
-                                                   f'seeds ahead in the mean)')
-    return str(n), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict
+    return str(len(pairs)), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), _seed_verdict(diffs, 'ahead')
 
 def _stability(claim:dict, pairs:list) -> tuple:
     "Snapshot stability, seed by seed: lower is steadier; the spread of each is its standard error over snapshot pairs."
     pairs = [(ra['stability'], rb['stability']) for ra, rb in pairs if ra.get('stability') and rb.get('stability')]
     if not pairs: return '0', 'no weight snapshots in the runs (train with --set snapshot_every=N, ship with --snapshots K)', 'not run'
-    ahead = behind = lead = 0; ev = []
+    diffs, ev = [], []
     for sa, sb in pairs:
         (va, ea), (vb, eb) = ((s['pixel_change_mean'], s['pixel_change_se']) for s in (sa, sb))
-        ahead += (vb - va) > ea + eb; behind += (va - vb) > ea + eb; lead += va < vb
+        diffs.append((vb - va, ea + eb))                 # a lower pixel change is steadier
         ev.append(f"pixel change {va:.4f} ± {ea:.4f} vs {vb:.4f} ± {eb:.4f}, parts switched {100 * sa['part_switch_mean']:.1f} vs "
                   f"{100 * sb['part_switch_mean']:.1f} % ({len(sa['steps'])} and {len(sb['steps'])} snapshots)")
-    n = len(pairs)
-    verdict = _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} seeds '
-                                                   f'steadier in the mean)')
-    return str(n), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), verdict
+    return str(len(pairs)), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), _seed_verdict(diffs, 'steadier')
 
 # %% ../nbs/89_claims.ipynb #f0914028
 def _acc_vs_real(claim:dict, A:list) -> tuple:
