@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #0f18af4b
 from __future__ import annotations
-import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, os, random, stat, sys, tempfile, traceback
+import argparse, contextlib, dataclasses, difflib, errno, importlib, inspect, json, math, os, random, stat, sys, tempfile, traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -38,7 +38,6 @@ def _num(x) -> str: return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 def check_range(value, flag:str, lo, hi, what:str='', integer:bool=True):
     """A `UserError` unless `value` is a finite number (an integer if `integer`) from `lo` to `hi`; the message names
     `flag` and the valid range, so every numeric option is refused the same way before any work."""
-    import math
     kind, unit = ('an integer' if integer else 'a number'), (f' {what}' if what else '')
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (not integer or float(value).is_integer()) and lo <= value <= hi
@@ -88,10 +87,9 @@ _TMP_NAME = r'\.(?P<name>.+)\.pid(?P<pid>\d+)-(?P<machine>[0-9a-f]{8})-[a-z0-9_]
 
 def _kind(mode:int) -> str:
     "What a file of mode `mode` (from `os.stat`) is, in words."
-    for test, name in ((stat.S_ISDIR, 'a folder'), (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
-                       (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISSOCK, 'a socket'), (stat.S_ISREG, 'a regular file')):
-        if test(mode): return name
-    return 'not a regular file'
+    return next((name for test, name in ((stat.S_ISDIR, 'a folder'), (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK,
+                 'a block device'), (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISSOCK, 'a socket'), (stat.S_ISREG,
+                 'a regular file')) if test(mode)), 'not a regular file')
 
 def check_output_path(path, flag:str|None=None) -> Path:
     """`path`, unless something that is not a regular file stands there (a link is followed): a device, a FIFO or a folder is a
@@ -404,16 +402,18 @@ def _add_arguments(p:argparse.ArgumentParser, f):
     p.set_defaults(_run=f, _ranges=ranges)
 
 def command(name:str, sub:str|None=None, help:str|None=None):
-    """Register the decorated function as `crvae name` (a name of `COMMAND_TABLE`), or as `crvae name sub` (with its
-    `help`): its signature, with `Arg` annotations, is the command line, and `main` calls it with keyword arguments."""
+    """Register the decorated function as `crvae name` (of `COMMAND_TABLE`) or `crvae name sub` (with its `help`): its
+    signature (`Arg` annotations) is the command line. A notebook's copy (`__main__`) never replaces the package's."""
     if name not in COMMAND_TABLE: raise ValueError(f"crvae {name}: add it to core.COMMAND_TABLE (its module and help line)")
     def deco(f):
         module, h = COMMAND_TABLE[name]
         if f.__module__ not in (module, '__main__'):
             raise ValueError(f"crvae {name} is registered by {f.__module__}, but COMMAND_TABLE says {module}")
         c = COMMANDS.setdefault(name, dict(run=None, help=h, module=module, subs={}))
-        if sub is None: c['run'] = f
-        else: c['subs'][sub] = dict(run=f, help=help)
+        old = c['run'] if sub is None else c['subs'].get(sub, {}).get('run')
+        if old is None or f.__module__ == module or old.__module__ == '__main__':
+            if sub is None: c['run'] = f
+            else: c['subs'][sub] = dict(run=f, help=help)
         return f
     return deco
 

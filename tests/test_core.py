@@ -154,3 +154,23 @@ def test_the_command_table_is_what_the_modules_register():
     def f(args): pass
     f.__module__ = 'crvae.data'
     with pytest.raises(ValueError, match='COMMAND_TABLE says crvae.training'): command('train')(f)
+
+
+def test_a_notebook_copy_of_a_command_never_replaces_the_package_one(monkeypatch):
+    """`nbdev-test` runs several notebooks in one process: 06c's own `train` (module `__main__`) must not replace
+    crvae.training's, or a later notebook's `main(['train', ...])` runs 06c's classes (09's Ctrl-C demo then saw exit 0)."""
+    monkeypatch.setattr(core, 'COMMANDS', {})
+    def fn(module):
+        def f(): pass
+        f.__module__ = module
+        return f
+    notebook, package, notebook2 = fn('__main__'), fn('crvae.training'), fn('__main__')
+    core.command('train')(notebook)
+    assert core.COMMANDS['train']['run'] is notebook            # the notebook first: its copy is all there is
+    core.command('train')(package)
+    assert core.COMMANDS['train']['run'] is package             # the package replaces it ...
+    core.command('train')(notebook2)
+    assert core.COMMANDS['train']['run'] is package             # ... and is never replaced by a notebook's copy
+    sub_nb, sub_pkg = fn('__main__'), fn('crvae.data')
+    core.command('data', 'avatars', help='h')(sub_pkg); core.command('data', 'avatars', help='h')(sub_nb)
+    assert core.COMMANDS['data']['subs']['avatars']['run'] is sub_pkg
