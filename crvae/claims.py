@@ -8,6 +8,8 @@ Docs: https://crvae.github.io/crvae/claims.html.md"""
 from __future__ import annotations
 import math
 
+from .protocol import PROTOCOL, paired_verdict
+
 # %% auto #0
 __all__ = ['CLAIMS', 'RULES', 'budget', 'seed_pairs', 'judge_claim', 'judge_claims']
 
@@ -64,7 +66,7 @@ def _show(v:float, s:float, kind:str) -> str:
     return f'{v:.3f} ± {s:.3f}' if kind == 'is' else f'{100 * v:.1f} ± {100 * s:.1f} %'
 
 def _majority(ahead:int, behind:int, n:int, unit:str, tie:str) -> str:
-    "The verdict over n seeds (or masks): supported when most are ahead and none behind, the opposite likewise, else `tie`."
+    "The verdict over n masks: supported when most are ahead and none behind, the opposite likewise, else `tie`."
     if ahead > n / 2 and not behind: return f'supported, {ahead}/{n} {unit}'
     if behind > n / 2 and not ahead: return f'not supported: the opposite holds, {behind}/{n} {unit}'
     return tie
@@ -105,17 +107,25 @@ def _completion(claim:dict, figures:dict|None) -> tuple:
     return '1', f"{claim['a']} vs {claim['b']}, {comp.get('n_faces')} test faces per mask: " + '; '.join(ev), verdict
 
 # %% ../nbs/89_claims.ipynb #e26bed8a
-def _seed_verdict(diffs:list, better:str) -> str:
-    """The verdict over seeds from each seed's (difference in a's favour, the two spreads summed): a seed is ahead (behind)
-    when the difference exceeds the spreads; `better` names what 'in a's favour' means in the message."""
-    n = len(diffs)
-    ahead, behind = sum(d > s for d, s in diffs), sum(-d > s for d, s in diffs)
-    lead = sum(d > 0 for d, _ in diffs)
-    return _majority(ahead, behind, n, 'seeds', f'too short to judge: spreads overlap or seeds disagree ({lead}/{n} '
-                                                f'seeds {better} in the mean)')
+def _seed_verdict(diffs:list, better:str, fmt=lambda x: f'{x:+.3f}') -> str:
+    """The verdict over seeds from each seed's (difference in a's favour, the two spreads summed): the protocol's paired
+    rule over two or more seeds; one seed is indicative, read against its spreads. `better` says what 'in a's favour'
+    means, `fmt` writes a difference."""
+    d = [x for x, _ in diffs]
+    n, lead = len(d), sum(x > 0 for x in d)
+    if n == 1:
+        (x, s), = diffs
+        return f"indicative (1 seed): {'ahead' if x > s else 'behind' if -x > s else 'within the spreads'}, {fmt(x)}"
+    r = paired_verdict(d, [0.0] * n, True, PROTOCOL.z)
+    mean = f"mean difference {fmt(r['mean'])} ± {fmt(r['se']).lstrip('+')} (s.e.)"
+    if r['verdict'] == 'supported': return f'supported: {n}/{n} seeds {better}, {mean}'
+    if r['verdict'] == 'the opposite holds': return f'not supported: the opposite holds in {n}/{n} seeds, {mean}'
+    return f'not shown at this budget: {lead}/{n} seeds {better}, {mean}'
+
+_FMT = {'is': lambda x: f'{x:+.3f}', 'acc': lambda x: f'{100 * x:+.1f} points', 'recon': lambda x: f'{x:+.4f}'}   # a difference, per kind
 
 def _scores(claim:dict, pairs:list) -> tuple:
-    "IS, attribute accuracy or reconstruction error, seed by seed: ahead when the difference exceeds both spreads."
+    "IS, attribute accuracy or reconstruction error, paired by seed (the difference is signed so that positive favours a)."
     if claim['kind'] == 'recon' and not all(r.get('reconstruction') for p in pairs for r in p):
         return '0', 'a model without an encoder has no reconstructions', 'not run'
     diffs, ev = [], []
@@ -124,7 +134,7 @@ def _scores(claim:dict, pairs:list) -> tuple:
         (va, sa), (vb, sb) = _spread(ra, claim['kind']), _spread(rb, claim['kind'])
         diffs.append((sign * (va - vb), sa + sb))
         ev.append(f"{_show(va, sa, claim['kind'])} vs {_show(vb, sb, claim['kind'])}")
-    return str(len(pairs)), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), _seed_verdict(diffs, 'ahead')
+    return str(len(pairs)), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), _seed_verdict(diffs, 'ahead', _FMT[claim['kind']])
 
 def _stability(claim:dict, pairs:list) -> tuple:
     "Snapshot stability, seed by seed: lower is steadier; the spread of each is its standard error over snapshot pairs."
@@ -136,7 +146,7 @@ def _stability(claim:dict, pairs:list) -> tuple:
         diffs.append((vb - va, ea + eb))                 # a lower pixel change is steadier
         ev.append(f"pixel change {va:.4f} ± {ea:.4f} vs {vb:.4f} ± {eb:.4f}, parts switched {100 * sa['part_switch_mean']:.1f} vs "
                   f"{100 * sb['part_switch_mean']:.1f} % ({len(sa['steps'])} and {len(sb['steps'])} snapshots)")
-    return str(len(pairs)), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), _seed_verdict(diffs, 'steadier')
+    return str(len(pairs)), f"{claim['a']} vs {claim['b']}: " + '; '.join(ev), _seed_verdict(diffs, 'steadier', lambda x: f'{x:+.4f}')
 
 # %% ../nbs/89_claims.ipynb #f0914028
 def _acc_vs_real(claim:dict, A:list) -> tuple:
