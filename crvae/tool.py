@@ -27,8 +27,8 @@ from .metrics import attribute_doubt, broken_threshold
 # %% auto #0
 __all__ = ['VISIBLE_RULE', 'BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'redraw_block', 'render', 'BlockSearch', 'choose_row',
            'choose_block', 'attending', 'measure_blocks', 'run_faces_small', 'run_attribute_table',
-           'tool_broken_threshold', 'fine_tuning_block', 'block_table', 'ToolState', 'FaceTool', 'badge_html',
-           'grid_png', 'face_png', 'time_grid', 'blank_png', 'GuardedUI']
+           'tool_broken_threshold', 'fine_tuning_block', 'block_table', 'ToolState', 'FaceTool', 'keeps_request',
+           'badge_html', 'grid_png', 'face_png', 'time_grid', 'blank_png', 'GuardedUI']
 
 # %% ../nbs/30_face_tool.ipynb #373cfffb
 def redraw_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
@@ -296,6 +296,8 @@ class ToolState:
     logits: torch.Tensor|None = None    # (n, N) the attribute classifier on `images` (None: nothing requested, or no classifier)
     sampler: str = 'prior'              # what drew z: 'fitted' (the checkpoint's code density) or 'prior' (the paper's p(z|a))
     broken: torch.Tensor|None = None    # (n,) bool: the broken-face score (notebook 08) flags the face; None: no classifier
+    drawn: int|None = None              # stage 2: candidates drawn (None: no filtering, all shown)
+    kept: int|None = None               # ... of which the classifier reads this many as keeping the request, unbroken
 
     def face(self, i:int) -> dict:
         "z, a and image of face `i` of the grid."
@@ -312,12 +314,14 @@ def _attr_value(name, v) -> float|None:
 # %% ../nbs/30_face_tool.ipynb #c49eecea
 class FaceTool:
     "The 2-stage general-to-specific generator (acVAE Sec. 6): `generate` (stage 1), `pick`, `variations` (stage 2), `undo`."
-    def __init__(self, run=None, block:int|None=None, n:int=9, device='cpu', **block_kw):
-        "`block_kw` (search, classifier, data, recompute) go to `fine_tuning_block` on every `load`."
+    def __init__(self, run=None, block:int|None=None, n:int=9, device='cpu', candidates:int=3, **block_kw):
+        "`candidates`: stage 2 draws this many times n variations and shows the n that keep the request best; `block_kw` (search,"
+        " classifier, data, recompute) go to `fine_tuning_block` on every `load`."
         self.model, self.block_info, self.override, self.history = None, None, None, []
         self.classifier, self.classifier_note, self.density, self.density_note = None, 'no run loaded', None, 'no run loaded'
         self.sampler, self.broken_threshold = 'prior', None
-        self.n, self.device, self.block_kw = n, get_device(device), block_kw
+        check(isinstance(candidates, (int, np.integer)) and 1 <= candidates <= 16, f"candidates={candidates}: use 1 to 16")
+        self.n, self.device, self.block_kw, self.candidates = n, get_device(device), block_kw, int(candidates)
         if run is not None: self.load(run, block)
 
     def load(self, run, block:int|None=None) -> 'FaceTool':
@@ -438,7 +442,8 @@ def pick(self:FaceTool, i:int) -> torch.Tensor:
 
 @patch
 def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
-    "Stage 2: n copies of the picked face (or of the face being varied), only the fine-tuning block redrawn by the sampler (eq. 2)."
+    "Stage 2: n copies of the picked face (or of the face being varied), only the fine-tuning block redrawn by the sampler (eq. 2);"
+    " with a classifier and a request, `candidates` times n drawn and the n that keep the request shown."
     self._need_model()
     st = self.state
     check(st is not None and (st.picked is not None or st.base is not None),
@@ -447,16 +452,41 @@ def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
     base = st.face(st.picked) if st.picked is not None else st.base     # again on a variations grid: the same face
     g = torch.Generator().manual_seed(int(seed))
     a = None if base['a'] is None else base['a'].expand(n, -1)
-    zb = base['z'].expand(n, *base['z'].shape[1:])
     given = self.block_info.get('given') if self.override is None else None            # as measured; an override: given the rest
     given = given if given in ('blocks', 'attributes') else 'blocks'
-    z = (redraw_block_fitted(self.model, self.density, zb, a, t, g, given=given) if self.sampler == 'fitted' else
-         redraw_block(self.model, zb, a, t, g))
-    imgs = _images(self, z, a)
+    filt = self.candidates > 1 and self.classifier is not None and bool(st.requested)   # something to keep, and a judge
+    m = n * self.candidates if filt else n
+    am, zm = (None if a is None else base['a'].expand(m, -1)), base['z'].expand(m, *base['z'].shape[1:])
+    z = (redraw_block_fitted(self.model, self.density, zm, am, t, g, given=given) if self.sampler == 'fitted' else
+         redraw_block(self.model, zm, am, t, g))
+    imgs = _images(self, z, am)
     logits, broken = _seen(self, imgs, st.requested)
+    drawn = kept = None
+    if filt:
+        ok = keeps_request(logits, broken, st.requested, self.attr_names)           # (m,) bool
+        rank = torch.where(ok, 0, 1) + (2 * broken.long() if broken is not None else 0)   # keepers, then the rest, broken last
+        show = torch.sort(rank, stable=True).indices[:n]                             # in draw order within each rank
+        z, imgs, logits = z[show], imgs[show], logits[show]
+        broken = None if broken is None else broken[show]
+        drawn, kept = m, int(ok.sum())
     self.history.append(ToolState('variations', z, a, imgs, int(seed), block=t, base=base, requested=st.requested,
-                                  logits=logits, broken=broken, sampler=self.sampler))
+                                  logits=logits, broken=broken, sampler=self.sampler, drawn=drawn, kept=kept))
     return self.state.images
+
+def keeps_request(logits:torch.Tensor, broken:torch.Tensor|None, requested:dict, names:list) -> torch.Tensor:
+    "(n,) bool: the classifier's sign agrees with every requested attribute and the broken-face score passes the face."
+    idx = [names.index(k) for k in requested]
+    want = torch.tensor([requested[k] > 0 for k in requested])
+    ok = ((logits[:, idx] > 0) == want).all(1)
+    return ok & ~broken if broken is not None else ok
+
+@patch
+def candidates_line(self:FaceTool, state:ToolState|None=None) -> str:
+    "One line for the page: how many stage-2 candidates kept the request and how many are shown ('' when none were filtered)."
+    st = self.state if state is None else state
+    if st is None or st.drawn is None: return ''
+    return (f"{st.kept} of {st.drawn} candidates kept your attributes; {len(st.images)} shown"
+            + ('' if st.kept >= len(st.images) else f" ({len(st.images) - st.kept} of them do not keep them)"))
 
 @patch
 def undo(self:FaceTool) -> ToolState|None:

@@ -300,7 +300,16 @@ def test_badges_are_what_the_classifier_sees(tool):
         assert b[0][0]['p'] == round(1 / (1 + math.exp(-2.0)), 3)
         tool.pick(3); tool.variations(n=4, seed=1)                                           # variations keep the request
         assert tool.state.requested == {'Eyeglasses': 1.0, 'Smiling': -1.0}
+        # 12 candidates drawn (3 x 4), read as rows 0,1,2,3,0,1,...: only row 0 keeps both; shown: its 3, then the first other
+        assert (tool.state.drawn, tool.state.kept) == (12, 3)
+        assert [row[0]['ok'] for row in tool.badges()] == [True, True, True, False]
+        assert tool.candidates_line() == '3 of 12 candidates kept your attributes; 4 shown (1 of them do not keep them)'
+        z12 = tool.state.z
+        tool.undo(); tool.candidates = 1; tool.variations(n=4, seed=1)                        # as drawn: no filtering
+        assert tool.state.drawn is None and tool.candidates_line() == ''
         assert [row[0]['ok'] for row in tool.badges()] == [True, False, True, False]
+        assert _unchanged_blocks(tool) == [b != tool.block for b in range(tool.model.T)]
+        tool.candidates = 3
         tool.undo(); tool.undo()
         assert [row[1]['ok'] for row in tool.badges()] == [True, True, False, False]
         tool.generate(None, seed=2)                                                          # nothing requested: no badges
