@@ -180,11 +180,12 @@ def test_block_override_and_readonly_run(tmp_path, faces_1k, monkeypatch):
     t.set_block(None); assert t.block == t.block_info['block']
     # a run folder that cannot be written: the result goes under data_home()/tool
     monkeypatch.setenv('CRVAE_DATA', str(tmp_path/'home'))
-    real = crvae.tool.save_json
+    import crvae.finetune                                  # the block search lives in notebook 29's module
+    real = crvae.finetune.save_json
     def save(p, obj):
         if Path(p).parent == run: raise UserError(f'cannot write {p}: the folder is not writable')
         return real(p, obj)
-    monkeypatch.setattr(crvae.tool, 'save_json', save)
+    monkeypatch.setattr(crvae.finetune, 'save_json', save)
     r = fine_tuning_block(run, data=faces_1k, search=BlockSearch(n_faces=4), classifier=None)
     assert Path(r['path']).parent == tmp_path/'home'/'tool'
     assert fine_tuning_block(run, search=BlockSearch(n_faces=4), classifier=None)['reused'] is True
@@ -419,3 +420,26 @@ def test_prior_fit_command_errors(run_cli):
     assert code == 2 and 'nowhere is not a crvae run' in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli('prior-fit', '--n', '1')
     assert code == 2 and '--n must be an integer from 2' in err
+
+
+def test_block_key_hashes_the_weights_load_reads(acvae_run, tmp_path, faces_1k):
+    "No model.safetensors and a damaged checkpoints/latest: `runs.weights_path` falls back to the newest complete checkpoint,"
+    " for `load` and for the block file's key alike."
+    import shutil
+    from crvae.runs import weights_path, sha256_file
+    run = tmp_path/'run'
+    shutil.copytree(acvae_run, run)
+    for f in run.glob(BLOCK_FILE): f.unlink()
+    shutil.rmtree(run/'checkpoints', ignore_errors=True)                       # the run's own; two made here
+    for step in (1, 2):
+        ck = run/'checkpoints'/f'step-{step:07d}'; ck.mkdir(parents=True)
+        shutil.copy(run/'model.safetensors', ck/'model.safetensors'); (ck/'state.pt').write_bytes(b'')
+    (run/'checkpoints'/'step-0000001'/'model.safetensors').write_bytes(b'not read')   # an older checkpoint: must not be picked
+    (run/'model.safetensors').unlink()
+    (run/'checkpoints'/'latest').write_bytes(b'\xff\xfe damaged')
+    assert weights_path(run) == run/'checkpoints'/'step-0000002'/'model.safetensors'
+    assert weights_path(run, 1) == run/'checkpoints'/'step-0000001'/'model.safetensors'
+    r = fine_tuning_block(run, data=faces_1k, **QUICK)
+    assert r['key']['weights_sha256'] == sha256_file(run/'checkpoints'/'step-0000002'/'model.safetensors')
+    shutil.rmtree(run/'checkpoints')
+    with pytest.raises(UserError, match='has no weights yet'): weights_path(run)
