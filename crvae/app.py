@@ -188,8 +188,9 @@ def variations(self:FaceToolUI):
     self.tool.variations(n=self.n, seed=self.seed.value * 1000 + len(self.tool.history))
     self._show()
     self._timed('stage 2', time.perf_counter() - t0)
-    return (f"{self.n} variations of the picked face (block {self.tool.block} redrawn) in {self.grid_seconds[2]:.2f} s: "
-            "pick one to refine further")
+    line = self.tool.candidates_line()                  # e.g. '18 of 27 candidates kept your attributes; 9 shown'
+    return (f"{self.n} variations of the picked face (block {self.tool.block} redrawn) in {self.grid_seconds[2]:.2f} s"
+            + (f"; {line}" if line else '') + ": pick one to refine further")
 
 @patch
 def _timed(self:FaceToolUI, stage:str, seconds:float):

@@ -21,7 +21,7 @@ from .runs import find_run, load, read_run, safetensors_bytes
 __all__ = ['FIT_N', 'DENSITY_FILE', 'DENSITY_FORMAT', 'posterior_codes', 'block_index', 'block_kl', 'whitened_distance',
            'hole_table', 'CodeDensity', 'fit_gaussian', 'fit_code_density', 'sample_fitted', 'block_conditional',
            'redraw_block_fitted', 'save_code_density', 'load_code_density', 'density_for', 'two_samplers',
-           'sampler_scores', 'labelled_images', 'refit']
+           'pairwise_diversity', 'sampler_scores', 'labelled_images', 'refit']
 
 # %% ../nbs/16_prior_hole.ipynb #50245ec6
 def _flat(model, z): return z.reshape(z.shape[0], -1)                    # (B, *latent_shape) -> (B, Z)
@@ -234,6 +234,14 @@ def two_samplers(model, density:CodeDensity, a=None, n:int=9, seed:int=0) -> dic
     return {k: model.decode(v, a).float().clamp(-1, 1).cpu() for k, v in z.items()}
 
 # %% ../nbs/16_prior_hole.ipynb #d7fc6fe3
+def pairwise_diversity(x:torch.Tensor) -> float:
+    "Mean squared difference between every pair of images `x` (B, 3, H, W) in [-1, 1], on the [0, 1] scale."
+    f = ((x.float().clamp(-1, 1) + 1) / 2).flatten(1)              # (B, D)
+    n = len(f)
+    check(n >= 2, "diversity needs at least 2 images")
+    d = torch.cdist(f, f).pow(2) / f.shape[1]                       # (B, B) mean squared difference per pair
+    return float(d.sum() / (n * (n - 1)))
+
 @torch.no_grad()
 def sampler_scores(model, density:CodeDensity, data:FaceData, classifiers, n:int=500, seed:int=0, splits:int=10,
                    batch_size:int=250, diversity=None) -> dict:

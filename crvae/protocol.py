@@ -18,9 +18,9 @@ from .models import FAMILY
 # %% auto #0
 __all__ = ['PROTOCOL', 'ROLES', 'GROUPS', 'SCORE_KEYS', 'RULE_VERDICTS', 'PROTOCOL_CLAIMS', 'CURVE_KEYS', 'HEADLINE', 'Protocol',
            'run_sets', 'train_command', 'plan', 'curve_window', 'window_steps', 'read_curves', 'lstm_rate_decision',
-           'pairwise_diversity', 'snapshot_scores', 'mean_scores', 'score_run', 'paired_verdict', 'judge',
-           'block_profile', 'coarse_to_fine_verdict', 'protocol_home', 'read_protocol', 'curve_difference',
-           'budget_curves_figure', 'protocol_markdown']
+           'snapshot_scores', 'mean_scores', 'score_run', 'paired_verdict', 'judge', 'block_profile',
+           'coarse_to_fine_verdict', 'protocol_home', 'read_protocol', 'curve_difference', 'budget_curves_figure',
+           'protocol_markdown']
 
 # %% ../nbs/88b_protocol.ipynb #99680fd1
 @dataclass(frozen=True)
@@ -124,13 +124,7 @@ def lstm_rate_decision(arms:dict, p:Protocol=PROTOCOL) -> dict:
                          'keep the released lr/8 for every channel-recurrent model')
 
 # %% ../nbs/88b_protocol.ipynb #f3f351a6
-def pairwise_diversity(x:torch.Tensor) -> float:
-    "Mean squared difference between every pair of images `x` (B, 3, H, W) in [-1, 1], on the [0, 1] scale."
-    f = ((x.float().clamp(-1, 1) + 1) / 2).flatten(1)              # (B, D)
-    n = len(f)
-    check(n >= 2, "diversity needs at least 2 images")
-    d = torch.cdist(f, f).pow(2) / f.shape[1]                       # (B, B) mean squared difference per pair
-    return float(d.sum() / (n * (n - 1)))
+from .prior_hole import pairwise_diversity   # the samplers' diversity (notebook 16): one definition
 
 SCORE_KEYS = ('IS', 'FD', 'recon_mse', 'attr_acc', 'diversity')
 

@@ -16,12 +16,11 @@ from .core import check, markdown_table
 from .shipping import COMPARISON
 
 # %% auto #0
-__all__ = ['SAMPLERS_FILE', 'SAMPLER_GROUPS', 'RESPONSIBLE_USE', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS',
-           'sampler_results', 'sampler_rows', 'sampler_section', 'merge_seeds', 'summary_rows', 'differences',
-           'report_markdown', 'md_to_html']
+__all__ = ['SAMPLER_GROUPS', 'RESPONSIBLE_USE', 'FIG3_PAPER', 'FIG3_COLUMNS', 'AGAINST', 'CSS', 'sampler_results', 'sampler_rows',
+           'sampler_section', 'merge_seeds', 'summary_rows', 'differences', 'report_markdown', 'md_to_html']
 
 # %% ../nbs/89a_report.ipynb #db3a49e2
-SAMPLERS_FILE = 'results/samplers.json'      # under assets_home()
+from .shipping import SAMPLERS_FILE, stale_samplers, entry_hashes   # the file `crvae ship` updates row by row
 
 def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path:
     "`sampler_scores` of every shipped model on its data's first `n` test faces, written (atomic JSON) to assets/results/samplers.json."
@@ -31,7 +30,7 @@ def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path
     from crvae.runs import load
     from crvae.data import load_faces
     from crvae.prior_hole import sampler_scores, load_code_density
-    from crvae.protocol import pairwise_diversity
+    from crvae.prior_hole import pairwise_diversity
     rows, cache = [], {}
     for role in COMPARISON:
         name = shipped_name(role)
@@ -43,7 +42,7 @@ def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path
             cache[key] = (data, eval_classifiers(data))
         data, clf = cache[key]
         rows.append(dict(role=role, checkpoint=name, **sampler_scores(model, load_code_density(name, model), data, clf, n=n, seed=seed,
-                                                                         diversity=pairwise_diversity)))
+                                                                         diversity=pairwise_diversity), **entry_hashes(name)))
         if progress: print(f"{role}: scored", flush=True)
     path = Path(out) if out is not None else assets_home()/SAMPLERS_FILE
     save_json(path, dict(n=n, seed=seed, classifiers=clf.versions, rows=rows,
@@ -82,7 +81,14 @@ def sampler_section(path=None) -> list[str]:
             "paper's prior, and from a density fitted after training to the encoder's codes (notebook 16). Diversity: mean "
             "squared pixel difference between pairs of faces; broken: share flagged by the broken-face score (notebook 08). "
             "The papers' claims above are judged on the paper's prior only; the fitted density never enters a verdict.", '',
-            _table(rows), '', f"Regenerate with `{meta['command']}`.", '']
+            _table(rows), '', *_stale_lines(path, meta), f"Regenerate with `{meta['command']}`.", '']
+
+def _stale_lines(path, meta:dict) -> list[str]:
+    "A warning naming the rows scored on other weights or another density than the checkpoints ship now (`stale_samplers`)."
+    stale = stale_samplers(path)
+    if not stale: return []
+    return [f"**Stale rows:** {', '.join(stale)} were scored on other weights or another code density than their checkpoints "
+            "ship now (or record no hashes); `crvae ship` rescores a model's row, the command below all of them.", '']
 
 # %% ../nbs/89a_report.ipynb #ffed3462
 def merge_seeds(results:list) -> dict:

@@ -21,7 +21,7 @@ from . import progressive as _progressive     # noqa: F401 -- registers the 128 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'WEIGHTS_LIMIT', 'LOCK_NAME', 'safetensors_bytes', 'save_weights', 'read_weights', 'read_state',
            'weights_meta', 'load_weights_into', 'sha256_file', 'find_run', 'read_run', 'check_buildable',
-           'model_from_run', 'load', 'check_unlocked', 'run_lock', 'crvae_wrote', 'check_out_folder']
+           'model_from_run', 'load', 'weights_path', 'check_unlocked', 'run_lock', 'crvae_wrote', 'check_out_folder']
 
 # %% ../nbs/06_runs.ipynb #31ee893a
 FORMAT_VERSION = 1
@@ -212,12 +212,7 @@ def load(path_or_name, device='cpu', attr_names:list|None=None, step:int|None=No
                                                 f"{len(attr_names)} asked for "
                                                 f"({list(attr_names)[:4]}...): use a run trained on this dataset")
     model = model_from_run(info)
-    wpath = run/'model.safetensors' if step is None else run/'checkpoints'/f'step-{step:07d}'/'model.safetensors'
-    if step is None and not wpath.exists():
-        latest = _latest_checkpoint(run)
-        check(latest is not None, f"{run} has no weights yet (no model.safetensors, no complete checkpoint): restore them, or delete "
-                                  f"{run} and train again")
-        wpath = latest/'model.safetensors'
+    wpath = weights_path(run, step)
     load_weights_into(model, read_weights(wpath), str(wpath))
     model.run = dict(info, path=str(run))
     return model.to(get_device(device)).eval()
@@ -232,6 +227,17 @@ def _latest_checkpoint(run) -> Path|None:
     except (OSError, UnicodeDecodeError, ValueError): pass     # absent or damaged: every step-* folder is whole (atomic_dir)
     cks = sorted(c for c in d.glob('step-*') if c.is_dir() and whole(c))
     return cks[-1] if cks else None
+
+def weights_path(path_or_name, step:int|None=None) -> Path:
+    "The weights file `load` reads: the run's model.safetensors, else the checkpoint `checkpoints/latest` names, else (when"
+    " `latest` is missing, damaged or names an incomplete folder) the newest complete one; `step`: that step's checkpoint."
+    run = find_run(path_or_name)
+    if step is not None: return run/'checkpoints'/f'step-{step:07d}'/'model.safetensors'
+    if (run/'model.safetensors').exists(): return run/'model.safetensors'
+    latest = _latest_checkpoint(run)
+    check(latest is not None, f"{run} has no weights yet (no model.safetensors, no complete checkpoint): restore them, or delete "
+                              f"{run} and train again")
+    return latest/'model.safetensors'
 
 # %% ../nbs/06_runs.ipynb #261be7bb
 LOCK_NAME = '.lock'     # in a run folder: held by the process that writes it

@@ -20,12 +20,13 @@ from .core import (UserError, check, did_you_mean, atomic_write_bytes, atomic_wr
 from .data import FaceData, load_faces
 from .classifiers import load_classifiers, eval_classifiers, CLASSIFIER_KINDS
 from .runs import sha256_file
-from .prior_hole import fit_code_density, save_code_density
+from .prior_hole import fit_code_density, save_code_density, sampler_scores, pairwise_diversity, DENSITY_FILE
 
 # %% auto #0
-__all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'shipped_name', 'portable_command',
-           'train_command', 'data_manifest', 'cast_weights', 'EvalConfig', 'eval_config', 'eval_subset',
-           'evaluate_checkpoint', 'recipe', 'model_card', 'card_markdown', 'ship', 'ship_classifiers']
+__all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'SAMPLERS_FILE', 'shipped_name',
+           'portable_command', 'train_command', 'data_manifest', 'cast_weights', 'EvalConfig', 'eval_config',
+           'eval_subset', 'evaluate_checkpoint', 'recipe', 'model_card', 'card_markdown', 'ship', 'samplers_path',
+           'entry_hashes', 'update_samplers', 'stale_samplers', 'ship_classifiers']
 
 # %% ../nbs/88_shipping.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -252,8 +253,9 @@ def _ci_check(model, info:dict, classifiers_root=None) -> dict|None:
                 classifiers=res['classifier_versions'], metrics=_metrics_summary(res))
 
 def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:EvalConfig|None=None, faces:FaceData|None=None,
-         classifiers_root=None, force:bool=False, progress:bool=False) -> Path:
-    "Ship run folder `run` as `out`/`name` (default `checkpoints_home()`): cast weights, run.json, the model card."
+         classifiers_root=None, force:bool=False, progress:bool=False, samplers='auto') -> Path:
+    "Ship run folder `run` as `out`/`name` (default `checkpoints_home()`): cast weights, run.json, the model card, the code density,"
+    " and the model's row of the samplers file (`samplers`: a path, None for none, 'auto': see `samplers_path`)."
     from crvae.runs import find_run, read_run, read_weights, load, safetensors_bytes, model_from_run
     from crvae.figures import run_role
     src = find_run(run)
@@ -298,12 +300,66 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
         res['weights_sha256'], res['run'] = shipped['sha256'], name
         card = model_card(name, dict(info, path=str(src)), res, faces, shipped, cfg, role)   # path: the recipe's --out
         card['check'] = _ci_check(model, info, classifiers_root)
-        if model.has_encoder: save_code_density(fit_code_density(model, faces), tmp)   # the face tool's sampler (notebook 16)
+        dens = fit_code_density(model, faces) if model.has_encoder else None
+        if dens is not None: save_code_density(dens, tmp)          # the face tool's sampler (notebook 16)
+        spath = samplers_path(samplers, out, name, role) if dens is not None else None
+        if spath is not None:                                      # both samplers' scores (report), on the shipped weights and density
+            n_s, seed_s = _samplers_meta(spath)
+            scores = sampler_scores(model, dens, faces, clf, n=n_s, seed=seed_s, diversity=pairwise_diversity)
         save_json(tmp/'card.json', card)
         atomic_write_text(tmp/'card.md', card_markdown(card))
     if dest.exists(): shutil.rmtree(dest)
     os.replace(stage, dest)
+    if spath is not None: update_samplers(spath, dict(role=role, checkpoint=name, **scores, **entry_hashes(dest)), clf.versions)
     return dest
+
+# %% ../nbs/88_shipping.ipynb #5a3e1f00
+SAMPLERS_FILE = 'results/samplers.json'      # under assets_home(): both samplers' scores of every shipped model (notebook 89a)
+
+def samplers_path(samplers, out, name:str, role:str|None) -> Path|None:
+    "Which samplers file `ship` updates: `samplers` itself when a path; for 'auto', assets/results/samplers.json when the"
+    " checkpoint ships into the package (`out` None) under its comparison role's name; else None (none updated)."
+    if samplers is None: return None
+    if not (isinstance(samplers, str) and samplers == 'auto'): return Path(samplers)
+    ok = out is None and role in COMPARISON and name == shipped_name(role)
+    return assets_home()/SAMPLERS_FILE if ok else None
+
+def _samplers_meta(path:Path) -> tuple[int, int]:
+    "The number of test faces and the seed the samplers file at `path` was scored with (500 and 0 for a new file)."
+    meta = load_json(path) if Path(path).exists() else {}
+    return int(meta.get('n', 500)), int(meta.get('seed', 0))
+
+def entry_hashes(run) -> dict:
+    "The sha256 of checkpoint `run`'s weights and of its code density: a samplers row is current while both match."
+    from crvae.runs import find_run
+    run = find_run(run)
+    d = run/DENSITY_FILE
+    return dict(weights_sha256=sha256_file(run/'model.safetensors'), density_sha256=sha256_file(d) if d.exists() else None)
+
+def update_samplers(path, row:dict, classifiers:dict|None=None) -> Path:
+    "Replace `row` (by its role) in the samplers file at `path`, or add it; the other rows kept; atomic."
+    path = Path(path)
+    n, seed = _samplers_meta(path)
+    meta = load_json(path) if path.exists() else dict(n=n, seed=seed, rows=[], command=(
+        f'python -c "from crvae.report import sampler_results; sampler_results({n}, {seed})"'))
+    rows = [r for r in meta['rows'] if r['role'] != row['role']] + [row]
+    order = {r: i for i, r in enumerate(COMPARISON)}
+    meta['rows'] = sorted(rows, key=lambda r: order.get(r['role'], len(order)))
+    if classifiers is not None: meta['classifiers'] = classifiers
+    save_json(path, meta)
+    return path
+
+def stale_samplers(path=None) -> list[str]:
+    "The roles of the samplers file (default assets/results/samplers.json) whose checkpoint's weights or density changed since"
+    " they were scored (or that record no hashes, or whose checkpoint is gone)."
+    path = Path(path) if path is not None else assets_home()/SAMPLERS_FILE
+    if not path.exists(): return []
+    out = []
+    for r in load_json(path)['rows']:
+        try: now = entry_hashes(r['checkpoint'])
+        except UserError: out.append(r['role']); continue
+        if any(r.get(k) != v for k, v in now.items()): out.append(r['role'])
+    return out
 
 # %% ../nbs/88_shipping.ipynb #1998aa12
 def ship_classifiers(data:FaceData, src=None, out=None, dtype:str='float16', force:bool=False, check_n:int=200) -> Path:
@@ -361,6 +417,11 @@ def _ship_cmd(run: Arg('the run folder to ship'), *, name: Arg('checkpoint name,
     print(markdown_table([dict(metric=k, value=v) for k, v in card['metrics'].items()]))
     print(f"shipped {run} as {dest} ({size / 1e6:.1f} MB, {card['shipped']['dtype']}, step {card['steps']}) in "
           f"{time.time() - t0:.0f} s")
+    spath = samplers_path('auto', out, name, card.get('role'))
+    if spath is not None: print(f"rescored {name} under both samplers: its row of {SAMPLERS_FILE} replaced")
+    else: print(f"{SAMPLERS_FILE} not updated ({name} ships outside the package or under no comparison role); the report flags its "
+                f"stale rows: rescore with `crvae ship` into the package, or `python -c \"from crvae.report import sampler_results; "
+                f"sampler_results()\"`")
 
 @command('ship-classifiers')
 def _ship_classifiers_cmd(*, data: Arg('the dataset whose classifiers to ship (avatars)')='avatars',

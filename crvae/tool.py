@@ -6,7 +6,7 @@ Docs: https://crvae.github.io/crvae/face_tool.html.md"""
 
 # %% ../nbs/30_face_tool.ipynb #d4da3685
 from __future__ import annotations
-import dataclasses, hashlib, io, json, math, time
+import dataclasses, io, json, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,197 +14,18 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
-from .core import (UserError, check, did_you_mean, save_json, load_json, data_home, assets_home, checkpoints_home, get_device,
-                   markdown_table)
-from .bound import reparameterize
-from .data import FaceData, to_uint8, to_float, SPLITS
-from .models import FAMILY
-from .runs import load, find_run, read_run
-from .sampling import parse_attrs, attribute_prevalence, sample_attributes
-from .prior_hole import density_for, sample_fitted, redraw_block_fitted, DENSITY_FILE
+from .core import UserError, check, did_you_mean, get_device, markdown_table
+from .data import to_uint8, to_float, SPLITS
+from .runs import load
+from .sampling import parse_attrs, sample_attributes
+from .prior_hole import density_for, sample_fitted, redraw_block_fitted
 from .metrics import attribute_doubt, broken_threshold
+from .finetune import (redraw_block, render, BlockSearch, BLOCK_FILE, fine_tuning_block, block_table, measure_blocks,
+                            choose_block, run_faces_small, run_attribute_table, _resolve_classifier)   # notebook 29; names kept here too
 
 # %% auto #0
-__all__ = ['VISIBLE_RULE', 'BLOCK_FILE', 'BLOCK_FORMAT', 'TOOL_CSS', 'redraw_block', 'render', 'BlockSearch', 'choose_row',
-           'choose_block', 'attending', 'measure_blocks', 'run_faces_small', 'run_attribute_table',
-           'tool_broken_threshold', 'fine_tuning_block', 'block_table', 'ToolState', 'FaceTool', 'badge_html',
-           'grid_png', 'face_png', 'time_grid', 'blank_png', 'GuardedUI']
-
-# %% ../nbs/30_face_tool.ipynb #373cfffb
-def redraw_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
-    "`z` with block `t` redrawn from its prior block p(z_t|a) (eq. 2; N(0, I) when unconditional); every other block kept bit for bit."
-    check(isinstance(t, (int, np.integer)) and 0 <= t < model.T, f"block {t} does not exist: {model.name} has blocks 0..{model.T - 1}")
-    mu, logvar = model.prior(a if model.conditional else None, z.shape[0])   # (B, *latent_shape)
-    fresh = model.blocks(reparameterize(mu, logvar, generator))             # (B, T, D)
-    b = model.blocks(z).clone()                                             # (B, T, D), a copy: z stays untouched
-    b[:, t] = fresh[:, t]
-    return model.unblocks(b)                                                # (B, *latent_shape)
-
-@torch.no_grad()
-def render(model, z:torch.Tensor, a=None, batch_size:int=64) -> torch.Tensor:
-    "Decode `z` (and `a`) to images in [-1, 1], (B, 3, H, W), in batches, without gradients."
-    out = [model.decode(z[s:s + batch_size], None if a is None else a[s:s + batch_size]) for s in range(0, len(z), batch_size)]
-    return torch.cat(out).float().cpu()
-
-# %% ../nbs/30_face_tool.ipynb #cb4240d2
-@dataclass(frozen=True)
-class BlockSearch:
-    "How the fine-tuning block is measured; stored with the result, and a change of any field measures again."
-    n_faces: int = 64          # prior samples (attribute vectors from the test split) whose blocks are redrawn
-    seed: int = 0
-    tol: float = 0.02          # a block keeps the attributes if its score is at most this below the originals' (eq. 4)
-    min_visible: float = 0.1   # ... and is visible if it changes at least this fraction of what a new z changes
-    min_change: float = 0.05   # ... and at least this mean pixel change (0..1 scale): 5 % (issue 27)
-    min_parts: float = 1.0     # ... and at least this many part families per face change, per the recognition classifier
-
-VISIBLE_RULE = 'smallest visible change that keeps the attributes'
-
-def _visible(r:dict, full_change:float, min_visible:float, min_change:float, min_parts:float) -> bool:
-    parts = r.get('parts_changed')
-    return (r['pixel_change'] >= max(min_visible * full_change, min_change)) and (parts is None or parts >= min_parts)
-
-def choose_row(rows:list[dict], full_change:float, base_score:float|None, tol:float, min_visible:float, min_change:float=0.0,
-               min_parts:float=0.0) -> tuple[dict, str]:
-    "Eq. (4) on the measurements `rows` (block, pixel_change, attr_score, parts_changed): the chosen row and the rule that chose it."
-    keeps = [r for r in rows if base_score is None or r['attr_score'] >= base_score - tol]
-    visible = [r for r in keeps if _visible(r, full_change, min_visible, min_change, min_parts)]
-    if visible: return min(visible, key=lambda r: r['pixel_change']), VISIBLE_RULE
-    floor = (f"at least {100 * max(min_change, 0):.0f} % mean pixel change"
-             + (f" and {min_parts:g} part famil{'y' if min_parts == 1 else 'ies'} per face" if min_parts > 0 else '')
-             + f" and {min_visible:g} of a new face's change")
-    if keeps:
-        best = max(keeps, key=lambda r: r['pixel_change'])
-        return best, (f"no block passed the visibility floor ({floor}) while keeping the attributes: the largest change that keeps "
-                      f"them ({100 * best['pixel_change']:.1f} %)")
-    best = max(rows, key=lambda r: (r['attr_score'], -r['pixel_change']))
-    return best, 'no block kept the attributes within tol: the best attribute score'
-
-def choose_block(rows:list[dict], full_change:float, base_score:float|None, tol:float, min_visible:float, min_change:float=0.0,
-                 min_parts:float=0.0) -> tuple[int, str]:
-    "`choose_row`'s block and rule."
-    r, rule = choose_row(rows, full_change, base_score, tol, min_visible, min_change, min_parts)
-    return r['block'], rule
-
-# %% ../nbs/30_face_tool.ipynb #f0c416b7
-def attending(model) -> list[list[str]]|None:
-    "For acvae-gan: per block t, the attributes whose attention peaks at t (argmax over t of M); None for other models."
-    M = model.attention
-    names = (getattr(model, 'run', None) or {}).get('data', {}).get('attr_names')
-    if M is None or not names: return None
-    peak = M.detach().argmax(0).tolist()                                   # (N,): the block each attribute attends
-    return [[n for n, p in zip(names, peak) if p == t] for t in range(model.T)]
-
-@torch.no_grad()
-def measure_blocks(model, attr_rows:torch.Tensor|None=None, classifier=None, search:BlockSearch=BlockSearch(), parts=None,
-                   density=None) -> dict:
-    "Eqs. (3)-(4): redraw each block of `n_faces` samples; per-block pixel change, attribute score, part families changed"
-    " (`parts`: images -> (n, heads) part labels), and the chosen block. With a fitted `density` (notebook 16) the faces and"
-    " the redraws come from it, each block redrawn given the other blocks and a, and given a only."
-    g, n = torch.Generator().manual_seed(search.seed), search.n_faces
-    check(n >= 1, f"n_faces={n}: measure at least one face")
-    a = None
-    if model.conditional:
-        check(attr_rows is not None and len(attr_rows) > 0, f"{model.name} is conditional: give attribute vectors "
-                                                            f"(attr_rows) to measure with")
-        a = torch.as_tensor(attr_rows, dtype=torch.float32)[torch.arange(n) % len(attr_rows)].to(model.device)   # (n, N)
-    draw = (lambda: sample_fitted(model, density, a, n, g)) if density is not None else (lambda: model.sample_z(a, n, g))
-    z = draw()                                                             # (n, *latent_shape)
-    x = render(model, z, a)                                                # (n, 3, H, W)
-    change = lambda y: float((y - x).abs().mean() / 2)                     # eq. (3), on a 0..1 pixel scale
-    full_change = change(render(model, draw(), a))                         # Delta_all: a whole new z
-    p0 = parts(x) if parts is not None else None
-    n_parts = lambda y: float((parts(y) != p0).float().sum(1).mean()) if parts is not None else None   # families changed per face
-    decide = (lambda y: torch.as_tensor(classifier(y)).float().cpu() > 0) if classifier is not None else None
-    if decide is not None:
-        target = (a.cpu() > 0) if a is not None else decide(x)             # requested attributes, or the originals' decisions
-        score = lambda y: float((decide(y) == target).float().mean())
-        base = score(x)
-    rows = []
-    givens = ('blocks', 'attributes') if density is not None else ('prior',)
-    for t in range(model.T):
-        for given in givens:
-            zt = redraw_block(model, z, a, t, g) if given == 'prior' else redraw_block_fitted(model, density, z, a, t, g, given=given)
-            y = render(model, zt, a)
-            rows.append(dict(block=t, given=given, pixel_change=change(y), parts_changed=n_parts(y),
-                             attr_score=score(y) if decide is not None else None))
-    floors = (search.min_visible, search.min_change, search.min_parts)
-    chosen, rule = choose_row(rows, full_change, base if decide is not None else None, search.tol, *floors)
-    att = attending(model)
-    for r in rows:
-        r['visible'] = _visible(r, full_change, *floors)
-        r['keeps_attributes'] = None if decide is None else r['attr_score'] >= base - search.tol
-        if att is not None: r['attends'] = att[r['block']]
-    return dict(block=chosen['block'], given=chosen['given'], qualified=rule == VISIBLE_RULE, rule=rule, full_change=full_change,
-                base_score=base if decide is not None else None, blocks=rows)
-
-# %% ../nbs/30_face_tool.ipynb #c60fb0e4
-BLOCK_FILE = 'finetune_block.json'
-BLOCK_FORMAT = 2                 # 2: the key holds the weights' sha256 (`runs.sha256_file`), not a sha1
-
-def _weights_path(run:Path) -> Path:
-    "The weights file `load` reads: model.safetensors, else the checkpoint `runs._latest_checkpoint` picks (its fallback too)."
-    from crvae.runs import _latest_checkpoint
-    p = run/'model.safetensors'
-    if p.exists(): return p
-    latest = _latest_checkpoint(run)
-    check(latest is not None, f"{run} has no weights yet (no model.safetensors, no complete checkpoint)")
-    return latest/'model.safetensors'
-
-def run_faces_small(info:dict, n_avatars:int=1000) -> FaceData:
-    "The run's data, small: avatars are the first `n_avatars` faces (the first n of a bigger avatar set are the n-face set)."
-    from crvae.data import load_avatars, load_faces
-    d = info.get('data') or {}
-    if d.get('data', 'avatars') == 'avatars':
-        return load_avatars(n=min(int(d.get('n') or n_avatars), n_avatars), size=int(d.get('size', 64)), seed=int(d.get('seed', 0)),
-                            progress=False)
-    return load_faces(d['data'], d.get('root'), int(d.get('size', 64)), d.get('n'), progress=False)
-
-def run_attribute_table(info:dict, data:FaceData|None=None, n_avatars:int=1000) -> dict:
-    "The run's data attributes: names, train-split prevalence p(a_i = +1) and the test-split rows (avatars: the first `n_avatars` faces)."
-    d = info.get('data') or {}
-    names = d.get('attr_names')
-    check(names, f"run {info.get('path', '')} records no attribute names: it was trained on data without attributes")
-    if data is None: data = run_faces_small(info, n_avatars)
-    check(list(data.attr_names) == list(names), f"the data's attributes ({len(data.attr_names)}) are not the run's ({len(names)}): "
-                                                f"pass the data the run was trained on")
-    test = data.attrs[data.split == SPLITS['test']]
-    if len(test) == 0: test = data.attrs
-    prevalence = attribute_prevalence(faces=data)                           # (N,) over the training split
-    return dict(names=list(names), prevalence={k: round(float(p), 4) for k, p in zip(names, prevalence)}, test_rows=test.float())
-
-_CLASSIFIERS = {}                                    # loaded evaluation classifiers, per dataset identity and home (this process)
-
-def _resolve_parts(classifier, info:dict):
-    "The recognition classifier as images -> (n, heads) part labels, from the same `Classifiers` as the attributes; else None."
-    if isinstance(classifier, str) and classifier == 'auto':
-        classifier = next((c for k, c in _CLASSIFIERS.items() if json.loads(k)[0] == {k2: (info.get('data') or {}).get(k2)
-                                                                                       for k2 in ('data', 'attr_names', 'size')}), None)
-    if not (hasattr(classifier, 'recognition') and hasattr(classifier, 'score')): return None
-    return lambda y: torch.stack([p.argmax(1) for p in classifier.score(y)['probs'].values()], 1)
-
-def _resolve_classifier(classifier, info:dict) -> tuple:
-    "(callable or None, version or None, note) for `classifier` = 'auto', None/False, a `Classifiers` or a callable."
-    if classifier is None or classifier is False: return None, None, 'no classifier asked for: pixel change only'
-    if isinstance(classifier, str) and classifier == 'auto':     # as `crvae reproduce`: the shipped ones for this data, else the cache's
-        d = info.get('data') or {}
-        ident = json.dumps([{k: d.get(k) for k in ('data', 'attr_names', 'size')}, str(assets_home()), str(data_home())], sort_keys=True)
-        try:
-            from crvae.classifiers import eval_classifiers
-            if ident not in _CLASSIFIERS: _CLASSIFIERS[ident] = eval_classifiers(info['data'])
-            classifier = _CLASSIFIERS[ident]
-        except (UserError, ImportError, KeyError) as e:
-            why = ' '.join(str(e).split())
-            return None, None, f"no attribute classifier fits this run ({why[:200]}): pixel change only, no badges"
-    if hasattr(classifier, 'attributes') and hasattr(classifier, 'versions'):        # a crvae.classifiers.Classifiers
-        names = (info.get('data') or {}).get('attr_names')
-        if names and list(classifier.attr_names) != list(names):
-            return None, None, "the classifiers' attributes differ from the run's: pixel change only, no badges"
-        net = classifier.attributes.eval()
-        version = classifier.versions['attributes']
-        return (lambda y: net(y.to(classifier.device))), version, 'attribute classifier ' + version
-    check(callable(classifier), f"classifier: expected 'auto', None, a Classifiers or a callable, got {type(classifier).__name__}")
-    version = getattr(classifier, 'version', getattr(classifier, '__name__', type(classifier).__name__))
-    return classifier, str(version), f'classifier {version}'
+__all__ = ['TOOL_CSS', 'tool_broken_threshold', 'ToolState', 'FaceTool', 'keeps_request', 'badge_html', 'grid_png', 'face_png',
+           'time_grid', 'blank_png', 'GuardedUI']
 
 # %% ../nbs/30_face_tool.ipynb #0a7f6d66
 _THRESHOLDS = {}                                     # broken-face thresholds, per classifier version and data (this process)
@@ -222,64 +43,6 @@ def tool_broken_threshold(classifier, version, info:dict, n:int=500) -> float|No
         _THRESHOLDS[key] = broken_threshold(classifier, test.images[:n])
     return _THRESHOLDS[key]
 
-def _shipped(run:Path) -> bool:
-    "Is `run` one of the shipped checkpoints (part of the installed package)?"
-    try: return Path(run).resolve().parent == checkpoints_home().resolve()
-    except OSError: return False
-
-def _block_file_candidates(run:Path, key:dict) -> list[Path]:
-    "Where the block file is read, in order; the first that can be written is written (never a shipped checkpoint's own folder). "
-    "Under data_home()/tool one file per key, so other settings (a notebook's quick ones) do not replace the app's."
-    h = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
-    return [run/BLOCK_FILE, data_home()/'tool'/f"{run.name}-{key['weights_sha256'][:12]}-{h}.json"]
-
-def fine_tuning_block(run, search:BlockSearch|None=None, classifier='auto', data:FaceData|None=None, model=None,
-                      recompute:bool=False, device='cpu') -> dict:
-    "The run's fine-tuning block (eq. 4): measured once, stored as `finetune_block.json` (atomic), reused while its key holds."
-    run = find_run(run)
-    info = dict(read_run(run), path=str(run))
-    search = search or BlockSearch()
-    from crvae.runs import sha256_file                # one file hash for the project
-    sha = sha256_file(_weights_path(run))
-    clf, clf_version, clf_note = _resolve_classifier(classifier, info)
-    parts = _resolve_parts(classifier, info) if clf is not None else None
-    dpath = run/DENSITY_FILE
-    key = dict(format=BLOCK_FORMAT, settings=dataclasses.asdict(search), weights_sha256=sha, classifier=clf_version,
-               parts=parts is not None, density=sha256_file(dpath) if dpath.exists() else None)
-    if not recompute:
-        for p in _block_file_candidates(run, key):
-            if not p.exists(): continue
-            try: stored = load_json(p)
-            except UserError: continue                        # a damaged file is measured again and replaced
-            if isinstance(stored, dict) and stored.get('key') == key: return dict(stored, path=str(p), reused=True)
-    t0 = time.time()
-    model = model if model is not None else load(run, device)
-    table = run_attribute_table(info, data) if model.conditional else None
-    density = density_for(model)[0] if key['density'] is not None else None       # the tool's default sampler (notebook 16)
-    res = measure_blocks(model, table['test_rows'] if table else None, clf, search, parts, density)
-    family = FAMILY[model.name]
-    out = dict(key=key, run=str(run), model=model.name, T=model.T, block=res['block'], given=res['given'], qualified=res['qualified'],
-               rule=res['rule'],
-               classifier_note=clf_note,
-               family_note='' if family == 'cr' else f"{model.name} has no channel-recurrent blocks: its T={model.T} slices of z are "
-                                                      "arbitrary groups of coordinates, so expect variations to change the face globally",
-               full_change=res['full_change'], base_score=res['base_score'], blocks=res['blocks'],
-               prevalence=table['prevalence'] if table else {}, seconds=round(time.time() - t0, 2))
-    for i, p in enumerate(_block_file_candidates(run, key)):
-        if i == 0 and _shipped(run): continue             # the package's files stay as shipped
-        try: save_json(p, out); return dict(out, path=str(p), reused=False)
-        except UserError:
-            if i == 1: raise
-    return out
-
-def block_table(res:dict) -> str:
-    "The per-block measurements of `fine_tuning_block` as a markdown table (the chosen block marked)."
-    rows = [dict(block=r['block'], given=r.get('given', 'prior'), chosen='*' if (r['block'], r.get('given', 'prior')) ==
-                 (res['block'], res.get('given', 'prior')) else '', pixel_change=r['pixel_change'], parts=r.get('parts_changed'),
-                 attr_score=r['attr_score'], keeps=r['keeps_attributes'], visible=r['visible'],
-                 attends=', '.join(r.get('attends', [])[:4]) + (' ...' if len(r.get('attends', [])) > 4 else '')) for r in res['blocks']]
-    return markdown_table(rows)
-
 # %% ../nbs/30_face_tool.ipynb #bfaec159
 @dataclass(frozen=True)
 class ToolState:
@@ -296,6 +59,8 @@ class ToolState:
     logits: torch.Tensor|None = None    # (n, N) the attribute classifier on `images` (None: nothing requested, or no classifier)
     sampler: str = 'prior'              # what drew z: 'fitted' (the checkpoint's code density) or 'prior' (the paper's p(z|a))
     broken: torch.Tensor|None = None    # (n,) bool: the broken-face score (notebook 08) flags the face; None: no classifier
+    drawn: int|None = None              # stage 2: candidates drawn (None: no filtering, all shown)
+    kept: int|None = None               # ... of which the classifier reads this many as keeping the request, unbroken
 
     def face(self, i:int) -> dict:
         "z, a and image of face `i` of the grid."
@@ -312,12 +77,14 @@ def _attr_value(name, v) -> float|None:
 # %% ../nbs/30_face_tool.ipynb #c49eecea
 class FaceTool:
     "The 2-stage general-to-specific generator (acVAE Sec. 6): `generate` (stage 1), `pick`, `variations` (stage 2), `undo`."
-    def __init__(self, run=None, block:int|None=None, n:int=9, device='cpu', **block_kw):
-        "`block_kw` (search, classifier, data, recompute) go to `fine_tuning_block` on every `load`."
+    def __init__(self, run=None, block:int|None=None, n:int=9, device='cpu', candidates:int=3, **block_kw):
+        "`candidates`: stage 2 draws this many times n variations and shows the n that keep the request best; `block_kw` (search,"
+        " classifier, data, recompute) go to `fine_tuning_block` on every `load`."
         self.model, self.block_info, self.override, self.history = None, None, None, []
         self.classifier, self.classifier_note, self.density, self.density_note = None, 'no run loaded', None, 'no run loaded'
         self.sampler, self.broken_threshold = 'prior', None
-        self.n, self.device, self.block_kw = n, get_device(device), block_kw
+        check(isinstance(candidates, (int, np.integer)) and 1 <= candidates <= 16, f"candidates={candidates}: use 1 to 16")
+        self.n, self.device, self.block_kw, self.candidates = n, get_device(device), block_kw, int(candidates)
         if run is not None: self.load(run, block)
 
     def load(self, run, block:int|None=None) -> 'FaceTool':
@@ -438,7 +205,8 @@ def pick(self:FaceTool, i:int) -> torch.Tensor:
 
 @patch
 def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
-    "Stage 2: n copies of the picked face (or of the face being varied), only the fine-tuning block redrawn by the sampler (eq. 2)."
+    "Stage 2: n copies of the picked face (or of the face being varied), only the fine-tuning block redrawn by the sampler (eq. 2);"
+    " with a classifier and a request, `candidates` times n drawn and the n that keep the request shown."
     self._need_model()
     st = self.state
     check(st is not None and (st.picked is not None or st.base is not None),
@@ -447,16 +215,41 @@ def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
     base = st.face(st.picked) if st.picked is not None else st.base     # again on a variations grid: the same face
     g = torch.Generator().manual_seed(int(seed))
     a = None if base['a'] is None else base['a'].expand(n, -1)
-    zb = base['z'].expand(n, *base['z'].shape[1:])
     given = self.block_info.get('given') if self.override is None else None            # as measured; an override: given the rest
     given = given if given in ('blocks', 'attributes') else 'blocks'
-    z = (redraw_block_fitted(self.model, self.density, zb, a, t, g, given=given) if self.sampler == 'fitted' else
-         redraw_block(self.model, zb, a, t, g))
-    imgs = _images(self, z, a)
+    filt = self.candidates > 1 and self.classifier is not None and bool(st.requested)   # something to keep, and a judge
+    m = n * self.candidates if filt else n
+    am, zm = (None if a is None else base['a'].expand(m, -1)), base['z'].expand(m, *base['z'].shape[1:])
+    z = (redraw_block_fitted(self.model, self.density, zm, am, t, g, given=given) if self.sampler == 'fitted' else
+         redraw_block(self.model, zm, am, t, g))
+    imgs = _images(self, z, am)
     logits, broken = _seen(self, imgs, st.requested)
+    drawn = kept = None
+    if filt:
+        ok = keeps_request(logits, broken, st.requested, self.attr_names)           # (m,) bool
+        rank = torch.where(ok, 0, 1) + (2 * broken.long() if broken is not None else 0)   # keepers, then the rest, broken last
+        show = torch.sort(rank, stable=True).indices[:n]                             # in draw order within each rank
+        z, imgs, logits = z[show], imgs[show], logits[show]
+        broken = None if broken is None else broken[show]
+        drawn, kept = m, int(ok.sum())
     self.history.append(ToolState('variations', z, a, imgs, int(seed), block=t, base=base, requested=st.requested,
-                                  logits=logits, broken=broken, sampler=self.sampler))
+                                  logits=logits, broken=broken, sampler=self.sampler, drawn=drawn, kept=kept))
     return self.state.images
+
+def keeps_request(logits:torch.Tensor, broken:torch.Tensor|None, requested:dict, names:list) -> torch.Tensor:
+    "(n,) bool: the classifier's sign agrees with every requested attribute and the broken-face score passes the face."
+    idx = [names.index(k) for k in requested]
+    want = torch.tensor([requested[k] > 0 for k in requested])
+    ok = ((logits[:, idx] > 0) == want).all(1)
+    return ok & ~broken if broken is not None else ok
+
+@patch
+def candidates_line(self:FaceTool, state:ToolState|None=None) -> str:
+    "One line for the page: how many stage-2 candidates kept the request and how many are shown ('' when none were filtered)."
+    st = self.state if state is None else state
+    if st is None or st.drawn is None: return ''
+    return (f"{st.kept} of {st.drawn} candidates kept your attributes; {len(st.images)} shown"
+            + ('' if st.kept >= len(st.images) else f" ({len(st.images) - st.kept} of them do not keep them)"))
 
 @patch
 def undo(self:FaceTool) -> ToolState|None:

@@ -316,3 +316,32 @@ def test_reproduce_redraws_a_figure_deleted_or_cut_short(setup, tmp_path):
     stamp = png.stat().st_mtime_ns
     reproduce(out, **kw)
     assert png.stat().st_mtime_ns == stamp                                # intact: reused, not drawn again
+
+
+def test_ship_rescores_its_row_of_the_samplers_file(setup, faces_1k, tmp_path, monkeypatch):
+    "`ship` into the package replaces the model's row of assets/results/samplers.json (hashes recorded); other rows kept; the"
+    " report flags rows whose checkpoint changed since they were scored; a ship elsewhere leaves the file alone."
+    from crvae.shipping import SAMPLERS_FILE, stale_samplers, entry_hashes
+    from crvae.prior_hole import refit
+    from crvae.report import sampler_section
+    assets = tmp_path/'assets'
+    shutil.copytree(setup/'assets', assets)
+    monkeypatch.setenv('CRVAE_ASSETS', str(assets))
+    path = assets/SAMPLERS_FILE
+    scores = dict(inception_score=1.0, fd=1.0, attribute_accuracy=None, diversity=0.1, broken=0.0)
+    old = dict(role='vae-gan', checkpoint=shipped_name('vae-gan'), model='vae-gan', n=40, prior=scores, fitted=scores)
+    save_json(path, dict(n=40, seed=0, rows=[old], command='python -c "..."'))
+    name = shipped_name('acvae-gan')
+    ship(setup/'runs'/'acvae-gan', name, cfg=TINY, faces=faces_1k, classifiers_root=setup/'clf', force=True)
+    meta = load_json(path)
+    assert [r['role'] for r in meta['rows']] == ['vae-gan', 'acvae-gan'] and meta['rows'][0] == old
+    row = meta['rows'][1]
+    assert row['checkpoint'] == name and row['n'] == 40 and set(row['prior']) == set(scores) and row['fitted']['attribute_accuracy'] is not None
+    assert {k: row[k] for k in ('weights_sha256', 'density_sha256')} == entry_hashes(name)
+    assert stale_samplers() == ['vae-gan']                                  # no hashes recorded: flagged
+    assert any('Stale rows:** vae-gan were scored' in line for line in sampler_section())
+    refit([name], n=50, progress=False)                                     # a new density, not rescored: its row goes stale
+    assert stale_samplers() == ['vae-gan', 'acvae-gan']
+    before = path.read_bytes()
+    ship(setup/'runs'/'acvae-gan', name, tmp_path/'elsewhere', cfg=TINY, faces=faces_1k, classifiers_root=setup/'clf')
+    assert path.read_bytes() == before                                      # shipped outside the package: the file untouched

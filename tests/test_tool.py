@@ -180,11 +180,12 @@ def test_block_override_and_readonly_run(tmp_path, faces_1k, monkeypatch):
     t.set_block(None); assert t.block == t.block_info['block']
     # a run folder that cannot be written: the result goes under data_home()/tool
     monkeypatch.setenv('CRVAE_DATA', str(tmp_path/'home'))
-    real = crvae.tool.save_json
+    import crvae.finetune                                  # the block search lives in notebook 29's module
+    real = crvae.finetune.save_json
     def save(p, obj):
         if Path(p).parent == run: raise UserError(f'cannot write {p}: the folder is not writable')
         return real(p, obj)
-    monkeypatch.setattr(crvae.tool, 'save_json', save)
+    monkeypatch.setattr(crvae.finetune, 'save_json', save)
     r = fine_tuning_block(run, data=faces_1k, search=BlockSearch(n_faces=4), classifier=None)
     assert Path(r['path']).parent == tmp_path/'home'/'tool'
     assert fine_tuning_block(run, search=BlockSearch(n_faces=4), classifier=None)['reused'] is True
@@ -300,7 +301,16 @@ def test_badges_are_what_the_classifier_sees(tool):
         assert b[0][0]['p'] == round(1 / (1 + math.exp(-2.0)), 3)
         tool.pick(3); tool.variations(n=4, seed=1)                                           # variations keep the request
         assert tool.state.requested == {'Eyeglasses': 1.0, 'Smiling': -1.0}
+        # 12 candidates drawn (3 x 4), read as rows 0,1,2,3,0,1,...: only row 0 keeps both; shown: its 3, then the first other
+        assert (tool.state.drawn, tool.state.kept) == (12, 3)
+        assert [row[0]['ok'] for row in tool.badges()] == [True, True, True, False]
+        assert tool.candidates_line() == '3 of 12 candidates kept your attributes; 4 shown (1 of them do not keep them)'
+        z12 = tool.state.z
+        tool.undo(); tool.candidates = 1; tool.variations(n=4, seed=1)                        # as drawn: no filtering
+        assert tool.state.drawn is None and tool.candidates_line() == ''
         assert [row[0]['ok'] for row in tool.badges()] == [True, False, True, False]
+        assert _unchanged_blocks(tool) == [b != tool.block for b in range(tool.model.T)]
+        tool.candidates = 3
         tool.undo(); tool.undo()
         assert [row[1]['ok'] for row in tool.badges()] == [True, True, False, False]
         tool.generate(None, seed=2)                                                          # nothing requested: no badges
@@ -410,3 +420,26 @@ def test_prior_fit_command_errors(run_cli):
     assert code == 2 and 'nowhere is not a crvae run' in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli('prior-fit', '--n', '1')
     assert code == 2 and '--n must be an integer from 2' in err
+
+
+def test_block_key_hashes_the_weights_load_reads(acvae_run, tmp_path, faces_1k):
+    "No model.safetensors and a damaged checkpoints/latest: `runs.weights_path` falls back to the newest complete checkpoint,"
+    " for `load` and for the block file's key alike."
+    import shutil
+    from crvae.runs import weights_path, sha256_file
+    run = tmp_path/'run'
+    shutil.copytree(acvae_run, run)
+    for f in run.glob(BLOCK_FILE): f.unlink()
+    shutil.rmtree(run/'checkpoints', ignore_errors=True)                       # the run's own; two made here
+    for step in (1, 2):
+        ck = run/'checkpoints'/f'step-{step:07d}'; ck.mkdir(parents=True)
+        shutil.copy(run/'model.safetensors', ck/'model.safetensors'); (ck/'state.pt').write_bytes(b'')
+    (run/'checkpoints'/'step-0000001'/'model.safetensors').write_bytes(b'not read')   # an older checkpoint: must not be picked
+    (run/'model.safetensors').unlink()
+    (run/'checkpoints'/'latest').write_bytes(b'\xff\xfe damaged')
+    assert weights_path(run) == run/'checkpoints'/'step-0000002'/'model.safetensors'
+    assert weights_path(run, 1) == run/'checkpoints'/'step-0000001'/'model.safetensors'
+    r = fine_tuning_block(run, data=faces_1k, **QUICK)
+    assert r['key']['weights_sha256'] == sha256_file(run/'checkpoints'/'step-0000002'/'model.safetensors')
+    shutil.rmtree(run/'checkpoints')
+    with pytest.raises(UserError, match='has no weights yet'): weights_path(run)
