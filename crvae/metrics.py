@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import UserError, check, check_seed, save_json, atomic_write_text, get_device, markdown_table, command, Arg
+from .core import UserError, check, check_seed, save_json, atomic_write_text, atomic_write_bytes, get_device, markdown_table, command, Arg
 from .bound import kl_diag_gaussians
 from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers

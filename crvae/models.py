@@ -134,7 +134,6 @@ def _check_sense(self:ModelConfig):
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float('inf')
         check(ok, f"{k}={v!r}: must be a positive number, {why} (--set {k}=...)")
 
-# %% ../nbs/04_models.ipynb #926a9fd9
 @patch
 def _check_shapes(self:ModelConfig):
     "The choices and shapes that must agree: 64 px unless grown, T dividing every width, T weights, the named options."
@@ -156,7 +155,6 @@ def _check_shapes(self:ModelConfig):
     check(self.mi_target in ('u', 'z'), f"mi_target={self.mi_target!r}: use 'u' (the transformed code) or 'z'")
     if self.model in CONDITIONAL: check(self.n_attrs >= 1, f"{self.model} is conditional: set n_attrs >= 1")
 
-# %% ../nbs/04_models.ipynb #a1b2c3d5
 @patch(as_prop=True)
 def latent_side(self:ModelConfig) -> int: return min(self.image_size, 64) // 16   # grown 128 px models keep the 64 px latent
 
@@ -236,6 +234,30 @@ class FaceModel(nn.Module):
             a = a.expand(n, -1)
         return a
 
+    def decode(self, z, a=None):
+        "x = G(z, a): the transformed code u, then the convolutional decoder."
+        return self.render(self.transformed(z, a))
+
+    @property
+    def mi_shape(self) -> tuple:
+        "The shape the MI head predicts: `u_shape`, or `latent_shape` with `mi_target='z'`."
+        return self.u_shape if self.cfg.mi_target == 'u' else self.latent_shape
+
+    def blocks(self, z): return to_blocks(z, self.T)                         # (B, T, D)
+    def unblocks(self, b): return from_blocks(b, self.latent_shape)          # (B, *latent_shape)
+
+    def forward(self, x, a=None, generator:torch.Generator|None=None) -> dict:
+        "The reconstruction pass: q(z|x,a), a reparameterised z and its decoding."
+        mu, logvar = self.encode(x, a)
+        z = reparameterize(mu, logvar, generator)
+        return dict(mu=mu, logvar=logvar, z=z, x_rec=self.decode(z, a))
+
+    def parts(self) -> dict[str, nn.Module]:
+        "Named modules for the parameter table (the discriminator split into its parts)."
+        out = {k: m for k, m in self.named_children() if k != 'D'}
+        if self.D is not None: out.update({f'D.{k}': m for k, m in self.D.named_children()})
+        return out
+
 # %% ../nbs/04_models.ipynb #3144d900
 @patch
 def prior(self:FaceModel, a=None, n:int|None=None):
@@ -258,7 +280,6 @@ def sample(self:FaceModel, a=None, n:int|None=None, generator:torch.Generator|No
     a = self._attrs(a, n)
     return self.decode(self.sample_z(a, n, generator), a)
 
-# %% ../nbs/04_models.ipynb #569136d0
 @patch
 def decoder_keys(self:FaceModel) -> list[str]:
     """The state-dict keys that `decode` reads: the parameters that get a gradient from one decoded image, and the
@@ -275,36 +296,6 @@ def decoder_keys(self:FaceModel) -> list[str]:
         for h in hooks: h.remove()
         self.zero_grad(set_to_none=True); self.train(was)
     return sorted(keys)
-
-# %% ../nbs/04_models.ipynb #1f0c35fc
-@patch
-def decode(self:FaceModel, z, a=None):
-    "x = G(z, a): the transformed code u, then the convolutional decoder."
-    return self.render(self.transformed(z, a))
-
-@patch(as_prop=True)
-def mi_shape(self:FaceModel) -> tuple:
-    "The shape the MI head predicts: `u_shape`, or `latent_shape` with `mi_target='z'`."
-    return self.u_shape if self.cfg.mi_target == 'u' else self.latent_shape
-
-@patch
-def blocks(self:FaceModel, z): return to_blocks(z, self.T)                         # (B, T, D)
-@patch
-def unblocks(self:FaceModel, b): return from_blocks(b, self.latent_shape)          # (B, *latent_shape)
-
-@patch
-def forward(self:FaceModel, x, a=None, generator:torch.Generator|None=None) -> dict:
-    "The reconstruction pass: q(z|x,a), a reparameterised z and its decoding."
-    mu, logvar = self.encode(x, a)
-    z = reparameterize(mu, logvar, generator)
-    return dict(mu=mu, logvar=logvar, z=z, x_rec=self.decode(z, a))
-
-@patch
-def parts(self:FaceModel) -> dict[str, nn.Module]:
-    "Named modules for the parameter table (the discriminator split into its parts)."
-    out = {k: m for k, m in self.named_children() if k != 'D'}
-    if self.D is not None: out.update({f'D.{k}': m for k, m in self.D.named_children()})
-    return out
 
 # %% ../nbs/04_models.ipynb #616e10e5
 class Discriminator(nn.Module):

@@ -348,7 +348,7 @@ def load_any(path, device='cpu'):
     "A stage-1 run (crvae train) or a Stage 2 run, ready to sample: `crvae.training.load` or `load_stage2`."
     return load_stage2(path, device) if is_stage2_run(path) else load(path, device)
 
-# %% ../nbs/21_stage2.ipynb #b3d138b2
+# %% ../nbs/21_stage2.ipynb #ca30f4bc
 def _stage2_sets(sets:list) -> tuple[list, list]:
     "The `--set` items split into those of `Stage2Config` and those of `Stage2TrainConfig` (an unknown key refused)."
     tkeys = {f.name for f in dataclasses.fields(Stage2TrainConfig)}
@@ -358,7 +358,6 @@ def _stage2_sets(sets:list) -> tuple[list, list]:
         check('=' in s and k in tkeys | mkeys, f"--set {s}: unknown key{did_you_mean(k, sorted(tkeys | mkeys))}")
     return [s for s in sets if s.split('=')[0].strip() in mkeys], [s for s in sets if s.split('=')[0].strip() in tkeys]
 
-# %% ../nbs/21_stage2.ipynb #ca30f4bc
 def _resumed_configs(out:Path, msets:list, tsets:list, asked:dict) -> tuple[dict, Stage2Config, Stage2TrainConfig]:
     "The run.json of the Stage 2 run in `out` and its two configs, with `asked` (length, device, logging) applied."
     info = read_stage2_run(out)
@@ -377,7 +376,6 @@ def _new_configs(stage1, preset:str, msets:list, tsets:list, perceptual:bool, n,
                                              data_seed=int(d.get('seed', 0)), **train), tsets)
     return cfg, tcfg
 
-# %% ../nbs/21_stage2.ipynb #9034debc
 def _perceptual(cfg:Stage2Config, faces:FaceData, recognition, root) -> tuple:
     "(PerceptualLoss or None, its record for run.json) for `cfg`: with `recognition` given, else the classifiers at `root`."
     if not cfg.perceptual: return None, None
@@ -389,7 +387,6 @@ def _perceptual(cfg:Stage2Config, faces:FaceData, recognition, root) -> tuple:
     else: perc_info = dict(folder=None, root=None, version=getattr(recognition, 'version', 'given'), layers=list(cfg.perceptual_layers))
     return PerceptualLoss(recognition, cfg.perceptual_layers), perc_info
 
-# %% ../nbs/21_stage2.ipynb #26f09f7c
 def _start_stage2_run(out:Path, stage1, cfg:Stage2Config, tcfg:Stage2TrainConfig, faces:FaceData, trainer, perc_info,
                       command_line:str|None):
     "Write `out`/stage1 (a copy of the stage-1 run) and `out`/run.json for a new Stage 2 run."
@@ -436,8 +433,7 @@ def train_stage2(stage1_run, out, perceptual:bool=False, preset:str='tiny', sets
                                                                                 f"{faces.name} has")
     perc, perc_info = _perceptual(cfg, faces, recognition, (info['perceptual'] or {}).get('root') if resume else classifiers)
     torch.manual_seed(tcfg.seed)
-    net = Stage2(cfg)
-    trainer = Stage2Trainer(stage1, net, faces, tcfg, out, perc)
+    trainer = Stage2Trainer(stage1, Stage2(cfg), faces, tcfg, out, perc)
     if resume:
         ck = out/'checkpoints'/(out/'checkpoints'/'latest').read_text().strip() if (out/'checkpoints'/'latest').exists() else None
         check(ck is not None and (ck/'state.pt').exists(), f"--resume: {out} has no complete checkpoint yet; start it again without "
