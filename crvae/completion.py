@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from .core import UserError, check, atomic_write_bytes, atomic_write_text, markdown_table, save_json
 from .data import to_float
-from .figures import (RunSet, FigureConfig, register_figure, image_grid, vstack, save_image, figure_png, figure_generator,
+from .outputs import figure_png
+from .figures import (RunSet, FigureConfig, register_figure, image_grid, vstack, save_image, figure_generator,
                            draw_z, pick_faces)
 
 # %% auto #0

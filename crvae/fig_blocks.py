@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from .core import UserError, check, atomic_write_bytes, atomic_write_text, markdown_table
+from .outputs import figure_png
 from .figures import (RunSet, FigureConfig, MissingRuns, register_figure, image_grid, hstack, vstack, save_image,
-                           figure_png, short_attrs, figure_generator, draw_z, pick_faces)
+                           short_attrs, figure_generator, draw_z, pick_faces)
 
 # %% auto #0
 __all__ = ['CHANNEL_RECURRENT', 'interpolation_weights', 'interpolate_codes', 'acvae_fig6', 'check_channel_recurrent',

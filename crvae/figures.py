@@ -20,9 +20,9 @@ from .data import FaceData, load_faces, to_uint8
 
 # %% auto #0
 __all__ = ['ROLE_HINTS', 'FIGURE_PRESETS', 'FIGURES', 'FIGURE_MODULES', 'as_uint8', 'image_grid', 'hstack', 'vstack', 'png_bytes',
-           'save_image', 'figure_png', 'short_attrs', 'stable_seed', 'figure_generator', 'draw_z', 'run_role',
-           'MissingRuns', 'RunSet', 'pick_faces', 'untrained_runs', 'FigureConfig', 'figure_config', 'Figure',
-           'register_figure', 'load_figure_modules', 'figure_list', 'make_figures']
+           'save_image', 'short_attrs', 'stable_seed', 'figure_generator', 'draw_z', 'run_role', 'MissingRuns',
+           'RunSet', 'pick_faces', 'untrained_runs', 'FigureConfig', 'figure_config', 'Figure', 'register_figure',
+           'load_figure_modules', 'figure_list', 'make_figures']
 
 # %% ../nbs/10_figures.ipynb #20741290
 def as_uint8(x) -> torch.Tensor:
@@ -141,12 +141,6 @@ def png_bytes(img) -> bytes:
 def save_image(img, path) -> Path:
     "Write a PIL image as PNG, atomically."
     atomic_write_bytes(path, png_bytes(img)); return Path(path)
-
-def figure_png(fig, dpi:int=100) -> bytes:
-    "A matplotlib figure as PNG bytes without the software version in its metadata (the figure is closed)."
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, metadata={'Software': None}); plt.close(fig)
-    return buf.getvalue()
 
 # %% ../nbs/10_figures.ipynb #4735faf1
 def short_attrs(a, names, k:int=3, sep:str='\n') -> str:

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import UserError, check, check_seed, save_json, atomic_write_text, get_device, markdown_table, command, Arg
+from .core import UserError, check, check_seed, save_json, atomic_write_text, atomic_write_bytes, get_device, markdown_table, command, Arg
 from .bound import kl_diag_gaussians
 from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
@@ -26,7 +26,7 @@ __all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'BROKEN_BLUR', 'BROKEN_QUANTI
            'precision_recall', 'total_variation', 'exploded_threshold', 'exploded_share', 'attribute_doubt', 'blur',
            'broken_threshold', 'broken_share', 'broken_labels', 'label_scores', 'gaussian_log_likelihood',
            'reconstruction_metrics', 'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row',
-           'head_rows', 'validation_faces', 'curve_point', 'curves_from_snapshots']
+           'head_rows', 'validation_faces', 'curve_point', 'write_block_table', 'curves_from_snapshots']
 
 # %% ../nbs/08_metrics.ipynb #ae86773c
 def split_indices(n:int, splits:int=10, generator:torch.Generator|None=None) -> list[torch.Tensor]:
@@ -292,7 +292,7 @@ class BlurAutoencoder(nn.Module):
         mu, logvar = self.prior(n=n)
         return self.decode(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)).clamp(-1, 1)
 
-# %% ../nbs/08_metrics.ipynb #04fa8aac
+# %% ../nbs/08_metrics.ipynb #e9009a7d
 def _real_scores(clf:Classifiers, test:FaceData, batch_size:int) -> dict:
     "The classifiers' outputs on the real test images, computed once per classifier set and dataset."
     key = (test.manifest.get('path'), len(test), test.size, int(test.images[::max(1, len(test) // 64)].sum()))
@@ -301,25 +301,14 @@ def _real_scores(clf:Classifiers, test:FaceData, batch_size:int) -> dict:
                                           lambda: broken_threshold(clf, test.images, batch_size=batch_size))
     return real
 
+# %% ../nbs/08_metrics.ipynb #f5e6457c
 @torch.no_grad()
-def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_samples:int|None=None, seed:int=0,
-                   batch_size:int=200, splits:int=10, k:int=3, progress:bool=False, split:str='test') -> dict:
-    "Score `model` on `data`'s `split` with `classifiers`: IS (per head), attribute accuracy, FD, precision/recall,"
-    " exploded share, recon/ELBO."
+def _generated_scores(model:nn.Module, classifiers:Classifiers, n:int, a_all, seed:int, batch_size:int,
+                      progress:bool=False) -> tuple[dict, torch.Tensor, int]:
+    "The classifiers' outputs on `n` faces sampled from `model` (attributes `a_all`), their total variations and their size."
     from tqdm.auto import tqdm
-    t0 = time.time()
-    classifiers.check_data(data)
-    test = data.subset(split)
-    check(len(test) >= splits, f"{data.name} has {len(test)} {split} images; the inception score needs at least {splits}")
-    n = n_samples or len(test)
-    check(n >= max(splits, k + 1), f"--n-samples {n} is too small: use at least {max(splits, k + 1)}")
-    if model.conditional:
-        check(model.n_attrs == data.n_attrs, f"{model.name} is conditioned on {model.n_attrs} attributes but {data.name} has "
-                                             f"{data.n_attrs}")
-    real = _real_scores(classifiers, test, batch_size)
     dev, was = getattr(model, 'device', torch.device('cpu')), model.training   # FaceModel.device; stand-ins: cpu
     g = torch.Generator(device=dev).manual_seed(seed)
-    a_all = test.attrs[torch.arange(n) % len(test)] if model.conditional else None
     outs, tvs, size = [], [], None
     model.eval()
     try:
@@ -335,6 +324,26 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
     finally: model.train(was)
     gen = dict(attr_logits=torch.cat([o['attr_logits'] for o in outs]), features=torch.cat([o['features'] for o in outs]),
                probs={h: torch.cat([o['probs'][h] for o in outs]) for h in outs[0]['probs']})
+    return gen, torch.cat(tvs), size
+
+# %% ../nbs/08_metrics.ipynb #87a5ccda
+@torch.no_grad()
+def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_samples:int|None=None, seed:int=0,
+                   batch_size:int=200, splits:int=10, k:int=3, progress:bool=False, split:str='test') -> dict:
+    "Score `model` on `data`'s `split` with `classifiers`: IS (per head), attribute accuracy, FD, precision/recall,"
+    " exploded share, recon/ELBO."
+    t0 = time.time()
+    classifiers.check_data(data)
+    test = data.subset(split)
+    check(len(test) >= splits, f"{data.name} has {len(test)} {split} images; the inception score needs at least {splits}")
+    n = n_samples or len(test)
+    check(n >= max(splits, k + 1), f"--n-samples {n} is too small: use at least {max(splits, k + 1)}")
+    if model.conditional:
+        check(model.n_attrs == data.n_attrs, f"{model.name} is conditioned on {model.n_attrs} attributes but {data.name} has "
+                                             f"{data.n_attrs}")
+    real = _real_scores(classifiers, test, batch_size)
+    a_all = test.attrs[torch.arange(n) % len(test)] if model.conditional else None
+    gen, tvs, size = _generated_scores(model, classifiers, n, a_all, seed, batch_size, progress)
     ig = lambda: torch.Generator().manual_seed(seed)  # the same random subsets for the model and the reference
     names = classifiers.attr_names
     res = dict(model=model.name, run=(getattr(model, 'run', None) or {}).get('name'), conditional=bool(model.conditional),
@@ -346,7 +355,7 @@ def evaluate_model(model:nn.Module, data:FaceData, classifiers:Classifiers, n_sa
                                      feature_space=f"crvae recognition classifier, penultimate layer ({gen['features'].shape[1]}-d); not "
                                                    "Inception-v3 FID"),
                precision_recall=precision_recall(real['features'], gen['features'], k),
-               exploded=exploded_share(torch.cat(tvs), exploded_threshold(test.images)),
+               exploded=exploded_share(tvs, exploded_threshold(test.images)),
                broken=broken_share(attribute_doubt(gen['attr_logits']), real['broken_threshold']),
                reconstruction=reconstruction_metrics(model, test, batch_size, seed) if model.has_encoder else None,
                reference=dict(inception_score=inception_score(real['probs'], splits, ig()),
@@ -406,12 +415,29 @@ def curve_point(model:nn.Module, valid:FaceData, classifiers:Classifiers|None, s
     if r is not None: out.update(val_recon_mse=r['recon_mse'], val_elbo=r['elbo'], val_kl=r['kl'])
     return {k: out.get(k) for k in CURVE_KEYS}
 
+# %% ../nbs/08_metrics.ipynb #4f9ebcc1
+def write_block_table(model, classifiers, out, a=None, n:int=256, seed:int=0) -> Path|None:
+    "For a channel-recurrent model, `crvae.fig_blocks.block_effects` on `n` prior faces (conditional: attributes `a`), written"
+    " to `out`/blocks.csv and blocks.png; None for other models."
+    from crvae.fig_blocks import CHANNEL_RECURRENT, block_effects, block_effect_rows, block_effect_heatmap
+    from crvae.outputs import _write_csv, figure_png
+    if model.name not in CHANNEL_RECURRENT: return None
+    if model.conditional:
+        check(a is not None and len(a) > 0, f"{model.name} is conditional: give attribute rows for the block table")
+        a = a[torch.arange(n) % len(a)]
+    eff = block_effects(model, classifiers, n=n, seed=seed, a=a)
+    rows = block_effect_rows(eff)
+    _write_csv(Path(out)/'blocks.csv', list(rows[0]), rows)
+    fig = block_effect_heatmap(eff, f'{model.name}: share of {n} faces whose part changes when block t is resampled')
+    atomic_write_bytes(Path(out)/'blocks.png', figure_png(fig, dpi=90))
+    return Path(out)/'blocks.csv'
+
 # %% ../nbs/08_metrics.ipynb #0d25a9fa
 def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False) -> Path:
     "Learning-curve points for every weight snapshot of `run` (snapshots/step-*.safetensors) not yet in its curves.csv."
     from tqdm.auto import tqdm
     from crvae.runs import load, load_weights_into, read_weights
-    from crvae.outputs import _curve_row, _write_curve_rows, plot_curves, write_block_table
+    from crvae.outputs import _curve_row, _write_curve_rows, plot_curves
     model = load(run, device=device)
     run, info = Path(model.run['path']), model.run
     snaps = sorted((run/'snapshots').glob('step-*.safetensors'))
@@ -434,7 +460,7 @@ def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False
         write_block_table(final, clf, run, a=valid.attrs, seed=int(info['train_config'].get('seed', 0)))
     return path
 
-# %% ../nbs/08_metrics.ipynb #f82791dd
+# %% ../nbs/08_metrics.ipynb #f2ee7249
 _LOAD_KEYS = ('data', 'root', 'n', 'size', 'seed')
 
 def _number(v):
@@ -462,22 +488,11 @@ def _csv_text(rows:list) -> str:
     buf = io.StringIO(); w = csv.DictWriter(buf, cols); w.writeheader(); w.writerows(rows)
     return buf.getvalue()
 
-@command('evaluate')
-def _evaluate_cmd(runs: Arg('run folders (or names) written by crvae train', nargs='+', metavar='RUN_DIR'), *,
-                  n_samples: Arg('generated images per run (default: one per test image)', type=int)=None, seed: Arg()=0,
-                  batch_size: Arg()=200, json: Arg('print JSON instead of markdown tables')=False,
-                  out: Arg('folder for evaluation.csv and evaluation.json (default: .)')='.',
-                  classifiers: Arg('classifier root folder (default: $CRVAE_DATA/classifiers)')=None,
-                  device: Arg('auto, cpu, cuda, mps')='auto', quiet: Arg('no progress bars')=False,
-                  curves: Arg("print each run's learning curves (curves.csv; made from its snapshots if absent)")=False):
+# %% ../nbs/08_metrics.ipynb #f0036d1f
+def _score_runs(runs:list, out:Path, n_samples, seed:int, batch_size:int, classifiers, device, quiet:bool) -> list[dict]:
+    "`evaluate_model` on each run of `runs` (written to `out` so far when interrupted)."
     from crvae.runs import load
-    import json as js                                       # `json` is the --json flag here
-    check(n_samples is None or n_samples > 0, f"--n-samples must be a positive integer, got {n_samples}")
-    check(batch_size >= 1, f"--batch-size must be a positive integer, got {batch_size}")
-    check_seed(seed)
-    device = get_device(device)
-    if curves: return _print_curves(runs, device, quiet)
-    results, clfs, out = [], {}, Path(out)
+    results, clfs = [], {}
     try:
         for run in runs:
             model = load(run, device=device)
@@ -499,11 +514,12 @@ def _evaluate_cmd(runs: Arg('run folders (or names) written by crvae train', nar
         rest = ' '.join(str(r) for r in runs[len(results):])
         raise KeyboardInterrupt(f"scored {len(results)} of {len(runs)} runs, written to {out/'evaluation.json'}; "
                                 f"score the others with: crvae evaluate {rest} --out ANOTHER_FOLDER") from None
-    rows = [result_row(r) for r in results]
-    atomic_write_text(out/'evaluation.csv', _csv_text(rows))
-    save_json(out/'evaluation.json', results)
-    if json: print(js.dumps(results, indent=2, default=str)); return
-    print(markdown_table(rows, TABLE_COLUMNS))
+    return results
+
+# %% ../nbs/08_metrics.ipynb #8f9950ac
+def _print_results(results:list[dict], out:Path):
+    "The markdown tables of `crvae evaluate`."
+    print(markdown_table([result_row(r) for r in results], TABLE_COLUMNS))
     print('\ninception score per recognition head (mean ± std over 10 splits)\n')
     print(markdown_table(head_rows(results)))
     cond = [r for r in results if r['attribute_accuracy']]
@@ -515,3 +531,25 @@ def _evaluate_cmd(runs: Arg('run folders (or names) written by crvae train', nar
                              [arow(r['run'], r['attribute_accuracy'], r['n_generated']) for r in cond]))
     print(f"\nFD_crvae: Frechet distance in the crvae recognition classifier's feature space (not Inception-v3 FID); "
           f"written {out/'evaluation.csv'} and {out/'evaluation.json'}")
+
+# %% ../nbs/08_metrics.ipynb #66667359
+@command('evaluate')
+def _evaluate_cmd(runs: Arg('run folders (or names) written by crvae train', nargs='+', metavar='RUN_DIR'), *,
+                  n_samples: Arg('generated images per run (default: one per test image)', type=int)=None, seed: Arg()=0,
+                  batch_size: Arg()=200, json: Arg('print JSON instead of markdown tables')=False,
+                  out: Arg('folder for evaluation.csv and evaluation.json (default: .)')='.',
+                  classifiers: Arg('classifier root folder (default: $CRVAE_DATA/classifiers)')=None,
+                  device: Arg('auto, cpu, cuda, mps')='auto', quiet: Arg('no progress bars')=False,
+                  curves: Arg("print each run's learning curves (curves.csv; made from its snapshots if absent)")=False):
+    import json as js                                       # `json` is the --json flag here
+    check(n_samples is None or n_samples > 0, f"--n-samples must be a positive integer, got {n_samples}")
+    check(batch_size >= 1, f"--batch-size must be a positive integer, got {batch_size}")
+    check_seed(seed)
+    device = get_device(device)
+    if curves: return _print_curves(runs, device, quiet)
+    out = Path(out)
+    results = _score_runs(runs, out, n_samples, seed, batch_size, classifiers, device, quiet)
+    atomic_write_text(out/'evaluation.csv', _csv_text([result_row(r) for r in results]))
+    save_json(out/'evaluation.json', results)
+    if json: print(js.dumps(results, indent=2, default=str)); return
+    _print_results(results, out)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from fastcore.basics import patch
 
 from .core import UserError, check, did_you_mean, apply_overrides
 from .bound import reparameterize
@@ -39,7 +40,7 @@ def check_model_name(name:str) -> str:
     check(name in MODEL_NAMES, f"unknown model {name!r}{did_you_mean(name, MODEL_NAMES)}; choose one of {', '.join(MODEL_NAMES)}")
     return name
 
-# %% ../nbs/04_models.ipynb #f7db6abe
+# %% ../nbs/04_models.ipynb #820bf4c9
 CR_ALPHAS = (3e-4, 3e-4, 3e-4, 2e-4, 2e-4, 2e-4, 2e-4, 2e-4)
 TINY_BETA = 0.0025   # the tiny preset's GAN weight for all models with an encoder: the acVAE code's value
 CR_MI_WEIGHTS = (0.1, 1.5, 1.5, 1.25, 0.1, 0.1, 1.0, 1.0)
@@ -52,6 +53,7 @@ _POSITIVE = dict(lr='a learning rate of 0 does not learn and one below 0 climbs 
                  lr_d_heads='a learning rate must be above 0', lstm_lr_factor='it scales a learning rate',
                  bn_eps="BatchNorm divides by sqrt(var + eps): 0 divides by zero")
 
+# %% ../nbs/04_models.ipynb #374852cb
 @dataclass(frozen=True)
 class ModelConfig:
     "Architecture and loss weights of one model (defaults: the released crVAE-GAN, 64x64)."
@@ -109,47 +111,52 @@ class ModelConfig:
     d_beta1: float = 0.9
     batch_size: int = 128
 
-    def __post_init__(self):
-        check_model_name(self.model)
-        self._check_sense()
-        check(self.image_size == 64 or (self.image_size == 128 and self.model in PROGRESSIVE_MODELS),
-              f"image_size={self.image_size}: {self.model} is built at 64 px; 128 px comes by progressive growing of "
-              f"{', '.join(PROGRESSIVE_MODELS)} (crvae train MODEL --init-from RUN_64 --size 128) or by Stage 2 (crvae stage2 RUN_64)")
-        check(self.T >= 1 and self.z_channels % self.T == 0, f"T={self.T} must divide z_channels={self.z_channels}")
-        check(self.z_dim % self.T == 0, f"T={self.T} must divide z_dim={self.z_dim}")
-        check(self.enc_widths[-1] % self.T == 0 and self.d_widths[-1] % self.T == 0,
-              f"T={self.T} must divide the encoder and discriminator output channels ({self.enc_widths[-1]}, {self.d_widths[-1]})")
-        check(len(self.kl_alphas) == self.T, f"kl_alphas has {len(self.kl_alphas)} values for T={self.T}: --set "
-                                             f"kl_alphas=[...] with T values")
-        check(len(self.mi_weights) == self.T, f"mi_weights has {len(self.mi_weights)} values for T={self.T}: --set "
-                                              f"mi_weights=[...] with T values")
-        check(self.kl_form in ('code', 'paper'), f"kl_form={self.kl_form!r}: use 'code' or 'paper'")
-        check(self.decoder_batch in ('joint', 'separate'), f"decoder_batch={self.decoder_batch!r}: use 'joint' or 'separate'")
-        check(self.d_gate in ('all', 'head'), f"d_gate={self.d_gate!r}: use 'all' or 'head'")
-        check(self.d_batch in ('quarters', 'thirds'), f"d_batch={self.d_batch!r}: use 'quarters' or 'thirds'")
-        check(self.mi_target in ('u', 'z'), f"mi_target={self.mi_target!r}: use 'u' (the transformed code) or 'z'")
-        if self.model in CONDITIONAL: check(self.n_attrs >= 1, f"{self.model} is conditional: set n_attrs >= 1")
+    def __post_init__(self):   # a bad configuration is refused before any network is built: the checks grown below
+        check_model_name(self.model); self._check_sense(); self._check_shapes()
 
-    def _check_sense(self):
-        """Values outside their sense are refused with one line, before a model is built: counts of channels, units and layers
-        are >= 1 (a stem or hidden width of 0 means none), learning rates and BatchNorm's eps are > 0."""
-        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
-        for k in _COUNTS:
-            v = getattr(self, k)
-            check(is_int(v) and v >= 1, f"{k}={v!r}: must be a positive integer, a count of channels, units or layers (--set {k}=...)")
-        for k in _WIDTH_LISTS:
-            v = getattr(self, k)
-            check(all(is_int(x) and x >= 1 for x in v), f"{k}={list(v)!r}: every width must be a positive integer (--set {k}=[...])")
-        for k in _NONE_IF_0:
-            v = getattr(self, k)
-            check(is_int(v) and v >= 0, f"{k}={v!r}: must be 0 (none) or a positive integer (--set {k}=...)")
-        for k, why in _POSITIVE.items():
-            v = getattr(self, k)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float('inf')
-            check(ok, f"{k}={v!r}: must be a positive number, {why} (--set {k}=...)")
+# %% ../nbs/04_models.ipynb #3ddf722a
+@patch
+def _check_sense(self:ModelConfig):
+    """Values outside their sense are refused with one line, before a model is built: counts of channels, units and layers
+    are >= 1 (a stem or hidden width of 0 means none), learning rates and BatchNorm's eps are > 0."""
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    for k in _COUNTS:
+        v = getattr(self, k)
+        check(is_int(v) and v >= 1, f"{k}={v!r}: must be a positive integer, a count of channels, units or layers (--set {k}=...)")
+    for k in _WIDTH_LISTS:
+        v = getattr(self, k)
+        check(all(is_int(x) and x >= 1 for x in v), f"{k}={list(v)!r}: every width must be a positive integer (--set {k}=[...])")
+    for k in _NONE_IF_0:
+        v = getattr(self, k)
+        check(is_int(v) and v >= 0, f"{k}={v!r}: must be 0 (none) or a positive integer (--set {k}=...)")
+    for k, why in _POSITIVE.items():
+        v = getattr(self, k)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float('inf')
+        check(ok, f"{k}={v!r}: must be a positive number, {why} (--set {k}=...)")
 
-    @property
-    def latent_side(self) -> int: return min(self.image_size, 64) // 16   # grown 128 px models keep the 64 px latent
+@patch
+def _check_shapes(self:ModelConfig):
+    "The choices and shapes that must agree: 64 px unless grown, T dividing every width, T weights, the named options."
+    check(self.image_size == 64 or (self.image_size == 128 and self.model in PROGRESSIVE_MODELS),
+          f"image_size={self.image_size}: {self.model} is built at 64 px; 128 px comes by progressive growing of "
+          f"{', '.join(PROGRESSIVE_MODELS)} (crvae train MODEL --init-from RUN_64 --size 128) or by Stage 2 (crvae stage2 RUN_64)")
+    check(self.T >= 1 and self.z_channels % self.T == 0, f"T={self.T} must divide z_channels={self.z_channels}")
+    check(self.z_dim % self.T == 0, f"T={self.T} must divide z_dim={self.z_dim}")
+    check(self.enc_widths[-1] % self.T == 0 and self.d_widths[-1] % self.T == 0,
+          f"T={self.T} must divide the encoder and discriminator output channels ({self.enc_widths[-1]}, {self.d_widths[-1]})")
+    check(len(self.kl_alphas) == self.T, f"kl_alphas has {len(self.kl_alphas)} values for T={self.T}: --set "
+                                         f"kl_alphas=[...] with T values")
+    check(len(self.mi_weights) == self.T, f"mi_weights has {len(self.mi_weights)} values for T={self.T}: --set "
+                                          f"mi_weights=[...] with T values")
+    check(self.kl_form in ('code', 'paper'), f"kl_form={self.kl_form!r}: use 'code' or 'paper'")
+    check(self.decoder_batch in ('joint', 'separate'), f"decoder_batch={self.decoder_batch!r}: use 'joint' or 'separate'")
+    check(self.d_gate in ('all', 'head'), f"d_gate={self.d_gate!r}: use 'all' or 'head'")
+    check(self.d_batch in ('quarters', 'thirds'), f"d_batch={self.d_batch!r}: use 'quarters' or 'thirds'")
+    check(self.mi_target in ('u', 'z'), f"mi_target={self.mi_target!r}: use 'u' (the transformed code) or 'z'")
+    if self.model in CONDITIONAL: check(self.n_attrs >= 1, f"{self.model} is conditional: set n_attrs >= 1")
+
+@patch(as_prop=True)
+def latent_side(self:ModelConfig) -> int: return min(self.image_size, 64) // 16   # grown 128 px models keep the 64 px latent
 
 # %% ../nbs/04_models.ipynb #a5742fc8
 _ALL, _COND, _FC = MODEL_NAMES, tuple(sorted(CONDITIONAL)), tuple(m for m in MODEL_NAMES if FAMILY[m] == 'fc')   # _COND: acVAE's
@@ -193,7 +200,7 @@ def model_config(name:str, preset:str='tiny', sets:list[str]|None=None, **overri
     cfg = ModelConfig(model=name, preset=preset, **{**_preset(name, preset), **overrides})
     return apply_overrides(cfg, sets)
 
-# %% ../nbs/04_models.ipynb #33f81a68
+# %% ../nbs/04_models.ipynb #809fc088
 class FaceModel(nn.Module):
     "The interface shared by every model of both papers."
     has_encoder = True
@@ -227,40 +234,6 @@ class FaceModel(nn.Module):
             a = a.expand(n, -1)
         return a
 
-    def prior(self, a=None, n:int|None=None):
-        "(mu, logvar) of p(z|a), each (B, *latent_shape); N(0, I) for unconditional models."
-        a = self._attrs(a, n)
-        if a is not None: n = a.shape[0]
-        check(n is not None and n >= 1, f"{self.name}.prior: give the number of samples n")
-        z0 = torch.zeros(n, *self.latent_shape, device=self.device)
-        return z0, z0.clone()
-
-    def sample_z(self, a=None, n:int|None=None, generator:torch.Generator|None=None):
-        "z ~ p(z|a), (B, *latent_shape)."
-        mu, logvar = self.prior(a, n)
-        return reparameterize(mu, logvar, generator)
-
-    def sample(self, a=None, n:int|None=None, generator:torch.Generator|None=None):
-        "Images decoded from z ~ p(z|a): (B, 3, H, W) in [-1, 1]."
-        a = self._attrs(a, n)
-        return self.decode(self.sample_z(a, n, generator), a)
-
-    def decoder_keys(self) -> list[str]:
-        """The state-dict keys that `decode` reads: the parameters that get a gradient from one decoded image, and the
-        buffers (BatchNorm statistics) of the modules it runs. A weight snapshot for decoding needs only these."""
-        called, hooks = set(), [m.register_forward_hook(lambda m, i, o: called.add(m)) for m in self.modules()]
-        was = self.training
-        try:
-            self.eval(); self.zero_grad(set_to_none=True)
-            a = torch.zeros(1, self.n_attrs, device=self.device) if self.conditional else None
-            with torch.enable_grad(): self.decode(torch.zeros(1, *self.latent_shape, device=self.device), a).sum().backward()
-            keys = [k for k, p in self.named_parameters() if p.grad is not None]
-            keys += [f'{n}.{b}' if n else b for n, m in self.named_modules() if m in called for b, _ in m.named_buffers(recurse=False)]
-        finally:
-            for h in hooks: h.remove()
-            self.zero_grad(set_to_none=True); self.train(was)
-        return sorted(keys)
-
     def decode(self, z, a=None):
         "x = G(z, a): the transformed code u, then the convolutional decoder."
         return self.render(self.transformed(z, a))
@@ -284,6 +257,45 @@ class FaceModel(nn.Module):
         out = {k: m for k, m in self.named_children() if k != 'D'}
         if self.D is not None: out.update({f'D.{k}': m for k, m in self.D.named_children()})
         return out
+
+# %% ../nbs/04_models.ipynb #3144d900
+@patch
+def prior(self:FaceModel, a=None, n:int|None=None):
+    "(mu, logvar) of p(z|a), each (B, *latent_shape); N(0, I) for unconditional models."
+    a = self._attrs(a, n)
+    if a is not None: n = a.shape[0]
+    check(n is not None and n >= 1, f"{self.name}.prior: give the number of samples n")
+    z0 = torch.zeros(n, *self.latent_shape, device=self.device)
+    return z0, z0.clone()
+
+@patch
+def sample_z(self:FaceModel, a=None, n:int|None=None, generator:torch.Generator|None=None):
+    "z ~ p(z|a), (B, *latent_shape)."
+    mu, logvar = self.prior(a, n)
+    return reparameterize(mu, logvar, generator)
+
+@patch
+def sample(self:FaceModel, a=None, n:int|None=None, generator:torch.Generator|None=None):
+    "Images decoded from z ~ p(z|a): (B, 3, H, W) in [-1, 1]."
+    a = self._attrs(a, n)
+    return self.decode(self.sample_z(a, n, generator), a)
+
+@patch
+def decoder_keys(self:FaceModel) -> list[str]:
+    """The state-dict keys that `decode` reads: the parameters that get a gradient from one decoded image, and the
+    buffers (BatchNorm statistics) of the modules it runs. A weight snapshot for decoding needs only these."""
+    called, hooks = set(), [m.register_forward_hook(lambda m, i, o: called.add(m)) for m in self.modules()]
+    was = self.training
+    try:
+        self.eval(); self.zero_grad(set_to_none=True)
+        a = torch.zeros(1, self.n_attrs, device=self.device) if self.conditional else None
+        with torch.enable_grad(): self.decode(torch.zeros(1, *self.latent_shape, device=self.device), a).sum().backward()
+        keys = [k for k, p in self.named_parameters() if p.grad is not None]
+        keys += [f'{n}.{b}' if n else b for n, m in self.named_modules() if m in called for b, _ in m.named_buffers(recurse=False)]
+    finally:
+        for h in hooks: h.remove()
+        self.zero_grad(set_to_none=True); self.train(was)
+    return sorted(keys)
 
 # %% ../nbs/04_models.ipynb #616e10e5
 class Discriminator(nn.Module):

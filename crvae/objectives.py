@@ -73,7 +73,7 @@ def mismatched(a:torch.Tensor) -> torch.Tensor:
     "Attributes paired with the wrong image: each row takes the next row's vector."
     return a.roll(1, dims=0)
 
-# %% ../nbs/05_objectives.ipynb #ac973981
+# %% ../nbs/05_objectives.ipynb #59264697
 def _frozen(module, frozen:bool):
     for p in module.parameters(): p.requires_grad_(not frozen)
 
@@ -81,60 +81,68 @@ def loss_scale(cfg) -> float:
     "1 in the released code's form; 1 / max(alpha) in the paper's eq. (1) form (the same objective in nats: `code_alphas_as_paper`)."
     return 1.0 if cfg.kl_form == 'code' else 1.0 / max(cfg.kl_alphas)
 
-def generator_loss(model, x:torch.Tensor, a:torch.Tensor|None=None, n_prior:int|None=None) -> tuple[torch.Tensor, dict, dict]:
-    "The generator side's loss for one batch: (weighted total, unweighted terms, detached fakes for the discriminator)."
-    cfg, T, cond = model.cfg, model.T, model.conditional
-    a = a if cond else None
-    B = x.shape[0]
-    n_prior = n_prior or B
-    terms, fakes, total = {}, {}, x.new_zeros((), dtype=torch.float32)
-    D = model.D
-    use_mi = D is not None and D.mi_head is not None and cfg.kappa > 0
+# %% ../nbs/05_objectives.ipynb #c77b11ac
+def _decoded_passes(model, x:torch.Tensor, a:torch.Tensor|None, n_prior:int) -> dict:
+    "One step's codes: mu, logvar, z (reconstruction pass), a_p, z_p (prior-sample pass), and `us`, `xs` decoded from them."
+    cfg, cond, p = model.cfg, model.conditional, {}
     zs, as_ = [], []                                                   # the codes decoded in this step
     if model.has_encoder:                                              # 1. reconstruction pass: q(z|x,a)
-        mu, logvar = model.encode(x, a)
-        z = reparameterize(mu, logvar)
-        zs.append(z); as_.append(a)
-    if D is not None:                                                  # 2. prior-sample pass: z ~ p(z|a)
-        a_p = a[:n_prior] if cond else None
-        z_p = model.sample_z(a_p, n_prior)
-        zs.append(z_p); as_.append(a_p)
+        p['mu'], p['logvar'] = model.encode(x, a)
+        p['z'] = reparameterize(p['mu'], p['logvar'])
+        zs.append(p['z']); as_.append(a)
+    if model.D is not None:                                            # 2. prior-sample pass: z ~ p(z|a)
+        p['a_p'] = a[:n_prior] if cond else None
+        p['z_p'] = model.sample_z(p['a_p'], n_prior)
+        zs.append(p['z_p']); as_.append(p['a_p'])
     # One decoder batch for both passes (decoder_batch='joint'): BatchNorm normalises reconstructions and prior samples
     # with the same statistics, the ones its running averages hold at evaluation (training notebook, "train/eval gap").
     if cfg.decoder_batch == 'joint' and len(zs) == 2:
         u_all = model.transformed(torch.cat(zs), torch.cat(as_) if cond else None)
-        us, xs = list(u_all.split([len(t) for t in zs])), list(model.render(u_all).split([len(t) for t in zs]))
+        p['us'], p['xs'] = list(u_all.split([len(t) for t in zs])), list(model.render(u_all).split([len(t) for t in zs]))
     else:
-        us = [model.transformed(zz, aa) for zz, aa in zip(zs, as_)]
-        xs = [model.render(u) for u in us]
+        p['us'] = [model.transformed(zz, aa) for zz, aa in zip(zs, as_)]
+        p['xs'] = [model.render(u) for u in p['us']]
+    return p
+
+# %% ../nbs/05_objectives.ipynb #5e17c4d9
+def _adversarial(model, total:torch.Tensor, terms:dict, fakes:dict, x_f, a_f, u_f, z_f, name:str, s:float) -> torch.Tensor:
+    "Fakes `x_f` shown to D: the GAN term and, with MI, the MI term on their code, added to `total` (`terms`, `fakes` filled)."
+    cfg, D = model.cfg, model.D
+    out = D(x_f, a_f)
+    terms[f'gan_{name}'] = g_gan_loss(out['logit'])
+    total = total + s * cfg.beta * terms[f'gan_{name}']
+    if D.mi_head is not None and cfg.kappa > 0:
+        target = (u_f if cfg.mi_target == 'u' else z_f).detach()
+        terms[f'mi_{name}'] = mi_loss(out['mi'], target, cfg.mi_weights, model.T)
+        total = total + s * cfg.kappa * terms[f'mi_{name}']
+        fakes[f'u_{name}'] = target
+    return total
+
+# %% ../nbs/05_objectives.ipynb #8c3f6db1
+def generator_loss(model, x:torch.Tensor, a:torch.Tensor|None=None, n_prior:int|None=None) -> tuple[torch.Tensor, dict, dict]:
+    "The generator side's loss for one batch: (weighted total, unweighted terms, detached fakes for the discriminator)."
+    cfg, T, cond, D = model.cfg, model.T, model.conditional, model.D
+    a = a if cond else None
+    B = x.shape[0]
+    terms, fakes, total = {}, {}, x.new_zeros((), dtype=torch.float32)
+    p = _decoded_passes(model, x, a, n_prior or B)
     s = loss_scale(cfg)
-    def adversarial(total, x_f, a_f, u_f, z_f, name:str):
-        "Fakes `x_f` shown to D: the GAN term and, with MI, the MI term on their code, added to `total` (terms, fakes filled)."
-        out = D(x_f, a_f)
-        terms[f'gan_{name}'] = g_gan_loss(out['logit'])
-        total = total + s * cfg.beta * terms[f'gan_{name}']
-        if use_mi:
-            target = (u_f if cfg.mi_target == 'u' else z_f).detach()
-            terms[f'mi_{name}'] = mi_loss(out['mi'], target, cfg.mi_weights, T)
-            total = total + s * cfg.kappa * terms[f'mi_{name}']
-            fakes[f'u_{name}'] = target
-        return total
     if D is not None: _frozen(D, True)
     try:
         if model.has_encoder:
-            u, x_rec = us[0], xs[0]
+            u, x_rec = p['us'][0], p['xs'][0]
             mu_p, logvar_p = model.prior(a, B) if cond else (None, None)
-            kl_t = kl_steps(mu, logvar, T, mu_p, logvar_p)
+            kl_t = kl_steps(p['mu'], p['logvar'], T, mu_p, logvar_p)
             terms['pixel'] = pixel_loss(x_rec, x)
             terms['kl'] = weighted_kl_loss(kl_t, cfg.kl_alphas)            # sum_t alpha_t KL_t (released form)
             terms.update({f'kl_{t+1}': kl_t[t].detach() for t in range(T)})   # logged only (nats per block)
             total = total + s * (terms['pixel'] + terms['kl'])
             fakes.update(x_rec=x_rec.detach(), a_rec=a)
-            if D is not None: total = adversarial(total, x_rec, a, u, z, 'rec')
+            if D is not None: total = _adversarial(model, total, terms, fakes, x_rec, a, u, p['z'], 'rec', s)
         if D is not None:
-            u_p, x_p = us[-1], xs[-1]
-            total = adversarial(total, x_p, a_p, u_p, z_p, 'prior')
-            fakes.update(x_prior=x_p.detach(), a_prior=a_p)
+            u_p, x_p = p['us'][-1], p['xs'][-1]
+            total = _adversarial(model, total, terms, fakes, x_p, p['a_p'], u_p, p['z_p'], 'prior', s)
+            fakes.update(x_prior=x_p.detach(), a_prior=p['a_p'])
         for k, v in attention_losses(model).items():
             terms[k] = v
             total = total + s * (cfg.entropy_weight if k == 'att_entropy' else cfg.rho) * v

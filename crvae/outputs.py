@@ -1,4 +1,4 @@
-"""What a training run leaves beside its weights: sample grids, the loss log and plot, learning curves, the block table
+"""What a training run leaves beside its weights: sample grids, the loss log and plot, learning curves, plots as PNG
 
 Docs: https://crvae.github.io/crvae/outputs.html.md"""
 
@@ -15,7 +15,7 @@ from .core import UserError, check, atomic_write_bytes, atomic_write_text, read_
 from .data import FaceData, to_float, to_uint8
 
 # %% auto #0
-__all__ = ['sample_grid', 'save_png', 'read_log', 'truncate_log', 'run_plots', 'plot_losses', 'plot_curves', 'write_block_table']
+__all__ = ['sample_grid', 'save_png', 'read_log', 'truncate_log', 'figure_png', 'run_plots', 'plot_losses', 'plot_curves']
 
 # %% ../nbs/06a_outputs.ipynb #bf880814
 def _gen(seed:int, k:int) -> torch.Generator:
@@ -96,6 +96,13 @@ def truncate_log(path, step:int):
     cols = read_log(path)[0]
     _write_csv(path, cols, [r for r in rows if int(float(r['step'])) <= step])
 
+# %% ../nbs/06a_outputs.ipynb #f1a2b3c5
+def figure_png(fig, dpi:int=100) -> bytes:
+    "A matplotlib figure as PNG bytes without the software version in its metadata (the figure is closed)."
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, metadata={'Software': None}); plt.close(fig)
+    return buf.getvalue()
+
 # %% ../nbs/06a_outputs.ipynb #65760089
 def run_plots() -> bool:
     """Whether runs draw their plots (loss.png, curves.png): yes unless the environment sets `CRVAE_PLOTS=0` (a cluster
@@ -136,7 +143,6 @@ def _write_curve_rows(path, new_rows:list):
 def plot_curves(curves_path, out_path=None, runs:dict|None=None):
     "Plot learning curves (curves.csv) of one run, or of several {label: curves.csv} side by side; saved to `out_path` if given."
     import matplotlib.pyplot as plt
-    from crvae.figures import figure_png
     runs = runs or {Path(curves_path).parent.name: curves_path}
     data = {k: _check_log(v) for k, v in runs.items()}
     check(any(data.values()), f"{curves_path} has no learning-curve points yet")
@@ -155,20 +161,3 @@ def plot_curves(curves_path, out_path=None, runs:dict|None=None):
     fig.tight_layout()
     if out_path is not None: atomic_write_bytes(out_path, figure_png(fig, dpi=90))
     return fig
-
-# %% ../nbs/06a_outputs.ipynb #4f9ebcc1
-def write_block_table(model, classifiers, out, a=None, n:int=256, seed:int=0) -> Path|None:
-    "For a channel-recurrent model, `crvae.fig_blocks.block_effects` on `n` prior faces (conditional: attributes `a`), written"
-    " to `out`/blocks.csv and blocks.png; None for other models."
-    from crvae.fig_blocks import CHANNEL_RECURRENT, block_effects, block_effect_rows, block_effect_heatmap
-    from crvae.figures import figure_png
-    if model.name not in CHANNEL_RECURRENT: return None
-    if model.conditional:
-        check(a is not None and len(a) > 0, f"{model.name} is conditional: give attribute rows for the block table")
-        a = a[torch.arange(n) % len(a)]
-    eff = block_effects(model, classifiers, n=n, seed=seed, a=a)
-    rows = block_effect_rows(eff)
-    _write_csv(Path(out)/'blocks.csv', list(rows[0]), rows)
-    fig = block_effect_heatmap(eff, f'{model.name}: share of {n} faces whose part changes when block t is resampled')
-    atomic_write_bytes(Path(out)/'blocks.png', figure_png(fig, dpi=90))
-    return Path(out)/'blocks.csv'

@@ -27,7 +27,7 @@ from .report import summary_rows, report_markdown, md_to_html
 # %% auto #0
 __all__ = ['Progress', 'results_home', 'ship_results', 'shipped_results', 'reproduce']
 
-# %% ../nbs/90_reproduce.ipynb #320447a1
+# %% ../nbs/90_reproduce.ipynb #7c3efc33
 def _clock(s:float) -> str:
     s = max(0, int(round(s))); return f'{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}' if s >= 3600 else f'{s // 60}:{s % 60:02d}'
 
@@ -47,6 +47,7 @@ class Progress:
         est = lambda k, e: float(np.mean(self.done[k])) if self.done.get(k) else e
         return sum(est(k, e) for k, e in self.stages[self.i - 1:])
 
+# %% ../nbs/90_reproduce.ipynb #7eb1b1f0
 def _results_key(path:Path, cfg:EvalConfig, clf) -> dict:
     return dict(weights_sha256=sha256_file(path/'model.safetensors'), eval=dataclasses.asdict(cfg), classifiers=clf.versions,
                 crvae=crvae.__version__)
@@ -67,6 +68,7 @@ def _score(run_dir:Path, role:str, seed_i:int, faces, clf, cfg, out:Path, device
     save_json(f, dict(key=key, result=res))
     return res
 
+# %% ../nbs/90_reproduce.ipynb #354fc4b4
 def _train_run(role:str, run_dir:Path, steps:int, seed:int, faces, preset:str, data:str, root, n:int, size:int,
                snapshot_every:int, device:str, progress:bool) -> str:
     "Train (or resume, or skip) one run of the comparison for `steps` steps (the same for every model): returns what was done."
@@ -93,6 +95,7 @@ def _train_run(role:str, run_dir:Path, steps:int, seed:int, faces, preset:str, d
           device=device, progress=progress, faces=faces, command_line=cmd)
     return 'trained'
 
+# %% ../nbs/90_reproduce.ipynb #295f2993
 def _run_row(role:str, run_dir:Path) -> tuple[dict, list[str]]:
     "A row of the checkpoints table (data, seed, steps and wall time of a run or shipped checkpoint), and the commands that made it."
     from crvae.runs import read_run
@@ -163,32 +166,110 @@ def _result_row(role:str, f:Path) -> tuple[dict, list[str]]:
                 steps=res.get('steps_total') or res.get('step'), **{'train min': round(secs / 60, 1) if secs else None},
                 machine=rec.get('machine'), card=None), [rec.get('command')]
 
-# %% ../nbs/90_reproduce.ipynb #2f527f2a
+# %% ../nbs/90_reproduce.ipynb #e20faff3
+def _sources(roles:list, train:bool, seeds:int, steps_per_model:int, out:Path, assets, data:str, size:int) -> dict:
+    "{role: [run folders]}: with `train` the comparison's runs under out/runs, else the shipped checkpoints (refused when missing)."
+    if train:
+        check(isinstance(steps_per_model, int) and steps_per_model > 0,
+              f"--steps-per-model must be a positive integer, got {steps_per_model}")
+        check(seeds >= 1, f"--seeds must be at least 1, got {seeds}")
+        return {r: [out/'runs'/f'{r}-seed{s}' for s in range(seeds)] for r in roles}
+    home = checkpoints_home(assets)
+    names = {r: shipped_name(r, data, size) for r in roles}
+    missing = [nm for nm in names.values() if not (home/nm/'run.json').exists()]
+    check(not missing, f"missing shipped checkpoints {', '.join(missing)} in {home}: ship them with `crvae ship RUN --name NAME`, "
+                       "or train the comparison here with `crvae reproduce --train --steps-per-model N --out DIR`")
+    return {r: [home/nm] for r, nm in names.items()}
+
+def _stages(roles:list, sources:dict, train:bool, seeds:int, steps_per_model:int) -> list[tuple[str, str]]:
+    "(what, kind) of each stage of a `reproduce`, in order: the trainings (with `train`), the scorings, the figures."
+    return ([(f'train {r} seed {s} ({steps_per_model} steps)', 'train') for s in range(seeds) for r in roles] if train else []) + \
+           [(f'score {Path(p).name}', 'score') for r in roles for p in sources[r]] + [('figures', 'figures')]
+
+# %% ../nbs/90_reproduce.ipynb #c1a2f7ea
+def _score_all(roles:list, sources:dict, faces, clf, cfg:EvalConfig, out:Path, dev, prog:Progress, it, train:bool,
+               assets) -> tuple[dict, list[str]]:
+    "{role: [results]} of every source (`sources` gains the shipped results' files), and a note for each result left out."
+    by_role = {}
+    for r in roles:
+        for s, p in enumerate(sources[r]):
+            prog.start(next(it)[0])
+            by_role.setdefault(r, []).append(_score(Path(p), r, s, faces, clf, cfg, out, dev, progress=False))
+            prog.finish('score')
+    shipped_notes = []
+    if not train:       # the other seeds of the comparison, trained and scored elsewhere: their shipped results
+        more, shipped_notes = shipped_results(roles, cfg, clf, assets)
+        for r, rs in more.items():
+            by_role[r].extend(rs)
+            sources[r] = sources[r] + [results_home(assets)/f"{r}-seed{x['seed']}.json" for x in rs]
+    return by_role, shipped_notes
+
+# %% ../nbs/90_reproduce.ipynb #fc38dab8
+def _draw_figures(roles:list, sources:dict, cfg:EvalConfig, clf, faces, out:Path, dev) -> dict:
+    "The report's figures in out/figures: drawn, or reused when their key and files are as they were written."
+    from crvae.runs import load
+    from crvae.figures import RunSet, make_figures, figure_config
+    fig_key = dict(runs=[_results_key(Path(sources[r][0]), cfg, clf)['weights_sha256'] for r in roles], eval=dataclasses.asdict(cfg))
+    fk, fdir = out/'figures'/'key.json', out/'figures'
+    old = load_json(fk) if fk.is_file() else {}
+    intact = isinstance(old, dict) and isinstance(old.get('files'), dict) and all(         # every file as it was written
+        (fdir/f).is_file() and sha256_file(fdir/f) == h for f, h in old['files'].items())
+    if intact and old.get('key') == fig_key and (fdir/'figures.json').is_file():
+        rec = load_json(fdir/'figures.json'); return dict(written=rec['figures'], skipped=rec['skipped'])
+    # new weights or settings, or a figure deleted or changed since: draw them all again
+    runs = RunSet([load(sources[r][0], device=dev) for r in roles], faces=faces)
+    fcfg = figure_config(cfg.figures, [f'completion_steps={cfg.completion_steps}'])
+    figures = make_figures(runs, fdir, seed=cfg.seed, cfg=fcfg, verbose=False)
+    save_json(fk, dict(key=fig_key, files={f: sha256_file(fdir/f) for fs in figures['written'].values() for f in fs}))
+    return figures
+
+def _add_completion(figures:dict, out:Path, roles:list, sources:dict, train:bool, assets):
+    "Put the completion table (crVAE Table 2) the claims read into `figures['completion']`, where there is one."
+    if (out/'figures'/'crvae-table2-completion.json').exists() and figures['written'].get('crvae-fig8-completion'):
+        figures['completion'] = load_json(out/'figures'/'crvae-table2-completion.json')
+    study = results_home(assets)/'completion-study.json'   # crVAE Table 2 on 100 faces, 300 steps (tools/completion_study.py)
+    if not train and study.is_file():
+        st = load_json(study)
+        if all(r in roles and Path(sources[r][0]).is_dir() and
+               sha256_file(Path(sources[r][0])/'model.safetensors') == c['weights_sha256'] for r, c in st['checkpoints'].items()):
+            figures['completion'] = dict(st, source=study.name)      # the claim reads the longer study; the figure stays small
+
+# %% ../nbs/90_reproduce.ipynb #26553e1b
+def _report_meta(roles:list, sources:dict, out:Path, train:bool, steps_per_model:int, seeds:int, preset:str, wall:float, faces,
+                 cfg:EvalConfig, clf, shipped_notes:list, assets, command_line:str|None) -> dict:
+    "The report's header, checkpoints table and commands (`meta` of `report_markdown`)."
+    mode = (f"retrained from scratch, {steps_per_model} steps per model and seed, {seeds} seed(s), {preset} config" if train
+            else 'the shipped checkpoints')
+    how = f' --train --steps-per-model {steps_per_model} --seeds {seeds} --config {preset}' if train else ''
+    cmd = command_line or ('crvae reproduce' + how +
+                           f' --out {out}')
+    runs = {(r, p): (_result_row if Path(p).suffix == '.json' else _run_row)(r, Path(p)) for r in roles for p in sources[r]}
+    return dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'),
+                machine=machine_info(),
+                what=f"The comparison of the crVAE-GAN and acVAE-GAN papers on {faces.name} ({len(faces)} faces, {faces.size} px), {mode}."
+                     + (' Seeds after the first: the scores shipped with them (`crvae ship-results`).' if not train else '')
+                     + (f" Left out: {'; '.join(shipped_notes)}." if shipped_notes else ''),
+                eval=dataclasses.asdict(cfg), data=f"{faces.name} ({Path(faces.manifest.get('path', '')).name or len(faces)})",
+                classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})',
+                sources={r: [str(p) for p in ps] for r, ps in sources.items()},
+                runs=[row for row, _ in runs.values()],
+                protocol=protocol_markdown(read_protocol(protocol_home(assets)), out/'figures') if not train else None,
+                commands=[cmd, '', '# how each checkpoint was made' + ('' if train else ' (then: crvae ship RUN_DIR --name NAME)')] +
+                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run: a line
+
+# %% ../nbs/90_reproduce.ipynb #5ac58278
 def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, preset:str='tiny', data:str='avatars', root=None,
               n:int=30000, size:int=64, roles=None, assets=None, classifiers_root=None, cfg:EvalConfig|None=None,
               device:str='cpu', snapshot_every:int=50, progress:bool=True, command_line:str|None=None) -> dict:
     "Evaluate the shipped checkpoints (or `train` the comparison from scratch), draw the figures, write DIR/report.{md,html}."
-    from crvae.runs import load, read_run
-    from crvae.figures import RunSet, make_figures, figure_config
+    from crvae.runs import read_run
     t0, out = time.time(), Path(out)
     roles = list(roles or COMPARISON)
     for r in roles: check(r in COMPARISON, f"unknown model {r!r}{did_you_mean(r, COMPARISON)}; the comparison: {', '.join(COMPARISON)}")
     cfg = cfg or eval_config()
     dev = get_device(device)
-    if train:
-        check(isinstance(steps_per_model, int) and steps_per_model > 0,
-              f"--steps-per-model must be a positive integer, got {steps_per_model}")
-        check(seeds >= 1, f"--seeds must be at least 1, got {seeds}")
-        sources = {r: [out/'runs'/f'{r}-seed{s}' for s in range(seeds)] for r in roles}
-    else:
-        home = checkpoints_home(assets)
-        names = {r: shipped_name(r, data, size) for r in roles}
-        missing = [nm for nm in names.values() if not (home/nm/'run.json').exists()]
-        check(not missing, f"missing shipped checkpoints {', '.join(missing)} in {home}: ship them with `crvae ship RUN --name NAME`, "
-                           "or train the comparison here with `crvae reproduce --train --steps-per-model N --out DIR`")
-        sources = {r: [home/nm] for r, nm in names.items()}
-    stages = ([(f'train {r} seed {s} ({steps_per_model} steps)', 'train') for s in range(seeds) for r in roles] if train else []) + \
-             [(f'score {Path(p).name}', 'score') for r in roles for p in sources[r]] + [('figures', 'figures')]
+    sources = _sources(roles, train, seeds, steps_per_model, out, assets, data, size)
+    stages = _stages(roles, sources, train, seeds, steps_per_model)
     est = dict(train=steps_per_model * 1.4 + 15, score=20.0, figures=90.0)     # about 1.4 s per tiny step of 64 faces on 2 CPU cores
     prog = Progress([(k, est[k]) for _, k in stages], enabled=progress)
     if train: faces = load_faces(data, root, size, n, progress=progress)
@@ -204,63 +285,18 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
                 how = _train_run(r, sources[r][s], steps_per_model, s, faces, preset, data, root, n, size, snapshot_every, device, progress)
                 if progress: print(f"  {r} seed {s}: {how}", file=sys.stderr)
                 prog.finish('train')
-    by_role = {}
-    for r in roles:
-        for s, p in enumerate(sources[r]):
-            prog.start(next(it)[0])
-            by_role.setdefault(r, []).append(_score(Path(p), r, s, faces, clf, cfg, out, dev, progress=False))
-            prog.finish('score')
-    shipped_notes = []
-    if not train:       # the other seeds of the comparison, trained and scored elsewhere: their shipped results
-        more, shipped_notes = shipped_results(roles, cfg, clf, assets)
-        for r, rs in more.items():
-            by_role[r].extend(rs)
-            sources[r] = sources[r] + [results_home(assets)/f"{r}-seed{x['seed']}.json" for x in rs]
+    by_role, shipped_notes = _score_all(roles, sources, faces, clf, cfg, out, dev, prog, it, train, assets)
     prog.start(next(it)[0])
-    fig_key = dict(runs=[_results_key(Path(sources[r][0]), cfg, clf)['weights_sha256'] for r in roles], eval=dataclasses.asdict(cfg))
-    fk, fdir = out/'figures'/'key.json', out/'figures'
-    old = load_json(fk) if fk.is_file() else {}
-    intact = isinstance(old, dict) and isinstance(old.get('files'), dict) and all(         # every file as it was written
-        (fdir/f).is_file() and sha256_file(fdir/f) == h for f, h in old['files'].items())
-    if intact and old.get('key') == fig_key and (fdir/'figures.json').is_file():
-        rec = load_json(fdir/'figures.json'); figures = dict(written=rec['figures'], skipped=rec['skipped'])
-    else:               # new weights or settings, or a figure deleted or changed since: draw them all again
-        runs = RunSet([load(sources[r][0], device=dev) for r in roles], faces=faces)
-        fcfg = figure_config(cfg.figures, [f'completion_steps={cfg.completion_steps}'])
-        figures = make_figures(runs, fdir, seed=cfg.seed, cfg=fcfg, verbose=False)
-        save_json(fk, dict(key=fig_key, files={f: sha256_file(fdir/f) for fs in figures['written'].values() for f in fs}))
+    figures = _draw_figures(roles, sources, cfg, clf, faces, out, dev)
     prog.finish('figures')
-    if (out/'figures'/'crvae-table2-completion.json').exists() and figures['written'].get('crvae-fig8-completion'):
-        figures['completion'] = load_json(out/'figures'/'crvae-table2-completion.json')
-    study = results_home(assets)/'completion-study.json'   # crVAE Table 2 on 100 faces, 300 steps (tools/completion_study.py)
-    if not train and study.is_file():
-        st = load_json(study)
-        if all(r in roles and Path(sources[r][0]).is_dir() and
-               sha256_file(Path(sources[r][0])/'model.safetensors') == c['weights_sha256'] for r, c in st['checkpoints'].items()):
-            figures['completion'] = dict(st, source=study.name)      # the claim reads the longer study; the figure stays small
+    _add_completion(figures, out, roles, sources, train, assets)
     claims = judge_claims(by_role, figures=figures)
     wall = time.time() - t0
-    mode = (f"retrained from scratch, {steps_per_model} steps per model and seed, {seeds} seed(s), {preset} config" if train
-            else 'the shipped checkpoints')
-    how = f' --train --steps-per-model {steps_per_model} --seeds {seeds} --config {preset}' if train else ''
-    cmd = command_line or ('crvae reproduce' + how +
-                           f' --out {out}')
-    runs = {(r, p): (_result_row if Path(p).suffix == '.json' else _run_row)(r, Path(p)) for r in roles for p in sources[r]}
-    meta = dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'),
-                machine=machine_info(),
-                what=f"The comparison of the crVAE-GAN and acVAE-GAN papers on {faces.name} ({len(faces)} faces, {faces.size} px), {mode}."
-                     + (' Seeds after the first: the scores shipped with them (`crvae ship-results`).' if not train else '')
-                     + (f" Left out: {'; '.join(shipped_notes)}." if shipped_notes else ''),
-                eval=dataclasses.asdict(cfg), data=f"{faces.name} ({Path(faces.manifest.get('path', '')).name or len(faces)})",
-                classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})',
-                sources={r: [str(p) for p in ps] for r, ps in sources.items()},
-                runs=[row for row, _ in runs.values()],
-                protocol=protocol_markdown(read_protocol(protocol_home(assets)), out/'figures') if not train else None,
-                commands=[cmd, '', '# how each checkpoint was made' + ('' if train else ' (then: crvae ship RUN_DIR --name NAME)')] +
-                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run: a line
+    meta = _report_meta(roles, sources, out, train, steps_per_model, seeds, preset, wall, faces, cfg, clf, shipped_notes, assets,
+                        command_line)
     md = report_markdown(by_role, claims, figures, meta)
     atomic_write_text(out/'report.md', md)
-    atomic_write_text(out/'report.html', md_to_html(md, f'crvae reproduce: {mode}'))
+    atomic_write_text(out/'report.html', md_to_html(md, f"crvae reproduce: {meta['title']}"))
     save_json(out/'results.json', dict(claims=claims, summary=summary_rows(by_role, meta['sources']), wall_seconds=round(wall, 1),
                                        meta={k: v for k, v in meta.items() if k != 'out'}))
     return dict(report=out/'report.md', html=out/'report.html', claims=claims, summary=summary_rows(by_role, meta['sources']),

@@ -216,7 +216,7 @@ def edit_strip(model, images:torch.Tensor, attrs:torch.Tensor, changes:dict, att
     label = ', '.join(f"{k}={v:+.0f}" for k, v in changes.items())
     return image_grid(rows, col_labels=['input', 'reconstruction', label], scale=scale)
 
-# %% ../nbs/15_sampling.ipynb #e12c56d4
+# %% ../nbs/15_sampling.ipynb #2420e893
 # The arguments `crvae sample`, `edit` and `reconstruct` share, declared once.
 _RUN_ARG = Arg('run folder (or shipped checkpoint name)')
 _IMAGE_ARG = Arg('a face image file (any size: centre-cropped and resized)')
@@ -232,6 +232,7 @@ def _check_image_size(side:int, cols:int, rows:int, scale:int, flag:str):
     check(w * h <= SAMPLE_LIMITS['pixels'], f"{flag} would make a {w:,} x {h:,} px image ({w * h / 1e6:,.0f} megapixels, at most "
                                             f"{SAMPLE_LIMITS['pixels'] / 1e6:.0f}): use fewer faces or a smaller --scale")
 
+# %% ../nbs/15_sampling.ipynb #86c815e2
 def _check_finite_weights(model):
     "Refuse a model whose weights hold NaN or infinity: its images would be noise, silently."
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -248,6 +249,7 @@ def _load_model(run, device, scale):
     sample_faces(model, n=2)       # a probe: weights that give no faces (`checked_faces`) are named before any work or note
     return model
 
+# %% ../nbs/15_sampling.ipynb #b9a5b979
 @command('sample')
 def _sample_cmd(run: _RUN_ARG, *, device: _DEVICE_ARG='cpu', scale: _SCALE_ARG=1,
                 attrs: Arg('attributes, e.g. "Smiling,Eyeglasses,-Wearing_Hat" (Name, -Name, Name=1/0/-1/true/false)')='',
@@ -280,6 +282,7 @@ def _sample_cmd(run: _RUN_ARG, *, device: _DEVICE_ARG='cpu', scale: _SCALE_ARG=1
     print(f"wrote {n} {model.name} samples (seed {seed}) to {out}" +
           (f"; named: {named}; other attributes {rest}" if model.conditional else ''))
 
+# %% ../nbs/15_sampling.ipynb #a45d31cd
 def _source(model, attrs, classifiers, x):
     "The source attributes for a conditional model, with a printed note on how the unnamed ones were set."
     names = run_attr_names(model)
@@ -297,6 +300,7 @@ def _write_face(x, path, scale):
     from crvae.figures import image_grid, save_image
     save_image(image_grid([[x]], scale=scale, pad=0), path)
 
+# %% ../nbs/15_sampling.ipynb #05fa248a
 @command('edit')
 def _edit_cmd(run: _RUN_ARG, image: _IMAGE_ARG, *, device: _DEVICE_ARG='cpu', scale: _SCALE_ARG=1,
               sets: Arg('an attribute to change, e.g. Eyeglasses=1 or Smiling=0 (repeatable; a leading minus needs --set=-Smiling)',
@@ -326,6 +330,7 @@ def _edit_cmd(run: _RUN_ARG, image: _IMAGE_ARG, *, device: _DEVICE_ARG='cpu', sc
     print(f"wrote the edit ({label}) to {out}" + (f"; {compare}" if compare else '') +
           (f"; note: the face already had {', '.join(same)} as asked" if same else ''))
 
+# %% ../nbs/15_sampling.ipynb #0e35ea0e
 @command('reconstruct')
 def _reconstruct_cmd(run: _RUN_ARG, image: _IMAGE_ARG, *, device: _DEVICE_ARG='cpu', scale: _SCALE_ARG=1,
                      attrs: Arg("the input face's attributes (conditional models; others as for edit)")='',

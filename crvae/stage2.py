@@ -348,7 +348,63 @@ def load_any(path, device='cpu'):
     "A stage-1 run (crvae train) or a Stage 2 run, ready to sample: `crvae.training.load` or `load_stage2`."
     return load_stage2(path, device) if is_stage2_run(path) else load(path, device)
 
-# %% ../nbs/21_stage2.ipynb #49c2fa32
+# %% ../nbs/21_stage2.ipynb #ca30f4bc
+def _stage2_sets(sets:list) -> tuple[list, list]:
+    "The `--set` items split into those of `Stage2Config` and those of `Stage2TrainConfig` (an unknown key refused)."
+    tkeys = {f.name for f in dataclasses.fields(Stage2TrainConfig)}
+    mkeys = {f.name for f in dataclasses.fields(Stage2Config)} - {'preset'}
+    for s in sets:
+        k = s.split('=', 1)[0].strip()
+        check('=' in s and k in tkeys | mkeys, f"--set {s}: unknown key{did_you_mean(k, sorted(tkeys | mkeys))}")
+    return [s for s in sets if s.split('=')[0].strip() in mkeys], [s for s in sets if s.split('=')[0].strip() in tkeys]
+
+def _resumed_configs(out:Path, msets:list, tsets:list, asked:dict) -> tuple[dict, Stage2Config, Stage2TrainConfig]:
+    "The run.json of the Stage 2 run in `out` and its two configs, with `asked` (length, device, logging) applied."
+    info = read_stage2_run(out)
+    cfg = config_from_dict(Stage2Config, info['stage2_config'], what='run.json stage2_config')
+    stored = config_from_dict(Stage2TrainConfig, info['train_config'], what='run.json train_config')
+    tcfg = apply_overrides(dataclasses.replace(stored, **asked), [s for s in tsets if s.split('=')[0].strip() in _RESUME_FREE])
+    bad = [s for s in msets if apply_overrides(cfg, [s]) != cfg] + [s for s in tsets if s.split('=')[0].strip() not in _RESUME_FREE]
+    check(not bad, f"--resume keeps the run's configuration; these --set items would change it: {bad}. Start a new run instead")
+    return info, cfg, tcfg
+
+def _new_configs(stage1, preset:str, msets:list, tsets:list, perceptual:bool, n, **train) -> tuple[Stage2Config, Stage2TrainConfig]:
+    "The configs of a new Stage 2 run on `stage1` (its data by default), `train` the `Stage2TrainConfig` fields given."
+    cfg = stage2_config(preset, msets, **({'perceptual': True} if perceptual else {}))
+    d = stage1.run['data']
+    tcfg = apply_overrides(Stage2TrainConfig(data=d.get('data', 'avatars'), root=d.get('root'), n=int(n or d.get('n') or 30000),
+                                             data_seed=int(d.get('seed', 0)), **train), tsets)
+    return cfg, tcfg
+
+def _perceptual(cfg:Stage2Config, faces:FaceData, recognition, root) -> tuple:
+    "(PerceptualLoss or None, its record for run.json) for `cfg`: with `recognition` given, else the classifiers at `root`."
+    if not cfg.perceptual: return None, None
+    if recognition is None:
+        from crvae.classifiers import load_classifiers
+        clf = load_classifiers(faces, root=root)
+        recognition, perc_info = clf.recognition, dict(folder=str(clf.folder), root=None if root is None else str(root),
+                                                       version=clf.versions['recognition'], layers=list(cfg.perceptual_layers))
+    else: perc_info = dict(folder=None, root=None, version=getattr(recognition, 'version', 'given'), layers=list(cfg.perceptual_layers))
+    return PerceptualLoss(recognition, cfg.perceptual_layers), perc_info
+
+def _start_stage2_run(out:Path, stage1, cfg:Stage2Config, tcfg:Stage2TrainConfig, faces:FaceData, trainer, perc_info,
+                      command_line:str|None):
+    "Write `out`/stage1 (a copy of the stage-1 run) and `out`/run.json for a new Stage 2 run."
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out/'stage1') as tmp:
+        for f in ('run.json', 'model.safetensors'): shutil.copy2(Path(stage1.run['path'])/f, tmp/f)
+    info = dict(format_version=FORMAT_VERSION, kind='stage2', model='stage2', label=stage2_label(stage1.name, cfg.perceptual),
+                stage1=dict(model=stage1.name, source=str(Path(stage1.run['path']).resolve()), copy='stage1',
+                            last_step=stage1.run.get('last_step')),
+                stage2_config=dataclasses.asdict(cfg), train_config=dataclasses.asdict(tcfg),
+                data=dict(data=tcfg.data, root=tcfg.root, n=tcfg.n, size=STAGE2_OUT, seed=tcfg.data_seed, name=faces.name,
+                          attr_names=list(faces.attr_names), n_train=len(trainer.train_data)),
+                perceptual=perc_info, crvae_version=crvae.__version__, torch_version=torch.__version__,
+                machine=f"{platform.machine()} {platform.system()} {os.cpu_count()} CPUs", device=str(trainer.device),
+                command=command_line, created=time.strftime('%Y-%m-%d %H:%M:%S'))
+    save_json(out/'run.json', info)
+
+# %% ../nbs/21_stage2.ipynb #d72ee776
 def train_stage2(stage1_run, out, perceptual:bool=False, preset:str='tiny', sets:list|None=None, steps:int=0, epochs:float=0.0,
                  minutes:float=0.0, n:int|None=None, seed:int=0, device:str='auto', resume:bool=False, faces:FaceData|None=None,
                  classifiers=None, recognition:nn.Module|None=None, progress:bool=True, command_line:str|None=None, **train_kw) -> dict:
@@ -357,72 +413,34 @@ def train_stage2(stage1_run, out, perceptual:bool=False, preset:str='tiny', sets
     existing = (out/'run.json').exists()
     check(not (existing and not resume), f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     check(not (resume and not existing), f"--resume: {out} holds no run (no run.json); start one without --resume")
-    sets = list(sets or [])
-    tkeys = {f.name for f in dataclasses.fields(Stage2TrainConfig)}
-    mkeys = {f.name for f in dataclasses.fields(Stage2Config)} - {'preset'}
-    for s in sets:
-        k = s.split('=', 1)[0].strip()
-        check('=' in s and k in tkeys | mkeys, f"--set {s}: unknown key{did_you_mean(k, sorted(tkeys | mkeys))}")
-    msets, tsets = [s for s in sets if s.split('=')[0].strip() in mkeys], [s for s in sets if s.split('=')[0].strip() in tkeys]
+    msets, tsets = _stage2_sets(list(sets or []))
     if resume:
-        info = read_stage2_run(out)
-        cfg = config_from_dict(Stage2Config, info['stage2_config'], what='run.json stage2_config')
         asked = dict(steps=steps, epochs=epochs, minutes=minutes, device=device, progress=progress,
                      **{k: v for k, v in train_kw.items() if k in _RESUME_FREE})
-        stored = config_from_dict(Stage2TrainConfig, info['train_config'], what='run.json train_config')
-        tcfg = apply_overrides(dataclasses.replace(stored, **asked),
-                               [s for s in tsets if s.split('=')[0].strip() in _RESUME_FREE])
-        bad = [s for s in msets if apply_overrides(cfg, [s]) != cfg] + [s for s in tsets if s.split('=')[0].strip() not in _RESUME_FREE]
-        check(not bad, f"--resume keeps the run's configuration; these --set items would change it: {bad}. Start a new run instead")
+        info, cfg, tcfg = _resumed_configs(out, msets, tsets, asked)
         stage1 = load(out/'stage1')
-        s1_dir = out/'stage1'
     else:
         s1_dir = find_run(stage1_run)
         stage1 = load(s1_dir)
         check(stage1.cfg.image_size == STAGE2_IN, f"Stage 2 starts from a {STAGE2_IN} px run; {s1_dir} is {stage1.cfg.image_size} px")
-        cfg = stage2_config(preset, msets, **({'perceptual': True} if perceptual else {}))
-        d = stage1.run['data']
-        tcfg = apply_overrides(Stage2TrainConfig(data=d.get('data', 'avatars'), root=d.get('root'), n=int(n or d.get('n') or 30000),
-                                                 data_seed=int(d.get('seed', 0)), seed=seed, steps=steps, epochs=epochs, minutes=minutes,
-                                                 device=device, progress=progress, **train_kw), tsets)
+        cfg, tcfg = _new_configs(stage1, preset, msets, tsets, perceptual, n, seed=seed, steps=steps, epochs=epochs, minutes=minutes,
+                                 device=device, progress=progress, **train_kw)
     if faces is None: faces = load_faces(tcfg.data, tcfg.root, STAGE2_OUT, tcfg.n, tcfg.data_seed, progress=progress)
     elif not resume and faces.manifest:         # record the data actually given (e.g. a small 128 px set)
         tcfg = dataclasses.replace(tcfg, n=int(faces.manifest.get('n', len(faces))))
     if stage1.run['data'].get('attr_names') is not None and faces.n_attrs:
         check(list(stage1.run['data']['attr_names']) == list(faces.attr_names), "stage 1 was trained on other attributes than "
                                                                                 f"{faces.name} has")
-    perc_info, perc = None, None
-    if cfg.perceptual:
-        if recognition is None:
-            from crvae.classifiers import load_classifiers
-            clf = load_classifiers(faces, root=(info['perceptual'].get('root') if resume else classifiers))
-            recognition, perc_info = clf.recognition, dict(folder=str(clf.folder), root=None if classifiers is None else str(classifiers),
-                                                           version=clf.versions['recognition'], layers=list(cfg.perceptual_layers))
-        else: perc_info = dict(folder=None, root=None, version=getattr(recognition, 'version', 'given'), layers=list(cfg.perceptual_layers))
-        perc = PerceptualLoss(recognition, cfg.perceptual_layers)
+    perc, perc_info = _perceptual(cfg, faces, recognition, (info['perceptual'] or {}).get('root') if resume else classifiers)
     torch.manual_seed(tcfg.seed)
-    net = Stage2(cfg)
-    trainer = Stage2Trainer(stage1, net, faces, tcfg, out, perc)
+    trainer = Stage2Trainer(stage1, Stage2(cfg), faces, tcfg, out, perc)
     if resume:
         ck = out/'checkpoints'/(out/'checkpoints'/'latest').read_text().strip() if (out/'checkpoints'/'latest').exists() else None
         check(ck is not None and (ck/'state.pt').exists(), f"--resume: {out} has no complete checkpoint yet; start it again without "
                                                            "--resume")
         trainer.resume(ck)
         truncate_log(out/'log.csv', trainer.step_)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_dir(out/'stage1') as tmp:
-            for f in ('run.json', 'model.safetensors'): shutil.copy2(Path(stage1.run['path'])/f, tmp/f)
-        info = dict(format_version=FORMAT_VERSION, kind='stage2', model='stage2', label=stage2_label(stage1.name, cfg.perceptual),
-                    stage1=dict(model=stage1.name, source=str(Path(stage1.run['path']).resolve()), copy='stage1',
-                                last_step=stage1.run.get('last_step')),
-                    stage2_config=dataclasses.asdict(cfg), train_config=dataclasses.asdict(tcfg),
-                    data=dict(data=tcfg.data, root=tcfg.root, n=tcfg.n, size=STAGE2_OUT, seed=tcfg.data_seed, name=faces.name,
-                              attr_names=list(faces.attr_names), n_train=len(trainer.train_data)),
-                    perceptual=perc_info, crvae_version=crvae.__version__, torch_version=torch.__version__,
-                    machine=f"{platform.machine()} {platform.system()} {os.cpu_count()} CPUs", device=str(trainer.device),
-                    command=command_line, created=time.strftime('%Y-%m-%d %H:%M:%S'))
-        save_json(out/'run.json', info)
+    else: _start_stage2_run(out, stage1, cfg, tcfg, faces, trainer, perc_info, command_line)
     summary = trainer.fit()
     info = read_stage2_run(out)
     info.update(last_step=trainer.step_, train_seconds=round(trainer.elapsed, 1))

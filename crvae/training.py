@@ -25,8 +25,7 @@ from .runs import (FORMAT_VERSION, read_weights, load_weights_into, find_run, re
                         _run_model_config, run_lock, check_out_folder)
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
 from .engine import Engine, init_distributed, _dist_rank_world, _deletable_inside
-from .outputs import (sample_grid, run_plots, plot_curves, truncate_log, _check_log, _curve_row, _write_curve_rows,
-                           write_block_table)
+from .outputs import sample_grid, run_plots, plot_curves, truncate_log, _check_log, _curve_row, _write_curve_rows
 
 # %% auto #0
 __all__ = ['LOG_KEYS_FIRST', 'build_optimizers', 'gan_warmup', 'set_learning_rates', 'papers_step', 'Trainer', 'train']
@@ -230,6 +229,7 @@ def after_step(self:Trainer):
 def on_finish(self:Trainer, stop:str):
     "A run that ran its steps and logged curves with classifiers ends with its block table (blocks.csv, blocks.png)."
     if stop == 'steps' and self._curves is not None and self._curves[1] is not None:
+        from crvae.metrics import write_block_table
         with self.own_random_streams():
             write_block_table(self.model, self._curves[1], self.out, a=self._curves[0].attrs, n=min(256, self.tcfg.eval_n),
                               seed=self.tcfg.seed)
