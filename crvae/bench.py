@@ -16,7 +16,8 @@ import crvae
 import crvae.layers
 import crvae.training
 from .core import UserError, check, did_you_mean, save_json, load_json, get_device, markdown_table, command, Arg, machine_info
-from .models import check_model_name, param_table
+from .models import check_model_name
+from .param_counts import param_table
 from .training import Trainer
 from .measure import (loadavg, matmul_flops, bench_faces, make_trainer, warm_up, time_steps, data_share, eval_times,
                            activation_memory, cpu_peak_memory)

@@ -25,7 +25,7 @@ from .images import (CELEBA_CROP, CELEBA_LAYOUTS, find_celeba, _check_folder, _r
 # %% auto #0
 __all__ = ['AVATAR_GENERATOR_VERSION', 'CACHE_FORMAT', 'SPLITS', 'SIZE_RANGE', 'IMAGE_SUFFIXES', 'DATASETS', 'build_avatars',
            'to_float', 'to_uint8', 'FaceData', 'random_flip', 'iterate_batches', 'load_avatars', 'show_faces',
-           'FaceDataset', 'load_celeba', 'load_folder', 'load_faces']
+           'load_celeba', 'load_folder', 'load_faces']
 
 # %% ../nbs/02b_data.ipynb #ed3c34b4
 AVATAR_GENERATOR_VERSION = 1
@@ -301,23 +301,6 @@ def show_faces(data:FaceData, idx, ncol:int=8, attrs=('Smiling', 'Eyeglasses', '
     for ax in list(axs.flat)[len(idx):]: ax.axis('off')
     fig.tight_layout()
     return fig
-
-# %% ../nbs/02b_data.ipynb #a51da4db
-class FaceDataset(torch.utils.data.Dataset):
-    "A torchvision-style dataset over one split of a `FaceData`: (image in [-1, 1], +-1 attributes); optional flip."
-    def __init__(self, data:FaceData, split:str|None='train', flip:bool=False, transform=None, target_transform=None):
-        self.root, self.transform, self.target_transform = str(data.manifest.get('path', '')), transform, target_transform
-        self.data, self.flip, self.split = (data.subset(split) if split else data), flip, split
-    def __repr__(self):
-        return f"FaceDataset({self.data.name}, split={self.split}, {len(self)} faces, flip={self.flip}, root={self.root})"
-    def __len__(self): return len(self.data)
-    def __getitem__(self, i):
-        x = to_float(self.data.images[i])
-        if self.flip and torch.rand(()) < 0.5: x = x.flip(-1)
-        a = self.data.attrs[i]
-        if self.transform is not None: x = self.transform(x)
-        if self.target_transform is not None: a = self.target_transform(a)
-        return x, a
 
 # %% ../nbs/02b_data.ipynb #959025b3
 _PARTITIONS = {v: k for k, v in SPLITS.items()}   # CelebA's partition codes: 0 train, 1 valid, 2 test

@@ -13,7 +13,8 @@ import torch
 
 from .core import check, get_device
 from .data import FaceData, to_float
-from .models import check_model_name, build_model, count_params
+from .models import check_model_name, build_model
+from .param_counts import count_params
 from .objectives import generator_loss, discriminator_batch, discriminator_loss
 from .training import Trainer
 from .config import make_configs

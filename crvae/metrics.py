@@ -18,15 +18,15 @@ from .core import UserError, check, check_seed, save_json, atomic_write_text, at
 from .bound import kl_diag_gaussians
 from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
+from .failures import (total_variation, exploded_threshold, exploded_share, attribute_doubt, broken_threshold,
+                            broken_share)
 
 # %% auto #0
-__all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'BROKEN_BLUR', 'BROKEN_QUANTILE', 'BROKEN', 'LABELS_FILE', 'TABLE_COLUMNS',
-           'CURVE_KEYS', 'split_indices', 'mean_kl', 'inception_score', 'inception_parts', 'attribute_accuracy',
+__all__ = ['TABLE_COLUMNS', 'CURVE_KEYS', 'split_indices', 'mean_kl', 'inception_score', 'inception_parts', 'attribute_accuracy',
            'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product', 'feature_statistics', 'frechet_distance', 'knn_radii',
-           'precision_recall', 'total_variation', 'exploded_threshold', 'exploded_share', 'attribute_doubt', 'blur',
-           'broken_threshold', 'broken_share', 'broken_labels', 'label_scores', 'gaussian_log_likelihood',
-           'reconstruction_metrics', 'RealImagesModel', 'NoiseModel', 'BlurAutoencoder', 'evaluate_model', 'result_row',
-           'head_rows', 'validation_faces', 'curve_point', 'write_block_table', 'curves_from_snapshots']
+           'precision_recall', 'gaussian_log_likelihood', 'reconstruction_metrics', 'RealImagesModel', 'NoiseModel',
+           'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows', 'validation_faces', 'curve_point',
+           'write_block_table', 'curves_from_snapshots']
 
 # %% ../nbs/08_metrics.ipynb #ae86773c
 def split_indices(n:int, splits:int=10, generator:torch.Generator|None=None) -> list[torch.Tensor]:
@@ -127,78 +127,6 @@ def precision_recall(real:torch.Tensor, fake:torch.Tensor, k:int=3) -> dict:
     precision = _inside(fake, real, knn_radii(real, k)).double().mean().item()
     recall = _inside(real, fake, knn_radii(fake, k)).double().mean().item()
     return dict(precision=precision, recall=recall, k=k)
-
-# %% ../nbs/08_metrics.ipynb #5e1f0c2a
-def total_variation(x:torch.Tensor) -> torch.Tensor:
-    "Mean absolute difference of neighbouring pixels of each image: (B, 3, H, W) in [-1, 1] -> (B,)."
-    x = x.float()
-    return ((x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))) / 2
-
-EXPLODED_FACTOR, EXPLODED_QUANTILE = 1.5, 0.95
-
-def exploded_threshold(real:torch.Tensor, factor:float=EXPLODED_FACTOR, q:float=EXPLODED_QUANTILE, chunk:int=500) -> float:
-    "The total variation above which a generated face counts as 'exploded': `factor` x the `q` quantile over the real faces `real`."
-    check(len(real) > 0, "exploded_threshold needs real reference images")
-    f = (lambda t: to_float(t)) if real.dtype == torch.uint8 else (lambda t: t)
-    tv = torch.cat([total_variation(f(real[s:s + chunk])) for s in range(0, len(real), chunk)])
-    return factor * float(tv.quantile(q))
-
-def exploded_share(tv:torch.Tensor, threshold:float) -> dict:
-    "Share of generated images, given their total variations `tv` (B,), above `threshold`: fragmented 'coloured block' samples."
-    return dict(share=float((tv > threshold).float().mean()), threshold=threshold, n=len(tv), max_tv=float(tv.max()))
-
-# %% ../nbs/08_metrics.ipynb #628f589a
-BROKEN_BLUR, BROKEN_QUANTILE = 1.0, 0.95
-BROKEN = ('blob', 'fragments')              # the labels that count as broken
-LABELS_FILE = 'labels/broken_faces.csv'      # under assets_home()
-
-def attribute_doubt(attr_logits:torch.Tensor) -> torch.Tensor:
-    "How unsure the attribute classifier is of each face: (n, N) logits -> (n,) minus the mean |logit| (higher: less face-like)."
-    return -attr_logits.float().abs().mean(1)
-
-def blur(x:torch.Tensor, sigma:float) -> torch.Tensor:
-    "Images (B, 3, H, W), uint8 or in [-1, 1], blurred by a Gaussian of `sigma` px; returned in [-1, 1]."
-    from torchvision.transforms.functional import gaussian_blur
-    x = to_float(x) if x.dtype == torch.uint8 else x.float()
-    return x if sigma <= 0 else gaussian_blur(x, 2 * math.ceil(3 * sigma) + 1, sigma)
-
-def broken_threshold(classifiers, real:torch.Tensor, blur_px:float=BROKEN_BLUR, q:float=BROKEN_QUANTILE,
-                     batch_size:int=250) -> float:
-    "The doubt above which a generated face is broken: the `q` quantile over the real faces `real` blurred by `blur_px`."
-    check(len(real) > 0, "broken_threshold needs real reference images")
-    logits = ((lambda x: classifiers.score(x, batch_size)['attr_logits']) if hasattr(classifiers, 'score') else
-              (lambda x: torch.as_tensor(classifiers(x)).float().cpu()))        # a `Classifiers`, or the tool's attribute net
-    doubt = [attribute_doubt(logits(blur(real[s:s + batch_size], blur_px))) for s in range(0, len(real), batch_size)]
-    return float(torch.cat(doubt).quantile(q))
-
-def broken_share(doubt:torch.Tensor, threshold:float) -> dict:
-    "Share of generated faces, given their attribute doubts `doubt` (B,), above `threshold`: blobs and fragments."
-    return dict(share=float((doubt > threshold).float().mean()), threshold=threshold, n=len(doubt))
-
-# %% ../nbs/08_metrics.ipynb #c243ddc7
-def broken_labels(path=None) -> list[dict]:
-    "The hand-labelled faces: rows of model (checkpoint or 'real-test'), sampler, seed, n, index, label."
-    from crvae.core import assets_home
-    path = Path(path) if path is not None else assets_home()/LABELS_FILE
-    rows = list(csv.DictReader(open(path, newline='')))
-    for r in rows:
-        for k in ('seed', 'n', 'index'): r[k] = int(r[k])
-        check(r['label'] in ('clean', 'damaged') + BROKEN, f"{path}: unknown label {r['label']!r}")
-    return rows
-
-def label_scores(flagged:torch.Tensor, rows:list) -> dict:
-    "Precision and recall of `flagged` (n,) bool for *broken* among the generated labelled faces; the share flagged per label."
-    gen = torch.tensor([r['model'] != 'real-test' for r in rows])
-    pos = torch.tensor([r['label'] in BROKEN for r in rows]) & gen
-    tp = int((flagged & pos).sum())
-    per = {}
-    for lab in ('clean', 'damaged') + BROKEN:
-        m = torch.tensor([r['label'] == lab for r in rows]) & gen
-        if m.any(): per[lab] = dict(n=int(m.sum()), flagged=round(float(flagged[m].float().mean()), 3))
-    real = ~gen
-    if real.any(): per['real test faces'] = dict(n=int(real.sum()), flagged=round(float(flagged[real].float().mean()), 3))
-    return dict(precision=round(tp / max(1, int((flagged & gen).sum())), 3), recall=round(tp / max(1, int(pos.sum())), 3),
-                per_label=per)
 
 # %% ../nbs/08_metrics.ipynb #cf3b2807
 def gaussian_log_likelihood(sse:torch.Tensor, dims:int, var:float) -> torch.Tensor:

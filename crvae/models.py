@@ -23,8 +23,7 @@ from .layers import (EncoderConvStack, DecoderUpStack, LearnableBias, ChannelRec
 __all__ = ['MODEL_NAMES', 'PRESETS', 'CONDITIONAL', 'WITH_GAN', 'PROGRESSIVE_MODELS', 'FAMILY', 'CR_ALPHAS', 'TINY_BETA',
            'CR_MI_WEIGHTS', 'PRESET_TABLE', 'SIZE_BUILDERS', 'check_model_name', 'ModelConfig', 'model_config',
            'FaceModel', 'Discriminator', 'AttributeBlocksEncoder', 'ChannelRecurrentEncoder', 'GenerationPath',
-           'ChannelRecurrentModel', 'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model',
-           'count_params', 'param_table']
+           'ChannelRecurrentModel', 'FCEncoder', 'FCGen', 'FCModel', 'ConvEncoder', 'ConvVAE', 'build_model']
 
 # %% ../nbs/04_models.ipynb #9fc73956
 MODEL_NAMES = ('vae', 'conv-vae', 'crvae', 'vae-gan', 'crvae-gan', 'cvae', 'cgan', 'cvae-gan', 'ccrvae-gan', 'acvae-gan')
@@ -498,14 +497,3 @@ def build_model(name:str, cfg:ModelConfig|None=None) -> FaceModel:
                                                f"import crvae.progressive for 128 px ({', '.join(PROGRESSIVE_MODELS)})")
         return SIZE_BUILDERS[cfg.image_size](name, cfg)
     return {'cr': ChannelRecurrentModel, 'fc': FCModel, 'conv': ConvVAE}[FAMILY[name]](name, cfg)
-
-def count_params(m:nn.Module|None) -> int:
-    "Number of parameters of `m` (0 for None)."
-    return 0 if m is None else sum(p.numel() for p in m.parameters())
-
-def param_table(model:FaceModel) -> dict:
-    "Per-module parameter counts, the generator side (all but D), the discriminator and the total."
-    parts = {k: count_params(m) for k, m in model.parts().items()}
-    gen = sum(v for k, v in parts.items() if not k.startswith('D.'))
-    return dict(model=model.name, preset=model.cfg.preset, parts=parts, generator=gen,
-                discriminator=count_params(model.D), total=count_params(model))

@@ -9,13 +9,25 @@ from __future__ import annotations
 import json
 
 import torch
+import torch.nn as nn
 
 from .core import UserError, check, markdown_table, command, Arg
-from .models import (MODEL_NAMES, ModelConfig, FaceModel, check_model_name, model_config, build_model, count_params,
-                          param_table)
+from .models import (MODEL_NAMES, ModelConfig, FaceModel, check_model_name, model_config, build_model)
 
 # %% auto #0
-__all__ = ['MAX_PARAMS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'meta_model', 'model_info']
+__all__ = ['MAX_PARAMS', 'RELEASED_COUNTS', 'RELEASED_GENERATOR', 'count_params', 'param_table', 'meta_model', 'model_info']
+
+# %% ../nbs/04a_param_counts.ipynb #36450dcb
+def count_params(m:nn.Module|None) -> int:
+    "Number of parameters of `m` (0 for None)."
+    return 0 if m is None else sum(p.numel() for p in m.parameters())
+
+def param_table(model:FaceModel) -> dict:
+    "Per-module parameter counts, the generator side (all but D), the discriminator and the total."
+    parts = {k: count_params(m) for k, m in model.parts().items()}
+    gen = sum(v for k, v in parts.items() if not k.startswith('D.'))
+    return dict(model=model.name, preset=model.cfg.preset, parts=parts, generator=gen,
+                discriminator=count_params(model.D), total=count_params(model))
 
 # %% ../nbs/04a_param_counts.ipynb #d1f0000b
 MAX_PARAMS = 10**9     # a model beyond this many parameters (4 GB of float32 weights) is a typo in a config, not a plan

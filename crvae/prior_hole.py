@@ -246,11 +246,12 @@ def pairwise_diversity(x:torch.Tensor) -> float:
 def sampler_scores(model, density:CodeDensity, data:FaceData, classifiers, n:int=500, seed:int=0, splits:int=10,
                    batch_size:int=250, diversity=None) -> dict:
     "IS, FD and attribute accuracy of faces from the paper's prior and from the fitted density, on `data`'s first `n` test faces."
-    from crvae.metrics import inception_score, frechet_distance, attribute_accuracy, attribute_doubt, broken_threshold
+    from crvae.metrics import inception_score, frechet_distance, attribute_accuracy
+    from crvae.failures import attribute_doubt, broken_threshold
     test = data.subset('test')
     test = test.subset(torch.arange(min(n, len(test))))
     real = classifiers.score(test.images, batch_size)
-    thr = broken_threshold(classifiers, test.images, batch_size=batch_size)      # notebook 08's broken-face score
+    thr = broken_threshold(classifiers, test.images, batch_size=batch_size)      # notebook 07b's broken-face score
     out = {}
     for k in ('prior', 'fitted'):
         g, scores, first = torch.Generator().manual_seed(seed), [], None

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from .core import UserError, check
 from .layers import CReLU, EncoderConvStack, DecoderUpStack, DiscriminatorTrunk
 from .models import (ModelConfig, PROGRESSIVE_MODELS, FAMILY, FaceModel, ChannelRecurrentModel, FCModel,
-                          model_config, build_model, count_params, SIZE_BUILDERS)
+                          model_config, build_model, SIZE_BUILDERS)
+from .param_counts import count_params
 
 # %% auto #0
 __all__ = ['UNBOUNDED_STEPS', 'fade_alpha', 'fade', 'FadeIn', 'DecoderGrowBlock', 'GrowingDecoder', 'EncoderGrowBlock',

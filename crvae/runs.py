@@ -15,7 +15,7 @@ import crvae
 from .core import (UserError, check, did_you_mean, atomic_write_bytes, load_json, get_device, config_from_dict,
                         checkpoints_home, SEED_MAX, read_regular, _TMP_NAME)
 from .models import ModelConfig, build_model, check_model_name
-from .param_counts import meta_model
+from .param_counts import meta_model, count_params
 from . import progressive as _progressive     # noqa: F401 -- registers the 128 px models: runs of any size load
 
 # %% auto #0
@@ -172,7 +172,6 @@ def read_run(run) -> dict:
 def check_buildable(cfg:ModelConfig, fix:str) -> int:
     """The parameter count of the model `cfg` describes, built on the 'meta' device (`meta_model`): a config that
     describes no model, or an absurdly large one, is a `UserError` ending in `fix`, before anything is allocated."""
-    from crvae.models import count_params
     return count_params(meta_model(cfg, fix))
 
 def _run_model_config(info:dict) -> ModelConfig:

@@ -19,7 +19,7 @@ from .data import to_uint8, to_float, SPLITS
 from .runs import load
 from .sampling import parse_attrs, sample_attributes
 from .prior_hole import density_for, sample_fitted, redraw_block_fitted
-from .metrics import attribute_doubt, broken_threshold
+from .failures import attribute_doubt, broken_threshold
 from .finetune import (redraw_block, render, BlockSearch, BLOCK_FILE, fine_tuning_block, block_table, measure_blocks,
                             choose_block, run_faces_small, run_attribute_table, _resolve_classifier)   # notebook 29; names kept here too
 

@@ -8,6 +8,7 @@ import torch
 import crvae.avatars as A
 import crvae.data as D
 from crvae.core import UserError
+from crvae.face_dataset import FaceDataset
 from helpers.write_hook import before_replace
 
 
@@ -200,7 +201,7 @@ def test_subset_and_attr_index(faces_1k):
 
 
 def test_face_dataset(faces_1k):
-    ds = D.FaceDataset(faces_1k, 'valid', flip=True)
+    ds = FaceDataset(faces_1k, 'valid', flip=True)
     x, a = ds[3]
     assert x.shape == (3, 64, 64) and a.shape == (32,) and len(ds) == len(faces_1k.subset('valid'))
     loader = torch.utils.data.DataLoader(ds, batch_size=8)

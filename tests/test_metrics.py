@@ -229,7 +229,7 @@ def test_exploded_rule_on_labelled_samples(faces_1k):
     " all uniform noise and no blurred face."
     from pathlib import Path
     from PIL import Image
-    from crvae.metrics import exploded_share, exploded_threshold, total_variation
+    from crvae.failures import exploded_share, exploded_threshold, total_variation
     png = Path(__file__).resolve().parents[1]/'nbs'/'images'/'metrics'/'acvae-gan-samples-seed3.png'
     grid = torch.from_numpy(np.array(Image.open(png)))
     faces = to_float(grid.reshape(8, 64, 8, 64, 3).permute(0, 2, 4, 1, 3).reshape(64, 3, 64, 64))

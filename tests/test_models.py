@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from crvae.core import UserError, config_from_dict
-from crvae.models import (MODEL_NAMES, CONDITIONAL, WITH_GAN, ModelConfig, model_config, build_model, param_table, count_params,
+from crvae.models import (MODEL_NAMES, CONDITIONAL, WITH_GAN, ModelConfig, model_config, build_model,
                           FaceModel)
-from crvae.param_counts import model_info, RELEASED_COUNTS, RELEASED_GENERATOR
+from crvae.param_counts import model_info, RELEASED_COUNTS, RELEASED_GENERATOR, param_table, count_params
 import dataclasses
 
 
