@@ -38,59 +38,80 @@ class FaceToolUI(GuardedUI):
         self.default_attrs = DEFAULT_ATTRS if attrs is None else dict(attrs)
         self._init_guard(W)
         self.values, self._syncing = {}, False
-        self.css = W.HTML(TOOL_CSS)
-        self.title = W.HTML()
-        self.run_box = W.Text(value=str(run or ''), placeholder='run folder or shipped checkpoint name', description='run',
-                              layout=W.Layout(width='420px'))
-        self.load_btn = W.Button(description='Load', tooltip='load the run and its fine-tuning block')
-        self.block_box = W.Dropdown(options=[('measured', -1)], value=-1, description='block', layout=W.Layout(width='200px'))
-        self.sampler_box = W.Dropdown(options=[(SAMPLER_OPTIONS['prior'], 'prior')], value='prior', description='sampler',
-                                      layout=W.Layout(width='240px'))
-        self.howto, self.sampler_line = W.HTML(HOWTO), W.HTML('')
-        self.sampler_line.add_class('crvae-sampler'); self.sampler_box.add_class('crvae-sampler-menu')
-        self.attr_box = W.Box(layout=W.Layout(display='flex', flex_flow='row wrap', max_width='760px'))
-        self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description='seed', layout=W.Layout(width='160px'))
-        self.gen_btn = W.Button(description='Generate', button_style='primary', tooltip='stage 1: faces for these attributes')
-        self.var_btn = W.Button(description='Variations', tooltip='stage 2: redraw the fine-tuning block of the picked face')
-        self.undo_btn = W.Button(description='Undo', tooltip='take back the last action')
-        self.cells, self.imgs, self.badge_rows, self.picks = [], [], [], []    # per face: its cell, picture, badges, pick button
-        for i in range(n):
-            img = W.Image(value=blank_png(), format='png', width=cell_px, height=cell_px)
-            pick = W.Button(description='', tooltip=f'pick face {i}', layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
-            pick.add_class('crvae-pick'); pick.add_class(f'crvae-pick-{i}')
-            pick.on_click(lambda _, i=i: self._guard('picking a face', self.pick, i))
-            face = W.Box([img, pick], layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
-            face.add_class('crvae-face')
-            badges = W.HTML('', layout=W.Layout(width=f'{cell_px + 6}px', margin='0'))
-            badges.add_class('crvae-cell-badges')
-            cell = W.VBox([face, badges], layout=W.Layout(width=f'{cell_px + 6}px', margin='2px'))
-            cell.add_class('crvae-cell'); cell.add_class(f'crvae-cell-{i}')
-            self.cells.append(cell); self.imgs.append(img); self.badge_rows.append(badges); self.picks.append(pick)
-        cols = max(1, round(math.sqrt(n)))
-        self.grid = W.GridBox(self.cells, layout=W.Layout(grid_template_columns=f'repeat({cols}, {cell_px + 10}px)'))
-        self.grid.add_class('crvae-grid')
-        self.picked_img = W.Image(value=blank_png(), format='png', width=2 * cell_px, height=2 * cell_px)
-        self.picked_img.add_class('crvae-picked-face')
-        self.picked_label = W.HTML('<b>picked</b>: none yet')
-        self.timing = W.HTML('')
-        self.timing.add_class('crvae-timing')
-        self.grid_seconds = None                             # (stage, n, seconds) of the last grid drawn
-        self.grid_times = {}                                 # history depth -> (stage, n, seconds) of the grid drawn there
-        self.load_btn.on_click(lambda _: self._guard('loading the run', self.load))
-        self.gen_btn.on_click(lambda _: self._guard('generating', self.generate))
-        self.var_btn.on_click(lambda _: self._guard('making variations', self.variations))
-        self.undo_btn.on_click(lambda _: self._guard('undoing', self.undo))
-        self.block_box.observe(lambda ch: self._guard('choosing the block', self.choose_block, ch['new']), names='value')
-        self.sampler_box.observe(lambda ch: self._guard('choosing the sampler', self.choose_sampler, ch['new']), names='value')
-        self.widget = W.VBox([self.css, self.title, self.howto, W.HBox([self.run_box, self.load_btn, self.block_box, self.sampler_box]),
-                              self.attr_box, W.HBox([self.seed, self.gen_btn, self.var_btn, self.undo_btn]), self.sampler_line,
-                              self.status, self.timing,
-                              W.HBox([self.grid, W.VBox([self.picked_label, self.picked_img], layout=W.Layout(margin='0 0 0 16px'))])])
-        self._refresh_header()
-        if self.tool.loaded: self._guard('drawing the first grid', self._after_load)
-        else: self._say('load a run to start')
+        self._build_controls(run)
+        self._build_grid()
+        self._wire()
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
+
+# %% ../nbs/30a_face_app.ipynb #4df7c9bb
+@patch
+def _build_controls(self:FaceToolUI, run:str=''):
+    "The widgets above the grid, `run` in the run box (the attribute toggles come with a run: `_after_load`)."
+    W = self.W
+    self.css = W.HTML(TOOL_CSS)
+    self.title = W.HTML()
+    self.run_box = W.Text(value=str(run or ''), placeholder='run folder or shipped checkpoint name', description='run',
+                          layout=W.Layout(width='420px'))
+    self.load_btn = W.Button(description='Load', tooltip='load the run and its fine-tuning block')
+    self.block_box = W.Dropdown(options=[('measured', -1)], value=-1, description='block', layout=W.Layout(width='200px'))
+    self.sampler_box = W.Dropdown(options=[(SAMPLER_OPTIONS['prior'], 'prior')], value='prior', description='sampler',
+                                  layout=W.Layout(width='240px'))
+    self.howto, self.sampler_line = W.HTML(HOWTO), W.HTML('')
+    self.sampler_line.add_class('crvae-sampler'); self.sampler_box.add_class('crvae-sampler-menu')
+    self.attr_box = W.Box(layout=W.Layout(display='flex', flex_flow='row wrap', max_width='760px'))
+    self.seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description='seed', layout=W.Layout(width='160px'))
+    self.gen_btn = W.Button(description='Generate', button_style='primary', tooltip='stage 1: faces for these attributes')
+    self.var_btn = W.Button(description='Variations', tooltip='stage 2: redraw the fine-tuning block of the picked face')
+    self.undo_btn = W.Button(description='Undo', tooltip='take back the last action')
+
+# %% ../nbs/30a_face_app.ipynb #9a760191
+@patch
+def _build_grid(self:FaceToolUI):
+    "The clickable grid of `n` faces, the picked face and the timing line."
+    W, n, cell_px = self.W, self.n, self.cell_px
+    self.cells, self.imgs, self.badge_rows, self.picks = [], [], [], []    # per face: its cell, picture, badges, pick button
+    for i in range(n):
+        img = W.Image(value=blank_png(), format='png', width=cell_px, height=cell_px)
+        pick = W.Button(description='', tooltip=f'pick face {i}', layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
+        pick.add_class('crvae-pick'); pick.add_class(f'crvae-pick-{i}')
+        pick.on_click(lambda _, i=i: self._guard('picking a face', self.pick, i))
+        face = W.Box([img, pick], layout=W.Layout(width=f'{cell_px + 6}px', height=f'{cell_px + 6}px'))
+        face.add_class('crvae-face')
+        badges = W.HTML('', layout=W.Layout(width=f'{cell_px + 6}px', margin='0'))
+        badges.add_class('crvae-cell-badges')
+        cell = W.VBox([face, badges], layout=W.Layout(width=f'{cell_px + 6}px', margin='2px'))
+        cell.add_class('crvae-cell'); cell.add_class(f'crvae-cell-{i}')
+        self.cells.append(cell); self.imgs.append(img); self.badge_rows.append(badges); self.picks.append(pick)
+    cols = max(1, round(math.sqrt(n)))
+    self.grid = W.GridBox(self.cells, layout=W.Layout(grid_template_columns=f'repeat({cols}, {cell_px + 10}px)'))
+    self.grid.add_class('crvae-grid')
+    self.picked_img = W.Image(value=blank_png(), format='png', width=2 * cell_px, height=2 * cell_px)
+    self.picked_img.add_class('crvae-picked-face')
+    self.picked_label = W.HTML('<b>picked</b>: none yet')
+    self.timing = W.HTML('')
+    self.timing.add_class('crvae-timing')
+    self.grid_seconds = None                             # (stage, n, seconds) of the last grid drawn
+    self.grid_times = {}                                 # history depth -> (stage, n, seconds) of the grid drawn there
+
+# %% ../nbs/30a_face_app.ipynb #7a28e53a
+@patch
+def _wire(self:FaceToolUI):
+    "Connect the buttons and menus, lay the page out and draw the first grid (or ask for a run)."
+    W = self.W
+    self.load_btn.on_click(lambda _: self._guard('loading the run', self.load))
+    self.gen_btn.on_click(lambda _: self._guard('generating', self.generate))
+    self.var_btn.on_click(lambda _: self._guard('making variations', self.variations))
+    self.undo_btn.on_click(lambda _: self._guard('undoing', self.undo))
+    self.block_box.observe(lambda ch: self._guard('choosing the block', self.choose_block, ch['new']), names='value')
+    self.sampler_box.observe(lambda ch: self._guard('choosing the sampler', self.choose_sampler, ch['new']), names='value')
+    self.widget = W.VBox([self.css, self.title, self.howto, W.HBox([self.run_box, self.load_btn, self.block_box, self.sampler_box]),
+                          self.attr_box, W.HBox([self.seed, self.gen_btn, self.var_btn, self.undo_btn]), self.sampler_line,
+                          self.status, self.timing,
+                          W.HBox([self.grid, W.VBox([self.picked_label, self.picked_img], layout=W.Layout(margin='0 0 0 16px'))])])
+    self._refresh_header()
+    if self.tool.loaded: self._guard('drawing the first grid', self._after_load)
+    else: self._say('load a run to start')
 
 # %% ../nbs/30a_face_app.ipynb #fad8bc8d
 @patch
@@ -166,6 +187,7 @@ def toggle(self:FaceToolUI, name:str):
     self._set_attr(name, v)
     return f"{name}: {({0.0: 'open (follows the data)', 1.0: 'wanted', -1.0: 'not wanted'})[v]}"
 
+# %% ../nbs/30a_face_app.ipynb #9702d27c
 @patch
 def generate(self:FaceToolUI):
     "Stage 1 for the toggled attributes and the seed."
@@ -201,6 +223,7 @@ def _timed(self:FaceToolUI, stage:str, seconds:float):
     self.timing.value = (f"<span title='in the kernel: sampling, decoding, the badges and the PNGs'>{stage}: "
                          f"<b>{self.n} faces in {seconds:.2f} s</b></span>")
 
+# %% ../nbs/30a_face_app.ipynb #e202dc33
 @patch
 def undo(self:FaceToolUI):
     st = self.tool.undo()
@@ -230,6 +253,7 @@ def choose_sampler(self:FaceToolUI, value):
     self.tool.set_sampler(value)
     return f"sampler: {SAMPLER_OPTIONS[value]}; " + self.generate()
 
+# %% ../nbs/30a_face_app.ipynb #88dfb3bc
 @patch
 def _show(self:FaceToolUI):
     "Draw the current state: the grid, the picked cell, the picked (or varied) face, the sampler line."
@@ -306,6 +330,7 @@ def _local_loader(inner):
         def list_templates(self): return inner.list_templates()
     return LocalLoader()
 
+# %% ../nbs/30a_face_app.ipynb #b5be356f
 def _host_port_ok(host:str, port:int, default:int=80) -> bool:
     "Whether an HTTP Host header names `port` (no port: `default`), as a page of this server's own origin sends it."
     import re
@@ -325,6 +350,7 @@ def _capped(base, cap:int):
             return await super().start_kernel(*args, **kwargs)
     return CappedKernels
 
+# %% ../nbs/30a_face_app.ipynb #d7565b96
 def serve_voila(argv=None):
     """Voila as `crvae app` runs it, in its own process: requests whose Host header is not 127.0.0.1/localhost with the
     served port refused (DNS rebinding), at most `APP_MAX_KERNELS` kernels, no link to another site in the page, and the
@@ -357,6 +383,7 @@ def serve_voila(argv=None):
     threading.Thread(target=watch, daemon=True).start()
     LocalVoila.launch_instance(argv)
 
+# %% ../nbs/30a_face_app.ipynb #caec20d2
 _STOP_SIGNALS = tuple(getattr(signal, s) for s in ('SIGTERM', 'SIGHUP') if hasattr(signal, s))   # SIGINT: KeyboardInterrupt already
 
 def _stop_group(proc, grace:float=10):

@@ -172,6 +172,7 @@ def _metrics_summary(res:dict) -> dict:
                 recall=res['precision_recall']['recall'], recon_mse=None if rec is None else rec['recon_mse'],
                 elbo=None if rec is None else rec['elbo'])
 
+# %% ../nbs/88_shipping.ipynb #f89f5564
 def recipe(info:dict) -> list[str]:
     "Every command that made a run, oldest first (the runs it started from with `--init-from`, then its own), rebuilt from the "
     "recorded configs: a `--set` for each value that differs from this version's preset, so they hold when a preset changes."
@@ -196,6 +197,7 @@ def _seconds_total(info:dict):
 def _epochs(step, batch, n_train):
     return round(step * batch / n_train, 2) if step and batch and n_train else None
 
+# %% ../nbs/88_shipping.ipynb #6ca6216b
 def model_card(name:str, info:dict, res:dict, faces:FaceData|None, shipped:dict, cfg:EvalConfig, role:str|None=None) -> dict:
     "The model card (JSON) of a shipped checkpoint."
     tc = info.get('train_config') or {}
@@ -211,6 +213,7 @@ def model_card(name:str, info:dict, res:dict, faces:FaceData|None, shipped:dict,
                 metrics=_metrics_summary(res), attention=res.get('attention'), shipped=shipped,
                 intended_use=INTENDED_USE, limits=LIMITS, full_metrics=res)
 
+# %% ../nbs/88_shipping.ipynb #af045186
 def _fmt(v, nd=4):
     return '-' if v is None else (f'{v:.{nd}g}' if isinstance(v, float) else str(v))
 
@@ -252,6 +255,16 @@ def _ci_check(model, info:dict, classifiers_root=None) -> dict|None:
                 evaluation=dataclasses.asdict(CHECK_CONFIG),
                 classifiers=res['classifier_versions'], metrics=_metrics_summary(res))
 
+# %% ../nbs/88_shipping.ipynb #153013c8
+def _weights_step(info:dict, wsrc:Path):
+    "The step of the weights `wsrc`: the run's last step, else the one their file records (None when neither does)."
+    step = info.get('last_step')
+    if step is None:
+        from safetensors import safe_open
+        with safe_open(str(wsrc), 'pt') as f: step = int((f.metadata() or {}).get('step', 0)) or None
+    return step
+
+# %% ../nbs/88_shipping.ipynb #eceb91f7
 def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:EvalConfig|None=None, faces:FaceData|None=None,
          classifiers_root=None, force:bool=False, progress:bool=False, samplers='auto') -> Path:
     "Ship run folder `run` as `out`/`name` (default `checkpoints_home()`): cast weights, run.json, the model card, the code density,"
@@ -268,10 +281,7 @@ def ship(run, name:str, out=None, dtype:str='float16', snapshots:int=0, cfg:Eval
     wsrc = src/'model.safetensors'
     weights = read_weights(wsrc)
     cast_weights(weights, dtype)                                 # NaN, or a value beyond dtype: refused before anything is written
-    step = info.get('last_step')
-    if step is None:
-        from safetensors import safe_open
-        with safe_open(str(wsrc), 'pt') as f: step = int((f.metadata() or {}).get('step', 0)) or None
+    step = _weights_step(info, wsrc)
     snaps = sorted((src/'snapshots').glob('step-*.safetensors'))[-snapshots:] if snapshots > 0 else []
     check(snapshots <= 0 or snaps, f"--snapshots {snapshots}: {src} has no snapshots (train with --set snapshot_every=N)")
     stage = dest.parent/f'.{name}.new'

@@ -113,31 +113,36 @@ class FaceTool:
     @property
     def state(self) -> ToolState|None: return self.history[-1] if self.history else None
 
-    def set_block(self, block:int|None):
-        "Override the fine-tuning block (None: back to the measured one)."
-        self._need_model()
-        if block is not None:
-            check(isinstance(block, (int, np.integer)) and 0 <= block < self.model.T,
-                  f"block {block} does not exist: {self.model.name} has blocks 0..{self.model.T - 1}")
-            block = int(block)
-        self.override = block
+# %% ../nbs/30_face_tool.ipynb #6a472826
+@patch
+def set_block(self:FaceTool, block:int|None):
+    "Override the fine-tuning block (None: back to the measured one)."
+    self._need_model()
+    if block is not None:
+        check(isinstance(block, (int, np.integer)) and 0 <= block < self.model.T,
+              f"block {block} does not exist: {self.model.name} has blocks 0..{self.model.T - 1}")
+        block = int(block)
+    self.override = block
 
-    def set_sampler(self, sampler:str):
-        "Draw stage 1 and redraw stage 2 from 'fitted' (the checkpoint's code density) or 'prior' (the paper's p(z|a))."
-        self._need_model()
-        check(sampler in ('fitted', 'prior'), f"sampler {sampler!r}: use fitted or prior")
-        check(sampler == 'prior' or self.density is not None, f"{self.model.name} has no fitted density: {self.density_note}")
-        self.sampler = sampler
+@patch
+def set_sampler(self:FaceTool, sampler:str):
+    "Draw stage 1 and redraw stage 2 from 'fitted' (the checkpoint's code density) or 'prior' (the paper's p(z|a))."
+    self._need_model()
+    check(sampler in ('fitted', 'prior'), f"sampler {sampler!r}: use fitted or prior")
+    check(sampler == 'prior' or self.density is not None, f"{self.model.name} has no fitted density: {self.density_note}")
+    self.sampler = sampler
 
-    def sampler_line(self) -> str:
-        "One line for the page: which sampler draws the faces."
-        if self.sampler == 'fitted': return f"sampler: fitted density of {self.density_note} (Ghosh et al. 2020), not the paper's prior"
-        return "sampler: the paper's prior p(z|a)" + (' (a fitted density is available)' if self.density is not None else ' (none fitted)')
+@patch
+def sampler_line(self:FaceTool) -> str:
+    "One line for the page: which sampler draws the faces."
+    if self.sampler == 'fitted': return f"sampler: fitted density of {self.density_note} (Ghosh et al. 2020), not the paper's prior"
+    return "sampler: the paper's prior p(z|a)" + (' (a fitted density is available)' if self.density is not None else ' (none fitted)')
 
-    def _n(self, n) -> int:
-        n = self.n if n is None else n
-        check(isinstance(n, (int, np.integer)) and 1 <= n <= 256, f"n={n}: ask for 1 to 256 faces")
-        return int(n)
+@patch
+def _n(self:FaceTool, n) -> int:
+    n = self.n if n is None else n
+    check(isinstance(n, (int, np.integer)) and 1 <= n <= 256, f"n={n}: ask for 1 to 256 faces")
+    return int(n)
 
 # %% ../nbs/30_face_tool.ipynb #b3dd5cf6
 @patch
@@ -170,7 +175,7 @@ def _images(self, z, a) -> torch.Tensor: return to_uint8(render(self.model, z, a
 @torch.no_grad()
 def _seen(self, images:torch.Tensor, req:dict) -> tuple:
     "The attribute classifier on the uint8 `images` as shown: its logits (n, N) (None when nothing is requested or no classifier"
-    " fits) and the broken-face flags (n,) of notebook 08 (None without a classifier or a threshold)."
+    " fits) and the broken-face flags (n,) of notebook 07b (None without a classifier or a threshold)."
     want_broken = self.classifier is not None and getattr(self, 'broken_threshold', None) is not None
     if self.classifier is None or not (req or want_broken): return None, None
     logits = torch.as_tensor(self.classifier(to_float(images).to(self.model.device))).float().cpu()
@@ -203,6 +208,7 @@ def pick(self:FaceTool, i:int) -> torch.Tensor:
     self.history.append(dataclasses.replace(self.state, picked=int(i)))
     return self.state.images[i]
 
+# %% ../nbs/30_face_tool.ipynb #d378e83c
 @patch
 def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
     "Stage 2: n copies of the picked face (or of the face being varied), only the fine-tuning block redrawn by the sampler (eq. 2);"
@@ -236,6 +242,7 @@ def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
                                   logits=logits, broken=broken, sampler=self.sampler, drawn=drawn, kept=kept))
     return self.state.images
 
+# %% ../nbs/30_face_tool.ipynb #224b10d2
 def keeps_request(logits:torch.Tensor, broken:torch.Tensor|None, requested:dict, names:list) -> torch.Tensor:
     "(n,) bool: the classifier's sign agrees with every requested attribute and the broken-face score passes the face."
     idx = [names.index(k) for k in requested]
