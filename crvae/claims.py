@@ -8,7 +8,7 @@ Docs: https://crvae.github.io/crvae/claims.html.md"""
 from __future__ import annotations
 import math
 
-from .protocol import PROTOCOL, paired_verdict
+from .protocol import PROTOCOL, paired_verdict, attention_verdict, attention_evidence
 
 # %% auto #0
 __all__ = ['CLAIMS', 'RULES', 'budget', 'seed_pairs', 'judge_claim', 'judge_claims']
@@ -159,17 +159,10 @@ def _acc_vs_real(claim:dict, A:list) -> tuple:
     return str(len(A)), ev, verdict
 
 def _attention(claim:dict, A:list) -> tuple:
-    "Sharp attention (entropy under half of log T, at least half the steps used) in a majority of seeds; nearly uniform: too early."
+    "acVAE Table 1 by the protocol's attention rule (`88b_protocol`'s `attention_verdict`: sharp in a majority of seeds)."
     atts = [r['attention'] for r in A if r.get('attention')]
     if not atts: return '0', 'no attention recorded', 'not run'
-    ev = '; '.join(f"entropy/log T {a['entropy_over_logT']:.2f}, {a['steps_used']}/{a['T']} steps attended, "
-                   f"at most {a['max_per_step']} attributes on one step (N/T = {a['n_attrs'] / a['T']:.0f})" for a in atts)
-    sharp = sum(a['entropy_over_logT'] < 0.5 and a['steps_used'] >= a['T'] / 2 for a in atts)
-    flat = sum(a['entropy_over_logT'] > 0.95 for a in atts)
-    n = len(atts)
-    if sharp > n / 2: return str(n), ev, f'supported, {sharp}/{n} seeds'
-    if flat > n / 2: return str(n), ev, 'too short to judge: the attention is still nearly uniform'
-    return str(n), ev, f'not supported, {n - sharp}/{n} seeds'
+    return str(len(atts)), '; '.join(map(attention_evidence, atts)), attention_verdict(atts)
 
 # %% ../nbs/89_claims.ipynb #c17cce2a
 # kind of claim -> (its rule, what the rule is given: 'figures', 'a' (the first model's results) or 'pairs' (both, by seed))

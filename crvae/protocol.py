@@ -16,10 +16,11 @@ from .core import check, did_you_mean, command, Arg, save_json, markdown_table
 from .models import FAMILY
 
 # %% auto #0
-__all__ = ['PROTOCOL', 'ROLES', 'GROUPS', 'SCORE_KEYS', 'RULE_VERDICTS', 'PROTOCOL_CLAIMS', 'CURVE_KEYS', 'HEADLINE', 'Protocol',
-           'run_sets', 'train_command', 'plan', 'curve_window', 'window_steps', 'read_curves', 'lstm_rate_decision',
-           'snapshot_scores', 'mean_scores', 'score_run', 'paired_verdict', 'judge', 'block_profile',
-           'coarse_to_fine_verdict', 'protocol_home', 'read_protocol', 'curve_difference', 'budget_curves_figure',
+__all__ = ['PROTOCOL', 'ROLES', 'GROUPS', 'SCORE_KEYS', 'RULE_VERDICTS', 'PROTOCOL_CLAIMS', 'CURVE_KEYS', 'HEADLINE', 'READINGS',
+           'Protocol', 'run_sets', 'train_command', 'plan', 'curve_window', 'window_steps', 'read_curves',
+           'lstm_rate_decision', 'snapshot_scores', 'mean_scores', 'score_run', 'paired_verdict', 'judge',
+           'block_profile', 'coarse_to_fine_verdict', 'attention_evidence', 'attention_verdict', 'weight_readings',
+           'protocol_home', 'read_protocol', 'curve_difference', 'budget_curves_figure', 'readings_rows',
            'protocol_markdown']
 
 # %% ../nbs/88b_protocol.ipynb #99680fd1
@@ -267,6 +268,61 @@ def coarse_to_fine_verdict(profiles:list[dict], z:float=PROTOCOL.z) -> dict:
     "The paired rule over seeds with A = the early blocks' coarse share and B = the late blocks' (one profile per seed)."
     return paired_verdict([p['early'] for p in profiles], [p['late'] for p in profiles], True, z)
 
+# %% ../nbs/88b_protocol.ipynb #b0119268
+def attention_evidence(a:dict) -> str:
+    "One attention summary (`attention_summary`) in words."
+    return (f"entropy/log T {a['entropy_over_logT']:.2f}, {a['steps_used']}/{a['T']} steps attended, "
+            f"at most {a['max_per_step']} attributes on one step (N/T = {a['n_attrs'] / a['T']:.0f})")
+
+def attention_verdict(atts:list[dict]) -> str:
+    "acVAE Table 1's rule over seeds: sharp (entropy/log T < 0.5, >= T/2 steps attended) in a majority; nearly uniform: too early."
+    n = len(atts)
+    if n == 0: return 'not run'
+    sharp = sum(a['entropy_over_logT'] < 0.5 and a['steps_used'] >= a['T'] / 2 for a in atts)
+    flat = sum(a['entropy_over_logT'] > 0.95 for a in atts)
+    if n == 1 and not flat: return f"indicative (1 seed): {'sharp' if sharp else 'not sharp'}"   # one seed decides nothing
+    if sharp > n / 2: return f'supported, {sharp}/{n} seeds'
+    if flat > n / 2: return 'too short to judge: the attention is still nearly uniform'
+    return f'not supported, {n - sharp}/{n} seeds'
+
+
+# %% ../nbs/88b_protocol.ipynb #ed22b7c7
+@torch.no_grad()
+def weight_readings(run, role:str, seed:int, p:Protocol=PROTOCOL, device='cpu') -> dict:
+    "A run's readings at each budget's step: the attention summary (models with attention) and the block profile"
+    " (unconditional channel-recurrent models)."
+    from crvae.runs import load, read_weights, load_weights_into, find_run
+    from crvae.models import FAMILY, CONDITIONAL
+    from crvae.shipping import attention_summary, cast_weights
+    run = find_run(run)
+    model, snaps = load(run, device=device), _snapshots(run)
+    check(model.name == ROLES.get(role, ('',))[0], f"{run} trains {model.name}, not the role {role!r}")
+    out = dict(run=run.name, role=role, seed=seed, model=model.name, budgets={})
+    for B in p.budgets:
+        if B not in snaps: continue
+        w = cast_weights(read_weights(snaps[B]), 'float16')
+        load_weights_into(model, {k: v.float() if v.is_floating_point() else v for k, v in w.items()}, str(snaps[B]))
+        model.eval()
+        r = dict(step=B)
+        if getattr(model, 'attention', None) is not None: r['attention'] = attention_summary(model)
+        if FAMILY[model.name] == 'cr' and model.name not in CONDITIONAL: r['block_profile'] = block_profile(model, seed=p.eval_seed)
+        out['budgets'][str(B)] = r
+    return out
+
+@command('protocol', 'readings', help="a run's attention summary and block profile at each budget's step, as JSON")
+def _readings_cmd(run: Arg('the run folder'), *, role: Arg(f"its role ({', '.join(ROLES)})"),
+                  seed: Arg('its training seed', type=int), out: Arg('the JSON file to write')):
+    res = weight_readings(run, role, seed)
+    save_json(out, res)
+    for B, r in res['budgets'].items():
+        print(f"{res['run']} at {int(B):,} steps: " + '; '.join(
+            ([attention_evidence(r['attention'])] if 'attention' in r else []) +
+            ([f"coarse share early {r['block_profile']['early']:.3f}, late {r['block_profile']['late']:.3f}"]
+             if 'block_profile' in r else [])
+            or ['nothing to read (no attention, not unconditional channel-recurrent)']))
+    print(f"wrote {out}")
+
+
 # %% ../nbs/88b_protocol.ipynb #e4381150
 CURVE_KEYS = {'IS': 'IS', 'attr_acc': 'attr_acc', 'recon_mse': 'val_recon_mse', 'FD': 'FD_crvae'}   # score -> curves.csv column
 HEADLINE = ('is-crvae', 'is-mi', 'is-acvae-cvae', 'is-ccrvae-cvae', 'acc-acvae-cvae', 'fig3-recon-crvae')
@@ -281,15 +337,16 @@ def _role_seed(name:str) -> tuple[str, int]:
     return role, int(seed)
 
 def read_protocol(root=None) -> dict:
-    "The comparison as it stands under `root`: the manifest's rows, each scored run's scores, each run's learning curves."
+    "The comparison as it stands under `root`: the manifest's rows, each scored run's scores and weight readings, each run's curves."
     from crvae.core import load_json
     root = Path(root) if root is not None else protocol_home()
     man = read_curves(root/'manifest.csv') if (root/'manifest.csv').is_file() else []
-    scores, curves = [], {}
+    scores, curves, readings = [], {}, []
     for d in (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []):
         if (d/'scores.json').is_file(): scores.append(load_json(d/'scores.json'))
+        if (d/'readings.json').is_file(): readings.append(load_json(d/'readings.json'))
         if (d/'curves.csv').is_file(): curves[_role_seed(d.name)] = read_curves(d/'curves.csv')
-    return dict(manifest=man, scores=scores, curves=curves)
+    return dict(manifest=man, scores=scores, curves=curves, readings=readings)
 
 # %% ../nbs/88b_protocol.ipynb #45998ee7
 def curve_difference(curves:dict, a:str, b:str, key:str, higher:bool=True) -> dict:
@@ -329,6 +386,40 @@ def budget_curves_figure(curves:dict, claims=HEADLINE, p:Protocol=PROTOCOL):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/88b_protocol.ipynb #36fca7d5
+READINGS = (   # (claim, role, reading): the claims read off the weights (`weight_readings`)
+    ('acVAE Table 1: one block per attribute', 'acvae-gan', 'attention'),
+    ('acVAE Table 1 with no regulariser', 'acvae-gan-noreg', 'attention'),
+    ('crVAE Fig. 9: coarse to fine', 'crvae-gan', 'block_profile'),
+    ('crVAE Fig. 9: coarse to fine', 'crvae-gan-nomi', 'block_profile'),
+    ('crVAE Fig. 9: coarse to fine', 'crvae', 'block_profile'))
+
+def _reading_cell(kind:str, vals:list, p:Protocol) -> str:
+    n = f"({len(vals)} seed{'s' if len(vals) > 1 else ''})"
+    if kind == 'attention':
+        H, used = (sum(a[k] for a in vals) / len(vals) for k in ('entropy_over_logT', 'steps_used'))
+        v = attention_verdict(vals)
+        return f"entropy/log T {H:.2f}, {used:.3g}/{vals[0]['T']} steps attended: {v}" + ('' if 'seed' in v else f' {n}')
+    r = coarse_to_fine_verdict(vals, p.z)
+    se = '' if r['se'] is None else f" ± {r['se']:.3g}"
+    early, late = (sum(v[k] for v in vals) / len(vals) for k in ('early', 'late'))
+    return f"coarse share early {early:.3f} vs late {late:.3f}, {r['mean']:+.3g}{se} {n}: {r['verdict']}"
+
+def readings_rows(readings:list[dict], p:Protocol=PROTOCOL) -> list[dict]:
+    "The claims read off the weights at each budget: the attention rule, and the paired coarse-to-fine rule over seeds."
+    steps = {r['role']: r['steps'] for r in plan(p)}
+    rows = []
+    for claim, role, kind in READINGS:
+        row = dict(claim=claim, model=role)
+        for B in p.budgets:
+            vals = [r['budgets'][str(B)][kind] for r in sorted(readings, key=lambda r: r['seed'])
+                    if r['role'] == role and kind in r['budgets'].get(str(B), {})]
+            row[f'{B:,} steps'] = (_reading_cell(kind, vals, p) if vals else
+                                   f"not planned ({steps[role]:,}-step run)" if steps.get(role, B) < B else 'not run')
+        rows.append(row)
+    return rows
+
+
 # %% ../nbs/88b_protocol.ipynb #425d3df8
 def _cell(r:dict) -> str:
     if r['verdict'] == 'not run': return 'not run'
@@ -354,6 +445,9 @@ def protocol_markdown(data:dict, fig_dir=None, p:Protocol=PROTOCOL) -> str:
     rows = [dict(claim=cid, models=f'{a} vs {b}', score=k + ('' if hi else ' (lower is better)'),
                  **{f'{B:,} steps': _cell(by[B][cid]) for B in p.budgets}) for cid, a, b, k, hi in PROTOCOL_CLAIMS]
     L += [markdown_table(rows), '']
+    if data.get('readings'):
+        L += ["Read off the weights at each budget's step (`weight_readings`; the attention rule and the paired coarse-to-fine "
+              "rule of this notebook):", '', markdown_table(readings_rows(data['readings'], p)), '']
     if fig_dir is not None and data['curves']:
         import matplotlib.pyplot as plt
         fig = budget_curves_figure(data['curves'], p=p)

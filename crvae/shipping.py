@@ -25,8 +25,8 @@ from .prior_hole import fit_code_density, save_code_density, sampler_scores, pai
 # %% auto #0
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'SAMPLERS_FILE', 'shipped_name',
            'portable_command', 'train_command', 'data_manifest', 'cast_weights', 'EvalConfig', 'eval_config',
-           'eval_subset', 'evaluate_checkpoint', 'recipe', 'model_card', 'card_markdown', 'ship', 'samplers_path',
-           'entry_hashes', 'update_samplers', 'stale_samplers', 'ship_classifiers']
+           'eval_subset', 'attention_summary', 'evaluate_checkpoint', 'recipe', 'model_card', 'card_markdown', 'ship',
+           'samplers_path', 'entry_hashes', 'update_samplers', 'stale_samplers', 'ship_classifiers']
 
 # %% ../nbs/88_shipping.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -127,7 +127,7 @@ def eval_subset(data:FaceData, n:int) -> FaceData:
     return test.subset(torch.arange(min(n, len(test))))
 
 # %% ../nbs/88_shipping.ipynb #03376fe1
-def _attention_summary(model) -> dict|None:
+def attention_summary(model) -> dict|None:
     "acVAE Table 1 in numbers: each attribute's attention entropy over log T (0 = one block, 1 = uniform), steps attended."
     if getattr(model, 'attention', None) is None: return None
     from crvae.fig_blocks import attention_of, attention_entropy
@@ -146,7 +146,7 @@ def evaluate_checkpoint(model, data:FaceData, clf, cfg:EvalConfig, progress:bool
     run = getattr(model, 'run', None) or {}
     w = Path(run['path'])/'model.safetensors' if run.get('path') else None
     res.update(run=run.get('path'), step=run.get('last_step') or (run.get('shipped') or {}).get('step'),
-               train_seconds=run.get('train_seconds'), attention=_attention_summary(model),
+               train_seconds=run.get('train_seconds'), attention=attention_summary(model),
                steps_total=_steps_total(run), train_seconds_total=_seconds_total(run),   # with the runs it started from (--init-from)
                weights_sha256=sha256_file(w) if w is not None and w.exists() else None,
                stability=snapshot_stability(model, clf, seed=cfg.seed),                # crVAE Fig. 6 as numbers (runs with snapshots)

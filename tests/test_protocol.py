@@ -129,3 +129,36 @@ def test_protocol_report_section(tmp_path):
     row = next(l for l in md.splitlines() if l.startswith('| is-acvae-cvae |'))
     assert '+0.31 ± 0.00577 (3 seeds): supported' in row and row.endswith('| not run |')
     assert (tmp_path/'protocol-budget-curves.png').stat().st_size > 5000
+
+
+@pytest.mark.parametrize('want,atts', [
+    ('supported, 2/3 seeds', [(0.3, 6), (0.4, 5), (0.9, 2)]),
+    ('not supported, 2/2 seeds', [(0.3, 2), (0.7, 8)]),                   # sharp on too few steps; too spread
+    ('too short to judge: the attention is still nearly uniform', [(0.97, 8), (0.99, 8), (0.3, 6)]),
+    ('indicative (1 seed): sharp', [(0.3, 6)]), ('indicative (1 seed): not sharp', [(0.7, 8)]),
+    ('too short to judge: the attention is still nearly uniform', [(0.96, 6)]), ('not run', [])])
+def test_attention_rule(want, atts):
+    from crvae.protocol import attention_verdict
+    assert attention_verdict([dict(T=8, n_attrs=32, entropy_over_logT=h, steps_used=u, max_per_step=8) for h, u in atts]) == want
+
+
+def test_weight_readings(tiny_run, faces_1k):
+    "Readings at each budget's own step: the attention summary of acvae-gan, the block profile of an unconditional crVAE."
+    from crvae.protocol import weight_readings, readings_rows, protocol_markdown
+    from crvae.core import UserError
+    p = Protocol(budgets=(2, 4), window=2, gap=1, n_test=20, diversity_n=8)
+    acv = weight_readings(tiny_run('protocol-acvae-gan', 'acvae-gan', [], faces_1k, steps=4, snapshots=True), 'acvae-gan', 0, p)
+    assert list(acv['budgets']) == ['2', '4'] and acv['budgets']['2']['step'] == 2   # the snapshots at the budgets' own steps
+    a = acv['budgets']['4']['attention']
+    assert a['T'] == 8 and 0 <= a['entropy_over_logT'] <= 1 and 'block_profile' not in acv['budgets']['4']
+    cr = weight_readings(tiny_run('protocol-crvae-gan', 'crvae-gan', [], faces_1k, steps=4, snapshots=True), 'crvae-gan', 0, p)
+    prof = cr['budgets']['4']['block_profile']
+    assert 'attention' not in cr['budgets']['4'] and len(prof['coarse_share']) == 8 and 0 <= prof['early'] <= 1
+    with pytest.raises(UserError, match='not the role'):
+        weight_readings(tiny_run('protocol-crvae-gan', 'crvae-gan', [], faces_1k, steps=4, snapshots=True), 'acvae-gan', 0, p)
+    rows = {r['model']: r for r in readings_rows([acv, cr], p)}
+    assert rows['acvae-gan']['4 steps'].startswith('entropy/log T') and rows['acvae-gan-noreg']['2 steps'] == 'not run'
+    assert '(1 seed): indicative' in rows['crvae-gan']['4 steps'] and rows['crvae']['4 steps'] == 'not run'
+    man = [dict(run='acvae-gan-seed0', status='scored', steps_done='4', steps='4', code_commit='abc1234')]
+    md = protocol_markdown(dict(manifest=man, scores=[], curves={}, readings=[acv, cr]), p=p)
+    assert 'Read off the weights' in md and '| acVAE Table 1 with no regulariser | acvae-gan-noreg |' in md

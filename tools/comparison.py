@@ -101,10 +101,16 @@ def collect(run:dict, runs:Path, code:Path, note:str):
     subprocess.run(['nice', '-n', '5', sys.executable, '-m', 'crvae', 'protocol', 'score', str(folder), '--role', run['role'],
                     '--seed', str(run['seed']), '--out', str(tmp)], env=_env(code), cwd=code, check=True)
     os.replace(tmp, dest/'scores.json')
+    # the readings of its weights (attention, block profile) come from this checkout's code: they apply rules fixed before the
+    # runs, with code added after the first runs finished (notebook 88b_protocol)
+    env = {**{k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+    subprocess.run(['nice', '-n', '5', sys.executable, '-m', 'crvae', 'protocol', 'readings', str(folder), '--role', run['role'],
+                    '--seed', str(run['seed']), '--out', str(dest/'readings.json')], env=env, cwd=REPO, check=True)
     print(f"{time.strftime('%H:%M:%S')} collected {run['name']} into {dest}", flush=True)
 
 
-def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str):
+def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str, first:tuple=()):
+    """`first`: runs to start before the plan's order (scheduling only: settings, steps and rule are the plan's)."""
     plan = _plan(code)
     procs, starts, stop, unscored = {}, {}, [], set()
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
@@ -115,6 +121,7 @@ def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str):
         running = [r for r in rows if r['status'] == 'running']
         # stopped runs first (they resume), then pending ones, in the plan's order
         todo = [r for r in rows if r['status'] == 'stopped'] + [r for r in rows if r['status'] == 'pending']
+        todo.sort(key=lambda r: (r['status'] != 'stopped', r['run'] not in first))   # stable: the plan's order otherwise
         todo = [r for r in todo if starts.get(r['run'], 0) < 3]     # a run that keeps failing: see RUNS/<run>.out
         for r in todo[:max(0, jobs - len(running))]:
             procs[r['run']] = start(by[r['run']], runs, code)
@@ -165,6 +172,8 @@ if __name__ == '__main__':
     ap.add_argument('--code', help='frozen copy of the code the runs train with (default: this checkout)')
     ap.add_argument('--commit', default='', help='the commit CODE was archived from (recorded in the manifest)')
     ap.add_argument('--jobs', type=int, default=2)
+    ap.add_argument('--first', default='', help='comma-separated runs to start before the plan order, e.g. the seed-0 runs a '
+                    'shipped group still needs (scheduling only)')
     ap.add_argument('--every', type=float, default=60, help='seconds between checks')
     ap.add_argument('--note', default='trained at 1 thread beside another training on 2 cores',
                     help="the load the runs train under (recorded in each run's summary)")
@@ -175,4 +184,4 @@ if __name__ == '__main__':
         rows = state(runs, _plan(code), a.commit)
         for r in rows: print(f"{r['run']:28s} {r['status']:8s} {r['steps_done']:>6}/{r['steps']:<6} {r['code_commit']}")
     elif a.what == 'check': lstm_check(runs, code)
-    else: watch(runs, code, a.jobs, a.every, a.note, a.commit)
+    else: watch(runs, code, a.jobs, a.every, a.note, a.commit, tuple(x for x in a.first.split(',') if x))
