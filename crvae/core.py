@@ -350,7 +350,7 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
     'prior-fit': ('crvae.prior_hole', "Fit a density to a run's encoder codes after training (the face tool's default "
                                       'sampler) and store it beside the weights'),
     'protocol': ('crvae.protocol', "The long comparison's pre-registered plan: its runs and commands (plan), a run's windowed "
-                                   'scores (score)'),
+                                   'scores (score), what its weights say: attention, block profile (readings)'),
     'reconstruct': ('crvae.sampling', 'Encode a face image and decode it again (the posterior mean)'),
     'reproduce': ('crvae.reproduce', 'The main job: score the shipped checkpoints (or --train the '
                                      'comparison), draw the figures, write report.md/html'),
