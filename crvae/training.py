@@ -229,7 +229,7 @@ def after_step(self:Trainer):
 def on_finish(self:Trainer, stop:str):
     "A run that ran its steps and logged curves with classifiers ends with its block table (blocks.csv, blocks.png)."
     if stop == 'steps' and self._curves is not None and self._curves[1] is not None:
-        from crvae.metrics import write_block_table
+        from crvae.block_effects import write_block_table
         with self.own_random_streams():
             write_block_table(self.model, self._curves[1], self.out, a=self._curves[0].attrs, n=min(256, self.tcfg.eval_n),
                               seed=self.tcfg.seed)

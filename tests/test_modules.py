@@ -14,9 +14,7 @@ KNOWN = {
     # silently lose them); renumbering training after 08 would teach evaluation before the model is trained.
     ('crvae.training', 'crvae.classifiers'), # Trainer.log_curves: the learning curves' classifier scores
     ('crvae.training', 'crvae.metrics'),     # Trainer.log_curves: validation_faces, curve_point; on_finish: write_block_table
-    # write_block_table measures the block effects of crVAE Fig. 5 (`fig_blocks.block_effects`, taught with the figure in 13)
-    # with the classifiers, beside the learning curves; in 13 it would make both training and metrics import 13 instead.
-    ('crvae.metrics', 'crvae.fig_blocks'),   # write_block_table: block_effects, block_effect_rows, block_effect_heatmap
+    ('crvae.training', 'crvae.block_effects'), # Trainer.on_finish: write_block_table
 }
 
 def test_notebook_of_every_module():
