@@ -17,7 +17,8 @@ from .core import UserError, check, atomic_write_bytes, atomic_write_text, markd
 from .data import to_float
 from .outputs import figure_png
 from .figures import (RunSet, FigureConfig, register_figure, image_grid, vstack, save_image, figure_generator,
-                           draw_z, pick_faces)
+                           pick_faces)
+from .block_effects import draw_z
 
 # %% auto #0
 __all__ = ['MASKS', 'completion_mask', 'occlude', 'completion_terms', 'completion_objective', 'complete', 'masked_error',

@@ -9,20 +9,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .core import UserError, check, atomic_write_bytes, atomic_write_text, markdown_table
 from .outputs import figure_png
 from .figures import (RunSet, FigureConfig, MissingRuns, register_figure, image_grid, hstack, vstack, save_image,
-                           short_attrs, figure_generator, draw_z, pick_faces)
+                           short_attrs, figure_generator, pick_faces)
+from .block_effects import draw_z, check_channel_recurrent, _check_block, resample_block
 
 # %% auto #0
-__all__ = ['CHANNEL_RECURRENT', 'interpolation_weights', 'interpolate_codes', 'acvae_fig6', 'check_channel_recurrent',
-           'step_attributes', 'decode_steps', 'progression_codes', 'progression', 'attention_of', 'attention_entropy',
-           'attention_table', 'attention_rows', 'attention_heatmap', 'acvae_table1', 'acvae_fig7', 'crvae_fig9',
-           'resample_block', 'interpolate_block', 'default_block', 'crvae_fig10', 'crvae_fig11', 'block_effects',
-           'block_effect_rows', 'blocks_with_effect', 'block_effect_heatmap']
+__all__ = ['interpolation_weights', 'interpolate_codes', 'acvae_fig6', 'step_attributes', 'decode_steps', 'progression_codes',
+           'progression', 'attention_of', 'attention_entropy', 'attention_table', 'attention_rows', 'attention_heatmap',
+           'acvae_table1', 'acvae_fig7', 'crvae_fig9', 'interpolate_block', 'default_block', 'crvae_fig10',
+           'crvae_fig11']
 
 # %% ../nbs/13_fig_blocks.ipynb #1ec87923
 def interpolation_weights(k:int) -> torch.Tensor:
@@ -60,13 +59,6 @@ def acvae_fig6(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
                        Path(out)/'acvae-fig6-interpolation.png')]
 
 # %% ../nbs/13_fig_blocks.ipynb #9041eb25
-CHANNEL_RECURRENT = ('crvae', 'crvae-gan', 'ccrvae-gan', 'acvae-gan')
-
-def check_channel_recurrent(model, what:str='this operation'):
-    "A `UserError` unless `model` generates through the channel-recurrent LSTM path."
-    check(model.name in CHANNEL_RECURRENT, f"{what} needs a channel-recurrent model ({', '.join(CHANNEL_RECURRENT)}); "
-                                           f"{model.name} has no per-block generation path")
-
 def step_attributes(model, a=None, n:int|None=None):
     "The (B, T, N) step attributes y_t of `a` (None for unconditional models)."
     a = model._attrs(a, n)
@@ -178,21 +170,6 @@ def crvae_fig9(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     return [save_image(vstack([g], [f'crVAE Fig. 9: {r}, z = [z_1..z_t, 0, ..., 0] for t = 0..T']), Path(out)/'crvae-fig9-progressive.png')]
 
 # %% ../nbs/13_fig_blocks.ipynb #4ab8835b
-def _check_block(model, t:int) -> int:
-    check(1 <= t <= model.T, f"block t={t} is out of range: {model.name} has blocks t = 1..{model.T}")
-    return t - 1
-
-def resample_block(model, z:torch.Tensor, t:int, n:int, generator:torch.Generator|None=None, a=None) -> torch.Tensor:
-    "n copies of each code of z (B, *latent) with block t (1-based) redrawn from block t of p(z|a): (n, B, *latent)."
-    k, B = _check_block(model, t), z.shape[0]
-    zb = model.blocks(z)                                                   # (B, T, D)
-    mu, logvar = model.prior(a, B)
-    mu_t, sd_t = model.blocks(mu)[:, k], (0.5 * model.blocks(logvar)[:, k]).exp()     # (B, D)
-    eps = torch.randn(n, B, zb.shape[-1], generator=generator).to(z.device)
-    new = zb.unsqueeze(0).repeat(n, 1, 1, 1)                               # (n, B, T, D)
-    new[:, :, k] = mu_t + sd_t * eps
-    return model.unblocks(new.reshape(n * B, *zb.shape[1:])).reshape(n, B, *z.shape[1:])
-
 def interpolate_block(model, z:torch.Tensor, target:torch.Tensor, t:int, k:int) -> torch.Tensor:
     "Codes with block t moved linearly from each z's own z_t (lambda = 0) to `target` (D,) (lambda = 1): (k, B, *latent)."
     i = _check_block(model, t)
@@ -245,55 +222,3 @@ def crvae_fig11(runs:RunSet, cfg:FigureConfig, out, seed:int) -> list[Path]:
     img = vstack([ga, gb], [f'crVAE Fig. 11 (a): {r}, block z_{t} resampled, the others fixed',
                             '(b) each block t resampled in turn, first face'])
     return [save_image(img, Path(out)/'crvae-fig11-block-styles.png')]
-
-# %% ../nbs/13_fig_blocks.ipynb #b7e21c50
-@torch.no_grad()
-def block_effects(model, classifiers, n:int=256, seed:int=0, a=None, batch_size:int=128, moved:float=0.5) -> dict:
-    "crVAE Fig. 10/11 made quantitative: for each block t, the share of `n` prior faces whose part, as the recognition classifier"
-    " sees it, changes in each family when z_t alone is redrawn from p(z_t|a): {'families', 'share' (T, F), 'n', 'seed'}. A part"
-    " 'changes' when at least `moved` of the classifier's probability moves (total variation distance), so that flips of an"
-    " undecided classifier on a blurry face do not count."
-    check_channel_recurrent(model, 'the block-effect table')
-    check(n >= 1, f"n={n}: give at least one face")
-    was, g = model.training, torch.Generator().manual_seed(seed)
-    model.eval()
-    try:
-        a = model._attrs(a, n) if model.conditional else None
-        z = draw_z(model, a, n, g)                                              # (n, *latent)
-        def predict(zz):
-            x = torch.cat([model.decode(zz[s:s + batch_size], None if a is None else a[s:s + batch_size]).float().clamp(-1, 1).cpu()
-                           for s in range(0, n, batch_size)])
-            return classifiers.score(x)['probs']                                  # part family -> (n, parts) probabilities
-        base = predict(z)
-        fams = list(base)
-        share = torch.zeros(model.T, len(fams))
-        for t in range(1, model.T + 1):
-            new = predict(resample_block(model, z, t, 1, g, a)[0])
-            share[t - 1] = torch.tensor([((new[f] - base[f]).abs().sum(1) / 2 >= moved).float().mean().item() for f in fams])
-    finally: model.train(was)
-    return dict(families=fams, share=share, n=n, seed=seed, moved=moved)
-
-def block_effect_rows(effects:dict) -> list[dict]:
-    "The T x families table of `block_effects` as rows (percent of faces), with each block's strongest family."
-    rows = []
-    for t, r in enumerate(effects['share'].tolist(), 1):
-        j = max(range(len(r)), key=r.__getitem__)
-        rows.append({'block': t, **{f: round(100 * v, 1) for f, v in zip(effects['families'], r)}, 'strongest': effects['families'][j]})
-    return rows
-
-def blocks_with_effect(effects:dict, share:float=0.2) -> int:
-    "How many blocks change some part family in at least `share` of the faces (the learning issue's target: 4 of 8 at 20%)."
-    return int((effects['share'].max(1).values >= share).sum())
-
-def block_effect_heatmap(effects:dict, title:str='share of faces whose part changes when block t is resampled'):
-    "A heatmap (blocks x part families) of `block_effects`."
-    import matplotlib.pyplot as plt
-    S = effects['share'].numpy()
-    fig, ax = plt.subplots(figsize=(0.7 * S.shape[1] + 2, 0.35 * S.shape[0] + 1.5))
-    im = ax.imshow(S, vmin=0, vmax=1, cmap='viridis')
-    ax.set_xticks(range(S.shape[1]), effects['families'], rotation=45, ha='right', fontsize=8)
-    ax.set_yticks(range(S.shape[0]), [f't={t}' for t in range(1, S.shape[0] + 1)], fontsize=8)
-    for (i, j), v in np.ndenumerate(S): ax.text(j, i, f'{100 * v:.0f}', ha='center', va='center', fontsize=8, color='w' if v < 0.5 else 'k')
-    ax.set_title(title, fontsize=9); fig.colorbar(im, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    return fig

@@ -13,7 +13,8 @@ import torch
 from .core import check
 from .data import to_float
 from .figures import (RunSet, FigureConfig, register_figure, image_grid, hstack, vstack, save_image, short_attrs,
-                           figure_generator, draw_z, pick_faces)
+                           figure_generator, pick_faces)
+from .block_effects import draw_z
 
 # %% auto #0
 __all__ = ['reconstruct', 'sample_images', 'fig3_latent', 'fig4_samples', 'conditional_grid', 'acvae_fig1', 'acvae_fig5']

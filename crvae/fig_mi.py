@@ -13,7 +13,7 @@ import torch
 
 from .core import check
 from .figures import (RunSet, FigureConfig, MissingRuns, register_figure, image_grid, hstack, vstack, save_image,
-                           figure_generator, draw_z)
+                           figure_generator)
 
 # %% auto #0
 __all__ = ['MI_CAPTIONS', 'fig5_mi_vaegan', 'snapshot_paths', 'snapshot_step', 'decode_snapshots', 'snapshot_stability',

@@ -20,8 +20,8 @@ from .data import FaceData, load_faces, to_uint8
 
 # %% auto #0
 __all__ = ['ROLE_HINTS', 'FIGURE_PRESETS', 'FIGURES', 'FIGURE_MODULES', 'as_uint8', 'image_grid', 'hstack', 'vstack', 'png_bytes',
-           'save_image', 'short_attrs', 'stable_seed', 'figure_generator', 'draw_z', 'run_role', 'MissingRuns',
-           'RunSet', 'pick_faces', 'untrained_runs', 'FigureConfig', 'figure_config', 'Figure', 'register_figure',
+           'save_image', 'short_attrs', 'stable_seed', 'figure_generator', 'run_role', 'MissingRuns', 'RunSet',
+           'pick_faces', 'untrained_runs', 'FigureConfig', 'figure_config', 'Figure', 'register_figure',
            'load_figure_modules', 'figure_list', 'make_figures']
 
 # %% ../nbs/10_figures.ipynb #20741290
@@ -158,12 +158,6 @@ def stable_seed(seed:int, *keys) -> int:
 def figure_generator(seed:int, *keys) -> torch.Generator:
     "A CPU generator for one figure (and sub-stream `keys`)."
     return torch.Generator().manual_seed(stable_seed(seed, *keys))
-
-def draw_z(model, a=None, n:int|None=None, generator:torch.Generator|None=None) -> torch.Tensor:
-    "z ~ p(z|a) (N(0, I) for unconditional models), with the noise drawn on the CPU: (n, *latent_shape)."
-    mu, logvar = model.prior(a, n)
-    eps = torch.randn(mu.shape, generator=generator).to(mu.device)
-    return mu + (0.5 * logvar).exp() * eps
 
 # %% ../nbs/10_figures.ipynb #a28a5135
 def run_role(model) -> str:

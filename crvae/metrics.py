@@ -18,6 +18,7 @@ from .core import UserError, check, check_seed, save_json, atomic_write_text, at
 from .bound import kl_diag_gaussians
 from .data import FaceData, to_float, load_faces
 from .classifiers import Classifiers, load_classifiers
+from .block_effects import write_block_table
 from .failures import (total_variation, exploded_threshold, exploded_share, attribute_doubt, broken_threshold,
                             broken_share)
 
@@ -26,7 +27,7 @@ __all__ = ['TABLE_COLUMNS', 'CURVE_KEYS', 'split_indices', 'mean_kl', 'inception
            'chance_accuracy', 'sqrtm_psd', 'trace_sqrt_product', 'feature_statistics', 'frechet_distance', 'knn_radii',
            'precision_recall', 'gaussian_log_likelihood', 'reconstruction_metrics', 'RealImagesModel', 'NoiseModel',
            'BlurAutoencoder', 'evaluate_model', 'result_row', 'head_rows', 'validation_faces', 'curve_point',
-           'write_block_table', 'curves_from_snapshots']
+           'curves_from_snapshots']
 
 # %% ../nbs/08_metrics.ipynb #ae86773c
 def split_indices(n:int, splits:int=10, generator:torch.Generator|None=None) -> list[torch.Tensor]:
@@ -342,23 +343,6 @@ def curve_point(model:nn.Module, valid:FaceData, classifiers:Classifiers|None, s
     else: r = reconstruction_metrics(model, valid, batch_size, seed) if has_enc else None
     if r is not None: out.update(val_recon_mse=r['recon_mse'], val_elbo=r['elbo'], val_kl=r['kl'])
     return {k: out.get(k) for k in CURVE_KEYS}
-
-# %% ../nbs/08_metrics.ipynb #4f9ebcc1
-def write_block_table(model, classifiers, out, a=None, n:int=256, seed:int=0) -> Path|None:
-    "For a channel-recurrent model, `crvae.fig_blocks.block_effects` on `n` prior faces (conditional: attributes `a`), written"
-    " to `out`/blocks.csv and blocks.png; None for other models."
-    from crvae.fig_blocks import CHANNEL_RECURRENT, block_effects, block_effect_rows, block_effect_heatmap
-    from crvae.outputs import _write_csv, figure_png
-    if model.name not in CHANNEL_RECURRENT: return None
-    if model.conditional:
-        check(a is not None and len(a) > 0, f"{model.name} is conditional: give attribute rows for the block table")
-        a = a[torch.arange(n) % len(a)]
-    eff = block_effects(model, classifiers, n=n, seed=seed, a=a)
-    rows = block_effect_rows(eff)
-    _write_csv(Path(out)/'blocks.csv', list(rows[0]), rows)
-    fig = block_effect_heatmap(eff, f'{model.name}: share of {n} faces whose part changes when block t is resampled')
-    atomic_write_bytes(Path(out)/'blocks.png', figure_png(fig, dpi=90))
-    return Path(out)/'blocks.csv'
 
 # %% ../nbs/08_metrics.ipynb #0d25a9fa
 def curves_from_snapshots(run, eval_n:int=500, device='cpu', progress:bool=False) -> Path:

@@ -20,7 +20,7 @@ __all__ = ['SAMPLER_GROUPS', 'RESPONSIBLE_USE', 'FIG3_PAPER', 'FIG3_COLUMNS', 'A
            'sampler_section', 'merge_seeds', 'summary_rows', 'differences', 'report_markdown', 'md_to_html']
 
 # %% ../nbs/89a_report.ipynb #db3a49e2
-from .shipping import SAMPLERS_FILE, stale_samplers, entry_hashes   # the file `crvae ship` updates row by row
+from .shipping import SAMPLERS_FILE, sampler_file_rows, stale_samplers, entry_hashes   # the file `crvae ship` updates row by row
 
 def sampler_results(n:int=500, seed:int=0, out=None, progress:bool=True) -> Path:
     "`sampler_scores` of every shipped model on its data's first `n` test faces, written (atomic JSON) to assets/results/samplers.json."
@@ -55,11 +55,8 @@ SAMPLER_GROUPS = (('prior', "paper's prior"), ('fitted', 'fitted density'))
 def sampler_rows(path=None) -> list[dict]:
     "The both-samplers table: per shipped model IS, FD, attribute accuracy, diversity and broken share under the paper's prior"
     " and under the fitted code density (notebook 16's `sampler_results` file; [] when it is absent)."
-    from crvae.core import assets_home, load_json
-    path = Path(path) if path is not None else assets_home()/SAMPLERS_FILE
-    if not path.exists(): return []
     rows = []
-    for r in load_json(path)['rows']:
+    for r in sampler_file_rows(path):
         row = {'model': r['role']}
         for k, label in SAMPLER_GROUPS:
             v = r[k]

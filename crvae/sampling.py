@@ -121,7 +121,7 @@ def checked_faces(x:torch.Tensor, model) -> torch.Tensor:
 def sample_faces(model, attrs='', n:int=16, seed:int=0, unnamed:str='prevalence', faces:FaceData|None=None,
                  attr_names=None) -> dict:
     "n faces of `model` for the attributes `attrs` (text or {name: +-1}): {'images' uint8 (n, 3, H, W), 'attrs' (n, N) or None, 'named'}."
-    from crvae.figures import draw_z
+    from crvae.block_effects import draw_z
     check(n >= 1, f"--n must be at least 1, got {n}")
     g = torch.Generator().manual_seed(int(seed))
     a, named = None, {}

@@ -26,7 +26,8 @@ from .prior_hole import fit_code_density, save_code_density, sampler_scores, pai
 __all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'SAMPLERS_FILE', 'shipped_name',
            'portable_command', 'train_command', 'data_manifest', 'cast_weights', 'EvalConfig', 'eval_config',
            'eval_subset', 'attention_summary', 'evaluate_checkpoint', 'recipe', 'model_card', 'card_markdown', 'ship',
-           'samplers_path', 'entry_hashes', 'update_samplers', 'stale_samplers', 'ship_classifiers']
+           'samplers_path', 'entry_hashes', 'update_samplers', 'sampler_file_rows', 'stale_samplers',
+           'ship_classifiers']
 
 # %% ../nbs/88_shipping.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -359,13 +360,16 @@ def update_samplers(path, row:dict, classifiers:dict|None=None) -> Path:
     save_json(path, meta)
     return path
 
+def sampler_file_rows(path=None) -> list[dict]:
+    "The rows of the samplers file `path` (default assets/results/samplers.json), one per shipped model; [] when it is absent."
+    path = Path(path) if path is not None else assets_home()/SAMPLERS_FILE
+    return load_json(path)['rows'] if path.exists() else []
+
 def stale_samplers(path=None) -> list[str]:
     "The roles of the samplers file (default assets/results/samplers.json) whose checkpoint's weights or density changed since"
     " they were scored (or that record no hashes, or whose checkpoint is gone)."
-    path = Path(path) if path is not None else assets_home()/SAMPLERS_FILE
-    if not path.exists(): return []
     out = []
-    for r in load_json(path)['rows']:
+    for r in sampler_file_rows(path):
         try: now = entry_hashes(r['checkpoint'])
         except UserError: out.append(r['role']); continue
         if any(r.get(k) != v for k, v in now.items()): out.append(r['role'])

@@ -157,8 +157,8 @@ def test_the_command_table_is_what_the_modules_register():
 
 
 def test_a_notebook_copy_of_a_command_never_replaces_the_package_one(monkeypatch):
-    """`nbdev-test` runs several notebooks in one process: 06c's own `train` (module `__main__`) must not replace
-    crvae.training's, or a later notebook's `main(['train', ...])` runs 06c's classes (09's Ctrl-C demo then saw exit 0)."""
+    """`nbdev-test` runs several notebooks in one process: 08c's own `train` (module `__main__`) must not replace
+    crvae.training's, or a later notebook's `main(['train', ...])` runs 08c's classes (09's Ctrl-C demo then saw exit 0)."""
     monkeypatch.setattr(core, 'COMMANDS', {})
     def fn(module):
         def f(): pass

@@ -8,10 +8,11 @@ from PIL import Image
 
 from crvae.core import UserError
 from crvae.data import to_float
-from crvae.figures import (FIGURES, RunSet, figure_config, figure_generator, draw_z, load_figure_modules, make_figures,
+from crvae.figures import (FIGURES, RunSet, figure_config, figure_generator, load_figure_modules, make_figures,
                            untrained_runs, image_grid, png_bytes)
+from crvae.block_effects import draw_z, resample_block
 from crvae.fig_blocks import (interpolation_weights, interpolate_codes, progression_codes, progression, step_attributes,
-                              decode_steps, resample_block, interpolate_block, attention_of, attention_entropy, attention_table)
+                              decode_steps, interpolate_block, attention_of, attention_entropy, attention_table)
 from crvae.completion import completion_mask, complete, masked_error, completion_study
 
 # (run name, model, extra --set items); the crvae-gan pair keeps snapshots for crVAE Fig. 6
@@ -215,7 +216,7 @@ def test_grid_png_is_deterministic_and_labelled(faces_1k):
 def test_block_effects_table(models, faces_1k):
     "The T x families block table: shares in [0, 1], one row per block; a model whose decoder ignores z scores 0 everywhere."
     from crvae.classifiers import load_classifiers
-    from crvae.fig_blocks import block_effect_rows, block_effects, blocks_with_effect
+    from crvae.block_effects import block_effect_rows, block_effects, blocks_with_effect
     clf = load_classifiers(faces_1k)
     m = models.get('crvae-gan')
     e = block_effects(m, clf, n=16)

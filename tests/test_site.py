@@ -19,7 +19,7 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason=f'{CHROMIUM} is absent: install Debian chromium (apt-get install -y chromium) '
                                            'to run the browser test')
 SHOTS = {'index': 'site_index.png', '00_bound': 'site_bound_maths.png', '05_objectives': 'site_objectives_maths.png',
-         '06c_training': 'site_training.png', '13_fig_blocks': 'site_fig_blocks.png', '91_differences': 'site_differences.png'}
+         '08c_training': 'site_training.png', '13_fig_blocks': 'site_fig_blocks.png', '91_differences': 'site_differences.png'}
 RAW_TABLE = re.compile(r'^[ \t]*\|(?:[ \t]*:?-{3,}:?[ \t]*\|)+[ \t]*$', re.M)   # a markdown table's |---| rule as text
 TEX_LEFT = re.compile(r'&|\\[A-Za-z]+|\\')                      # an alignment & or a TeX command shown in the maths
 
@@ -234,7 +234,7 @@ def test_site_in_browser(site, tmp_path):
                         page.locator('main h2', has_text='The course: notebook map').first.evaluate('e => e.scrollIntoView()')
                     if stem == '13_fig_blocks':                          # the shipped models' figures, first on the page
                         page.locator('main h2', has_text='What the shipped models draw').first.evaluate('e => e.scrollIntoView()')
-                    if stem == '06c_training':                          # the comparison's learning curves, trained models
+                    if stem == '08c_training':                          # the comparison's learning curves, trained models
                         page.locator('main img[src*="learning-curves"]').first.evaluate('e => e.scrollIntoView({block: "center"})')
                     tables = page.locator('main .output_markdown table')
                     if stem == '91_differences' and tables.count():      # the learning curves of the shipped runs, a table below

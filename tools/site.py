@@ -12,8 +12,8 @@ What it does, per notebook, as committed (with whatever outputs it holds):
   lacks (`aligned`, `\arg`, `\big\|`, `\_`) is rewritten first, and a formula whose MathML still shows TeX as text (an
   `&`, a `\name`) fails the build;
 - a markdown table printed to stdout (`print(markdown_table(...))`) is shown as a table, the rest of the print as text;
-- links to notebooks (`06c_training.ipynb#Section`) become links to pages (`06c_training.html#Section`), and a code span
-  that names a notebook (`06c_training`) becomes such a link; other relative links and markdown pictures
+- links to notebooks (`08c_training.ipynb#Section`) become links to pages (`08c_training.html#Section`), and a code span
+  that names a notebook (`08c_training`) becomes such a link; other relative links and markdown pictures
   (`images/...png`) are copied into the site (files outside nbs/ under _repo/); output pictures are embedded by nbconvert
   as data URIs and shown at their own size, never shrunk (a wider one scrolls), so that figure text drawn at 9 px or
   more stays readable; a broken link or picture, or anything a page would load from the network, fails the build;
@@ -39,7 +39,7 @@ EXPORT_ONLY = ('export', 'exports', 'exporti', 'default_exp')   # nbdev directiv
 
 def course_map(nbs: Path = NBS) -> list[tuple[str, list[str]]]:
     """[(track, [notebook stems])] in course order: each `### heading` of index.ipynb that has notebook-table rows
-    (`| \\`06c_training\\` | ...`) is a track; notebooks in no table come last, as 'Not in the notebook map'."""
+    (`| \\`08c_training\\` | ...`) is a track; notebooks in no table come last, as 'Not in the notebook map'."""
     index = json.loads((nbs/'index.ipynb').read_text(encoding='utf-8'))
     tracks, name, seen = {}, None, set()
     for cell in index['cells']:
