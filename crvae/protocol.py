@@ -16,12 +16,12 @@ from .core import check, did_you_mean, command, Arg, save_json, markdown_table
 from .models import FAMILY
 
 # %% auto #0
-__all__ = ['PROTOCOL', 'ROLES', 'GROUPS', 'SCORE_KEYS', 'RULE_VERDICTS', 'PROTOCOL_CLAIMS', 'CURVE_KEYS', 'HEADLINE', 'READINGS',
-           'Protocol', 'run_sets', 'train_command', 'plan', 'curve_window', 'window_steps', 'read_curves',
-           'lstm_rate_decision', 'snapshot_scores', 'mean_scores', 'score_run', 'paired_verdict', 'judge',
-           'block_profile', 'coarse_to_fine_verdict', 'attention_evidence', 'attention_verdict', 'weight_readings',
-           'protocol_home', 'read_protocol', 'curve_difference', 'budget_curves_figure', 'readings_rows',
-           'protocol_markdown']
+__all__ = ['PROTOCOL', 'ROLES', 'GROUPS', 'SCORE_KEYS', 'RULE_VERDICTS', 'PROTOCOL_CLAIMS', 'FIG6_STEPS', 'CURVE_KEYS',
+           'HEADLINE', 'READINGS', 'PAIRED_READINGS', 'Protocol', 'run_sets', 'train_command', 'plan', 'curve_window',
+           'window_steps', 'read_curves', 'lstm_rate_decision', 'snapshot_scores', 'mean_scores', 'score_run',
+           'paired_verdict', 'judge', 'block_profile', 'coarse_to_fine_verdict', 'attention_evidence',
+           'attention_verdict', 'weight_readings', 'protocol_home', 'read_protocol', 'curve_difference',
+           'budget_curves_figure', 'readings_rows', 'protocol_markdown']
 
 # %% ../nbs/88b_protocol.ipynb #99680fd1
 @dataclass(frozen=True)
@@ -286,11 +286,30 @@ def attention_verdict(atts:list[dict]) -> str:
     return f'not supported, {n - sharp}/{n} seeds'
 
 
+# %% ../nbs/88b_protocol.ipynb #e6fef46d
+FIG6_STEPS = 2_500     # crVAE Fig. 6 reads the snapshots of a run's last 2,500 steps (the paper: its last epochs)
+
+def _last_steps_stability(model, run:Path, snaps:dict, p:Protocol, classifiers=None, steps:int=FIG6_STEPS) -> dict|None:
+    "`fig_mi.snapshot_stability` over the snapshots of the run's last `steps` steps (unconditional models; None otherwise)."
+    from crvae.fig_mi import snapshot_stability
+    from crvae.models import CONDITIONAL
+    last = max(snaps, default=0)
+    if model.name in CONDITIONAL or last != p.steps or not all(s in snaps for s in range(last - steps + p.gap, last + 1, p.gap)):
+        return None
+    if classifiers is None:
+        from crvae.classifiers import eval_classifiers
+        from crvae.data import load_faces
+        d = model.run['data']
+        faces = load_faces(d['data'], d.get('root'), d.get('size', 64), d.get('n'), d.get('seed', 0), progress=False)
+        classifiers = eval_classifiers(faces)
+    return snapshot_stability(model, classifiers, k=steps // p.gap, seed=p.eval_seed)
+
+
 # %% ../nbs/88b_protocol.ipynb #ed22b7c7
 @torch.no_grad()
-def weight_readings(run, role:str, seed:int, p:Protocol=PROTOCOL, device='cpu') -> dict:
+def weight_readings(run, role:str, seed:int, p:Protocol=PROTOCOL, device='cpu', classifiers=None, fig6_steps:int=FIG6_STEPS) -> dict:
     "A run's readings at each budget's step: the attention summary (models with attention) and the block profile"
-    " (unconditional channel-recurrent models)."
+    " (unconditional channel-recurrent models); at the run's last step, the snapshot stability of an unconditional model."
     from crvae.runs import load, read_weights, load_weights_into, find_run
     from crvae.models import FAMILY, CONDITIONAL
     from crvae.shipping import attention_summary, cast_weights
@@ -298,6 +317,7 @@ def weight_readings(run, role:str, seed:int, p:Protocol=PROTOCOL, device='cpu') 
     model, snaps = load(run, device=device), _snapshots(run)
     check(model.name == ROLES.get(role, ('',))[0], f"{run} trains {model.name}, not the role {role!r}")
     out = dict(run=run.name, role=role, seed=seed, model=model.name, budgets={})
+    stab = _last_steps_stability(model, run, snaps, p, classifiers, fig6_steps)   # before a snapshot is loaded into the model
     for B in p.budgets:
         if B not in snaps: continue
         w = cast_weights(read_weights(snaps[B]), 'float16')
@@ -306,6 +326,7 @@ def weight_readings(run, role:str, seed:int, p:Protocol=PROTOCOL, device='cpu') 
         r = dict(step=B)
         if getattr(model, 'attention', None) is not None: r['attention'] = attention_summary(model)
         if FAMILY[model.name] == 'cr' and model.name not in CONDITIONAL: r['block_profile'] = block_profile(model, seed=p.eval_seed)
+        if stab is not None and stab['steps'][-1] == B: r['stability'] = stab
         out['budgets'][str(B)] = r
     return out
 
@@ -318,7 +339,10 @@ def _readings_cmd(run: Arg('the run folder'), *, role: Arg(f"its role ({', '.joi
         print(f"{res['run']} at {int(B):,} steps: " + '; '.join(
             ([attention_evidence(r['attention'])] if 'attention' in r else []) +
             ([f"coarse share early {r['block_profile']['early']:.3f}, late {r['block_profile']['late']:.3f}"]
-             if 'block_profile' in r else [])
+             if 'block_profile' in r else []) +
+            ([f"snapshots {r['stability']['steps'][0]:,}-{r['stability']['steps'][-1]:,}: pixel change "
+              f"{r['stability']['pixel_change_mean']:.4f} ± {r['stability']['pixel_change_se']:.4f}, parts switched "
+              f"{100 * r['stability']['part_switch_mean']:.1f} %"] if 'stability' in r else [])
             or ['nothing to read (no attention, not unconditional channel-recurrent)']))
     print(f"wrote {out}")
 
@@ -393,6 +417,7 @@ READINGS = (   # (claim, role, reading): the claims read off the weights (`weigh
     ('crVAE Fig. 9: coarse to fine', 'crvae-gan', 'block_profile'),
     ('crVAE Fig. 9: coarse to fine', 'crvae-gan-nomi', 'block_profile'),
     ('crVAE Fig. 9: coarse to fine', 'crvae', 'block_profile'))
+PAIRED_READINGS = (('crVAE Fig. 6: MI steadies the last snapshots', 'crvae-gan', 'crvae-gan-nomi', 'stability'),)  # lower is better
 
 def _reading_cell(kind:str, vals:list, p:Protocol) -> str:
     n = f"({len(vals)} seed{'s' if len(vals) > 1 else ''})"
@@ -406,7 +431,7 @@ def _reading_cell(kind:str, vals:list, p:Protocol) -> str:
     return f"coarse share early {early:.3f} vs late {late:.3f}, {r['mean']:+.3g}{se} {n}: {r['verdict']}"
 
 def readings_rows(readings:list[dict], p:Protocol=PROTOCOL) -> list[dict]:
-    "The claims read off the weights at each budget: the attention rule, and the paired coarse-to-fine rule over seeds."
+    "The claims read off the weights at each budget: the attention rule, the paired coarse-to-fine and stability rules over seeds."
     steps = {r['role']: r['steps'] for r in plan(p)}
     rows = []
     for claim, role, kind in READINGS:
@@ -416,6 +441,20 @@ def readings_rows(readings:list[dict], p:Protocol=PROTOCOL) -> list[dict]:
                     if r['role'] == role and kind in r['budgets'].get(str(B), {})]
             row[f'{B:,} steps'] = (_reading_cell(kind, vals, p) if vals else
                                    f"not planned ({steps[role]:,}-step run)" if steps.get(role, B) < B else 'not run')
+        rows.append(row)
+    for claim, a, b, kind in PAIRED_READINGS:
+        row = dict(claim=claim, model=f'{a} vs {b}')
+        for B in p.budgets:
+            got = {(r['role'], r['seed']): r['budgets'][str(B)][kind] for r in readings if kind in r['budgets'].get(str(B), {})}
+            seeds = sorted(s for (r, s) in got if r == a and (b, s) in got)
+            if not seeds:
+                row[f'{B:,} steps'] = 'not run' if B == p.steps else f'not planned (read over the last {FIG6_STEPS:,} of {p.steps:,} steps)'
+                continue
+            va, vb = [got[a, s]['pixel_change_mean'] for s in seeds], [got[b, s]['pixel_change_mean'] for s in seeds]
+            r = paired_verdict(va, vb, False, p.z)
+            se = '' if r['se'] is None else f" ± {r['se']:.3g}"
+            row[f'{B:,} steps'] = (f"pixel change {sum(va) / len(va):.4f} vs {sum(vb) / len(vb):.4f}, {r['mean']:+.3g}{se} "
+                                   f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''}): {r['verdict']}")
         rows.append(row)
     return rows
 
@@ -447,7 +486,7 @@ def protocol_markdown(data:dict, fig_dir=None, p:Protocol=PROTOCOL) -> str:
     L += [markdown_table(rows), '']
     if data.get('readings'):
         L += ["Read off the weights at each budget's step (`weight_readings`; the attention rule and the paired coarse-to-fine "
-              "rule of this notebook):", '', markdown_table(readings_rows(data['readings'], p)), '']
+              "and stability rules of this notebook):", '', markdown_table(readings_rows(data['readings'], p)), '']
     if fig_dir is not None and data['curves']:
         import matplotlib.pyplot as plt
         fig = budget_curves_figure(data['curves'], p=p)

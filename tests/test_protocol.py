@@ -162,3 +162,22 @@ def test_weight_readings(tiny_run, faces_1k):
     man = [dict(run='acvae-gan-seed0', status='scored', steps_done='4', steps='4', code_commit='abc1234')]
     md = protocol_markdown(dict(manifest=man, scores=[], curves={}, readings=[acv, cr]), p=p)
     assert 'Read off the weights' in md and '| acVAE Table 1 with no regulariser | acvae-gan-noreg |' in md
+
+
+def test_fig6_stability_reading(tiny_run, tiny_classifiers, faces_1k):
+    "crVAE Fig. 6 under the protocol: the snapshots of the run's last steps, read at its final budget only, paired over seeds."
+    from crvae.classifiers import load_classifiers
+    from crvae.protocol import weight_readings, readings_rows
+    clf = load_classifiers(faces_1k, root=tiny_classifiers(faces_1k))
+    p = Protocol(steps=4, budgets=(2, 4), window=2, gap=1, n_test=20, diversity_n=8)
+    run = tiny_run('protocol-crvae-gan', 'crvae-gan', [], faces_1k, steps=4, snapshots=True)     # snapshots 2, 3, 4
+    r = weight_readings(run, 'crvae-gan', 0, p, classifiers=clf, fig6_steps=2)
+    s = r['budgets']['4']['stability']
+    assert s['steps'] == [3, 4] and len(s['pixel_change']) == 1 and 0 <= s['pixel_change_mean'] <= 1
+    assert 'stability' not in r['budgets']['2']                                       # a reading at the run's last step only
+    assert 'stability' not in weight_readings(run, 'crvae-gan', 0, p, classifiers=clf, fig6_steps=4)['budgets']['4']  # too few
+    longer = Protocol(steps=8, budgets=(2, 4), window=2, gap=1)
+    assert 'stability' not in weight_readings(run, 'crvae-gan', 0, longer, classifiers=clf, fig6_steps=2)['budgets']['4']  # unfinished
+    nomi = dict(r, role='crvae-gan-nomi', budgets={'4': dict(stability=dict(s, pixel_change_mean=s['pixel_change_mean'] + 0.01))})
+    row = next(x for x in readings_rows([r, nomi], p) if x['claim'].startswith('crVAE Fig. 6'))
+    assert row['4 steps'].endswith('(1 seed): indicative: ahead') and row['2 steps'].startswith('not planned')
