@@ -109,6 +109,12 @@ def collect(run:dict, runs:Path, code:Path, note:str):
     print(f"{time.strftime('%H:%M:%S')} collected {run['name']} into {dest}", flush=True)
 
 
+def next_runs(rows:list[dict], first=()) -> list[dict]:
+    "The runs to start, in order: stopped ones (they resume), then pending ones; within each, `first` before the plan's order."
+    todo = [r for r in rows if r['status'] in ('stopped', 'pending')]
+    return sorted(todo, key=lambda r: (r['status'] != 'stopped', r['run'] not in first))   # stable: the plan's order otherwise
+
+
 def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str, first:tuple=()):
     """`first`: runs to start before the plan's order (scheduling only: settings, steps and rule are the plan's)."""
     plan = _plan(code)
@@ -119,10 +125,7 @@ def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str, fir
         _write_manifest(rows)
         by = {r['name']: r for r in plan}
         running = [r for r in rows if r['status'] == 'running']
-        # stopped runs first (they resume), then pending ones, in the plan's order
-        todo = [r for r in rows if r['status'] == 'stopped'] + [r for r in rows if r['status'] == 'pending']
-        todo.sort(key=lambda r: (r['status'] != 'stopped', r['run'] not in first))   # stable: the plan's order otherwise
-        todo = [r for r in todo if starts.get(r['run'], 0) < 3]     # a run that keeps failing: see RUNS/<run>.out
+        todo = [r for r in next_runs(rows, first) if starts.get(r['run'], 0) < 3]   # one that keeps failing: RUNS/<run>.out
         for r in todo[:max(0, jobs - len(running))]:
             procs[r['run']] = start(by[r['run']], runs, code)
             starts[r['run']] = starts.get(r['run'], 0) + 1
