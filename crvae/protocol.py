@@ -145,15 +145,23 @@ def _snapshots(run:Path) -> dict:
     from crvae.fig_mi import snapshot_step
     return {snapshot_step(s): s for s in (run/'snapshots').glob('step-*.safetensors')}
 
+def _load_snapshot(model, path:Path):
+    "Load a snapshot into `model` rounded to float16, as the shipped weights are (integer buffers untouched), in eval mode."
+    from crvae.runs import read_weights, load_weights_into
+    from crvae.shipping import cast_weights
+    w = cast_weights(read_weights(path), 'float16')
+    load_weights_into(model, {k: v.float() if v.is_floating_point() else v for k, v in w.items()}, str(path))
+    model.eval()
+
 @torch.no_grad()
 def score_run(run, role:str, seed:int, p:Protocol=PROTOCOL, faces=None, classifiers=None, device='cpu',
               progress:bool=False) -> dict:
     "The protocol's scores of run folder `run` at each budget its snapshots cover: per snapshot and the window's mean."
-    from crvae.runs import load, read_run, read_weights, load_weights_into, find_run
+    from crvae.runs import load, read_run, find_run
     from crvae.data import load_faces
     from crvae.metrics import evaluate_model
     from crvae.classifiers import eval_classifiers
-    from crvae.shipping import eval_subset, cast_weights
+    from crvae.shipping import eval_subset
     run = find_run(run)                                   # not a run: one line naming the shipped checkpoints
     info = read_run(run)
     check(role in ROLES and info['model'] == ROLES[role][0], f"{run} trains {info['model']}, not the role {role!r}")
@@ -171,9 +179,7 @@ def score_run(run, role:str, seed:int, p:Protocol=PROTOCOL, faces=None, classifi
         if lacking: out['missing'][str(B)] = lacking; continue
         rows = []
         for s in steps:
-            w = cast_weights(read_weights(snaps[s]), 'float16')
-            load_weights_into(model, {k: v.float() if v.is_floating_point() else v for k, v in w.items()}, str(snaps[s]))
-            model.eval()
+            _load_snapshot(model, snaps[s])
             res = evaluate_model(model, sub, clf, None, p.eval_seed)
             g = torch.Generator(device=model.device).manual_seed(p.eval_seed)
             a = sub.attrs[:p.diversity_n].to(model.device) if model.conditional else None
@@ -298,10 +304,8 @@ def _last_steps_stability(model, run:Path, snaps:dict, p:Protocol, classifiers=N
         return None
     if classifiers is None:
         from crvae.classifiers import eval_classifiers
-        from crvae.data import load_faces
-        d = model.run['data']
-        faces = load_faces(d['data'], d.get('root'), d.get('size', 64), d.get('n'), d.get('seed', 0), progress=False)
-        classifiers = eval_classifiers(faces)
+        from crvae.sampling import run_faces
+        classifiers = eval_classifiers(run_faces(model))
     return snapshot_stability(model, classifiers, k=steps // p.gap, seed=p.eval_seed)
 
 
@@ -310,9 +314,9 @@ def _last_steps_stability(model, run:Path, snaps:dict, p:Protocol, classifiers=N
 def weight_readings(run, role:str, seed:int, p:Protocol=PROTOCOL, device='cpu', classifiers=None, fig6_steps:int=FIG6_STEPS) -> dict:
     "A run's readings at each budget's step: the attention summary (models with attention) and the block profile"
     " (unconditional channel-recurrent models); at the run's last step, the snapshot stability of an unconditional model."
-    from crvae.runs import load, read_weights, load_weights_into, find_run
+    from crvae.runs import load, find_run
     from crvae.models import FAMILY, CONDITIONAL
-    from crvae.shipping import attention_summary, cast_weights
+    from crvae.shipping import attention_summary
     run = find_run(run)
     model, snaps = load(run, device=device), _snapshots(run)
     check(model.name == ROLES.get(role, ('',))[0], f"{run} trains {model.name}, not the role {role!r}")
@@ -320,9 +324,7 @@ def weight_readings(run, role:str, seed:int, p:Protocol=PROTOCOL, device='cpu', 
     stab = _last_steps_stability(model, run, snaps, p, classifiers, fig6_steps)   # before a snapshot is loaded into the model
     for B in p.budgets:
         if B not in snaps: continue
-        w = cast_weights(read_weights(snaps[B]), 'float16')
-        load_weights_into(model, {k: v.float() if v.is_floating_point() else v for k, v in w.items()}, str(snaps[B]))
-        model.eval()
+        _load_snapshot(model, snaps[B])
         r = dict(step=B)
         if getattr(model, 'attention', None) is not None: r['attention'] = attention_summary(model)
         if FAMILY[model.name] == 'cr' and model.name not in CONDITIONAL: r['block_profile'] = block_profile(model, seed=p.eval_seed)
@@ -335,16 +337,16 @@ def _readings_cmd(run: Arg('the run folder'), *, role: Arg(f"its role ({', '.joi
                   seed: Arg('its training seed', type=int), out: Arg('the JSON file to write')):
     res = weight_readings(run, role, seed)
     save_json(out, res)
-    for B, r in res['budgets'].items():
-        print(f"{res['run']} at {int(B):,} steps: " + '; '.join(
-            ([attention_evidence(r['attention'])] if 'attention' in r else []) +
-            ([f"coarse share early {r['block_profile']['early']:.3f}, late {r['block_profile']['late']:.3f}"]
-             if 'block_profile' in r else []) +
-            ([f"snapshots {r['stability']['steps'][0]:,}-{r['stability']['steps'][-1]:,}: pixel change "
-              f"{r['stability']['pixel_change_mean']:.4f} ± {r['stability']['pixel_change_se']:.4f}, parts switched "
-              f"{100 * r['stability']['part_switch_mean']:.1f} %"] if 'stability' in r else [])
-            or ['nothing to read (no attention, not unconditional channel-recurrent)']))
+    for B, r in res['budgets'].items(): print(f"{res['run']} at {int(B):,} steps: {_reading_words(r)}")
     print(f"wrote {out}")
+
+def _reading_words(r:dict) -> str:
+    "One budget's readings in words."
+    words = [attention_evidence(a) for a in [r.get('attention')] if a]
+    words += [f"coarse share early {b['early']:.3f}, late {b['late']:.3f}" for b in [r.get('block_profile')] if b]
+    words += [f"snapshots {s['steps'][0]:,}-{s['steps'][-1]:,}: pixel change {s['pixel_change_mean']:.4f} ± "
+              f"{s['pixel_change_se']:.4f}, parts switched {100 * s['part_switch_mean']:.1f} %" for s in [r.get('stability')] if s]
+    return '; '.join(words) or 'nothing to read (no attention, not unconditional channel-recurrent)'
 
 
 # %% ../nbs/88b_protocol.ipynb #e4381150
@@ -419,16 +421,18 @@ READINGS = (   # (claim, role, reading): the claims read off the weights (`weigh
     ('crVAE Fig. 9: coarse to fine', 'crvae', 'block_profile'))
 PAIRED_READINGS = (('crVAE Fig. 6: MI steadies the last snapshots', 'crvae-gan', 'crvae-gan-nomi', 'stability'),)  # lower is better
 
+def _diff(mean:float, se:float|None) -> str: return f"{mean:+.3g}" + ('' if se is None else f" ± {se:.3g}")
+def _seeds(n:int) -> str: return f"({n} seed{'s' if n != 1 else ''})"
+
 def _reading_cell(kind:str, vals:list, p:Protocol) -> str:
-    n = f"({len(vals)} seed{'s' if len(vals) > 1 else ''})"
+    n = _seeds(len(vals))
     if kind == 'attention':
         H, used = (sum(a[k] for a in vals) / len(vals) for k in ('entropy_over_logT', 'steps_used'))
         v = attention_verdict(vals)
         return f"entropy/log T {H:.2f}, {used:.3g}/{vals[0]['T']} steps attended: {v}" + ('' if 'seed' in v else f' {n}')
     r = coarse_to_fine_verdict(vals, p.z)
-    se = '' if r['se'] is None else f" ± {r['se']:.3g}"
     early, late = (sum(v[k] for v in vals) / len(vals) for k in ('early', 'late'))
-    return f"coarse share early {early:.3f} vs late {late:.3f}, {r['mean']:+.3g}{se} {n}: {r['verdict']}"
+    return f"coarse share early {early:.3f} vs late {late:.3f}, {_diff(r['mean'], r['se'])} {n}: {r['verdict']}"
 
 def readings_rows(readings:list[dict], p:Protocol=PROTOCOL) -> list[dict]:
     "The claims read off the weights at each budget: the attention rule, the paired coarse-to-fine and stability rules over seeds."
@@ -452,9 +456,8 @@ def readings_rows(readings:list[dict], p:Protocol=PROTOCOL) -> list[dict]:
                 continue
             va, vb = [got[a, s]['pixel_change_mean'] for s in seeds], [got[b, s]['pixel_change_mean'] for s in seeds]
             r = paired_verdict(va, vb, False, p.z)
-            se = '' if r['se'] is None else f" ± {r['se']:.3g}"
-            row[f'{B:,} steps'] = (f"pixel change {sum(va) / len(va):.4f} vs {sum(vb) / len(vb):.4f}, {r['mean']:+.3g}{se} "
-                                   f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''}): {r['verdict']}")
+            row[f'{B:,} steps'] = (f"pixel change {sum(va) / len(va):.4f} vs {sum(vb) / len(vb):.4f}, "
+                                   f"{_diff(r['mean'], r['se'])} {_seeds(len(seeds))}: {r['verdict']}")
         rows.append(row)
     return rows
 
@@ -462,8 +465,7 @@ def readings_rows(readings:list[dict], p:Protocol=PROTOCOL) -> list[dict]:
 # %% ../nbs/88b_protocol.ipynb #425d3df8
 def _cell(r:dict) -> str:
     if r['verdict'] == 'not run': return 'not run'
-    se = '' if r['se'] is None else f" ± {r['se']:.3g}"
-    return f"{r['mean_diff']:+.3g}{se} ({r['seeds']} seeds): {r['verdict']}"
+    return f"{_diff(r['mean_diff'], r['se'])} {_seeds(r['seeds'])}: {r['verdict']}"
 
 def protocol_markdown(data:dict, fig_dir=None, p:Protocol=PROTOCOL) -> str:
     "The report's section on the long comparison: status, the verdicts at both budgets, the budget curves (PNG into fig_dir)."

@@ -26,9 +26,10 @@ def _plan(code:Path) -> list[dict]:
     return json.loads(out.stdout)
 
 
-def _env(code:Path) -> dict:
-    "The trainings' environment: CODE's crvae (they also run with CODE as their folder), one thread."
-    return dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CRVAE_PLOTS='1')
+def _env(code:Path|None) -> dict:
+    "The trainings' environment: CODE's crvae (they also run with CODE as their folder), one thread; None: this checkout's."
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    return dict(env, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CRVAE_PLOTS='1', **({'PYTHONPATH': str(code)} if code else {}))
 
 
 def _steps_done(run:Path) -> int:
@@ -103,9 +104,8 @@ def collect(run:dict, runs:Path, code:Path, note:str):
     os.replace(tmp, dest/'scores.json')
     # the readings of its weights (attention, block profile) come from this checkout's code: they apply rules fixed before the
     # runs, with code added after the first runs finished (notebook 88b_protocol)
-    env = {**{k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
     subprocess.run(['nice', '-n', '5', sys.executable, '-m', 'crvae', 'protocol', 'readings', str(folder), '--role', run['role'],
-                    '--seed', str(run['seed']), '--out', str(dest/'readings.json')], env=env, cwd=REPO, check=True)
+                    '--seed', str(run['seed']), '--out', str(dest/'readings.json')], env=_env(None), cwd=REPO, check=True)
     print(f"{time.strftime('%H:%M:%S')} collected {run['name']} into {dest}", flush=True)
 
 
