@@ -3,6 +3,7 @@
     python tools/comparison.py status --runs RUNS                      # every run of the plan: steps done, running or not
     python tools/comparison.py watch --runs RUNS --code CODE [--jobs 2] # keep JOBS trainings going until the plan is done
     python tools/comparison.py check --runs RUNS --code CODE            # the LSTM-rate check, once both lr/8 runs pass 2,500 steps
+    python tools/comparison.py ship --runs RUNS [--dry-run]              # seed 0 of every model as the shipped checkpoints
 
 RUNS is a folder outside the repository for the run folders; CODE is a frozen copy of the code the runs train with
 (`git archive COMMIT | tar -x -C CODE`), so that the work in the repository can change while they train. The manifest
@@ -143,6 +144,52 @@ def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str, fir
     _write_manifest(state(runs, plan, commit))
 
 
+def ship_commands(rows:list[dict], runs:Path, shipped:dict, results:dict) -> tuple[list[list[str]], list[str]]:
+    """What `ship` runs, once seed 0 of every shipped model has all its steps: `crvae ship` of each seed-0 run (with as many
+    weight snapshots as its checkpoint ships now, for crVAE Fig. 6), `crvae ship-results` of each later seed that is scored,
+    and the results files to delete: the scores of seeds that did not come from the plan's steps (an earlier, shorter
+    comparison), which would otherwise be averaged with the new seed 0. `shipped`: {role: snapshots it ships now};
+    `results`: {file name: the step its scores were taken at}."""
+    by = {(r['role'], int(r['seed'])): r for r in rows}
+    seed0 = [by.get((role, 0)) for role in shipped]
+    waiting = [f"{r['run']} ({int(r['steps_done']):,}/{int(r['steps']):,}, {r['status']})" for r in seed0
+               if r is not None and not (r['status'] == 'scored' and int(r['steps_done']) >= int(r['steps']))]
+    missing = [role for role, r in zip(shipped, seed0) if r is None]
+    if missing or waiting:
+        raise ValueError(f"not shipped: seed 0 of every shipped model must be scored at its steps first; "
+                         f"{'; '.join(waiting + [f'{m}: not in the plan' for m in missing])}")
+    cmds, keep = [], set()
+    for role, snaps in shipped.items():
+        cmds.append(['crvae', 'ship', str(runs/f'{role}-seed0'), '--name', f'{role}-avatars64', '--force'] +
+                    (['--snapshots', str(snaps)] if snaps else []))
+        for r in rows:
+            if r['role'] == role and int(r['seed']) > 0 and r['status'] == 'scored':
+                cmds.append(['crvae', 'ship-results', str(runs/r['run']), '--role', role, '--seed', str(r['seed'])])
+                keep.add(f"{role}-seed{r['seed']}.json")
+    steps = {r['role']: int(r['steps']) for r in rows}
+    drop = sorted(f for f, step in results.items() if f not in keep and f.rsplit('-seed', 1)[0] in shipped
+                  and step != steps[f.rsplit('-seed', 1)[0]])
+    return cmds, drop
+
+
+def ship(runs:Path, dry:bool=False):
+    "Ship seed 0 of each shipped model from the plan's runs, and the later seeds' scores, with this checkout's code."
+    assets = Path(os.environ.get('CRVAE_ASSETS') or REPO/'crvae'/'assets')
+    ck, res = assets/'checkpoints', assets/'results'
+    shipped = {p.name.rsplit('-avatars64', 1)[0]: len(list((p/'snapshots').glob('*.safetensors')))
+               for p in sorted(ck.glob('*-avatars64')) if (p/'model.safetensors').exists()}
+    results = {f.name: int(json.loads(f.read_text())['result'].get('step') or 0) for f in sorted(res.glob('*-seed*.json'))}
+    cmds, drop = ship_commands(list(_read_manifest().values()), runs, shipped, results)
+    for c in cmds:
+        print(' '.join(c), flush=True)
+        if not dry: subprocess.run(['nice', '-n', '5', sys.executable, '-m', 'crvae', *c[1:]], env=_env(None), cwd=REPO, check=True)
+    for f in drop:
+        print(f'rm {res/f}  # scored at another step than the plan\'s', flush=True)
+        if not dry: (res/f).unlink()
+    print('then: python tools/completion_study.py (crVAE Table 2 on the new vae-gan and crvae-gan), and the notebooks that '
+          'show the shipped checkpoints, run again')
+
+
 def lstm_check(runs:Path, code:Path):
     """The protocol's LSTM-rate check (notebook 88b_protocol): the lr/8 runs' learning curves at steps 1,750-2,500 against the
     three full-rate seeds committed under nbs/results; writes RESULTS/lstm-rate-check.json with the rows it read."""
@@ -170,13 +217,14 @@ print(json.dumps(d, indent=1))
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('what', choices=('status', 'watch', 'check'))
+    ap.add_argument('what', choices=('status', 'watch', 'check', 'ship'))
     ap.add_argument('--runs', required=True, help='folder of the run folders (outside the repository)')
     ap.add_argument('--code', help='frozen copy of the code the runs train with (default: this checkout)')
     ap.add_argument('--commit', default='', help='the commit CODE was archived from (recorded in the manifest)')
     ap.add_argument('--jobs', type=int, default=2)
     ap.add_argument('--first', default='', help='comma-separated runs to start before the plan order, e.g. the seed-0 runs a '
                     'shipped group still needs (scheduling only)')
+    ap.add_argument('--dry-run', action='store_true', help='ship: print the commands, run none')
     ap.add_argument('--every', type=float, default=60, help='seconds between checks')
     ap.add_argument('--note', default='trained at 1 thread beside another training on 2 cores',
                     help="the load the runs train under (recorded in each run's summary)")
@@ -187,4 +235,7 @@ if __name__ == '__main__':
         rows = state(runs, _plan(code), a.commit)
         for r in rows: print(f"{r['run']:28s} {r['status']:8s} {r['steps_done']:>6}/{r['steps']:<6} {r['code_commit']}")
     elif a.what == 'check': lstm_check(runs, code)
+    elif a.what == 'ship':
+        try: ship(runs, a.dry_run)
+        except ValueError as e: print(f'error: {e}', file=sys.stderr); sys.exit(2)
     else: watch(runs, code, a.jobs, a.every, a.note, a.commit, tuple(x for x in a.first.split(',') if x))
