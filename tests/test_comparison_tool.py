@@ -33,3 +33,14 @@ def test_ship_commands():
     assert drop == ['a-seed2.json', 'b-seed1.json']       # a-seed1.json is rewritten; c is not shipped: left alone
     assert comparison.ship_commands(rows, runs, shipped, dict(results, **{'b-seed1.json': 10000}))[1] == ['a-seed2.json']
     with pytest.raises(ValueError, match='c: not in the plan'): comparison.ship_commands(rows, runs, {'c': 0}, {})
+
+
+def test_study_matches(tmp_path):
+    "The completion study ships with the checkpoints only when it was computed on the very weights that ship."
+    import hashlib, json
+    (tmp_path/'a-avatars64').mkdir(); (tmp_path/'a-avatars64'/'model.safetensors').write_bytes(b'weights')
+    study = tmp_path/'study.json'
+    def write(h, name='a-avatars64'): study.write_text(json.dumps(dict(checkpoints={'a': dict(name=name, weights_sha256=h)})))
+    write(hashlib.sha256(b'weights').hexdigest()); assert comparison.study_matches(study, tmp_path)
+    write(hashlib.sha256(b'other').hexdigest()); assert not comparison.study_matches(study, tmp_path)
+    write(hashlib.sha256(b'weights').hexdigest(), 'b-avatars64'); assert not comparison.study_matches(study, tmp_path)

@@ -172,6 +172,15 @@ def ship_commands(rows:list[dict], runs:Path, shipped:dict, results:dict) -> tup
     return cmds, drop
 
 
+def study_matches(study:Path, ck:Path) -> bool:
+    "Whether the completion study `study` was computed on the checkpoints that ship in folder `ck` now (by their weights' sha256)."
+    import hashlib
+    st = json.loads(study.read_text())
+    return all((ck/c['name']/'model.safetensors').is_file() and
+               hashlib.sha256((ck/c['name']/'model.safetensors').read_bytes()).hexdigest() == c['weights_sha256']
+               for c in st['checkpoints'].values())
+
+
 def ship(runs:Path, dry:bool=False):
     "Ship seed 0 of each shipped model from the plan's runs, and the later seeds' scores, with this checkout's code."
     assets = Path(os.environ.get('CRVAE_ASSETS') or REPO/'crvae'/'assets')
@@ -186,8 +195,13 @@ def ship(runs:Path, dry:bool=False):
     for f in drop:
         print(f'rm {res/f}  # scored at another step than the plan\'s', flush=True)
         if not dry: (res/f).unlink()
-    print('then: python tools/completion_study.py (crVAE Table 2 on the new vae-gan and crvae-gan), and the notebooks that '
-          'show the shipped checkpoints, run again')
+    study = RESULTS/'completion-study.json'     # crVAE Table 2 on 100 faces, computed on these seed-0 weights before they shipped
+    if not dry and study.exists():
+        if study_matches(study, ck):
+            tmp = res/'completion-study.json.tmp'; tmp.write_bytes(study.read_bytes()); os.replace(tmp, res/'completion-study.json')
+            print(f'copied {study.name} into {res}: its checkpoints are the ones shipped now')
+        else: print(f'{study.name} was computed on other weights: run python tools/completion_study.py again')
+    print('then: run the notebooks that show the shipped checkpoints again')
 
 
 def lstm_check(runs:Path, code:Path):
