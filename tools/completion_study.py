@@ -7,13 +7,13 @@ The faces are the figure's own choice (`pick_faces`, seed 0), the objective and 
 holds each mask's masked MSE with its standard error over the faces, the classifiers' realism proxies, and the sha256 of
 each checkpoint's weights: `crvae reproduce` judges crVAE Table 2's claim from it when the shipped weights still match,
 and from its own small figure otherwise. About an hour on one busy CPU thread."""
-import argparse, sys, time
+import argparse, os, sys, time
 from pathlib import Path
 
 ROLES = ('vae-gan', 'crvae-gan')
 
 def main(n:int, steps:int, out:Path, seed:int=0):
-    from crvae.core import save_json, checkpoints_home
+    from crvae.core import save_json, checkpoints_home, assets_home
     from crvae.runs import load
     from crvae.data import load_faces, to_float
     from crvae.figures import RunSet, pick_faces, figure_config
@@ -27,6 +27,8 @@ def main(n:int, steps:int, out:Path, seed:int=0):
     runs = RunSet(list(models.values()), faces=faces)
     test = pick_faces(runs, n, seed, 'crvae-fig8')
     realism, note = default_realism(runs)
+    note = note.replace(str(assets_home()), 'assets')      # no machine path in the shipped JSON: the classifiers' folder, relative
+    if os.environ.get('CRVAE_DATA'): note = note.replace(str(Path(os.environ['CRVAE_DATA']).resolve()), '$CRVAE_DATA')
     cfg = figure_config('paper')
     t0 = time.time()
     st = completion_study(models, to_float(test.images), test.attrs, tuple(MASKS), steps, cfg.completion_lr, cfg.gamma, cfg.tau,
