@@ -52,11 +52,10 @@ def _alive(pidfile:Path) -> bool:
 
 
 def _write_manifest(rows:list[dict]):
+    from crvae.core import atomic_write_text
     buf = io.StringIO()
     w = csv.DictWriter(buf, FIELDS, lineterminator='\n'); w.writeheader(); w.writerows(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS/'manifest.csv.tmp'
-    tmp.write_text(buf.getvalue()); os.replace(tmp, RESULTS/'manifest.csv')
+    atomic_write_text(RESULTS/'manifest.csv', buf.getvalue())
 
 
 def _read_manifest() -> dict:
@@ -167,17 +166,16 @@ def ship_commands(rows:list[dict], runs:Path, shipped:dict, results:dict) -> tup
                 cmds.append(['crvae', 'ship-results', str(runs/r['run']), '--role', role, '--seed', str(r['seed'])])
                 keep.add(f"{role}-seed{r['seed']}.json")
     steps = {r['role']: int(r['steps']) for r in rows}
-    drop = sorted(f for f, step in results.items() if f not in keep and f.rsplit('-seed', 1)[0] in shipped
-                  and step != steps[f.rsplit('-seed', 1)[0]])
+    role_of = lambda f: f.rsplit('-seed', 1)[0]
+    drop = sorted(f for f, step in results.items() if f not in keep and role_of(f) in shipped and step != steps[role_of(f)])
     return cmds, drop
 
 
 def study_matches(study:Path, ck:Path) -> bool:
     "Whether the completion study `study` was computed on the checkpoints that ship in folder `ck` now (by their weights' sha256)."
-    import hashlib
+    from crvae.runs import sha256_file
     st = json.loads(study.read_text())
-    return all((ck/c['name']/'model.safetensors').is_file() and
-               hashlib.sha256((ck/c['name']/'model.safetensors').read_bytes()).hexdigest() == c['weights_sha256']
+    return all((ck/c['name']/'model.safetensors').is_file() and sha256_file(ck/c['name']/'model.safetensors') == c['weights_sha256']
                for c in st['checkpoints'].values())
 
 
@@ -198,7 +196,8 @@ def ship(runs:Path, dry:bool=False):
     study = RESULTS/'completion-study.json'     # crVAE Table 2 on 100 faces, computed on these seed-0 weights before they shipped
     if not dry and study.exists():
         if study_matches(study, ck):
-            tmp = res/'completion-study.json.tmp'; tmp.write_bytes(study.read_bytes()); os.replace(tmp, res/'completion-study.json')
+            from crvae.core import atomic_write_bytes
+            atomic_write_bytes(res/'completion-study.json', study.read_bytes())
             print(f'copied {study.name} into {res}: its checkpoints are the ones shipped now')
         else: print(f'{study.name} was computed on other weights: run python tools/completion_study.py again')
     print('then: run the notebooks that show the shipped checkpoints again')
@@ -222,8 +221,8 @@ d['lr curves'] = 'nbs/results/learning/tinybeta-MODEL-seed0 and nbs/results/comp
 print(json.dumps(d, indent=1))
 """
     out = subprocess.run([sys.executable, '-c', prog], env=_env(code), cwd=code, capture_output=True, text=True, check=True).stdout
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS/'lstm-rate-check.json.tmp'; tmp.write_text(out); os.replace(tmp, RESULTS/'lstm-rate-check.json')
+    from crvae.core import atomic_write_text
+    atomic_write_text(RESULTS/'lstm-rate-check.json', out)
     d = json.loads(out)
     for r in d['rows']: print(r)
     print(d['decision'])
