@@ -112,6 +112,10 @@ class FaceTool:
         return self.override if self.override is not None else self.block_info['block']
     @property
     def state(self) -> ToolState|None: return self.history[-1] if self.history else None
+    @property
+    def _min_change(self) -> float:
+        "The visible floor of a variation's pixel change: the one the fine-tuning block was measured with (5 % by default)."
+        return float(((self.block_info or {}).get('key') or {}).get('settings', {}).get('min_change', BlockSearch.min_change))
 
 # %% ../nbs/30_face_tool.ipynb #6a472826
 @patch
@@ -212,7 +216,8 @@ def pick(self:FaceTool, i:int) -> torch.Tensor:
 @patch
 def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
     "Stage 2: n copies of the picked face (or of the face being varied), only the fine-tuning block redrawn by the sampler (eq. 2);"
-    " with a classifier and a request, `candidates` times n drawn and the n that keep the request shown."
+    " with a classifier and a request, `candidates` times n drawn and n shown: those that keep the request first, and among them"
+    " those that change the face visibly (the block search's floor, 5 % of the pixel scale) before those that barely do."
     self._need_model()
     st = self.state
     check(st is not None and (st.picked is not None or st.base is not None),
@@ -233,7 +238,9 @@ def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
     drawn = kept = None
     if filt:
         ok = keeps_request(logits, broken, st.requested, self.attr_names)           # (m,) bool
-        rank = torch.where(ok, 0, 1) + (2 * broken.long() if broken is not None else 0)   # keepers, then the rest, broken last
+        change = (to_float(imgs) - to_float(base['image'])).abs().mean((1, 2, 3)) / 2        # eq. (3) per candidate, 0..1 scale
+        faint = change < self._min_change                                             # below the visible floor
+        rank = 2 * (~ok).long() + faint.long() + (4 * broken.long() if broken is not None else 0)   # visible keepers first, broken last
         show = torch.sort(rank, stable=True).indices[:n]                             # in draw order within each rank
         z, imgs, logits = z[show], imgs[show], logits[show]
         broken = None if broken is None else broken[show]

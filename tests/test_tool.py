@@ -7,6 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import crvae.core
+from crvae.data import to_float
 from crvae.core import UserError, main
 from crvae.core import assets_home, checkpoints_home
 from helpers.write_hook import before_replace
@@ -443,3 +444,27 @@ def test_block_key_hashes_the_weights_load_reads(acvae_run, tmp_path, faces_1k):
     assert r['key']['weights_sha256'] == sha256_file(run/'checkpoints'/'step-0000002'/'model.safetensors')
     shutil.rmtree(run/'checkpoints')
     with pytest.raises(UserError, match='has no weights yet'): weights_path(run)
+
+
+def test_variations_show_visible_changes_first(tool, monkeypatch):
+    "Among the candidates that keep the request, those that change the face by at least the visible floor (5 %) come first."
+    names = tool.attr_names
+    L = torch.full((1, len(names)), -3.0)
+    L[:, names.index('Eyeglasses')] = 3.0                                  # every face keeps the request
+    tool.history.clear()
+    tool.classifier = _fake_classifier(L)
+    try:
+        tool.generate({'Eyeglasses': 1}, seed=2); tool.pick(0)
+        base = tool.state.face(0)['image']
+        step = torch.tensor([0, 60, 0, 0, 60, 60, 0, 60, 60, 0, 0, 0])     # the 12 candidates: 1, 4, 5, 7 and 8 change visibly
+        monkeypatch.setattr(crvae.tool, '_images', lambda self, z, a: (base[None].int() - step[:len(z), None, None, None]).clamp(0, 255).to(torch.uint8))
+        change = lambda x: float((to_float(x) - to_float(base)).abs().mean() / 2)
+        assert tool._min_change == 0.05 and change((base.int() - 60).clamp(0, 255).to(torch.uint8)) > 0.05
+        tool.variations(n=4, seed=1)                                        # 3 x 4 = 12 drawn, 4 shown
+        assert (tool.state.drawn, tool.state.kept) == (12, 12)
+        assert all(change(x) > 0.05 for x in tool.state.images)             # the visible ones (before: the first four drawn)
+        tool.undo(); tool.candidates = 1; tool.variations(n=4, seed=1)     # as drawn: no choice
+        assert [change(x) > 0.05 for x in tool.state.images] == [False, True, False, False]
+    finally:
+        tool.classifier, tool.candidates = None, 3
+        tool.history.clear()
