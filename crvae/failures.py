@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from .core import check
+from .core import check, UserError
 from .data import to_float
 
 # %% auto #0
-__all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'BROKEN_BLUR', 'BROKEN_QUANTILE', 'BROKEN', 'LABELS_FILE', 'total_variation',
-           'exploded_threshold', 'exploded_share', 'attribute_doubt', 'blur', 'broken_threshold', 'broken_share',
-           'broken_labels', 'label_scores']
+__all__ = ['EXPLODED_FACTOR', 'EXPLODED_QUANTILE', 'BROKEN_BLUR', 'BROKEN_QUANTILE', 'BROKEN', 'LABELS_FILE', 'LABEL_SHEET',
+           'total_variation', 'exploded_threshold', 'exploded_share', 'attribute_doubt', 'blur', 'broken_threshold',
+           'broken_share', 'broken_labels', 'labelled_faces', 'label_scores']
 
 # %% ../nbs/07b_failures.ipynb #5e1f0c2a
 def total_variation(x:torch.Tensor) -> torch.Tensor:
@@ -42,6 +42,7 @@ def exploded_share(tv:torch.Tensor, threshold:float) -> dict:
 BROKEN_BLUR, BROKEN_QUANTILE = 1.0, 0.95
 BROKEN = ('blob', 'fragments')              # the labels that count as broken
 LABELS_FILE = 'labels/broken_faces.csv'      # under assets_home()
+LABEL_SHEET = 'labels/broken_faces.png'      # the labelled faces' pixels, in the file's row order, 24 faces a row
 
 def attribute_doubt(attr_logits:torch.Tensor) -> torch.Tensor:
     "How unsure the attribute classifier is of each face: (n, N) logits -> (n,) minus the mean |logit| (higher: less face-like)."
@@ -72,10 +73,31 @@ def broken_labels(path=None) -> list[dict]:
     from crvae.core import assets_home
     path = Path(path) if path is not None else assets_home()/LABELS_FILE
     rows = list(csv.DictReader(open(path, newline='')))
-    for r in rows:
+    for i, r in enumerate(rows):
         for k in ('seed', 'n', 'index'): r[k] = int(r[k])
         check(r['label'] in ('clean', 'damaged') + BROKEN, f"{path}: unknown label {r['label']!r}")
+        r['row'] = i                                                    # its place in the sheet of pixels
     return rows
+
+def labelled_faces(rows:list|None=None, path=None, per_row:int=24) -> torch.Tensor:
+    """The labelled faces as they were labelled: (n, 3, H, W) uint8, one per label row (default: all), cut from the sheet
+    of pixels stored beside the labels. The rows name the checkpoints that drew the faces, but a checkpoint shipped later
+    draws other faces from the same seed, so the labels travel with their own pixels."""
+    import numpy as np
+    from PIL import Image
+    from crvae.core import assets_home
+    rows = broken_labels() if rows is None else rows
+    path = Path(path) if path is not None else assets_home()/LABEL_SHEET
+    check(path.is_file(), f"{path} is missing: the labelled faces' pixels ship with crvae (reinstall it, or point "
+                          f"$CRVAE_ASSETS at a folder that has {LABEL_SHEET})")
+    try: img = torch.from_numpy(np.array(Image.open(path).convert('RGB')))             # (rows * H, per_row * W, 3)
+    except OSError as e: raise UserError(f"{path} is not a readable PNG ({e}); reinstall crvae") from None
+    s = img.shape[1] // per_row                                                     # one face is s x s pixels
+    faces = img.view(img.shape[0] // s, s, per_row, s, 3).permute(0, 2, 4, 1, 3).reshape(-1, 3, s, s)   # (cells, 3, s, s)
+    need = max((r['row'] for r in rows), default=-1) + 1
+    check(need <= len(faces), f"{path} holds {len(faces)} faces but the labels need {need}: the sheet and "
+                              f"{LABELS_FILE} do not match; reinstall crvae")
+    return faces[[r['row'] for r in rows]]
 
 def label_scores(flagged:torch.Tensor, rows:list) -> dict:
     "Precision and recall of `flagged` (n,) bool for *broken* among the generated labelled faces; the share flagged per label."

@@ -262,3 +262,27 @@ def test_evaluate_curves_reads_a_damaged_file_as_a_user_error(text, shown, tiny_
     if shown is None:
         assert code == 2 and 'curves.csv' in err and len(err.strip().splitlines()) == 1 and 'Traceback' not in err
     else: assert code == 0 and shown in out                        # a text column is shown as it is
+
+
+def test_labelled_faces_keep_their_own_pixels(tmp_path):
+    "The broken-face labels come with the pixels they were given to, and a damaged or short sheet is a one-line error."
+    import shutil
+    from crvae.core import UserError, assets_home
+    from crvae.failures import LABEL_SHEET, LABELS_FILE, broken_labels, labelled_faces
+    rows = broken_labels()
+    faces = labelled_faces(rows)
+    assert faces.shape == (len(rows), 3, 64, 64) and faces.dtype == torch.uint8
+    assert torch.equal(labelled_faces([rows[30], rows[3]]), faces[[30, 3]])         # each row's own face, in the rows' order
+    blob = [i for i, r in enumerate(rows) if r['label'] == 'blob']
+    clean = [i for i, r in enumerate(rows) if r['label'] == 'clean']
+    # a blob is one coloured pattern: its faces are nearly alike, clean faces are not
+    spread = lambda idx: faces[idx].float().std(0).mean().item()
+    assert spread(blob[:6]) < spread(clean[:6])
+    (tmp_path/'labels').mkdir()
+    shutil.copy(assets_home()/LABELS_FILE, tmp_path/LABELS_FILE)
+    with pytest.raises(UserError, match='is missing'): labelled_faces(rows, tmp_path/LABEL_SHEET)
+    (tmp_path/LABEL_SHEET).write_bytes(b'not a png')
+    with pytest.raises(UserError, match='not a readable PNG'): labelled_faces(rows, tmp_path/LABEL_SHEET)
+    from PIL import Image
+    Image.new('RGB', (24 * 64, 64)).save(tmp_path/LABEL_SHEET)                      # one row of 24 faces: too few
+    with pytest.raises(UserError, match='do not match'): labelled_faces(rows, tmp_path/LABEL_SHEET)
