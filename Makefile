@@ -22,7 +22,7 @@ readme:          ## README.md <- nbs/index.ipynb
 sync: export clean readme
 
 nbs:             ## run every notebook and save its outputs (the course material), then clean
-	CRVAE_DATA=$${CRVAE_DATA:-$(CURDIR)/.cache/crvae-test} CRVAE_PLOTS=0 OMP_NUM_THREADS=1 nbdev-test --save --timing --n-workers 2 && \
+	CRVAE_DATA=$${CRVAE_DATA:-$(CURDIR)/.cache/crvae-test} CRVAE_PLOTS=0 OMP_NUM_THREADS=1 python tools/nbsave.py --save --timing --n-workers 2 && \
 	CRVAE_DATA=$${CRVAE_DATA:-$(CURDIR)/.cache/crvae-test} python tools/nbout.py && nbdev-clean   # `#| slow` cells keep their outputs
 
 docs:            ## nbs/*.ipynb -> _site/: the course as a static offline site (home: the notebook map)

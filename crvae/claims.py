@@ -36,7 +36,7 @@ CLAIMS = [
          paper='acVAE Table 1 (about N/T attributes per step, no extra regulariser)'),
     dict(id='mi-stable', claim='the MI term stabilises training: the same codes change less from one weight snapshot to the next',
          kind='stability', a='crvae-gan', b='crvae-gan-nomi', figure='crvae-fig6-snapshots',
-         paper='crVAE Fig. 6 (visual: colour oscillation and mode collapse without MI)'),
+         paper='crVAE Fig. 6 (visual: colour oscillation and mode collapse without MI)', explained=('12_fig_mi',)),
     dict(id='completion', claim='crVAE-GAN completes occluded faces better than VAE-GAN (closer to the hidden pixels)', kind='completion',
          a='crvae-gan', b='vae-gan', figure='crvae-fig8-completion', paper='crVAE Table 2 (human raters prefer crVAE-GAN)'),
     dict(id='fig3-recon-conv', claim='the convolutional VAE reconstructs better than the VAE (lower test MSE)', kind='recon',
