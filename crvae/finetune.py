@@ -23,7 +23,8 @@ from .prior_hole import density_for, sample_fitted, redraw_block_fitted, DENSITY
 
 # %% auto #0
 __all__ = ['VISIBLE_RULE', 'BLOCK_FILE', 'BLOCK_FORMAT', 'redraw_block', 'render', 'BlockSearch', 'choose_row', 'choose_block',
-           'attending', 'measure_blocks', 'run_faces_small', 'run_attribute_table', 'fine_tuning_block', 'block_table']
+           'pixel_change', 'attending', 'measure_blocks', 'run_faces_small', 'run_attribute_table', 'fine_tuning_block',
+           'block_table']
 
 # %% ../nbs/29_finetune_block.ipynb #373cfffb
 def redraw_block(model, z:torch.Tensor, a, t:int, generator:torch.Generator|None=None) -> torch.Tensor:
@@ -80,6 +81,11 @@ def choose_block(rows:list[dict], full_change:float, base_score:float|None, tol:
     r, rule = choose_row(rows, full_change, base_score, tol, min_visible, min_change, min_parts)
     return r['block'], rule
 
+# %% ../nbs/29_finetune_block.ipynb #c1468139
+def pixel_change(y:torch.Tensor, x:torch.Tensor) -> torch.Tensor:
+    "Eq. (3)'s pixel change of images `y` from `x` (in [-1, 1], (..., 3, H, W), broadcast): the mean |y - x| / 2 per image, 0..1."
+    return (y.float() - x.float()).abs().flatten(-3).mean(-1) / 2           # (...,): one number per image
+
 # %% ../nbs/29_finetune_block.ipynb #f0c416b7
 def attending(model) -> list[list[str]]|None:
     "For acvae-gan: per block t, the attributes whose attention peaks at t (argmax over t of M); None for other models."
@@ -105,7 +111,7 @@ def measure_blocks(model, attr_rows:torch.Tensor|None=None, classifier=None, sea
     draw = (lambda: sample_fitted(model, density, a, n, g)) if density is not None else (lambda: model.sample_z(a, n, g))
     z = draw()                                                             # (n, *latent_shape)
     x = render(model, z, a)                                                # (n, 3, H, W)
-    change = lambda y: float((y - x).abs().mean() / 2)                     # eq. (3), on a 0..1 pixel scale
+    change = lambda y: float(pixel_change(y, x).mean())                    # eq. (3), on a 0..1 pixel scale
     full_change = change(render(model, draw(), a))                         # Delta_all: a whole new z
     p0 = parts(x) if parts is not None else None
     n_parts = lambda y: float((parts(y) != p0).float().sum(1).mean()) if parts is not None else None   # families changed per face

@@ -21,7 +21,7 @@ from .sampling import parse_attrs, sample_attributes
 from .prior_hole import density_for, sample_fitted, redraw_block_fitted
 from .failures import attribute_doubt, broken_threshold
 from .finetune import (redraw_block, render, BlockSearch, BLOCK_FILE, fine_tuning_block, block_table, measure_blocks,
-                            choose_block, run_faces_small, run_attribute_table, _resolve_classifier)   # notebook 29; names kept here too
+                            choose_block, run_faces_small, run_attribute_table, _resolve_classifier, pixel_change)   # notebook 29; names kept here too
 
 # %% auto #0
 __all__ = ['TOOL_CSS', 'tool_broken_threshold', 'ToolState', 'FaceTool', 'keeps_request', 'badge_html', 'grid_png', 'face_png',
@@ -238,7 +238,7 @@ def variations(self:FaceTool, n:int|None=None, seed:int=0) -> torch.Tensor:
     drawn = kept = None
     if filt:
         ok = keeps_request(logits, broken, st.requested, self.attr_names)           # (m,) bool
-        change = (to_float(imgs) - to_float(base['image'])).abs().mean((1, 2, 3)) / 2        # eq. (3) per candidate, 0..1 scale
+        change = pixel_change(to_float(imgs), to_float(base['image']))                      # eq. (3) per candidate, 0..1 scale
         faint = change < self._min_change                                             # below the visible floor
         rank = 2 * (~ok).long() + faint.long() + (4 * broken.long() if broken is not None else 0)   # visible keepers first, broken last
         show = torch.sort(rank, stable=True).indices[:n]                             # in draw order within each rank
