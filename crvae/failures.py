@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .core import check, UserError
+from .core import check, UserError, assets_home
 from .data import to_float
 
 # %% auto #0
@@ -70,7 +70,6 @@ def broken_share(doubt:torch.Tensor, threshold:float) -> dict:
 # %% ../nbs/07b_failures.ipynb #c243ddc7
 def broken_labels(path=None) -> list[dict]:
     "The hand-labelled faces: rows of model (checkpoint or 'real-test'), sampler, seed, n, index, label."
-    from crvae.core import assets_home
     path = Path(path) if path is not None else assets_home()/LABELS_FILE
     rows = list(csv.DictReader(open(path, newline='')))
     for i, r in enumerate(rows):
@@ -85,12 +84,12 @@ def labelled_faces(rows:list|None=None, path=None, per_row:int=24) -> torch.Tens
     draws other faces from the same seed, so the labels travel with their own pixels."""
     import numpy as np
     from PIL import Image
-    from crvae.core import assets_home
     rows = broken_labels() if rows is None else rows
     path = Path(path) if path is not None else assets_home()/LABEL_SHEET
     check(path.is_file(), f"{path} is missing: the labelled faces' pixels ship with crvae (reinstall it, or point "
                           f"$CRVAE_ASSETS at a folder that has {LABEL_SHEET})")
-    try: img = torch.from_numpy(np.array(Image.open(path).convert('RGB')))             # (rows * H, per_row * W, 3)
+    try:
+        with Image.open(path) as im: img = torch.from_numpy(np.array(im.convert('RGB')))   # (rows * H, per_row * W, 3)
     except OSError as e: raise UserError(f"{path} is not a readable PNG ({e}); reinstall crvae") from None
     s = img.shape[1] // per_row                                                     # one face is s x s pixels
     faces = img.view(img.shape[0] // s, s, per_row, s, 3).permute(0, 2, 4, 1, 3).reshape(-1, 3, s, s)   # (cells, 3, s, s)
