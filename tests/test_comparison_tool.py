@@ -44,3 +44,47 @@ def test_study_matches(tmp_path):
     write(hashlib.sha256(b'weights').hexdigest()); assert comparison.study_matches(study, tmp_path)
     write(hashlib.sha256(b'other').hexdigest()); assert not comparison.study_matches(study, tmp_path)
     write(hashlib.sha256(b'weights').hexdigest(), 'b-avatars64'); assert not comparison.study_matches(study, tmp_path)
+
+
+def test_device_pick_leaves_the_next_runs_and_the_folders_here():
+    "A lent GPU machine takes pending runs only, after the two the watcher here starts next."
+    rows = [dict(run=r, status=s) for r, s in (('a-seed0', 'scored'), ('b-seed1', 'running'), ('c-seed1', 'stopped'),
+                                                 ('d-seed1', 'pending'), ('e-seed1', 'pending'), ('f-seed1', 'pending'),
+                                                 ('g-seed1', 'pending'), ('h-seed1', 'pending'))]
+    assert comparison.device_pick(rows, 2) == ['e-seed1', 'f-seed1']      # c resumes here, d is next here
+    assert comparison.device_pick(rows, 9) == ['e-seed1', 'f-seed1', 'g-seed1', 'h-seed1']
+    assert comparison.device_pick(rows, 9, skip=0) == ['d-seed1', 'e-seed1', 'f-seed1', 'g-seed1', 'h-seed1']
+    assert comparison.device_pick(rows[:3], 9) == []
+
+
+def test_device_keep_keeps_what_the_machine_can_finish():
+    "The runs kept are the most advanced ones whose remaining steps together fit the machine's rate and the time left."
+    done = {'a': 1000, 'b': 3000, 'c': 2000}
+    assert comparison.device_keep(done, rate=30, left=1000, steps=10000) == ['b', 'c', 'a']    # 24,000 steps left <= 30,000
+    assert comparison.device_keep(done, rate=20, left=1000, steps=10000) == ['b', 'c']         # 15,000 <= 20,000 < 24,000
+    assert comparison.device_keep(done, rate=10, left=700, steps=10000) == ['b']
+    assert comparison.device_keep(done, rate=5, left=100, steps=10000) == []                   # none can finish: stop them all
+    assert comparison.device_keep({'x': 0, 'y': 0}, rate=10, left=1000, steps=10000) == ['x']  # ties: the plan's order
+
+
+def test_unpack_takes_only_scored_runs_without_a_twin_here(tmp_path, monkeypatch):
+    "`unpack` copies each run the machine scored into the results and the manifest; unscored runs and runs that also have a folder here are named and left out."
+    import json, tarfile
+    res, runs, src = tmp_path/'results', tmp_path/'runs', tmp_path/'src'/'protocol'
+    monkeypatch.setattr(comparison, 'RESULTS', res)
+    res.mkdir(); (runs/'c-seed1').mkdir(parents=True)
+    comparison._write_manifest([dict(run=r, role=r[:1], seed=1, steps=10000, steps_done=0, status='pending', code_commit='')
+                                for r in ('a-seed1', 'b-seed1', 'c-seed1')])
+    for r in ('a-seed1', 'c-seed1'):
+        (src/r).mkdir(parents=True)
+        for f in ('scores.json', 'readings.json', 'curves.csv'): (src/r/f).write_text(f'{r} {f}')
+    report = {r: dict(steps_done=10000 if r != 'b-seed1' else 4000, steps=10000, images_per_s=900.0, scored=r != 'b-seed1',
+                      problem='' if r != 'b-seed1' else 'stopped at step 4000') for r in ('a-seed1', 'b-seed1', 'c-seed1')}
+    (src/'device-report.json').write_text(json.dumps(dict(commit='abc1234', runs=report)))
+    with tarfile.open(tmp_path/'protocol.tar.gz', 'w:gz') as t: t.add(src, arcname='protocol')
+    assert comparison.unpack(runs, tmp_path/'protocol.tar.gz') == ['a-seed1']
+    assert (res/'a-seed1'/'scores.json').read_text() == 'a-seed1 scores.json' and not (res/'c-seed1').exists()
+    m = comparison._read_manifest()
+    assert (m['a-seed1']['status'], m['a-seed1']['steps_done'], m['a-seed1']['code_commit']) == ('scored', '10000', 'abc1234')
+    assert m['b-seed1']['status'] == m['c-seed1']['status'] == 'pending'
+    assert comparison.unpack(runs, tmp_path/'protocol.tar.gz') == []        # a second time: already there

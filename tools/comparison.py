@@ -4,6 +4,8 @@
     python tools/comparison.py watch --runs RUNS --code CODE [--jobs 2] # keep JOBS trainings going until the plan is done
     python tools/comparison.py check --runs RUNS --code CODE            # the LSTM-rate check, once both lr/8 runs pass 2,500 steps
     python tools/comparison.py ship --runs RUNS [--dry-run]              # seed 0 of every model as the shipped checkpoints
+    python tools/comparison.py device-prep --runs RUNS --commit COMMIT   # a lent GPU machine: what its one call takes along
+    python tools/comparison.py unpack --runs RUNS FILE                  # that call's results into the repository
 
 RUNS is a folder outside the repository for the run folders; CODE is a frozen copy of the code the runs train with
 (`git archive COMMIT | tar -x -C CODE`), so that the work in the repository can change while they train. The manifest
@@ -11,7 +13,11 @@ RUNS is a folder outside the repository for the run folders; CODE is a frozen co
 restart: `watch` resumes every run that has a folder (`crvae train ... --resume`) and starts the others in the plan's order.
 A run that reaches its steps is scored (`crvae protocol score`: the windowed scores at each budget) and its scores, learning
 curves and summary are written to `crvae/assets/protocol/<run>/` at once, for a commit. Trainings run one thread each,
-with `nice`, as `python -m crvae` from CODE; their output goes to RUNS/<run>.out."""
+with `nice`, as `python -m crvae` from CODE; their output goes to RUNS/<run>.out.
+
+When a session is lent a GPU machine (the `device` tool, 15 minutes in all), `device-prep` readies one call that trains
+pending runs there in parallel (`tools/device_runs.sh`, which runs the `device` verb there) and `unpack` brings back the
+runs it scored; see `device_prep`."""
 import argparse, csv, io, json, os, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -79,10 +85,10 @@ def state(runs:Path, plan:list[dict], commit:str) -> list[dict]:
     return rows
 
 
-def start(run:dict, runs:Path, code:Path):
-    "Start (or resume) one training in the background, one thread, nice 5; its output to RUNS/<name>.out."
+def start(run:dict, runs:Path, code:Path, extra=()):
+    "Start (or resume) one training in the background, one thread, nice 5; its output to RUNS/<name>.out. `extra`: more options."
     folder = runs/run['name']
-    cmd = run['command'].replace(f"RUNS/{run['name']}", str(folder)).split()
+    cmd = run['command'].replace(f"RUNS/{run['name']}", str(folder)).split() + list(extra)
     if (folder/'run.json').exists(): cmd.append('--resume')
     cmd = ['nice', '-n', '5', sys.executable, '-m', 'crvae', *cmd[1:]]
     with open(runs/f"{run['name']}.out", 'ab') as out:
@@ -228,9 +234,171 @@ print(json.dumps(d, indent=1))
     print(d['decision'])
 
 
+# ---- a lent GPU machine: `device-prep` here, `device` there (tools/device_runs.sh), `unpack` here with what came back
+DEVICE = REPO/'.device'           # ignored (.git/info/exclude); the call carries it
+WHEELS = ('fastcore', 'python-avatars', 'resvg-py')   # what the machine's image lacks of what training and scoring import
+
+
+def device_pick(rows:list[dict], n:int, skip:int=2) -> list[str]:
+    """The pending runs a lent machine trains: the next `n` in the plan's order after the `skip` that the watcher here starts
+    next (it goes on while the machine works). Runs with a folder here (stopped, running) stay here."""
+    todo = next_runs(rows)
+    return [r['run'] for r in todo[skip:] if r['status'] == 'pending'][:n]
+
+
+def _travel_bytes() -> int:
+    "The bytes the `device` tool sends: tracked files and untracked ones git does not ignore, as they are on disk, and .device."
+    ls = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=REPO, capture_output=True,
+                        check=True).stdout.decode().split('\0')
+    files = [REPO/f for f in ls if f] + [p for p in DEVICE.rglob('*')]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def device_prep(runs:Path, commit:str, n:int, data:Path):
+    """Write .device/ for one call of the `device` tool: the frozen code (`git archive COMMIT`, without the shipped checkpoints),
+    wheels of WHEELS for the machine's Python 3.12, the runs it takes (`device_pick`) and the sha256 of the training faces
+    (the machine builds the 30k cache itself and stops if its faces differ). Prints the call."""
+    import hashlib, shutil
+    rows = state(runs, _plan(REPO), commit)
+    pick = device_pick(rows, n)
+    if not pick: print('no pending run is left for a lent machine'); return
+    shutil.rmtree(DEVICE, ignore_errors=True); (DEVICE/'code').mkdir(parents=True)
+    tar = subprocess.run(['git', 'archive', commit, 'crvae', 'pyproject.toml'], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(['tar', '-x', '-C', str(DEVICE/'code')], input=tar, check=True)
+    shutil.rmtree(DEVICE/'code'/'crvae'/'assets'/'checkpoints', ignore_errors=True)
+    (DEVICE/'code'/'sitecustomize.py').write_text(   # CODE is the trainings' PYTHONPATH: Python imports this at their start
+        '"Full fp32 on the lent GPU, as on the CPU: PyTorch runs cuDNN convolutions in TF32 unless told not to."\n'
+        'import torch\ntorch.backends.cudnn.allow_tf32 = False\ntorch.backends.cuda.matmul.allow_tf32 = False\n')
+    from importlib.metadata import version
+    subprocess.run([sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:', '--python-version', '3.12',
+                    '--implementation', 'cp', *[a for t in ('manylinux_2_28_x86_64', 'manylinux_2_17_x86_64', 'manylinux2014_x86_64')
+                                                 for a in ('--platform', t)], '-d', str(DEVICE/'whl'),
+                    *[f'{w}=={version(w)}' for w in WHEELS]], check=True)
+    found = sorted((data/'avatars').glob('avatars-64px-n30000-seed0-*/images.npy'))
+    if not found: sys.exit(f"error: no 30k training faces under {data}: crvae data avatars --n 30000 --size 64 --seed 0")
+    images = found[0]
+    h = hashlib.sha256()
+    with open(images, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 24), b''): h.update(b)
+    (DEVICE/'data.sha256').write_text(h.hexdigest() + '\n')
+    (DEVICE/'runs.txt').write_text(','.join(pick) + '\n')
+    (DEVICE/'commit.txt').write_text(commit + '\n')
+    mib = _travel_bytes() / 2**20
+    print(f"runs for the lent machine ({len(pick)}): {', '.join(pick)}")
+    print(f"the call sends {mib:.0f} MiB (limit 64)" + ('' if mib < 63 else
+          ': too much. Move the shipped checkpoints out of the tree for the call and back after it: '
+          'mv crvae/assets/checkpoints ../checkpoints-aside; ...; mv ../checkpoints-aside crvae/assets/checkpoints'))
+    print('call: run(command="bash tools/device_runs.sh 540", carry=[".device"], timeout_s=590); then here: '
+          'python tools/comparison.py unpack --runs RUNS FILES_AT/protocol.tar.gz')
+
+
+def _log_last(run:Path) -> tuple[int, float]:
+    "(step, training seconds) of the last line of the run's training log (a line every few steps; (0, 0) before the first)."
+    try:
+        step, _, secs = (run/'log.csv').read_text().rstrip().rsplit('\n', 1)[-1].split(',')[:3]
+        return int(step), float(secs)
+    except (OSError, ValueError): return 0, 0.0
+
+
+def device_keep(done:dict, rate:float, left:float, steps:int) -> list[str]:
+    """The runs to keep training: the most advanced ones (then in the given order) whose remaining steps, all together, the
+    machine can train in `left` seconds at `rate` steps/s summed over its runs (the GPU shared evenly). `done`: steps so far."""
+    order = sorted(done, key=lambda n: -done[n])           # stable: ties keep the plan's order
+    keep, work = [], 0.0
+    for n in order:
+        work += steps - done[n]
+        if work > rate * left: break
+        keep.append(n)
+    return keep
+
+
+def device(runs:Path, code:Path, only:list[str], until:float, note:str, commit:str, dev:str='cuda', steps:int|None=None,
+           reserve:float=240, probe:float=120):
+    """On the lent machine: train `only` at once on `dev` in fp32 (`amp=false`, and no TF32: the sitecustomize.py that
+    `device_prep` puts in CODE; the precision of the runs on the CPU), each
+    with one CPU thread; score each that reaches its steps (on the CPU, as here), while the others train. `reserve` seconds
+    before `until` the trainings still going are stopped; at `until` what was scored is packed into RESULTS/../protocol.tar.gz
+    with device-report.json (each run's steps, seconds and images/s). `steps`: fewer steps, for a trial of this path only."""
+    import tarfile, threading
+    t0, plan = time.time(), {r['name']: r for r in _plan(code)}
+    runs.mkdir(parents=True, exist_ok=True); RESULTS.mkdir(parents=True, exist_ok=True)
+    extra = ['--device', dev, '--set', 'amp=false']
+    procs, scorers, failed, stopping = {}, {}, {}, set()
+    for name in only:
+        run = dict(plan[name], **({'command': plan[name]['command'].replace(f"--steps {plan[name]['steps']}", f'--steps {steps}'),
+                                   'steps': steps} if steps else {}))
+        plan[name] = run
+        procs[name] = start(run, runs, code, extra)
+
+    def score(name):
+        try: collect(plan[name], runs, code, note)
+        except subprocess.CalledProcessError as e: failed[name] = str(e)
+
+    t1, probed = time.time(), time.time() + probe         # the first look at the machine's speed: after start-up
+    while time.time() - t0 < until and (procs or any(t.is_alive() for t in scorers.values())):
+        if procs and time.time() > probed:                 # keep only the runs that can still finish in time
+            probed = time.time() + 60
+            done = {n: _log_last(runs/n)[0] for n in only}   # the machine's rate: all steps trained since the start
+            rate = sum(done.values()) / (time.time() - t1)
+            keep = device_keep({n: done[n] for n in procs if n not in stopping}, rate, until - reserve - (time.time() - t0),
+                               max(plan[n]['steps'] for n in procs))
+            print(f"{time.strftime('%H:%M:%S')} {rate:.1f} steps/s over all runs; keeping {len(keep)} of {len(procs)}", flush=True)
+            for n in list(procs):
+                if n not in keep and n not in stopping:
+                    procs[n].send_signal(signal.SIGTERM); stopping.add(n)
+                    failed[n] = f'stopped at step {done[n]}: the machine could not finish it in time with the others'
+        for name, p in list(procs.items()):
+            if p.poll() is None:
+                if time.time() - t0 > until - reserve: p.send_signal(signal.SIGTERM)   # it saves a checkpoint and stops
+                continue
+            procs.pop(name)
+            if _steps_done(runs/name) >= plan[name]['steps']:
+                scorers[name] = threading.Thread(target=score, args=(name,), daemon=True); scorers[name].start()
+            else: failed.setdefault(name, f'stopped at step {_steps_done(runs/name)} (exit {p.returncode}): see {name}.out')
+        time.sleep(5)
+    report = {}
+    for name in only:
+        try: info = json.loads((runs/name/'run.json').read_text())
+        except (OSError, ValueError): info = {}
+        (logged, secs), bs = _log_last(runs/name), int(info.get('model_config', {}).get('batch_size') or 64)
+        report[name] = dict(steps_done=_steps_done(runs/name), steps=plan[name]['steps'], steps_logged=logged,
+                            train_seconds=round(secs, 1), images_per_s=round(logged * bs / secs, 1) if secs else None,
+                            scored=(RESULTS/name/'scores.json').exists() and (RESULTS/name/'readings.json').exists(),
+                            problem=failed.get(name, ''))
+    from crvae.core import save_json
+    save_json(RESULTS/'device-report.json', dict(device=dev, parallel=len(only), note=note, commit=commit,
+                                                 seconds=round(time.time() - t0), runs=report))
+    with tarfile.open(RESULTS.parent/'protocol.tar.gz', 'w:gz') as t: t.add(RESULTS, arcname='protocol')
+    for name, r in report.items(): print(name, r, flush=True)
+
+
+def unpack(runs:Path, archive:Path) -> list[str]:
+    """Copy the runs a lent machine scored (`device`'s protocol.tar.gz) into the results, as `collect` would have, and mark
+    them in the manifest. A run that has a folder here too is left out, named: stop it first, or keep its local result."""
+    import tarfile, tempfile
+    from crvae.core import atomic_write_bytes
+    got, old = [], _read_manifest()
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(archive) as t:
+            try: t.extractall(tmp, filter='data')           # Python 3.11.4 and later: no links or paths out of tmp
+            except TypeError: t.extractall(tmp)
+        src = Path(tmp)/'protocol'
+        rep = json.loads((src/'device-report.json').read_text())
+        for name, r in rep['runs'].items():
+            if not r['scored']: print(f"{name}: not scored there ({r['steps_done']:,} of {r['steps']:,} steps) {r['problem']}"); continue
+            if (runs/name).exists() or (RESULTS/name/'scores.json').exists():
+                print(f'{name}: left out, it has a run folder or results here too'); continue
+            for f in sorted((src/name).iterdir()): atomic_write_bytes(RESULTS/name/f.name, f.read_bytes())
+            if name in old: old[name].update(steps_done=r['steps_done'], status='scored', code_commit=rep.get('commit', ''))
+            got.append(name); print(f"{name}: scored on the lent machine, {r['images_per_s']} images/s")
+    if got: _write_manifest(list(old.values()))
+    return got
+
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('what', choices=('status', 'watch', 'check', 'ship'))
+    ap.add_argument('what', choices=('status', 'watch', 'check', 'ship', 'device-prep', 'device', 'unpack'))
+    ap.add_argument('archive', nargs='?', help="unpack: the lent machine's protocol.tar.gz")
     ap.add_argument('--runs', required=True, help='folder of the run folders (outside the repository)')
     ap.add_argument('--code', help='frozen copy of the code the runs train with (default: this checkout)')
     ap.add_argument('--commit', default='', help='the commit CODE was archived from (recorded in the manifest)')
@@ -238,6 +406,12 @@ if __name__ == '__main__':
     ap.add_argument('--first', default='', help='comma-separated runs to start before the plan order, e.g. the seed-0 runs a '
                     'shipped group still needs (scheduling only)')
     ap.add_argument('--dry-run', action='store_true', help='ship: print the commands, run none')
+    ap.add_argument('--only', default='', help='device: the comma-separated runs to train (device-prep writes them)')
+    ap.add_argument('--until', type=float, default=540, help='device: seconds until the results are packed')
+    ap.add_argument('--device', default='cuda', help='device: where the trainings run')
+    ap.add_argument('--steps', type=int, help='device: fewer steps than the plan, for a trial of this path only')
+    ap.add_argument('--reserve', type=float, default=240, help='device: seconds kept for scoring at the end')
+    ap.add_argument('--n', type=int, default=12, help='device-prep: how many pending runs the lent machine takes')
     ap.add_argument('--every', type=float, default=60, help='seconds between checks')
     ap.add_argument('--note', default='trained at 1 thread beside another training on 2 cores',
                     help="the load the runs train under (recorded in each run's summary)")
@@ -251,4 +425,10 @@ if __name__ == '__main__':
     elif a.what == 'ship':
         try: ship(runs, a.dry_run)
         except ValueError as e: print(f'error: {e}', file=sys.stderr); sys.exit(2)
+    elif a.what == 'device-prep':
+        from crvae.core import data_home
+        device_prep(runs, a.commit, a.n, data_home())
+    elif a.what == 'device': device(runs, code, [x for x in a.only.split(',') if x], a.until, a.note, a.commit, a.device, a.steps,
+                                     a.reserve)
+    elif a.what == 'unpack': unpack(runs, Path(a.archive))
     else: watch(runs, code, a.jobs, a.every, a.note, a.commit, tuple(x for x in a.first.split(',') if x))
