@@ -184,7 +184,7 @@ def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
     fig3 = {r: m for r, m in merged.items() if COMPARISON[r]['paper'] == FIG3_PAPER}
     unc = [m for r, m in merged.items() if not m['conditional'] and r not in fig3]
     con = [dict(m, label=None) for r, m in merged.items() if m['conditional']]
-    S = max(len(rs) for rs in by_role.values())
+    S, protocol = max(len(rs) for rs in by_role.values()), meta.get('protocol')   # protocol: the long comparison's section
     pm = 'mean ± std over the 10 splits of one run' if S == 1 else f'mean ± std over {S} seeds'
     L = [f"# crvae reproduce: {meta['title']}", '',
          f"{meta['what']} Wall time **{meta['wall_time']}** on {meta['machine']['cpu']} ({meta['machine']['threads']} threads), "
@@ -195,9 +195,8 @@ def report_markdown(by_role:dict, claims:list, figures:dict, meta:dict) -> str:
          "they sit side by side for orientation, and only the *ordering* of the models is compared.", '',
          '## Key results', '', _table(summary_rows(by_role, meta['sources'])), '',
          *sampler_section(meta.get('samplers')),
-         *([meta['protocol'], ''] if meta.get('protocol') else []),
-         '## Claims of the papers' + (', one evaluation of each shipped checkpoint' if meta.get('protocol') else ''), '',
-         *([ONE_EVALUATION, ''] if meta.get('protocol') else []),
+         *([protocol, '', '## Claims of the papers, one evaluation of each shipped checkpoint', '', ONE_EVALUATION, '']
+           if protocol else ['## Claims of the papers', '']),
          _table(claims, ['claim', 'paper', 'evidence', 'seeds', 'verdict']), '',
          "A seed is *ahead* when the two intervals (IS ± split std; accuracy ± standard error) do not overlap; *supported* "
          "needs a majority of seeds ahead and none behind.", '', *differences(claims),

@@ -235,7 +235,7 @@ print(json.dumps(d, indent=1))
 
 
 # ---- a lent GPU machine: `device-prep` here, `device` there (tools/device_runs.sh), `unpack` here with what came back
-DEVICE = REPO/'.device'           # ignored (.git/info/exclude); the call carries it
+DEVICE = REPO/'.device'           # git-ignored (.gitignore); the call carries it
 WHEELS = ('fastcore', 'python-avatars', 'resvg-py')   # what the machine's image lacks of what training and scoring import
 
 
@@ -258,9 +258,11 @@ def device_prep(runs:Path, commit:str, n:int, data:Path):
     """Write .device/ for one call of the `device` tool: the frozen code (`git archive COMMIT`, without the shipped checkpoints),
     wheels of WHEELS for the machine's Python 3.12, the runs it takes (`device_pick`) and the sha256 of the training faces
     (the machine builds the 30k cache itself and stops if its faces differ). Prints the call."""
-    import hashlib, shutil
-    rows = state(runs, _plan(REPO), commit)
-    pick = device_pick(rows, n)
+    import shutil
+    from crvae.runs import sha256_file
+    found = sorted((data/'avatars').glob('avatars-64px-n30000-seed0-*/images.npy'))
+    if not found: sys.exit(f"error: no 30k training faces under {data}: crvae data avatars --n 30000 --size 64 --seed 0")
+    pick = device_pick(state(runs, _plan(REPO), commit), n)
     if not pick: print('no pending run is left for a lent machine'); return
     shutil.rmtree(DEVICE, ignore_errors=True); (DEVICE/'code').mkdir(parents=True)
     tar = subprocess.run(['git', 'archive', commit, 'crvae', 'pyproject.toml'], cwd=REPO, capture_output=True, check=True).stdout
@@ -274,13 +276,7 @@ def device_prep(runs:Path, commit:str, n:int, data:Path):
                     '--implementation', 'cp', *[a for t in ('manylinux_2_28_x86_64', 'manylinux_2_17_x86_64', 'manylinux2014_x86_64')
                                                  for a in ('--platform', t)], '-d', str(DEVICE/'whl'),
                     *[f'{w}=={version(w)}' for w in WHEELS]], check=True)
-    found = sorted((data/'avatars').glob('avatars-64px-n30000-seed0-*/images.npy'))
-    if not found: sys.exit(f"error: no 30k training faces under {data}: crvae data avatars --n 30000 --size 64 --seed 0")
-    images = found[0]
-    h = hashlib.sha256()
-    with open(images, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 24), b''): h.update(b)
-    (DEVICE/'data.sha256').write_text(h.hexdigest() + '\n')
+    (DEVICE/'data.sha256').write_text(sha256_file(found[0]) + '\n')
     (DEVICE/'runs.txt').write_text(','.join(pick) + '\n')
     (DEVICE/'commit.txt').write_text(commit + '\n')
     mib = _travel_bytes() / 2**20
@@ -352,9 +348,9 @@ def device(runs:Path, code:Path, only:list[str], until:float, note:str, commit:s
                 if time.time() - t0 > until - reserve: p.send_signal(signal.SIGTERM)   # it saves a checkpoint and stops
                 continue
             procs.pop(name)
-            if _steps_done(runs/name) >= plan[name]['steps']:
+            if (at := _steps_done(runs/name)) >= plan[name]['steps']:
                 scorers[name] = threading.Thread(target=score, args=(name,), daemon=True); scorers[name].start()
-            else: failed.setdefault(name, f'stopped at step {_steps_done(runs/name)} (exit {p.returncode}): see {name}.out')
+            else: failed.setdefault(name, f'stopped at step {at} (exit {p.returncode}): see {name}.out')
         time.sleep(5)
     report = {}
     for name in only:

@@ -7,16 +7,17 @@
 # frozen code and stops if they differ from the ones the runs here trained on (sha256 in .device/data.sha256).
 set -euo pipefail
 until=${1:-540}; t0=$(date +%s)
-out=${OUT:-/tmp/device-out}; mkdir -p "$out"
+work=$(mktemp -d)                   # the faces and the run folders: scratch, gone with the machine
+out=${OUT:-$work/out}; mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .device/whl/*.whl
-export CRVAE_DATA=/tmp/crvae-data PYTHONUNBUFFERED=1
+export CRVAE_DATA="$work/data" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 (cd .device/code && PYTHONPATH=$PWD python3 -m crvae data avatars --n 30000 --size 64 --seed 0 --workers "$(nproc)")
 got=$(sha256sum "$CRVAE_DATA"/avatars/avatars-64px-n30000-seed0-*/images.npy | cut -d' ' -f1)
 if [ "$got" != "$(cat .device/data.sha256)" ]; then echo "the faces built here differ from the runs' faces ($got): no run"; exit 3; fi
 left=$(( until - ($(date +%s) - t0) ))
 echo "faces built and checked; $left s left for training and scoring"
-CRVAE_PROTOCOL_RESULTS="$out/protocol" PYTHONPATH="$PWD" python3 tools/comparison.py device --runs /tmp/crvae-runs --code .device/code \
+CRVAE_PROTOCOL_RESULTS="$out/protocol" PYTHONPATH="$PWD" python3 tools/comparison.py device --runs "$work/runs" --code .device/code \
   --commit "$(cat .device/commit.txt)" --only "$(cat .device/runs.txt)" --until "$left" \
   --note "lent GPU machine ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)), $(tr ',' '\n' < .device/runs.txt | wc -l) trainings at once, fp32" "${@:2}"
 rm -rf "$out/protocol"              # what comes back: protocol.tar.gz only
