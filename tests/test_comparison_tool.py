@@ -88,3 +88,16 @@ def test_unpack_takes_only_scored_runs_without_a_twin_here(tmp_path, monkeypatch
     assert (m['a-seed1']['status'], m['a-seed1']['steps_done'], m['a-seed1']['code_commit']) == ('scored', '10000', 'abc1234')
     assert m['b-seed1']['status'] == m['c-seed1']['status'] == 'pending'
     assert comparison.unpack(runs, tmp_path/'protocol.tar.gz') == []        # a second time: already there
+
+
+def test_state_restarts_a_run_whose_folder_is_gone(tmp_path, monkeypatch):
+    "On a bare machine a run the manifest calls stopped has no checkpoints left: it is pending from step 0; scored runs stay."
+    res, runs = tmp_path/'results', tmp_path/'runs'
+    monkeypatch.setattr(comparison, 'RESULTS', res)
+    (res/'a-seed0').mkdir(parents=True); (res/'a-seed0'/'scores.json').write_text('{}'); (runs/'c-seed1').mkdir(parents=True)
+    comparison._write_manifest([dict(run='a-seed0', role='a', seed=0, steps=10000, steps_done=10000, status='scored', code_commit='abc'),
+                                dict(run='b-seed1', role='b', seed=1, steps=10000, steps_done=8299, status='stopped', code_commit='abc'),
+                                dict(run='c-seed1', role='c', seed=1, steps=10000, steps_done=3085, status='stopped', code_commit='abc')])
+    plan = [dict(name=n, role=n[:1], seed=int(n[-1]), steps=10000) for n in ('a-seed0', 'b-seed1', 'c-seed1')]
+    got = {r['run']: (r['steps_done'], r['status'], r['code_commit']) for r in comparison.state(runs, plan, 'def')}
+    assert got == {'a-seed0': (10000, 'scored', 'abc'), 'b-seed1': (0, 'pending', ''), 'c-seed1': (0, 'stopped', 'abc')}

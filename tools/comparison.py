@@ -70,18 +70,21 @@ def _read_manifest() -> dict:
 
 
 def state(runs:Path, plan:list[dict], commit:str) -> list[dict]:
-    "One manifest row per run of the plan, from the run folders and the results already collected."
+    """One manifest row per run of the plan, from the run folders and the results already collected. A run that is not scored
+    and has no folder in RUNS is pending, whatever the manifest said: its checkpoints are not on this machine (a bare
+    machine), so it starts again from step 0."""
     old, rows = _read_manifest(), []
     for r in plan:
-        folder = runs/r['name']
-        done = _steps_done(folder) if folder.exists() else int(old.get(r['name'], {}).get('steps_done') or 0)
-        if (RESULTS/r['name']/'scores.json').exists(): status = 'scored'
+        folder, scored = runs/r['name'], (RESULTS/r['name']/'scores.json').exists()
+        done = _steps_done(folder) if folder.exists() else int(old.get(r['name'], {}).get('steps_done') or 0) if scored else 0
+        if scored: status = 'scored'
         elif _alive(runs/f"{r['name']}.pid"): status = 'running'
         elif done >= r['steps']: status = 'trained'
-        elif folder.exists() or done: status = 'stopped'
+        elif folder.exists(): status = 'stopped'
         else: status = 'pending'
+        commit_was = old.get(r['name'], {}).get('code_commit') if status != 'pending' else ''
         rows.append(dict(run=r['name'], role=r['role'], seed=r['seed'], steps=r['steps'], steps_done=done, status=status,
-                         code_commit=old.get(r['name'], {}).get('code_commit') or (commit if status != 'pending' else '')))
+                         code_commit=commit_was or (commit if status != 'pending' else '')))
     return rows
 
 
