@@ -101,3 +101,12 @@ def test_state_restarts_a_run_whose_folder_is_gone(tmp_path, monkeypatch):
     plan = [dict(name=n, role=n[:1], seed=int(n[-1]), steps=10000) for n in ('a-seed0', 'b-seed1', 'c-seed1')]
     got = {r['run']: (r['steps_done'], r['status'], r['code_commit']) for r in comparison.state(runs, plan, 'def')}
     assert got == {'a-seed0': (10000, 'scored', 'abc'), 'b-seed1': (0, 'pending', ''), 'c-seed1': (0, 'stopped', 'abc')}
+
+
+def test_restart_refuses_a_folder_inside_the_repository():
+    "tools/comparison_restart.sh keeps the large run folders out of the repository: one line, exit code 2."
+    import subprocess
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run(['bash', 'tools/comparison_restart.sh', str(repo/'runs-here')], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith('error: DIR must be outside the repository'), r.stderr
+    assert not (repo/'runs-here').exists()

@@ -6,6 +6,7 @@
     python tools/comparison.py ship --runs RUNS [--dry-run]              # seed 0 of every model as the shipped checkpoints
     python tools/comparison.py device-prep --runs RUNS --commit COMMIT   # a lent GPU machine: what its one call takes along
     python tools/comparison.py unpack --runs RUNS FILE                  # that call's results into the repository
+    bash tools/comparison_restart.sh DIR                                # all of it on a bare machine: code, faces, watcher
 
 RUNS is a folder outside the repository for the run folders; CODE is a frozen copy of the code the runs train with
 (`git archive COMMIT | tar -x -C CODE`), so that the work in the repository can change while they train. The manifest
