@@ -120,9 +120,9 @@ def collect(run:dict, runs:Path, code:Path, note:str):
 
 
 def next_runs(rows:list[dict], first=()) -> list[dict]:
-    "The runs to start, in order: stopped ones (they resume), then pending ones; within each, `first` before the plan's order."
-    todo = [r for r in rows if r['status'] in ('stopped', 'pending')]
-    return sorted(todo, key=lambda r: (r['status'] != 'stopped', r['run'] not in first))   # stable: the plan's order otherwise
+    "The runs to start, in order: stopped ones (they resume), then pending ones; within each, `first` in its order, then the plan's."
+    todo, first = [r for r in rows if r['status'] in ('stopped', 'pending')], list(first)
+    return sorted(todo, key=lambda r: (r['status'] != 'stopped', first.index(r['run']) if r['run'] in first else len(first)))
 
 
 def watch(runs:Path, code:Path, jobs:int, every:float, note:str, commit:str, first:tuple=()):
@@ -403,8 +403,8 @@ if __name__ == '__main__':
     ap.add_argument('--code', help='frozen copy of the code the runs train with (default: this checkout)')
     ap.add_argument('--commit', default='', help='the commit CODE was archived from (recorded in the manifest)')
     ap.add_argument('--jobs', type=int, default=2)
-    ap.add_argument('--first', default='', help='comma-separated runs to start before the plan order, e.g. the seed-0 runs a '
-                    'shipped group still needs (scheduling only)')
+    ap.add_argument('--first', default='', help='comma-separated runs to start before the plan order, in the order given, e.g. '
+                    'the runs that can finish before the machine goes back (scheduling only)')
     ap.add_argument('--dry-run', action='store_true', help='ship: print the commands, run none')
     ap.add_argument('--only', default='', help='device: the comma-separated runs to train (device-prep writes them)')
     ap.add_argument('--until', type=float, default=540, help='device: seconds until the results are packed')
