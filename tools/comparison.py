@@ -83,9 +83,9 @@ def state(runs:Path, plan:list[dict], commit:str) -> list[dict]:
         elif done >= r['steps']: status = 'trained'
         elif folder.exists(): status = 'stopped'
         else: status = 'pending'
-        commit_was = old.get(r['name'], {}).get('code_commit') if status != 'pending' else ''
+        was = '' if status == 'pending' else old.get(r['name'], {}).get('code_commit') or commit
         rows.append(dict(run=r['name'], role=r['role'], seed=r['seed'], steps=r['steps'], steps_done=done, status=status,
-                         code_commit=commit_was or (commit if status != 'pending' else '')))
+                         code_commit=was))
     return rows
 
 
