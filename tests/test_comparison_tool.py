@@ -110,3 +110,29 @@ def test_restart_refuses_a_folder_inside_the_repository():
     r = subprocess.run(['bash', 'tools/comparison_restart.sh', str(repo/'runs-here')], cwd=repo, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith('error: DIR must be outside the repository'), r.stderr
     assert not (repo/'runs-here').exists()
+
+
+def test_training_faces_are_checked(tmp_path, monkeypatch):
+    "Every run trains on the same 30k faces: missing ones name the command that builds them, others must match FACES_SHA256."
+    import hashlib, pytest
+    with pytest.raises(ValueError, match='crvae data avatars --n 30000 --size 64 --seed 0'): comparison.training_faces(tmp_path)
+    f = tmp_path/'avatars'/'avatars-64px-n30000-seed0-abc'/'images.npy'; f.parent.mkdir(parents=True); f.write_bytes(b'not the faces')
+    with pytest.raises(ValueError, match="not the runs' eaba7ccd60c7.*rebuild it"): comparison.training_faces(tmp_path)
+    monkeypatch.setattr(comparison, 'FACES_SHA256', hashlib.sha256(b'not the faces').hexdigest())
+    assert comparison.training_faces(tmp_path) == f
+
+
+def test_faces_and_commit_verbs(tmp_path, monkeypatch):
+    "The restart script's two questions, answered from the command line: one line and exit code 2 when there is no answer."
+    import subprocess
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, 'tools/comparison.py', 'faces'], cwd=repo, capture_output=True, text=True,
+                       env=dict(__import__('os').environ, CRVAE_DATA=str(tmp_path)))
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and r.stderr.startswith('error: no 30k training faces under'), r.stderr
+    monkeypatch.setattr(comparison, 'RESULTS', tmp_path)
+    assert comparison.manifest_commit() == ''
+    comparison._write_manifest([dict(run=f'r{i}', role='r', seed=i, steps=1, steps_done=1, status='scored', code_commit=c)
+                                for i, c in enumerate(['abc', '', 'def', 'abc'])])
+    assert comparison.manifest_commit() == 'abc'
+    r = subprocess.run([sys.executable, 'tools/comparison.py', 'commit'], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == '8e8eddd', r.stdout + r.stderr   # the repository's manifest

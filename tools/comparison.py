@@ -6,6 +6,8 @@
     python tools/comparison.py ship --runs RUNS [--dry-run]              # seed 0 of every model as the shipped checkpoints
     python tools/comparison.py device-prep --runs RUNS --commit COMMIT   # a lent GPU machine: what its one call takes along
     python tools/comparison.py unpack --runs RUNS FILE                  # that call's results into the repository
+    python tools/comparison.py faces [--code CODE]                      # the runs' 30k training faces, checked (built with CODE)
+    python tools/comparison.py commit                                   # the code commit the manifest's runs train with
     bash tools/comparison_restart.sh DIR                                # all of it on a bare machine: code, faces, watcher
 
 RUNS is a folder outside the repository for the run folders; CODE is a frozen copy of the code the runs train with
@@ -25,6 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get('CRVAE_PROTOCOL_RESULTS') or REPO/'crvae'/'assets'/'protocol')   # tests: elsewhere
 FIELDS = ['run', 'role', 'seed', 'steps', 'steps_done', 'status', 'code_commit']
+FACES = 'avatars/avatars-64px-n30000-seed0-*/images.npy'   # the runs' training faces under the data cache
+FACES_SHA256 = 'eaba7ccd60c7f6df9f1d97408c6d070db93d02975bcc242a0a6e2a5129d4c6e3'   # ... and their sha256: every run trained on these
 
 
 def _plan(code:Path) -> list[dict]:
@@ -68,6 +72,33 @@ def _write_manifest(rows:list[dict]):
 def _read_manifest() -> dict:
     f = RESULTS/'manifest.csv'
     return {r['run']: r for r in csv.DictReader(f.open())} if f.exists() else {}
+
+
+def _fail(msg:str): raise ValueError(msg)
+
+
+def manifest_commit() -> str:
+    "The code commit the manifest's runs train with (the commonest one; '' before any run)."
+    from collections import Counter
+    c = Counter(r['code_commit'] for r in _read_manifest().values() if r['code_commit'])
+    return c.most_common(1)[0][0] if c else ''
+
+
+def training_faces(data:Path, code:Path|None=None, workers:int=1) -> Path:
+    """The runs' 30k training faces under the data cache DATA, checked against FACES_SHA256. Missing ones are built with the
+    frozen code CODE (`crvae data avatars --n 30000 --size 64 --seed 0`) where it is given; ValueError says the fix otherwise."""
+    found = sorted(data.glob(FACES))
+    if not found and code is not None:
+        print(f'building the 30k training faces under {data} with {code} (about a minute on 2 cores)', file=sys.stderr)
+        subprocess.run([sys.executable, '-m', 'crvae', 'data', 'avatars', '--n', '30000', '--size', '64', '--seed', '0',
+                        '--workers', str(workers)], env=dict(_env(code), CRVAE_DATA=str(data)), cwd=code, check=True,
+                       stdout=subprocess.DEVNULL)
+        found = sorted(data.glob(FACES))
+    if not found: raise ValueError(f"no 30k training faces under {data}: crvae data avatars --n 30000 --size 64 --seed 0")
+    from crvae.runs import sha256_file
+    got = sha256_file(found[0])
+    if got != FACES_SHA256: raise ValueError(f"{found[0]} has sha256 {got[:12]}…, not the runs' {FACES_SHA256[:12]}…: rebuild it")
+    return found[0]
 
 
 def state(runs:Path, plan:list[dict], commit:str) -> list[dict]:
@@ -260,12 +291,10 @@ def _travel_bytes() -> int:
 
 def device_prep(runs:Path, commit:str, n:int, data:Path):
     """Write .device/ for one call of the `device` tool: the frozen code (`git archive COMMIT`, without the shipped checkpoints),
-    wheels of WHEELS for the machine's Python 3.12, the runs it takes (`device_pick`) and the sha256 of the training faces
-    (the machine builds the 30k cache itself and stops if its faces differ). Prints the call."""
+    wheels of WHEELS for the machine's Python 3.12 and the runs it takes (`device_pick`); the faces here must be the runs'
+    (the machine builds the 30k cache itself with `faces` and stops if its faces differ). Prints the call."""
     import shutil
-    from crvae.runs import sha256_file
-    found = sorted((data/'avatars').glob('avatars-64px-n30000-seed0-*/images.npy'))
-    if not found: sys.exit(f"error: no 30k training faces under {data}: crvae data avatars --n 30000 --size 64 --seed 0")
+    training_faces(data)   # ValueError names the fix
     pick = device_pick(state(runs, _plan(REPO), commit), n)
     if not pick: print('no pending run is left for a lent machine'); return
     shutil.rmtree(DEVICE, ignore_errors=True); (DEVICE/'code').mkdir(parents=True)
@@ -280,7 +309,6 @@ def device_prep(runs:Path, commit:str, n:int, data:Path):
                     '--implementation', 'cp', *[a for t in ('manylinux_2_28_x86_64', 'manylinux_2_17_x86_64', 'manylinux2014_x86_64')
                                                  for a in ('--platform', t)], '-d', str(DEVICE/'whl'),
                     *[f'{w}=={version(w)}' for w in WHEELS]], check=True)
-    (DEVICE/'data.sha256').write_text(sha256_file(found[0]) + '\n')
     (DEVICE/'runs.txt').write_text(','.join(pick) + '\n')
     (DEVICE/'commit.txt').write_text(commit + '\n')
     mib = _travel_bytes() / 2**20
@@ -397,9 +425,9 @@ def unpack(runs:Path, archive:Path) -> list[str]:
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('what', choices=('status', 'watch', 'check', 'ship', 'device-prep', 'device', 'unpack'))
+    ap.add_argument('what', choices=('status', 'watch', 'check', 'ship', 'device-prep', 'device', 'unpack', 'faces', 'commit'))
     ap.add_argument('archive', nargs='?', help="unpack: the lent machine's protocol.tar.gz")
-    ap.add_argument('--runs', required=True, help='folder of the run folders (outside the repository)')
+    ap.add_argument('--runs', help='folder of the run folders (outside the repository); every verb but faces and commit')
     ap.add_argument('--code', help='frozen copy of the code the runs train with (default: this checkout)')
     ap.add_argument('--commit', default='', help='the commit CODE was archived from (recorded in the manifest)')
     ap.add_argument('--jobs', type=int, default=2)
@@ -411,11 +439,20 @@ if __name__ == '__main__':
     ap.add_argument('--device', default='cuda', help='device: where the trainings run')
     ap.add_argument('--steps', type=int, help='device: fewer steps than the plan, for a trial of this path only')
     ap.add_argument('--reserve', type=float, default=240, help='device: seconds kept for scoring at the end')
+    ap.add_argument('--workers', type=int, default=1, help='faces: processes that build missing faces')
     ap.add_argument('--n', type=int, default=12, help='device-prep: how many pending runs the lent machine takes')
     ap.add_argument('--every', type=float, default=60, help='seconds between checks')
     ap.add_argument('--note', default='trained at 1 thread beside another training on 2 cores',
                     help="the load the runs train under (recorded in each run's summary)")
     a = ap.parse_args()
+    if a.what in ('faces', 'commit'):
+        from crvae.core import data_home
+        try:
+            if a.what == 'commit': print(manifest_commit() or _fail('the manifest names no code commit yet'))
+            else: print(training_faces(data_home(), Path(a.code).resolve() if a.code else None, a.workers))
+        except ValueError as e: print(f'error: {e}', file=sys.stderr); sys.exit(2)
+        sys.exit()
+    if not a.runs: ap.error(f'{a.what} needs --runs')
     runs, code = Path(a.runs).resolve(), Path(a.code or REPO).resolve()
     runs.mkdir(parents=True, exist_ok=True)
     if a.what == 'status':
@@ -427,7 +464,8 @@ if __name__ == '__main__':
         except ValueError as e: print(f'error: {e}', file=sys.stderr); sys.exit(2)
     elif a.what == 'device-prep':
         from crvae.core import data_home
-        device_prep(runs, a.commit, a.n, data_home())
+        try: device_prep(runs, a.commit, a.n, data_home())
+        except ValueError as e: print(f'error: {e}', file=sys.stderr); sys.exit(2)
     elif a.what == 'device': device(runs, code, [x for x in a.only.split(',') if x], a.until, a.note, a.commit, a.device, a.steps,
                                      a.reserve)
     elif a.what == 'unpack': unpack(runs, Path(a.archive))
