@@ -74,9 +74,6 @@ def _read_manifest() -> dict:
     return {r['run']: r for r in csv.DictReader(f.open())} if f.exists() else {}
 
 
-def _fail(msg:str): raise ValueError(msg)
-
-
 def manifest_commit() -> str:
     "The code commit the manifest's runs train with (the commonest one; '' before any run)."
     from collections import Counter
@@ -448,7 +445,9 @@ if __name__ == '__main__':
     if a.what in ('faces', 'commit'):
         from crvae.core import data_home
         try:
-            if a.what == 'commit': print(manifest_commit() or _fail('the manifest names no code commit yet'))
+            if a.what == 'commit':
+                if not (c := manifest_commit()): raise ValueError('the manifest names no code commit yet')
+                print(c)
             else: print(training_faces(data_home(), Path(a.code).resolve() if a.code else None, a.workers))
         except ValueError as e: print(f'error: {e}', file=sys.stderr); sys.exit(2)
         sys.exit()
