@@ -25,7 +25,7 @@ from .protocol import protocol_markdown, read_protocol, protocol_home
 from .report import summary_rows, report_markdown, md_to_html
 
 # %% auto #0
-__all__ = ['Progress', 'results_home', 'ship_results', 'shipped_results', 'reproduce']
+__all__ = ['FIGURE_ONLY', 'Progress', 'results_home', 'ship_results', 'shipped_results', 'reproduce']
 
 # %% ../nbs/90_reproduce.ipynb #7c3efc33
 def _clock(s:float) -> str:
@@ -181,6 +181,13 @@ def _sources(roles:list, train:bool, seeds:int, steps_per_model:int, out:Path, a
                        "or train the comparison here with `crvae reproduce --train --steps-per-model N --out DIR`")
     return {r: [home/nm] for r, nm in names.items()}
 
+FIGURE_ONLY = {'vae-gan-mi': 'crVAE Fig. 5'}     # shipped for one figure: drawn when shipped, never scored, trained or judged here
+
+def _figure_extras(train:bool, assets, data:str, size:int) -> dict:
+    "{role: shipped checkpoint folder} of the figure-only models that are shipped in `assets` (none with `train`)."
+    home = checkpoints_home(assets)
+    return {} if train else {r: home/f'{r}-{data}{size}' for r in FIGURE_ONLY if (home/f'{r}-{data}{size}'/'run.json').exists()}
+
 def _stages(roles:list, sources:dict, train:bool, seeds:int, steps_per_model:int) -> list[tuple[str, str]]:
     "(what, kind) of each stage of a `reproduce`, in order: the trainings (with `train`), the scorings, the figures."
     return ([(f'train {r} seed {s} ({steps_per_model} steps)', 'train') for s in range(seeds) for r in roles] if train else []) + \
@@ -205,11 +212,12 @@ def _score_all(roles:list, sources:dict, faces, clf, cfg:EvalConfig, out:Path, d
     return by_role, shipped_notes
 
 # %% ../nbs/90_reproduce.ipynb #fc38dab8
-def _draw_figures(roles:list, sources:dict, cfg:EvalConfig, clf, faces, out:Path, dev) -> dict:
-    "The report's figures in out/figures: drawn, or reused when their key and files are as they were written."
+def _draw_figures(roles:list, sources:dict, cfg:EvalConfig, clf, faces, out:Path, dev, extras:dict|None=None) -> dict:
+    "The report's figures in out/figures (with the figure-only checkpoints `extras`): drawn, or reused when their key and files are as they were written."
     from crvae.runs import load
     from crvae.figures import RunSet, make_figures, figure_config
-    fig_key = dict(runs=[_results_key(Path(sources[r][0]), cfg, clf)['weights_sha256'] for r in roles], eval=dataclasses.asdict(cfg))
+    paths = [Path(sources[r][0]) for r in roles] + [Path(e) for e in (extras or {}).values()]
+    fig_key = dict(runs=[sha256_file(p/'model.safetensors') for p in paths], eval=dataclasses.asdict(cfg))
     fk, fdir = out/'figures'/'key.json', out/'figures'
     old = load_json(fk) if fk.is_file() else {}
     intact = isinstance(old, dict) and isinstance(old.get('files'), dict) and all(         # every file as it was written
@@ -217,7 +225,7 @@ def _draw_figures(roles:list, sources:dict, cfg:EvalConfig, clf, faces, out:Path
     if intact and old.get('key') == fig_key and (fdir/'figures.json').is_file():
         rec = load_json(fdir/'figures.json'); return dict(written=rec['figures'], skipped=rec['skipped'])
     # new weights or settings, or a figure deleted or changed since: draw them all again
-    runs = RunSet([load(sources[r][0], device=dev) for r in roles], faces=faces)
+    runs = RunSet([load(p, device=dev) for p in paths], faces=faces)
     fcfg = figure_config(cfg.figures, [f'completion_steps={cfg.completion_steps}'])
     figures = make_figures(runs, fdir, seed=cfg.seed, cfg=fcfg, verbose=False)
     save_json(fk, dict(key=fig_key, files={f: sha256_file(fdir/f) for fs in figures['written'].values() for f in fs}))
@@ -236,7 +244,7 @@ def _add_completion(figures:dict, out:Path, roles:list, sources:dict, train:bool
 
 # %% ../nbs/90_reproduce.ipynb #26553e1b
 def _report_meta(roles:list, sources:dict, out:Path, train:bool, steps_per_model:int, seeds:int, preset:str, wall:float, faces,
-                 cfg:EvalConfig, clf, shipped_notes:list, assets, command_line:str|None) -> dict:
+                 cfg:EvalConfig, clf, shipped_notes:list, assets, command_line:str|None, extras:dict|None=None) -> dict:
     "The report's header, checkpoints table and commands (`meta` of `report_markdown`)."
     mode = (f"retrained from scratch, {steps_per_model} steps per model and seed, {seeds} seed(s), {preset} config" if train
             else 'the shipped checkpoints')
@@ -244,6 +252,8 @@ def _report_meta(roles:list, sources:dict, out:Path, train:bool, steps_per_model
     cmd = command_line or ('crvae reproduce' + how +
                            f' --out {out}')
     runs = {(r, p): (_result_row if Path(p).suffix == '.json' else _run_row)(r, Path(p)) for r in roles for p in sources[r]}
+    more = {r: _run_row(r, Path(p)) for r, p in (extras or {}).items()}            # figure-only checkpoints: a row, never scored
+    for r, (row, _) in more.items(): row['model'] = f'{r} ({FIGURE_ONLY[r]} only, not scored here)'
     return dict(title=mode, out=out, wall_time=f'{_clock(wall)} ({wall:.0f} s)', date=time.strftime('%Y-%m-%d %H:%M'),
                 machine=machine_info(),
                 what=f"The comparison of the crVAE-GAN and acVAE-GAN papers on {faces.name} ({len(faces)} faces, {faces.size} px), {mode}."
@@ -252,10 +262,11 @@ def _report_meta(roles:list, sources:dict, out:Path, train:bool, steps_per_model
                 eval=dataclasses.asdict(cfg), data=f"{faces.name} ({Path(faces.manifest.get('path', '')).name or len(faces)})",
                 classifiers=', '.join(clf.versions.values()) + f' ({clf.folder})',
                 sources={r: [str(p) for p in ps] for r, ps in sources.items()},
-                runs=[row for row, _ in runs.values()],
+                runs=[row for row, _ in runs.values()] + [row for row, _ in more.values()],
                 protocol=protocol_markdown(read_protocol(protocol_home(assets)), out/'figures') if not train else None,
                 commands=[cmd, '', '# how each checkpoint was made' + ('' if train else ' (then: crvae ship RUN_DIR --name NAME)')] +
-                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]])    # each stage of a fine-tuned run: a line
+                         [f"# {r}: {c}" for r in roles for c in runs[r, sources[r][0]][1]] +
+                         [f"# {r} ({FIGURE_ONLY[r]} only): {c}" for r, (_, cs) in more.items() for c in cs])    # each stage of a fine-tuned run: a line
 
 # %% ../nbs/90_reproduce.ipynb #5ac58278
 def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, preset:str='tiny', data:str='avatars', root=None,
@@ -287,13 +298,14 @@ def reproduce(out, train:bool=False, steps_per_model:int=2500, seeds:int=1, pres
                 prog.finish('train')
     by_role, shipped_notes = _score_all(roles, sources, faces, clf, cfg, out, dev, prog, it, train, assets)
     prog.start(next(it)[0])
-    figures = _draw_figures(roles, sources, cfg, clf, faces, out, dev)
+    extras = _figure_extras(train, assets, data, size)
+    figures = _draw_figures(roles, sources, cfg, clf, faces, out, dev, extras)
     prog.finish('figures')
     _add_completion(figures, out, roles, sources, train, assets)
     claims = judge_claims(by_role, figures=figures)
     wall = time.time() - t0
     meta = _report_meta(roles, sources, out, train, steps_per_model, seeds, preset, wall, faces, cfg, clf, shipped_notes, assets,
-                        command_line)
+                        command_line, extras)
     md = report_markdown(by_role, claims, figures, meta)
     atomic_write_text(out/'report.md', md)
     atomic_write_text(out/'report.html', md_to_html(md, f"crvae reproduce: {meta['title']}"))
