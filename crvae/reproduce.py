@@ -17,7 +17,7 @@ from .core import (UserError, check, did_you_mean, atomic_write_text, save_json,
 from .data import FaceData, load_faces
 from .classifiers import eval_classifiers
 from .runs import sha256_file
-from .shipping import (COMPARISON, EvalConfig, eval_config, evaluate_checkpoint, shipped_name,
+from .shipping import (COMPARISON, FIGURE_ONLY, EvalConfig, eval_config, evaluate_checkpoint, shipped_name,
                             train_command, recipe, _steps_total, _seconds_total, cast_weights,
                             _EVAL_ARG, _EVAL_SETS_ARG, _EVAL_CLASSIFIERS_ARG)
 from .claims import judge_claims
@@ -25,7 +25,7 @@ from .protocol import protocol_markdown, read_protocol, protocol_home
 from .report import summary_rows, report_markdown, md_to_html
 
 # %% auto #0
-__all__ = ['FIGURE_ONLY', 'Progress', 'results_home', 'ship_results', 'shipped_results', 'reproduce']
+__all__ = ['Progress', 'results_home', 'ship_results', 'shipped_results', 'reproduce']
 
 # %% ../nbs/90_reproduce.ipynb #7c3efc33
 def _clock(s:float) -> str:
@@ -181,12 +181,11 @@ def _sources(roles:list, train:bool, seeds:int, steps_per_model:int, out:Path, a
                        "or train the comparison here with `crvae reproduce --train --steps-per-model N --out DIR`")
     return {r: [home/nm] for r, nm in names.items()}
 
-FIGURE_ONLY = {'vae-gan-mi': 'crVAE Fig. 5'}     # shipped for one figure: drawn when shipped, never scored, trained or judged here
-
 def _figure_extras(train:bool, assets, data:str, size:int) -> dict:
     "{role: shipped checkpoint folder} of the figure-only models that are shipped in `assets` (none with `train`)."
     home = checkpoints_home(assets)
-    return {} if train else {r: home/f'{r}-{data}{size}' for r in FIGURE_ONLY if (home/f'{r}-{data}{size}'/'run.json').exists()}
+    paths = {r: home/shipped_name(r, data, size) for r in FIGURE_ONLY}
+    return {} if train else {r: p for r, p in paths.items() if (p/'run.json').exists()}
 
 def _stages(roles:list, sources:dict, train:bool, seeds:int, steps_per_model:int) -> list[tuple[str, str]]:
     "(what, kind) of each stage of a `reproduce`, in order: the trainings (with `train`), the scorings, the figures."

@@ -23,11 +23,11 @@ from .runs import sha256_file
 from .prior_hole import fit_code_density, save_code_density, sampler_scores, pairwise_diversity, DENSITY_FILE
 
 # %% auto #0
-__all__ = ['COMPARISON', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'SAMPLERS_FILE', 'shipped_name',
-           'portable_command', 'train_command', 'data_manifest', 'cast_weights', 'EvalConfig', 'eval_config',
-           'eval_subset', 'attention_summary', 'evaluate_checkpoint', 'recipe', 'model_card', 'card_markdown', 'ship',
-           'samplers_path', 'entry_hashes', 'update_samplers', 'sampler_file_rows', 'stale_samplers',
-           'ship_classifiers']
+__all__ = ['COMPARISON', 'FIGURE_ONLY', 'DTYPES', 'EVAL_PRESETS', 'INTENDED_USE', 'LIMITS', 'CHECK_CONFIG', 'SAMPLERS_FILE',
+           'shipped_name', 'portable_command', 'train_command', 'data_manifest', 'cast_weights', 'EvalConfig',
+           'eval_config', 'eval_subset', 'attention_summary', 'evaluate_checkpoint', 'recipe', 'model_card',
+           'card_markdown', 'ship', 'samplers_path', 'entry_hashes', 'update_samplers', 'sampler_file_rows',
+           'stale_samplers', 'ship_classifiers']
 
 # %% ../nbs/88_shipping.ipynb #3d17a0fa
 COMPARISON = {  # role -> model, --set items, the paper's label
@@ -41,10 +41,12 @@ COMPARISON = {  # role -> model, --set items, the paper's label
     'conv-vae':       dict(model='conv-vae', sets=[], label='convolutional VAE', paper='crVAE Fig. 3'),
     'crvae':          dict(model='crvae', sets=[], label='crVAE', paper='crVAE Fig. 3'),
 }
+FIGURE_ONLY = {'vae-gan-mi': 'crVAE Fig. 5'}     # shipped for one figure: drawn when shipped, never scored, trained or judged
 
 def shipped_name(role:str, data:str='avatars', size:int=64) -> str:
-    "The name of the shipped checkpoint of `role`, e.g. 'acvae-gan-avatars64'."
-    check(role in COMPARISON, f"unknown role {role!r}{did_you_mean(role, COMPARISON)}; roles: {', '.join(COMPARISON)}")
+    "The name of the shipped checkpoint of `role` (a comparison or figure-only role), e.g. 'acvae-gan-avatars64'."
+    known = [*COMPARISON, *FIGURE_ONLY]
+    check(role in known, f"unknown role {role!r}{did_you_mean(role, known)}; roles: {', '.join(known)}")
     return f'{role}-{data}{size}'
 
 # %% ../nbs/88_shipping.ipynb #bcc424de
